@@ -1,0 +1,71 @@
+"""Exceptions and warning categories of mmtiffsink.
+
+Every error raised on purpose by mmtiffsink derives from :class:`MMTiffSinkError`, so
+``except MMTiffSinkError`` catches all of them. Errors about the caller's input also derive
+from :class:`ValueError` (or :class:`TypeError`) so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CalibrationWarning",
+    "ConfigError",
+    "CoordinateError",
+    "DatasetError",
+    "FileExistsError_",
+    "FrameError",
+    "MMTiffSinkError",
+    "MMTiffSinkWarning",
+    "MissingFramesWarning",
+    "ProfileError",
+    "WriterClosedError",
+    "WriterError",
+]
+
+
+class MMTiffSinkError(Exception):
+    """Base class of every error raised by mmtiffsink."""
+
+
+class FrameError(MMTiffSinkError, ValueError):
+    """A frame cannot be stored: wrong dimensionality, shape, dtype or a lossy cast."""
+
+
+class CoordinateError(MMTiffSinkError, ValueError):
+    """A (c, z, t) coordinate is negative, outside the declared shape, or saved twice."""
+
+
+class ProfileError(MMTiffSinkError, ValueError):
+    """An option or a size is not allowed by the chosen file profile (e.g. ImageJ's 4 GiB)."""
+
+
+class WriterError(MMTiffSinkError):
+    """Writing failed (I/O error, full disk, failure in a worker); the cause is chained."""
+
+
+class WriterClosedError(MMTiffSinkError):
+    """The writer was used after it was closed."""
+
+
+class FileExistsError_(MMTiffSinkError, FileExistsError):  # noqa: N801
+    """An output file exists and overwriting was not allowed."""
+
+
+class ConfigError(MMTiffSinkError, ValueError):
+    """A run configuration file is invalid."""
+
+
+class DatasetError(MMTiffSinkError):
+    """An input dataset (e.g. NDTiff) is missing, unreadable or corrupted."""
+
+
+class MMTiffSinkWarning(UserWarning):
+    """Base class of every warning issued by mmtiffsink."""
+
+
+class MissingFramesWarning(MMTiffSinkWarning):
+    """Planes of the hyperstack were never saved and were filled with a blank frame."""
+
+
+class CalibrationWarning(MMTiffSinkWarning):
+    """Calibration metadata were missing, inconsistent or absurd and were left out."""

@@ -1,0 +1,1 @@
+"""Reader oracles (Bio-Formats, ImageJ 1.x) as pytest fixtures."""
