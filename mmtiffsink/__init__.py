@@ -1,0 +1,36 @@
+"""mmtiffsink: Micro-Manager / pycro-manager frames to Fiji-ready hyperstack TIFFs.
+
+Frames arrive one at a time, tagged with (c, z, t); mmtiffsink compresses them in parallel
+and writes BigTIFF (or classic ImageJ) hyperstacks that Fiji, ImageJ and tifffile open with
+the right dimensions and calibration. The file on disk stays valid while it is written.
+"""
+
+from ._version import __version__
+from .errors import (
+    CoordinateError,
+    FrameError,
+    MissingFramesWarning,
+    MMTiffSinkError,
+    MMTiffSinkWarning,
+    ProfileError,
+    WriterClosedError,
+    WriterError,
+)
+from .tiff import IJTiffFile, RepairReport, Tag, repair, tiffwrite
+
+__all__ = [
+    "CoordinateError",
+    "FrameError",
+    "IJTiffFile",
+    "MMTiffSinkError",
+    "MMTiffSinkWarning",
+    "MissingFramesWarning",
+    "ProfileError",
+    "RepairReport",
+    "Tag",
+    "WriterClosedError",
+    "WriterError",
+    "__version__",
+    "repair",
+    "tiffwrite",
+]

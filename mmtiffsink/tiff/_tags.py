@@ -1,0 +1,411 @@
+"""TIFF tags: typed values, encoding into IFD entries, and the IFD byte layout.
+
+Everything here is little-endian. An IFD is position independent except for its next-IFD
+pointer: out-of-line values live at absolute offsets elsewhere in the file. The writer relies
+on that to copy IFDs into a new chain at close.
+"""
+
+from __future__ import annotations
+
+import builtins
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, final
+
+import numpy as np
+import tifffile
+
+__all__ = ["Layout", "Tag", "TagsLike", "normalize_tags"]
+
+# TIFF field types: code -> (numpy dtype, bytes per value)
+_TYPES: dict[int, str] = {
+    1: "u1",  # BYTE
+    2: "u1",  # ASCII
+    3: "<u2",  # SHORT
+    4: "<u4",  # LONG
+    5: "<u4",  # RATIONAL (2 x LONG)
+    6: "i1",  # SBYTE
+    7: "u1",  # UNDEFINED
+    8: "<i2",  # SSHORT
+    9: "<i4",  # SLONG
+    10: "<i4",  # SRATIONAL (2 x SLONG)
+    11: "<f4",  # FLOAT
+    12: "<f8",  # DOUBLE
+    13: "<u4",  # IFD
+    16: "<u8",  # LONG8
+    17: "<i8",  # SLONG8
+    18: "<u8",  # IFD8
+}
+_BIGTIFF_ONLY = {16, 17, 18}
+
+# Tags the writer owns; user tags may not replace them.
+RESERVED_TAGS = frozenset(
+    {
+        254,
+        256,
+        257,
+        258,
+        259,
+        262,
+        270,
+        273,
+        277,
+        278,
+        279,
+        282,
+        283,
+        284,
+        296,
+        305,
+        317,
+        320,
+        322,
+        323,
+        324,
+        325,
+        338,
+        339,
+        50838,
+        50839,
+        51123,
+        65421,
+        65422,
+        65423,
+    }
+)
+PLANE_TAG = 65421
+"""Private tag holding a frame's (c, z, t) as three LONGs, so a crashed file can be repaired."""
+SETTINGS_TAG = 65422
+"""Private tag holding the writer's hyperstack settings as JSON (stored once, shared)."""
+METADATA_TAG = 51123
+"""Micro-Manager's per-image metadata JSON tag (tifffile: ``MicroManagerMetadata``)."""
+FIRST_METADATA_TAG = 65423
+"""Where the first IFD keeps its frame's metadata JSON: tifffile takes a file whose first page
+has tag 51123 for a Micro-Manager MMStack file and logs errors reading its missing header."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """A TIFF tag value: code, field type and the little-endian value bytes.
+
+    Build tags with the constructors named after TIFF field types, as in tiffwrite::
+
+        Tag.ascii(315, "Jane Doe"), Tag.short(33000, [1, 2]), Tag.double(33001, [0.5])
+
+    or pass ``{name_or_code: value}`` to ``extratags`` and let the type be inferred.
+    """
+
+    code: int
+    dtype: int
+    count: int
+    value: bytes
+
+    def __post_init__(self) -> None:
+        if not 0 < self.code < 65536:
+            msg = f"TIFF tag code must be in 1..65535, got {self.code}"
+            raise ValueError(msg)
+        if self.dtype not in _TYPES:
+            msg = f"unknown TIFF field type {self.dtype}"
+            raise ValueError(msg)
+
+    @classmethod
+    def _numeric(cls, code: int, dtype: int, values: Any) -> Tag:
+        arr = np.atleast_1d(np.asarray(values))
+        if arr.ndim != 1:
+            msg = f"tag {code}: values must be a scalar or a 1-D sequence"
+            raise ValueError(msg)
+        np_dtype = np.dtype(_TYPES[dtype])
+        if np_dtype.kind in "iu" and arr.size:
+            if not np.issubdtype(arr.dtype, np.integer) and not np.all(arr == np.round(arr)):
+                msg = f"tag {code}: integer field type {dtype} needs whole numbers"
+                raise ValueError(msg)
+            info = np.iinfo(np_dtype)
+            if arr.min() < info.min or arr.max() > info.max:
+                msg = f"tag {code}: value out of range for field type {dtype}"
+                raise ValueError(msg)
+        data = arr.astype(np_dtype).tobytes()
+        return cls(code, dtype, int(arr.size), data)
+
+    @classmethod
+    def _rational(cls, code: int, dtype: int, values: Any) -> Tag:
+        out: list[int] = []
+        limit = 2**31 - 1 if dtype == 10 else 2**32 - 1
+        for v in np.atleast_1d(np.asarray(values, dtype=float)):
+            f = Fraction(float(v)).limit_denominator(limit)
+            while abs(f.numerator) > limit:
+                f = Fraction(round(f.numerator / 2), max(1, f.denominator // 2))
+            out += [f.numerator, f.denominator]
+        arr = np.asarray(out, dtype=_TYPES[dtype])
+        return cls(code, dtype, len(out) // 2, arr.tobytes())
+
+    @classmethod
+    def byte(cls, code: int, byte: Sequence[int]) -> Tag:
+        """BYTE (uint8) values."""
+        return cls._numeric(code, 1, byte)
+
+    @classmethod
+    def ascii(cls, code: int, ascii: str) -> Tag:
+        """An ASCII string (UTF-8 encoded, NUL terminated)."""
+        data = str(ascii).encode("utf-8") + b"\0"
+        return cls(code, 2, len(data), data)
+
+    unicode = ascii
+
+    @classmethod
+    def short(cls, code: int, short: Sequence[int]) -> Tag:
+        """SHORT (uint16) values."""
+        return cls._numeric(code, 3, short)
+
+    @classmethod
+    def long(cls, code: int, long: Sequence[int]) -> Tag:
+        """LONG (uint32) values."""
+        return cls._numeric(code, 4, long)
+
+    @classmethod
+    def rational(cls, code: int, rational: Sequence[float]) -> Tag:
+        """RATIONAL values, given as floats."""
+        return cls._rational(code, 5, rational)
+
+    @classmethod
+    def sbyte(cls, code: int, sbyte: Sequence[int]) -> Tag:
+        """SBYTE (int8) values."""
+        return cls._numeric(code, 6, sbyte)
+
+    @classmethod
+    def undefined(cls, code: int, data: bytes) -> Tag:
+        """Opaque bytes (UNDEFINED)."""
+        return cls(code, 7, len(data), bytes(data))
+
+    @classmethod
+    def sshort(cls, code: int, sshort: Sequence[int]) -> Tag:
+        """SSHORT (int16) values."""
+        return cls._numeric(code, 8, sshort)
+
+    @classmethod
+    def slong(cls, code: int, slong: Sequence[int]) -> Tag:
+        """SLONG (int32) values."""
+        return cls._numeric(code, 9, slong)
+
+    @classmethod
+    def srational(cls, code: int, srational: Sequence[float]) -> Tag:
+        """SRATIONAL values, given as floats."""
+        return cls._rational(code, 10, srational)
+
+    @classmethod
+    def float(cls, code: int, float: Sequence[builtins.float]) -> Tag:
+        """FLOAT (float32) values."""
+        return cls._numeric(code, 11, float)
+
+    @classmethod
+    def double(cls, code: int, double: Sequence[builtins.float]) -> Tag:
+        """DOUBLE (float64) values."""
+        return cls._numeric(code, 12, double)
+
+    @classmethod
+    def ifd(cls, code: int, ifd: Sequence[int]) -> Tag:
+        """IFD offsets (uint32)."""
+        return cls._numeric(code, 13, ifd)
+
+    @classmethod
+    def long8(cls, code: int, long8: Sequence[int]) -> Tag:
+        """LONG8 (uint64) values; BigTIFF only."""
+        return cls._numeric(code, 16, long8)
+
+    @classmethod
+    def slong8(cls, code: int, slong8: Sequence[int]) -> Tag:
+        """SLONG8 (int64) values; BigTIFF only."""
+        return cls._numeric(code, 17, slong8)
+
+    @classmethod
+    def ifd8(cls, code: int, ifd8: Sequence[int]) -> Tag:
+        """IFD8 offsets (uint64); BigTIFF only."""
+        return cls._numeric(code, 18, ifd8)
+
+    @classmethod
+    def infer(cls, code: int | str, value: Any) -> Tag:
+        """Build a tag from a name or code and a Python value, inferring the field type.
+
+        ``str`` becomes ASCII, ``bytes`` UNDEFINED, whole numbers SHORT/LONG/LONG8 (or the
+        signed types when negative), other numbers DOUBLE.
+        """
+        if isinstance(value, Tag):
+            return value
+        num = tag_code(code)
+        if isinstance(value, str):
+            return cls.ascii(num, value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return cls.undefined(num, bytes(value))
+        arr = np.atleast_1d(np.asarray(value))
+        if arr.dtype.kind == "b":
+            arr = arr.astype(np.uint8)
+        if arr.dtype.kind in "iu":
+            lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+            if lo >= 0:
+                return cls._numeric(num, 3 if hi < 2**16 else 4 if hi < 2**32 else 16, arr)
+            return cls._numeric(
+                num,
+                8 if lo >= -(2**15) and hi < 2**15 else 9 if lo >= -(2**31) and hi < 2**31 else 17,
+                arr,
+            )
+        if arr.dtype.kind == "f":
+            return cls._numeric(num, 12, arr)
+        msg = f"cannot infer a TIFF field type for tag {code!r} from {type(value).__name__}"
+        raise TypeError(msg)
+
+
+def tag_code(code: int | str) -> int:
+    """Return the numeric code of a tag given by code or tifffile name (e.g. ``"Artist"``)."""
+    if isinstance(code, (int, np.integer)) and not isinstance(code, bool):
+        return int(code)
+    if isinstance(code, str):
+        if code.isdigit():
+            return int(code)
+        try:
+            return int(tifffile.TIFF.TAGS[code])
+        except KeyError:
+            msg = f"unknown TIFF tag name {code!r}; give its numeric code instead"
+            raise ValueError(msg) from None
+    msg = f"a tag is given by its code or name, not {type(code).__name__}"
+    raise TypeError(msg)
+
+
+TagsLike = Mapping[int | str, Any] | Iterable[Tag] | None
+
+
+def normalize_tags(tags: TagsLike, *, bigtiff: bool) -> tuple[Tag, ...]:
+    """Turn user-given extra tags into a tuple of :class:`Tag`, rejecting writer-owned codes."""
+    if tags is None:
+        return ()
+    if isinstance(tags, Tag):
+        tags = [tags]
+    items = (
+        [Tag.infer(k, v) for k, v in tags.items()]
+        if isinstance(tags, Mapping)
+        else [Tag.infer(t.code, t) if isinstance(t, Tag) else _bad_tag(t) for t in tags]
+    )
+    seen: set[int] = set()
+    for tag in items:
+        if tag.code in RESERVED_TAGS:
+            msg = (
+                f"tag {tag.code} is written by mmtiffsink itself and cannot be given as an extra "
+                "tag (use comment=, metadata=, pxsize= ... instead)"
+            )
+            raise ValueError(msg)
+        if tag.dtype in _BIGTIFF_ONLY and not bigtiff:
+            msg = f"tag {tag.code}: 64-bit field types need the 'bigtiff' profile"
+            raise ValueError(msg)
+        if tag.code in seen:
+            msg = f"tag {tag.code} given twice"
+            raise ValueError(msg)
+        seen.add(tag.code)
+    return tuple(items)
+
+
+def _bad_tag(obj: object) -> Tag:
+    msg = f"extra tags are Tag objects or a {{name_or_code: value}} dict, not {obj!r}"
+    raise TypeError(msg)
+
+
+@final
+@dataclass(frozen=True)
+class Layout:
+    """Byte layout of classic TIFF or BigTIFF: header, IFD entries and offsets."""
+
+    bigtiff: bool
+
+    @property
+    def header_size(self) -> int:
+        """Size of the file header in bytes."""
+        return 16 if self.bigtiff else 8
+
+    @property
+    def first_ifd_pointer(self) -> int:
+        """File offset of the header's first-IFD pointer."""
+        return 8 if self.bigtiff else 4
+
+    @property
+    def inline_size(self) -> int:
+        """Bytes a value may have and still be stored inside its IFD entry."""
+        return 8 if self.bigtiff else 4
+
+    @property
+    def offset_size(self) -> int:
+        """Size of an offset (and of the next-IFD pointer)."""
+        return 8 if self.bigtiff else 4
+
+    @property
+    def max_offset(self) -> int:
+        """Largest file offset the container can address."""
+        return 2**64 - 1 if self.bigtiff else 2**32 - 1
+
+    def header(self, first_ifd: int = 0) -> bytes:
+        """Return the file header pointing at ``first_ifd``."""
+        if self.bigtiff:
+            return b"II" + struct.pack("<HHHQ", 43, 8, 0, first_ifd)
+        return b"II" + struct.pack("<HI", 42, first_ifd)
+
+    def pack_offset(self, offset: int) -> bytes:
+        """Pack an offset (or next-IFD pointer)."""
+        return struct.pack("<Q" if self.bigtiff else "<I", offset)
+
+    def offset_tag(self, code: int, values: Sequence[int]) -> Tag:
+        """A strip offsets/byte counts tag with the narrowest adequate type."""
+        if self.bigtiff and max(values, default=0) >= 2**32:
+            return Tag._numeric(code, 16, values)
+        return Tag._numeric(code, 4, values)
+
+    def ifd_size(self, ntags: int) -> int:
+        """Size in bytes of an IFD with ``ntags`` entries."""
+        return (8 + 20 * ntags + 8) if self.bigtiff else (2 + 12 * ntags + 4)
+
+    def encode_entry(self, tag: Tag, value_offset: int | None) -> bytes:
+        """Encode one IFD entry; ``value_offset`` is where an out-of-line value is stored."""
+        if self.bigtiff:
+            head = struct.pack("<HHQ", tag.code, tag.dtype, tag.count)
+        else:
+            head = struct.pack("<HHI", tag.code, tag.dtype, tag.count)
+        if value_offset is None:
+            return head + tag.value.ljust(self.inline_size, b"\0")
+        return head + self.pack_offset(value_offset)
+
+    def encode_ifd(self, entries: Sequence[bytes], next_ifd: int = 0) -> bytes:
+        """Join sorted, encoded entries into an IFD."""
+        count = struct.pack("<Q" if self.bigtiff else "<H", len(entries))
+        return count + b"".join(entries) + self.pack_offset(next_ifd)
+
+    def parse_ifd(self, buf: bytes) -> tuple[list[bytes], int]:
+        """Split an IFD into its raw entries and its next-IFD pointer."""
+        if self.bigtiff:
+            (n,) = struct.unpack_from("<Q", buf, 0)
+            entries = [buf[8 + 20 * i : 28 + 20 * i] for i in range(n)]
+            (nxt,) = struct.unpack_from("<Q", buf, 8 + 20 * n)
+        else:
+            (n,) = struct.unpack_from("<H", buf, 0)
+            entries = [buf[2 + 12 * i : 14 + 12 * i] for i in range(n)]
+            (nxt,) = struct.unpack_from("<I", buf, 2 + 12 * n)
+        return entries, nxt
+
+    def entry_code(self, entry: bytes) -> int:
+        """The tag code of a raw IFD entry."""
+        return int(struct.unpack_from("<H", entry, 0)[0])
+
+    def entry_value(self, entry: bytes, read: Any) -> tuple[int, bytes]:
+        """Return (field type, value bytes) of a raw entry; ``read(offset, n)`` reads the file."""
+        if self.bigtiff:
+            _, dtype, count = struct.unpack_from("<HHQ", entry, 0)
+        else:
+            _, dtype, count = struct.unpack_from("<HHI", entry, 0)
+        nbytes = count * np.dtype(_TYPES[dtype]).itemsize * (2 if dtype in (5, 10) else 1)
+        raw = entry[-self.inline_size :]
+        if nbytes <= self.inline_size:
+            return dtype, raw[:nbytes]
+        (offset,) = struct.unpack("<Q" if self.bigtiff else "<I", raw)
+        return dtype, read(offset, nbytes)
+
+
+def decode_values(dtype: int, value: bytes) -> np.ndarray:
+    """Decode value bytes of a field type into a numpy array."""
+    return np.frombuffer(value, dtype=_TYPES[dtype])
