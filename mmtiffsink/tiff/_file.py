@@ -311,6 +311,10 @@ class IJTiffFile:
         self._closing = False
         self._closed = False
         self._static: tuple[Tag, ...] | None = None
+        self._static_entries: list[tuple[int, bytes]] | None = None
+        self._ready: dict[int, tuple[Any, int]] = {}  # seq -> (encoded frame or error, bound)
+        self._next_seq = 0  # given to the next saved frame
+        self._write_seq = 0  # the next frame to append: frames reach the file in save order
         self._frames_stored = 0
         self._slots_at: int | None = None  # start of the per-plane data slots (in-place files)
         self._blank_planes = 0
@@ -381,7 +385,7 @@ class IJTiffFile:
             checked = _positive_or_none(name, value)
             with self._cond:
                 setattr(self, attr, checked)
-                self._static = None
+                self._static = self._static_entries = None
 
         return property(fget, fset, doc=doc)
 
@@ -399,7 +403,7 @@ class IJTiffFile:
     def channel_names(self, names: Sequence[str] | None) -> None:
         with self._cond:
             self._channel_names = None if names is None else [str(n) for n in names]
-            self._static = None
+            self._static = self._static_entries = None
 
     @property
     def comment(self) -> str | None:
@@ -410,7 +414,7 @@ class IJTiffFile:
     def comment(self, text: str | None) -> None:
         with self._cond:
             self._comment = None if text is None else str(text)
-            self._static = None
+            self._static = self._static_entries = None
 
     # ---------------------------------------------------------------- saving
     def save(
@@ -490,15 +494,15 @@ class IJTiffFile:
             self._max_seen = tuple(max(a, b) for a, b in zip(self._max_seen, coord, strict=True))  # type: ignore[assignment]
             self._pending += 1
             self._inflight_bytes += bound
+            seq = self._next_seq
+            self._next_seq += 1
         assert self._pool is not None
         try:
-            self._pool.submit(self._process, arr, coord, tuple(extra), bound)
-        except BaseException:
+            self._pool.submit(self._process, arr, seq, coord, tuple(extra), bound)
+        except BaseException as exc:  # pool gone (interpreter shutting down): keep order
             with self._cond:
-                self._pending -= 1
-                self._inflight_bytes -= bound
                 self._claimed.discard(coord)
-                self._cond.notify_all()
+                self._deposit(seq, exc, bound)
             raise
 
     def _prepare(self, frame: Any) -> np.ndarray:
@@ -572,24 +576,43 @@ class IJTiffFile:
             )
             raise ProfileError(msg)
 
-    def _process(self, arr: np.ndarray, coord: Coord, extra: tuple[Tag, ...], bound: int) -> None:
-        """Worker: compress, de-duplicate and append one frame (runs on the shared pool)."""
+    def _process(
+        self, arr: np.ndarray, seq: int, coord: Coord, extra: tuple[Tag, ...], bound: int
+    ) -> None:
+        """Worker: compress and hash one frame, then append every frame that is next in line."""
+        item: Any
         try:
             data = self._codec.encode(arr)
             del arr
-            digest = hashlib.blake2b(data, digest_size=16).digest()
-            with self._cond:
-                if self._error is None:
-                    self._append(coord, data, digest, extra)
+            item = (coord, data, hashlib.blake2b(data, digest_size=16).digest(), extra)
         except BaseException as exc:  # reported to the caller on save/flush/close
-            with self._cond:
+            item = exc
+        with self._cond:
+            self._deposit(seq, item, bound)
+
+    def _deposit(self, seq: int, item: Any, bound: int) -> None:
+        """Park a finished frame; append all frames now complete in save order. Lock held.
+
+        Frames reach the file in the order they were saved, so a file saved in plane order
+        needs no chain rewrite at close. Workers never wait for each other: whoever finishes
+        the frame next in line appends it and any parked successors.
+        """
+        self._ready[seq] = (item, bound)
+        while self._write_seq in self._ready:
+            item, bound = self._ready.pop(self._write_seq)
+            self._write_seq += 1
+            try:
+                if isinstance(item, BaseException):
+                    raise item
+                if self._error is None:
+                    self._append(*item)
+            except BaseException as exc:
                 if self._error is None:
                     self._error = exc
-        finally:
-            with self._cond:
+            finally:
                 self._pending -= 1
                 self._inflight_bytes -= bound
-                self._cond.notify_all()
+        self._cond.notify_all()
 
     def _raise_error(self) -> None:
         err = self._error
@@ -705,26 +728,32 @@ class IJTiffFile:
                 Tag(FIRST_METADATA_TAG, t.dtype, t.count, t.value) if t.code == METADATA_TAG else t
                 for t in extra
             ]
-        tags = [
-            *self._static_tags(),
-            lay.offset_tag(273, offsets),
-            lay.offset_tag(279, counts),
-            Tag.long(PLANE_TAG, list(coord)),
-            *extra,
-        ]
-        tags.sort(key=lambda tag: tag.code)
-        entries = []
-        for tag in tags:
+
+        def entry(tag: Tag, dedup: bool = True) -> tuple[int, bytes]:
             if len(tag.value) <= lay.inline_size:
-                entries.append(lay.encode_entry(tag, None))
-                continue
+                return tag.code, lay.encode_entry(tag, None)
+            if not dedup:
+                return tag.code, lay.encode_entry(tag, alloc(tag.value))
             key = (tag.dtype, len(tag.value), hashlib.blake2b(tag.value, digest_size=16).digest())
             offset = new_values.get(key)
             if offset is None:
                 offset = self._find_value(key, tag.value)
             if offset is None:
                 offset = new_values[key] = alloc(tag.value)
-            entries.append(lay.encode_entry(tag, offset))
+            return tag.code, lay.encode_entry(tag, offset)
+
+        static = self._static_entries
+        if static is None:  # first frame, or a setting changed: encode (and store) once
+            static = [entry(tag) for tag in self._static_tags()]
+        items = [
+            *static,
+            entry(lay.offset_tag(273, offsets)),
+            entry(lay.offset_tag(279, counts)),
+            entry(Tag.long(PLANE_TAG, list(coord)), dedup=False),
+            *(entry(tag) for tag in extra),
+        ]
+        items.sort(key=lambda item: item[0])
+        entries = [raw for _, raw in items]
         ifd = lay.encode_ifd(entries)
         ifd_offset = alloc(ifd)
         if pos > lay.max_offset:
@@ -742,6 +771,7 @@ class IJTiffFile:
         self._link_pos = ifd_offset + len(ifd) - lay.offset_size
         self._end = pos
         self._value_index.update(new_values)
+        self._static_entries = static
         if new_data:
             if not self._in_place:
                 self._data_index[digest] = stored
@@ -765,18 +795,18 @@ class IJTiffFile:
         return os.pread(self._fd, size, offset)
 
     def _write_all(self, chunks: list[bytes], offset: int) -> None:
+        """Write ``chunks`` contiguously at ``offset``, retrying short writes."""
+        if len(chunks) > 64:  # pwritev takes at most IOV_MAX (1024) buffers
+            chunks = [b"".join(chunks)]
         total = sum(len(c) for c in chunks)
-        written = (
-            os.pwritev(self._fd, chunks, offset)
-            if len(chunks) > 1
-            else os.pwrite(self._fd, chunks[0], offset)
-        )
+        if len(chunks) > 1:
+            written = os.pwritev(self._fd, chunks, offset)
+        else:
+            written = os.pwrite(self._fd, chunks[0], offset)
         if written < total:
-            rest = b"".join(chunks)[written:]
+            rest = memoryview(b"".join(chunks))[written:]
             while rest:
                 n = os.pwrite(self._fd, rest, offset + written)
-                if n <= 0:  # pragma: no cover - pwrite raises instead
-                    raise OSError("short write")
                 written += n
                 rest = rest[n:]
 
