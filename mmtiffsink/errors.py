@@ -47,7 +47,7 @@ class WriterClosedError(MMTiffSinkError):
     """The writer was used after it was closed."""
 
 
-class FileExistsError_(MMTiffSinkError, FileExistsError):  # noqa: N801
+class FileExistsError_(MMTiffSinkError, FileExistsError):
     """An output file exists and overwriting was not allowed."""
 
 

@@ -943,7 +943,13 @@ class IJTiffFile:
             ]
             labels = [names[i % c] for i in range(c * shape[1] * shape[2])]
             info_lines += [f"Channel{i}Name = {names[i]}" for i in range(c)]
-        tags = [Tag.ascii(270, desc)]
+        tags = [Tag.ascii(270, desc), Tag.ascii(SETTINGS_TAG, json.dumps(self._settings()))]
+        if self._pxsize is not None:  # may have been set after plane 0 was written
+            tags += [
+                Tag.rational(282, [1.0 / self._pxsize]),
+                Tag.rational(283, [1.0 / self._pxsize]),
+                Tag.short(296, [1]),
+            ]
         tags += imagej_metadata_tags(luts=luts, labels=labels, info="\n".join(info_lines) or None)
         return tags
 
@@ -990,7 +996,7 @@ class IJTiffFile:
         height = self._frame_shape[0] if self._frame_shape else 1
         first_off, first_size = self._planes[canonical[0]]
         entries, _ = lay.parse_ifd(self._read(first_off, first_size))
-        replaced = {tag.code for tag in first_extra}
+        replaced = {tag.code for tag in first_extra} | {282, 283, 296}
         entries = [e for e in entries if lay.entry_code(e) not in replaced]
         for tag in first_extra:
             inline = len(tag.value) <= lay.inline_size

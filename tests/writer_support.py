@@ -1,0 +1,64 @@
+"""Frames that encode their own (c, z, t), and readers of what the writer stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+PLANE_TAG = 65421
+FIRST_METADATA_TAG = 65423
+
+
+def code(c: int, z: int, t: int) -> int:
+    """A plane's identifying value: fits uint8 for the small shapes the tests use."""
+    return (t * 7 + z) * 5 + c + 1
+
+
+def coded_frame(
+    c: int, z: int, t: int, shape: tuple[int, int] = (24, 40), dtype: Any = "uint16"
+) -> np.ndarray:
+    """A frame whose pixels say which plane it is: value code(c,z,t) plus a column ramp."""
+    dt = np.dtype(dtype)
+    h, w = shape
+    frame = np.full(shape, code(c, z, t), dtype=np.float64)
+    frame[0, :] = np.arange(w) % 7  # a row that differs inside the frame
+    frame[h // 2, w // 3] = 3
+    if dt.kind == "f":
+        frame += 0.25
+    return frame.astype(dt)
+
+
+def read_hyperstack(path: Path) -> tuple[np.ndarray, dict[str, Any], tifffile.TiffFile]:
+    """Return the (T, Z, C, Y, X) array, ImageJ metadata and the open TiffFile (caller closes)."""
+    tif = tifffile.TiffFile(path)
+    series = tif.series[0]
+    data = series.asarray()
+    axes = series.axes
+    meta = tif.imagej_metadata or {}
+    # put back the singleton axes tifffile squeezes
+    full = "TZCYX"
+    for i, ax in enumerate(full):
+        if ax not in axes:
+            data = np.expand_dims(data, i)
+            axes = axes[:i] + ax + axes[i:]
+    assert axes == full, axes
+    return data, meta, tif
+
+
+def page_plane(page: tifffile.TiffPage) -> tuple[int, int, int]:
+    """The (c, z, t) the writer stored in a page's private tag."""
+    c, z, t = page.tags[PLANE_TAG].value
+    return int(c), int(z), int(t)
+
+
+def page_metadata(page: tifffile.TiffPage) -> dict[str, Any] | None:
+    """The per-frame metadata JSON (tag 51123, or 65423 on the first page)."""
+    for tag_code in (51123, FIRST_METADATA_TAG):
+        if tag_code in page.tags:
+            value = page.tags[tag_code].value
+            return value if isinstance(value, dict) else json.loads(value)
+    return None
