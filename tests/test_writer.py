@@ -153,7 +153,7 @@ def test_any_order_any_subset(
     """Random orders and subsets: saved planes exact, the rest blank, counted in a warning."""
     profile, compression = data.draw(st.sampled_from(PROFILES))
     subset = data.draw(st.lists(st.sampled_from(ALL), min_size=1, unique=True))
-    declare = profile == "imagej" and compression is None or data.draw(st.booleans())
+    declare = (profile == "imagej" and compression is None) or data.draw(st.booleans())
     path = tmp_path_factory.mktemp("h") / "h.tif"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -243,7 +243,7 @@ def test_colormap_from_colorcet(tmp_path: Path) -> None:
     with tifffile.TiffFile(path) as f:
         lut = np.asarray(f.imagej_metadata["LUTs"]).reshape(-1, 3, 256)[0]
     first = colorcet.palette["glasbey"][0]
-    assert "#%02x%02x%02x" % tuple(lut[:, 0]) == first
+    assert "#{:02x}{:02x}{:02x}".format(*tuple(lut[:, 0])) == first
 
 
 def test_color_errors(tmp_path: Path) -> None:
