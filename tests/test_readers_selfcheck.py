@@ -249,3 +249,12 @@ def test_unavailable_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="no reader"):
         _unavailable("no reader")
+
+
+def test_imagej_timeout_is_reported_not_hung(imagej_jar: Path, tmp_path: Path) -> None:
+    path = write_imagej(tmp_path / "hyperstack.tif", encoded_stack("uint16"))
+    start = time.monotonic()
+    info = imagej_read(path, [(0, 0, 0)], imagej_jar, timeout=0.05)
+    assert time.monotonic() - start < 20
+    assert not info.opened
+    assert "timed out" in info.error
