@@ -1,0 +1,284 @@
+"""TiffSink: pycro-manager images -> one ImageJ hyperstack TIFF per position.
+
+Every image arrives with its ``Axes`` dict; :class:`~mmtiffsink.mapping.AxisMapper` turns it into
+a file key (position, camera, ...) and a (c, z, t) place. One
+:class:`~mmtiffsink.tiff.IJTiffFile` is opened per file key, lazily, and its calibration (pixel
+size, z step, interval) follows a :class:`~mmtiffsink.calibration.CalibrationTracker` fed with the
+images' metadata; explicit values given to the sink win.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from mmtiffsink.calibration import Calibration, CalibrationTracker
+from mmtiffsink.errors import CoordinateError, WriterClosedError
+from mmtiffsink.mapping import AxisMapper, FileKey, file_name
+from mmtiffsink.tiff import IJTiffFile, Profile
+
+__all__ = ["TiffSink"]
+
+_DEFAULT: Any = object()
+
+
+class _Entry:
+    """One open file with its calibration tracker."""
+
+    __slots__ = ("file", "key", "tracker")
+
+    def __init__(self, key: FileKey, file: IJTiffFile) -> None:
+        self.key = key
+        self.file = file
+        self.tracker = CalibrationTracker()
+
+
+class TiffSink:
+    """Write pycro-manager images into one hyperstack TIFF per position (per file key).
+
+    Parameters
+    ----------
+    directory
+        Directory of the files; created if missing.
+    name
+        Dataset name, the ``{name}`` field of ``template``.
+    template
+        File name template (see :func:`mmtiffsink.mapping.file_name`): ``{name}`` and axis
+        fields such as ``{position}``. Fields absent from an image's axes are dropped.
+    profile
+        ``"bigtiff"`` or ``"imagej"`` (see :class:`~mmtiffsink.tiff.IJTiffFile`).
+    compression
+        Compression of every file; default: the writer's default for ``profile``.
+    channel_names
+        Channel names in the wanted channel order (see :class:`~mmtiffsink.mapping.AxisMapper`).
+        Without them, named channels are indexed in order of first arrival.
+    pxsize, deltaz, timeinterval
+        Pixel size (µm), z step (µm), interval (s). A value given here wins over the metadata;
+        None: derived from the images' metadata.
+    colors, colormap
+        Channel colors or one colormap for all channels, as in ``IJTiffFile``.
+    overwrite
+        Replace existing files; default False raises
+        :class:`~mmtiffsink.errors.FileExistsError_` when a file exists.
+    pass_through
+        When True, :meth:`image_process_fn` returns ``(image, metadata)`` so that pycro-manager
+        also stores the image; when False (default) the image is consumed.
+
+    Raises
+    ------
+    ValueError
+        For bad ``channel_names``.
+
+    Examples
+    --------
+    >>> with TiffSink("out", "exp") as sink:
+    ...     with Acquisition(directory=None, image_process_fn=sink.image_process_fn) as acq:
+    ...         acq.acquire(events)
+
+    Notes
+    -----
+    Not thread-safe: call :meth:`put` from one thread (pycro-manager calls
+    ``image_process_fn`` from its single processing thread).
+
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        name: str = "acq",
+        *,
+        template: str = "{name}_{position}.tif",
+        profile: Profile = "bigtiff",
+        compression: Any = _DEFAULT,
+        channel_names: Sequence[str] | None = None,
+        pxsize: float | None = None,
+        deltaz: float | None = None,
+        timeinterval: float | None = None,
+        colors: Sequence[str | Sequence[float]] | None = None,
+        colormap: str | None = None,
+        overwrite: bool = False,
+        pass_through: bool = False,
+    ) -> None:
+        self._directory = Path(directory)
+        self._name = name
+        self._template = template
+        self._profile: Profile = profile
+        self._compression = compression
+        self._mapper = AxisMapper(channel_names)
+        self._explicit = Calibration(
+            pixel_size_um=pxsize, z_step_um=deltaz, interval_s=timeinterval
+        )
+        self._colors = None if colors is None else list(colors)
+        self._colormap = colormap
+        self._overwrite = overwrite
+        self._pass_through = pass_through
+        self._entries: dict[FileKey, _Entry] = {}
+        self._paths: dict[Path, FileKey] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def files(self) -> list[Path]:
+        """Paths of the files opened so far, in order of their first image."""
+        return [entry.file.path for entry in self._entries.values()]
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def channel_names(self) -> list[str]:
+        """Channel names known so far, in channel order (empty for integer channels)."""
+        return self._mapper.channel_names
+
+    # ------------------------------------------------------------------ writing
+    def _open(self, key: FileKey, image: np.ndarray) -> _Entry:
+        path = self._directory / file_name(self._template, self._name, key)
+        other = self._paths.get(path)
+        if other is not None:
+            msg = (
+                f"the images with axes {dict(key)!r} and {dict(other)!r} would both go to "
+                f"{path}; use a template with a field for each file-splitting axis"
+            )
+            raise CoordinateError(msg)
+        self._directory.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {}
+        if self._compression is not _DEFAULT:
+            kwargs["compression"] = self._compression
+        file = IJTiffFile(
+            path,
+            dtype=image.dtype,
+            colors=self._colors,
+            colormap=self._colormap,
+            profile=self._profile,
+            overwrite=self._overwrite,
+            **kwargs,
+        )
+        entry = _Entry(key, file)
+        self._entries[key] = entry
+        self._paths[path] = key
+        self._apply(entry)
+        return entry
+
+    def _apply(self, entry: _Entry) -> None:
+        """Set the file's calibration and channel names from the tracker and the mapper."""
+        calibration = entry.tracker.result(self._explicit)
+        file = entry.file
+        file.pxsize = calibration.pixel_size_um
+        file.deltaz = calibration.z_step_um
+        file.timeinterval = calibration.interval_s
+        names = self._mapper.channel_names
+        file.channel_names = names or None
+
+    def put(
+        self,
+        image: Any,
+        axes: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Save one image at the place its axes give.
+
+        Parameters
+        ----------
+        image
+            A 2-D array (Y, X).
+        axes
+            The image's axes, e.g. ``{'time': 1, 'channel': 'FITC', 'z': 2, 'position': 0}``.
+        metadata
+            The image's metadata: used for the calibration and stored with the frame (tag 51123).
+
+        Raises
+        ------
+        WriterClosedError
+            The sink is closed.
+        CoordinateError
+            Bad axes, a repeated coordinate, or two file keys giving the same file name.
+        FileExistsError_
+            A file exists and ``overwrite`` is False.
+        FrameError, WriterError
+            From the writer.
+
+        """
+        if self._closed:
+            msg = "the TiffSink is closed; cannot put more images"
+            raise WriterClosedError(msg)
+        placement = self._mapper.map(axes)
+        entry = self._entries.get(placement.file_key)
+        if entry is None:
+            entry = self._open(placement.file_key, np.asarray(image))
+        meta = dict(metadata) if metadata is not None else None
+        entry.tracker.update(axes, meta or {})
+        entry.file.save(image, placement.c, placement.z, placement.t, metadata=meta)
+
+    def image_process_fn(
+        self, image: Any, metadata: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any]] | None:
+        """A pycro-manager ``image_process_fn``: store the image by ``metadata['Axes']``.
+
+        Parameters
+        ----------
+        image
+            The image.
+        metadata
+            Its metadata, with the ``Axes`` dict.
+
+        Returns
+        -------
+        tuple or None
+            ``(image, metadata)`` with ``pass_through=True``, else None (the image is consumed).
+
+        """
+        axes = metadata.get("Axes") or {}
+        self.put(image, axes, metadata)
+        return (image, metadata) if self._pass_through else None
+
+    def flush(self) -> None:
+        """Update every file's calibration and wait until its saved frames are on disk."""
+        for entry in self._entries.values():
+            self._apply(entry)
+            entry.file.flush()
+
+    def close(self) -> None:
+        """Set the final calibration and close every file; idempotent.
+
+        Every file is closed even if another one fails; then the first error is raised.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        error: BaseException | None = None
+        for entry in self._entries.values():
+            try:
+                self._apply(entry)
+            except Exception as exc:  # keep closing the other files
+                error = error or exc
+            try:
+                entry.file.close()
+            except Exception as exc:  # keep closing the other files
+                error = error or exc
+        if error is not None:
+            raise error
+
+    def __enter__(self) -> TiffSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception as close_exc:  # do not hide the error that ended the block
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"mmtiffsink: closing the TiffSink also failed: {close_exc!r}")

@@ -1,0 +1,197 @@
+"""TiffSink with synthetic pycro-manager images (no microscope): placement, calibration, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+
+from mmtiffsink.errors import CoordinateError, FileExistsError_, FrameError, WriterClosedError
+from mmtiffsink.sink import TiffSink
+
+CHANNELS = ("DAPI", "FITC")
+NT, NZ, NC = 3, 4, 2
+H, W = 12, 16
+
+
+def frame(c: int, z: int, t: int, p: int = 0) -> np.ndarray:
+    """A frame whose pixels encode its coordinates."""
+    value = 1000 * p + 100 * t + 10 * z + c
+    return np.full((H, W), value, dtype=np.uint16) + np.arange(W, dtype=np.uint16)
+
+
+def images(
+    positions: int | None = None, *, pixel_size: float = 0.5, dz: float = 2.0, dt_ms: float = 250.0
+) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """(image, metadata) in pycro-manager's order (position -> t -> channel -> z)."""
+    out = []
+    elapsed = 0.0
+    for t in range(NT):
+        for p in range(positions or 1):
+            for c, channel in enumerate(CHANNELS):
+                for z in range(NZ):
+                    axes: dict[str, Any] = {"time": t, "channel": channel, "z": z}
+                    if positions is not None:
+                        axes["position"] = p
+                    metadata = {
+                        "Axes": axes,
+                        "PixelSize_um": pixel_size,
+                        "ElapsedTime-ms": t * dt_ms + elapsed,
+                        "ZPosition_um_Intended": 10.0 + z * dz,
+                        "Exposure": 10.0,
+                        "Camera": "Camera",
+                        "Width": W,
+                        "Height": H,
+                    }
+                    elapsed += 0.5
+                    out.append((frame(c, z, t, p), metadata))
+    return out
+
+
+def read(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    with tifffile.TiffFile(path) as tif:
+        data = tif.series[0].asarray()
+        meta = tif.imagej_metadata or {}
+    return data, meta
+
+
+def check_stack(data: np.ndarray, p: int = 0) -> None:
+    assert data.shape == (NT, NZ, NC, H, W)
+    for t in range(NT):
+        for z in range(NZ):
+            for c in range(NC):
+                np.testing.assert_array_equal(data[t, z, c], frame(c, z, t, p))
+
+
+def test_one_file_placement_and_calibration(tmp_path: Path) -> None:
+    with TiffSink(tmp_path, "exp") as sink:
+        for image, metadata in images():
+            assert sink.image_process_fn(image, metadata) is None
+    assert sink.files == [tmp_path / "exp.tif"]
+    data, meta = read(tmp_path / "exp.tif")
+    check_stack(data)
+    assert meta["spacing"] == pytest.approx(2.0)
+    assert meta["finterval"] == pytest.approx(0.25, rel=0.05)
+    assert list(meta["Labels"]) == [name for _ in range(NT * NZ) for name in CHANNELS]
+    with tifffile.TiffFile(tmp_path / "exp.tif") as tif:
+        page = tif.pages[0]
+        x_resolution = page.tags["XResolution"].value
+        assert x_resolution[0] / x_resolution[1] == pytest.approx(2.0)  # 1 / 0.5 µm
+        # the image metadata go to tag 51123 (the first page keeps them in a private tag)
+        stored = tif.pages[1].tags[51123].value
+        stored = json.loads(stored) if isinstance(stored, str) else stored
+        assert stored["Axes"] == {"time": 0, "channel": "FITC", "z": 0}
+
+
+def test_positions_give_files(tmp_path: Path) -> None:
+    with TiffSink(tmp_path, "exp") as sink:
+        for image, metadata in images(positions=2):
+            sink.put(image, metadata["Axes"], metadata)
+    assert sink.files == [tmp_path / "exp_0.tif", tmp_path / "exp_1.tif"]
+    for p in range(2):
+        data, meta = read(tmp_path / f"exp_{p}.tif")
+        check_stack(data, p)
+        assert meta["spacing"] == pytest.approx(2.0)
+        assert meta["finterval"] == pytest.approx(0.25, rel=0.05)
+
+
+def test_explicit_values_win_and_channel_order(tmp_path: Path) -> None:
+    with TiffSink(
+        tmp_path,
+        "exp",
+        channel_names=["FITC", "DAPI"],
+        pxsize=0.25,
+        deltaz=3.0,
+        timeinterval=7.0,
+    ) as sink:
+        for image, metadata in images():
+            sink.image_process_fn(image, metadata)
+    data, meta = read(tmp_path / "exp.tif")
+    assert meta["spacing"] == pytest.approx(3.0)
+    assert meta["finterval"] == pytest.approx(7.0)
+    assert list(meta["Labels"][:2]) == ["FITC", "DAPI"]
+    # channel 0 is now FITC (index 1 in the synthetic frames)
+    np.testing.assert_array_equal(data[1, 2, 0], frame(1, 2, 1))
+    with tifffile.TiffFile(tmp_path / "exp.tif") as tif:
+        x_resolution = tif.pages[0].tags["XResolution"].value
+        assert x_resolution[0] / x_resolution[1] == pytest.approx(4.0)
+
+
+def test_pass_through(tmp_path: Path) -> None:
+    image, metadata = images()[0]
+    with TiffSink(tmp_path, pass_through=True) as sink:
+        result = sink.image_process_fn(image, metadata)
+    assert result is not None
+    assert result[0] is image
+    assert result[1] is metadata
+
+
+def test_refuses_to_overwrite(tmp_path: Path) -> None:
+    image, metadata = images()[0]
+    with TiffSink(tmp_path, "exp") as sink:
+        sink.image_process_fn(image, metadata)
+    before = (tmp_path / "exp.tif").read_bytes()
+    with TiffSink(tmp_path, "exp") as sink, pytest.raises(FileExistsError_):
+        sink.image_process_fn(image, metadata)
+    assert (tmp_path / "exp.tif").read_bytes() == before
+    with TiffSink(tmp_path, "exp", overwrite=True) as sink:
+        sink.image_process_fn(image * 0 + 7, metadata)
+    data, _ = read(tmp_path / "exp.tif")
+    assert int(data.ravel()[0]) == 7
+
+
+def test_two_keys_one_path_is_an_error(tmp_path: Path) -> None:
+    image = frame(0, 0, 0)
+    with TiffSink(tmp_path, "exp") as sink:
+        sink.put(image, {"position": "A 1"})
+        with pytest.raises(CoordinateError, match="would both go to"):
+            sink.put(image, {"position": "A/1"})
+    assert sink.files == [tmp_path / "exp_A_1.tif"]
+
+
+def test_errors_surface(tmp_path: Path) -> None:
+    image = frame(0, 0, 0)
+    with TiffSink(tmp_path, "exp") as sink:
+        sink.put(image, {"z": 0})
+        with pytest.raises(CoordinateError):
+            sink.put(image, {"z": 0})  # saved twice
+        with pytest.raises(CoordinateError):
+            sink.put(image, {"z": -1})
+        with pytest.raises(FrameError):
+            sink.put(np.zeros((3, 3, 3), np.uint16), {"z": 1})
+    with pytest.raises(WriterClosedError):
+        sink.put(image, {"z": 1})
+
+
+def test_close_closes_every_file_then_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = TiffSink(tmp_path, "exp")
+    for p in range(3):
+        sink.put(frame(0, 0, 0, p), {"position": p})
+    first = sink._entries[(("position", 0),)].file  # inject a failure
+
+    def fail() -> None:
+        msg = "disk on fire"
+        raise OSError(msg)
+
+    original = first.close
+    monkeypatch.setattr(first, "close", fail)
+    with pytest.raises(OSError, match="disk on fire"):
+        sink.close()
+    sink.close()  # idempotent
+    original()
+    for p in range(3):
+        data, _ = read(tmp_path / f"exp_{p}.tif")
+        np.testing.assert_array_equal(data, frame(0, 0, 0, p))
+
+
+def test_no_images_no_files(tmp_path: Path) -> None:
+    with TiffSink(tmp_path / "sub", "exp") as sink:
+        pass
+    assert sink.files == []
+    assert sink.closed
