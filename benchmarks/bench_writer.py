@@ -995,6 +995,25 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(os, "getloadavg"):  # other work on the machine makes the numbers noisy
         info["load average"] = f"{load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end"
 
+    if args.json is not None:  # first, so a closed stdout cannot lose it
+        payload = {
+            "command": _command_line(argv),
+            "machine": info,
+            "elapsed_s": elapsed,
+            "args": {k: v for k, v in vars(args).items() if k not in ("out", "json", "child")},
+            "results": {
+                name: [
+                    dict(asdict(r), mb_per_s=r.mb_per_s, frames_per_s=r.frames_per_s)
+                    if r.status == "ok"
+                    else asdict(r)
+                    for r in rs
+                ]
+                for name, rs in done.items()
+            },
+            "targets": targets(done),
+        }
+        args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
     print(f"## Writer benchmark ({args.codec} level {args.level})\n")
     for w in chosen:
         print(describe(w, args) + "\n")
@@ -1017,24 +1036,6 @@ def main(argv: list[str] | None = None) -> int:
     print("Targets for mmtiffsink:\n")
     print("\n".join(targets(done)))
 
-    if args.json is not None:
-        payload = {
-            "command": _command_line(argv),
-            "machine": info,
-            "elapsed_s": elapsed,
-            "args": {k: v for k, v in vars(args).items() if k not in ("out", "json", "child")},
-            "results": {
-                name: [
-                    dict(asdict(r), mb_per_s=r.mb_per_s, frames_per_s=r.frames_per_s)
-                    if r.status == "ok"
-                    else asdict(r)
-                    for r in rs
-                ]
-                for name, rs in done.items()
-            },
-            "targets": targets(done),
-        }
-        args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return 0
 
 
