@@ -1,0 +1,85 @@
+"""TiffSink as a real pycro-manager ``image_process_fn`` on the demo microscope."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+
+from mmtiffsink.sink import TiffSink
+from tests.microscope import DEFAULT_HEIGHT, DEFAULT_WIDTH, set_objective
+
+pytestmark = pytest.mark.acquisition
+
+
+def _acquire(sink: TiffSink, events: Any, name: str) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """Run the acquisition through the sink; return copies of the frames it got."""
+    from pycromanager import Acquisition
+
+    frames: list[tuple[np.ndarray, dict[str, Any]]] = []
+
+    def hook(image: np.ndarray, metadata: dict[str, Any]) -> Any:
+        frames.append((image.copy(), dict(metadata)))
+        return sink.image_process_fn(image, metadata)
+
+    with Acquisition(directory=None, name=name, image_process_fn=hook, show_display=False) as acq:
+        acq.acquire(events)
+    return frames
+
+
+def _read(path: Path) -> tuple[np.ndarray, dict[str, Any], float]:
+    with tifffile.TiffFile(path) as tif:
+        data = tif.series[0].asarray()
+        meta = dict(tif.imagej_metadata or {})
+        num, den = tif.pages[0].tags["XResolution"].value
+    return data, meta, den / num
+
+
+def test_tzc_acquisition(microscope: Any, tmp_path: Path) -> None:
+    from pycromanager import multi_d_acquisition_events
+
+    set_objective(microscope, "20X")
+    events = multi_d_acquisition_events(
+        num_time_points=3,
+        time_interval_s=0.1,
+        z_start=0,
+        z_end=4,
+        z_step=2,
+        channel_group="Channel",
+        channels=["DAPI", "FITC"],
+    )
+    with TiffSink(tmp_path, "tzc") as sink:
+        frames = _acquire(sink, events, "tzc")
+    assert sink.files == [tmp_path / "tzc.tif"]
+    data, meta, pixel_size = _read(tmp_path / "tzc.tif")
+    assert data.shape == (3, 3, 2, DEFAULT_HEIGHT, DEFAULT_WIDTH)
+    assert data.dtype == np.uint16
+    assert data.any()
+    assert pixel_size == pytest.approx(0.5)
+    assert meta["spacing"] == pytest.approx(2.0)
+    assert meta["finterval"] == pytest.approx(0.1, rel=0.3)
+    assert list(meta["Labels"]) == ["DAPI", "FITC"] * 9
+    assert len(frames) == 18
+    for image, metadata in frames:
+        axes = metadata["Axes"]
+        c = ["DAPI", "FITC"].index(axes["channel"])
+        np.testing.assert_array_equal(data[axes["time"], axes["z"], c], image)
+
+
+def test_positions_acquisition(microscope: Any, tmp_path: Path) -> None:
+    from pycromanager import multi_d_acquisition_events
+
+    events = multi_d_acquisition_events(
+        xy_positions=[[0, 0], [10, 10]], z_start=0, z_end=2, z_step=1
+    )
+    with TiffSink(tmp_path, "pos", pass_through=True) as sink:
+        _acquire(sink, events, "pos")
+    assert sink.files == [tmp_path / "pos_0.tif", tmp_path / "pos_1.tif"]
+    for path in sink.files:
+        data, meta, pixel_size = _read(path)
+        assert data.shape == (3, DEFAULT_HEIGHT, DEFAULT_WIDTH)
+        assert pixel_size == pytest.approx(1.0)
+        assert meta["spacing"] == pytest.approx(1.0)
