@@ -119,6 +119,7 @@ class TiffSink:
         self._pass_through = pass_through
         self._entries: dict[FileKey, _Entry] = {}
         self._paths: dict[Path, FileKey] = {}
+        self._summary: dict[str, Any] | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ properties
@@ -161,6 +162,8 @@ class TiffSink:
             **kwargs,
         )
         entry = _Entry(key, file)
+        if self._summary is not None:
+            entry.tracker.update_summary(self._summary)
         self._entries[key] = entry
         self._paths[path] = key
         self._apply(entry)
@@ -175,6 +178,19 @@ class TiffSink:
         file.timeinterval = calibration.interval_s
         names = self._mapper.channel_names
         file.channel_names = names or None
+
+    def update_summary(self, summary: Mapping[str, Any]) -> None:
+        """Take the stated calibration of summary metadata (a storage's ``initialize()``).
+
+        Parameters
+        ----------
+        summary
+            Summary metadata (``PixelSize_um``, ``z-step_um``, ``Interval_ms`` are used).
+
+        """
+        self._summary = dict(summary)
+        for entry in self._entries.values():
+            entry.tracker.update_summary(self._summary)
 
     def put(
         self,

@@ -83,3 +83,40 @@ def test_positions_acquisition(microscope: Any, tmp_path: Path) -> None:
         assert data.shape == (3, DEFAULT_HEIGHT, DEFAULT_WIDTH)
         assert pixel_size == pytest.approx(1.0)
         assert meta["spacing"] == pytest.approx(1.0)
+
+
+def test_storage_adapter_acquisition(
+    microscope: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TiffStorage as the engine's dataset (replacing the NDRAMDataset of directory=None)."""
+    from pycromanager import Acquisition, multi_d_acquisition_events
+    from pycromanager.acquisition import python_backend_acquisitions
+
+    from mmtiffsink.pycromanager import TiffStorage
+
+    set_objective(microscope, "20X")
+    storage = TiffStorage(TiffSink(tmp_path, "storage"))
+    monkeypatch.setattr(python_backend_acquisitions, "NDRAMDataset", lambda: storage)
+    events = multi_d_acquisition_events(
+        num_time_points=2,
+        time_interval_s=0.1,
+        z_start=0,
+        z_end=2,
+        z_step=1,
+        channel_group="Channel",
+        channels=["DAPI", "FITC"],
+    )
+    with Acquisition(directory=None, name="storage", show_display=False) as acq:
+        acq.acquire(events)
+    assert storage.is_finished()
+    storage.close()
+    assert len(storage.get_image_coordinates_list()) == 12
+    assert storage.has_image(channel="FITC", z=2, time=1)
+    assert storage.summary_metadata["PixelSize_um"] == 0.5
+    data, meta, pixel_size = _read(tmp_path / "storage.tif")
+    assert data.shape == (2, 3, 2, DEFAULT_HEIGHT, DEFAULT_WIDTH)
+    assert data.any()
+    assert pixel_size == pytest.approx(0.5)
+    assert meta["spacing"] == pytest.approx(1.0)
+    assert meta["finterval"] == pytest.approx(0.1, rel=0.3)
+    assert list(meta["Labels"]) == ["DAPI", "FITC"] * 6

@@ -195,3 +195,28 @@ def test_no_images_no_files(tmp_path: Path) -> None:
         pass
     assert sink.files == []
     assert sink.closed
+
+
+def test_storage_adapter_keeps_errors_for_close(tmp_path: Path) -> None:
+    pytest.importorskip("ndstorage")
+    from mmtiffsink.pycromanager import TiffStorage
+
+    storage = TiffStorage(TiffSink(tmp_path, "exp"))
+    storage.initialize({"PixelSize_um": 0.5, "z-step_um": 3.0})
+    storage.put_image({"z": 0}, frame(0, 0, 0), {"Axes": {"z": 0}})
+    storage.put_image({"z": 1}, frame(0, 1, 0), {"Axes": {"z": 1}})
+    storage.put_image({"z": 1}, frame(0, 1, 0), {"Axes": {"z": 1}})  # repeated: kept for close
+    assert isinstance(storage.error, CoordinateError)
+    assert storage.get_image_coordinates_list() == [{"z": 0}, {"z": 1}]
+    assert storage.has_image(z=1) and not storage.has_image(z=2)
+    assert not storage.block_until_finished(0.01)
+    storage.finish()  # never raises
+    storage.finish()
+    assert storage.is_finished() and storage.block_until_finished(0)
+    with pytest.raises(CoordinateError):
+        storage.close()
+    with pytest.raises(NotImplementedError):
+        storage.read_image(z=0)
+    data, meta = read(tmp_path / "exp.tif")
+    assert data.shape == (2, H, W)
+    assert meta["spacing"] == pytest.approx(3.0)
