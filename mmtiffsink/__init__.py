@@ -16,6 +16,7 @@ from .errors import (
     WriterClosedError,
     WriterError,
 )
+from .sink import TiffSink
 from .tiff import IJTiffFile, RepairReport, Tag, repair, tiffwrite
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ProfileError",
     "RepairReport",
     "Tag",
+    "TiffSink",
     "WriterClosedError",
     "WriterError",
     "__version__",
