@@ -22,6 +22,8 @@ from mmtiffsink.errors import CoordinateError, WriterClosedError
 from mmtiffsink.mapping import AxisMapper, FileKey, file_name
 from mmtiffsink.tiff import IJTiffFile, Profile
 
+from ._closing import close_after_block
+
 __all__ = ["TiffSink"]
 
 _DEFAULT: Any = object()
@@ -290,11 +292,4 @@ class TiffSink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except Exception as close_exc:  # do not hide the error that ended the block
-            if hasattr(exc, "add_note"):
-                exc.add_note(f"mmtiffsink: closing the TiffSink also failed: {close_exc!r}")
+        close_after_block(self.close, exc, "the TiffSink")

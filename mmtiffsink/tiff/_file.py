@@ -36,6 +36,7 @@ from typing import Any, Literal, final
 
 import numpy as np
 
+from .._closing import close_after_block
 from .._version import __version__
 from ..errors import (
     CoordinateError,
@@ -98,6 +99,32 @@ def _coord(name: str, value: Any) -> int:
         msg = f"{name}={value} is negative; coordinates start at 0"
         raise CoordinateError(msg)
     return int(value)
+
+
+class _Tail:
+    """Bytes to append at the end of the file, allocated on even offsets, written at once."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.pos = start
+        self.chunks: list[bytes] = []
+
+    def reserve(self, nbytes: int) -> int:
+        """Skip ``nbytes`` (written elsewhere) before any allocation; return their offset."""
+        assert not self.chunks
+        offset = self.pos
+        self.start = self.pos = offset + nbytes
+        return offset
+
+    def alloc(self, buf: bytes) -> int:
+        """Queue ``buf`` and return the file offset it will have."""
+        offset = self.pos
+        self.chunks.append(buf)
+        self.pos += len(buf)
+        if self.pos % 2:
+            self.chunks.append(b"\0")
+            self.pos += 1
+        return offset
 
 
 @final
@@ -693,26 +720,17 @@ class IJTiffFile:
     def _append(self, coord: Coord, data: bytes, digest: bytes, extra: Sequence[Tag]) -> None:
         """Append data, new tag values and the IFD of one frame; then link it. Lock held."""
         lay = self._layout
-        chunks: list[bytes] = []
         new_values: dict[tuple[int, int, bytes], int] = {}
-        pos = self._end
-
-        def alloc(buf: bytes) -> int:
-            nonlocal pos
-            offset = pos
-            chunks.append(buf)
-            pos += len(buf)
-            if pos % 2:
-                chunks.append(b"\0")
-                pos += 1
-            return offset
+        tail = _Tail(self._end)
+        alloc = tail.alloc
 
         slot_write: tuple[bytes, int] | None = None
         if self._in_place:
             assert self._shape is not None
             if self._slots_at is None:
-                self._slots_at = pos
-                pos += self._shape[0] * self._shape[1] * self._shape[2] * len(data)
+                self._slots_at = tail.reserve(
+                    self._shape[0] * self._shape[1] * self._shape[2] * len(data)
+                )
             c, z, t = coord
             index = c + self._shape[0] * (z + self._shape[1] * t)
             stored = (self._slots_at + index * len(data), len(data))
@@ -756,20 +774,20 @@ class IJTiffFile:
         entries = [raw for _, raw in items]
         ifd = lay.encode_ifd(entries)
         ifd_offset = alloc(ifd)
-        if pos > lay.max_offset:
+        if tail.pos > lay.max_offset:
             msg = f"{self.path} would pass the 4 GiB limit of a classic TIFF"
             raise ProfileError(msg)
         try:
             if slot_write is not None:
                 self._write_all([slot_write[0]], slot_write[1])
-            self._write_all(chunks, pos - sum(len(c) for c in chunks))
+            self._write_all(tail.chunks, tail.start)
             # link the new IFD only once it is completely on disk
             self._write_all([lay.pack_offset(ifd_offset)], self._link_pos)
         except OSError:
             self._truncate_to_end()
             raise
         self._link_pos = ifd_offset + len(ifd) - lay.offset_size
-        self._end = pos
+        self._end = tail.pos
         self._value_index.update(new_values)
         self._static_entries = static
         if new_data:
@@ -877,14 +895,7 @@ class IJTiffFile:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except Exception as close_exc:  # do not hide the error that ended the block
-            if hasattr(exc, "add_note"):
-                exc.add_note(f"mmtiffsink: closing {self.path} also failed: {close_exc!r}")
+        close_after_block(self.close, exc, str(self.path))
 
     def _finalize(self) -> None:
         if self._frame_shape is None:
@@ -959,18 +970,8 @@ class IJTiffFile:
         shape = self.shape
         first_extra = self._first_ifd_tags(shape)
         rewrite_all = self._arrival != canonical
-        chunks: list[bytes] = []
-        pos = self._end
-
-        def alloc(buf: bytes) -> int:
-            nonlocal pos
-            offset = pos
-            chunks.append(buf)
-            pos += len(buf)
-            if pos % 2:
-                chunks.append(b"\0")
-                pos += 1
-            return offset
+        tail = _Tail(self._end)
+        alloc = tail.alloc
 
         # Layout at the end of the file: [IFD 1..n-1 copies][first-IFD values][IFD 0].
         # The header is switched to IFD 0 last, so the old chain stays valid until then.
@@ -983,7 +984,7 @@ class IJTiffFile:
                 ]
                 for p in canonical[1:]
             ]
-            at = pos
+            at = tail.pos
             offsets = []
             for ents in copies:
                 offsets.append(at)
@@ -1015,15 +1016,15 @@ class IJTiffFile:
         entries = [self._retag(e, METADATA_TAG, FIRST_METADATA_TAG) for e in entries]
         entries.sort(key=lay.entry_code)
         first_at = alloc(lay.encode_ifd(entries, second))
-        if pos > lay.max_offset:
+        if tail.pos > lay.max_offset:
             msg = f"{self.path}: the final IFD chain does not fit in a classic TIFF"
             raise ProfileError(msg)
         try:
-            self._write_all(chunks, self._end)
+            self._write_all(tail.chunks, tail.start)
         except OSError:
             self._truncate_to_end()
             raise
-        self._end = pos
+        self._end = tail.pos
         os.fsync(self._fd)
         self._write_all([lay.pack_offset(first_at)], lay.first_ifd_pointer)
 
