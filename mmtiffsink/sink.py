@@ -24,9 +24,11 @@ from mmtiffsink.tiff import IJTiffFile, Profile
 
 from ._closing import close_after_block
 
-__all__ = ["TiffSink"]
+__all__ = ["DEFAULT", "TiffSink"]
 
-_DEFAULT: Any = object()
+#: Sentinel for "the writer's default for the profile" (``compression=DEFAULT``).
+DEFAULT: Any = object()
+_DEFAULT = DEFAULT
 
 
 class _Entry:

@@ -39,7 +39,7 @@ else
 fi
 
 # --- 2. Python package with its test extras -----------------------------------------------
-section "Python package (pip install -e .[test,pycromanager,bench])"
+section "Python package (pip install -e .[test,pycromanager,bench,cluster])"
 # Skip pip when this interpreter already has this checkout installed from this pyproject.toml.
 stamp_key="$("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])') $(
     sha256sum pyproject.toml | cut -d' ' -f1)"
@@ -55,7 +55,7 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$stamp_key" ]] && installed_here; the
     echo "already installed"
 else
     PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$PY" -m pip install -q -e ".[test,pycromanager,bench]"
+        "$PY" -m pip install -q -e ".[test,pycromanager,bench,cluster]"
     echo "$stamp_key" >"$stamp"
     echo "installed"
 fi

@@ -1,0 +1,248 @@
+"""The ``mmtiffsink`` command: ``run``, ``replay``, ``info`` and ``repair``.
+
+Every subcommand prints a readable message and exits non-zero on failure; a traceback is
+shown only with ``--traceback``. Exit status: 0 success, 1 failure (some dataset or file
+failed, or the run stopped), 2 bad command line, 130 interrupted.
+
+The work is done by :mod:`mmtiffsink.run`, :mod:`mmtiffsink.replay` and
+:mod:`mmtiffsink.info`; this module only parses arguments and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._version import __version__
+from .errors import MMTiffSinkError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        choices=("bigtiff", "imagej"),
+        default=None,
+        help="file profile (default: bigtiff)",
+    )
+    parser.add_argument(
+        "--compression",
+        default=None,
+        help="zstd, deflate, none, or NAME:LEVEL such as zstd:9 (default: the profile's)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace output files that exist"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmtiffsink",
+        description="Micro-Manager / pycro-manager frames to Fiji-ready hyperstack TIFFs.",
+    )
+    parser.add_argument("--version", action="version", version=f"mmtiffsink {__version__}")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback of an error"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run the acquisition a YAML file describes",
+        description="Run the acquisition described by a YAML file (see configs/).",
+    )
+    run.add_argument("config", type=Path, help="the YAML run file")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the file and print the planned events; acquire nothing",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    replay = sub.add_parser(
+        "replay",
+        help="convert NDTiff datasets into hyperstack TIFFs",
+        description=(
+            "Convert Micro-Manager NDTiff datasets into one hyperstack TIFF per position. "
+            "`replay DATASET [OUT]` converts one dataset into the directory OUT (default: "
+            "the dataset's parent directory); `replay DS1 DS2 ... --out OUTDIR` converts "
+            "several in parallel."
+        ),
+    )
+    replay.add_argument("paths", nargs="+", type=Path, metavar="DATASET", help="NDTiff datasets")
+    replay.add_argument("--out", type=Path, default=None, help="output directory")
+    replay.add_argument(
+        "--name", default=None, help="file name prefix (default: the dataset's name)"
+    )
+    replay.add_argument(
+        "--workers", type=int, default=None, help="datasets converted at once on this machine"
+    )
+    replay.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="convert on this dask.distributed cluster (needs mmtiffsink[cluster])",
+    )
+    _add_output_options(replay)
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    info = sub.add_parser(
+        "info",
+        help="show what a reader will see in a TIFF",
+        description=(
+            "Dimensions, dtype, profile, codec, calibration, channel names, frames stored "
+            "vs planes, file size and compression ratio."
+        ),
+    )
+    info.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    info.add_argument("--json", action="store_true", help="print JSON")
+
+    repair = sub.add_parser(
+        "repair",
+        help="finish a file left by a killed process",
+        description="Finish, in place, a hyperstack whose writer was killed.",
+    )
+    repair.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    return parser
+
+
+def _compression(text: str | None) -> object:
+    """``zstd`` -> "zstd"; ``zstd:9`` -> ("zstd", 9); ``none`` -> None; None -> the default."""
+    from .sink import DEFAULT
+
+    if text is None:
+        return DEFAULT
+    name, _, level = text.partition(":")
+    if name.lower() in ("none", "raw"):
+        return None
+    if level:
+        try:
+            return (name, int(level))
+        except ValueError:
+            msg = f"bad --compression {text!r}: the level after ':' must be an integer"
+            raise MMTiffSinkError(msg) from None
+    return name
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .run import format_plan, run
+
+    config = load_config(args.config)
+    if args.dry_run:
+        print(format_plan(config))
+        return EXIT_OK
+    result = run(config, progress=not args.no_progress)
+    print(result.format())
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import ReplayOptions, format_results, replay_many, split_replay_paths
+
+    datasets, out = split_replay_paths(args.paths, args.out)
+    options = ReplayOptions(
+        name=args.name,
+        profile=args.profile or "bigtiff",
+        compression=_compression(args.compression),
+        overwrite=args.overwrite,
+    )
+    results = replay_many(
+        datasets,
+        out,
+        options,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=not args.no_progress,
+    )
+    print(format_results(results))
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from .info import file_info
+
+    status = EXIT_OK
+    infos = []
+    for path in args.files:
+        try:
+            infos.append(file_info(path))
+        except MMTiffSinkError as exc:
+            print(f"mmtiffsink info: {path}: {exc}", file=sys.stderr)
+            status = EXIT_FAILED
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2))
+    else:
+        print("\n\n".join(i.format() for i in infos))
+    return status
+
+
+def _cmd_repair(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .errors import MissingFramesWarning
+    from .tiff import repair
+
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MissingFramesWarning)  # reported below
+                report = repair(path)
+        except (MMTiffSinkError, OSError) as exc:
+            print(f"mmtiffsink repair: {path}: {exc}", file=sys.stderr)
+            status = EXIT_FAILED
+            continue
+        if report.already_finished:
+            print(f"{path}: already a finished hyperstack; left unchanged")
+        else:
+            c, z, t = report.shape
+            blank = f", {report.blank_planes} blank planes filled" if report.blank_planes else ""
+            print(f"{path}: repaired: {report.frames} frames recovered, C={c} Z={z} T={t}{blank}")
+    return status
+
+
+_COMMANDS = {"run": _cmd_run, "replay": _cmd_replay, "info": _cmd_info, "repair": _cmd_repair}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``mmtiffsink`` command line; returns the exit status.
+
+    Parameters
+    ----------
+    argv
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 1 on failure, 2 for a bad command line, 130 when interrupted.
+
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error
+        return int(exc.code or 0)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print(f"mmtiffsink {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (MMTiffSinkError, OSError) as exc:
+        if args.traceback:
+            traceback.print_exc()
+        print(f"mmtiffsink {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
