@@ -1,0 +1,563 @@
+"""What a reader will see in a TIFF: dimensions, calibration, codec, storage and state.
+
+:func:`file_info` reads a file's IFDs with tifffile (the reader users have), never its pixels,
+so it is fast on files of many gigabytes. It works on any TIFF; for files written by mmtiffsink
+it also reads the writer's private tags (65421: a frame's (c, z, t); 65422: the settings JSON)
+to tell whether the writer finished the file (see :func:`mmtiffsink.repair`).
+:func:`summary_table` formats many results as one table, for end-of-job summaries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import struct
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, final
+
+import numpy as np
+import tifffile
+
+from .errors import DatasetError
+
+__all__ = ["FileInfo", "file_info", "summary_table"]
+
+SETTINGS_TAG = 65422
+"""mmtiffsink's settings JSON tag (see ``mmtiffsink/tiff/_tags.py``)."""
+
+# ImageJ length units -> micrometres; ImageJ time units -> seconds
+_LENGTH_UM: dict[str, float] = {
+    "micron": 1.0,
+    "microns": 1.0,
+    "um": 1.0,
+    "µm": 1.0,
+    "μm": 1.0,
+    "\\u00B5m": 1.0,  # ImageJ escapes the micro sign in descriptions
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "mm": 1e3,
+    "millimeter": 1e3,
+    "cm": 1e4,
+    "centimeter": 1e4,
+    "m": 1e6,
+    "meter": 1e6,
+}
+_TIME_S: dict[str, float] = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "min": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+}
+# TIFF ResolutionUnit -> micrometres per unit (2: inch, 3: centimetre)
+_RESOLUTION_UNIT_UM = {2: 25_400.0, 3: 10_000.0}
+_CODEC_NAMES = {
+    "NONE": "none",
+    "ADOBE_DEFLATE": "deflate",
+    "DEFLATE": "deflate",
+    "ZSTD": "zstd",
+}
+_CHANNEL_NAME = re.compile(r"^\s*Channel(\d+)Name\s*=\s*(.*?)\s*$", re.MULTILINE)
+
+
+@final
+@dataclass(frozen=True)
+class FileInfo:
+    """What a reader will see in one TIFF file, read from its IFDs only.
+
+    Calibration is in micrometres and seconds; ``None`` where the file has none. For a file
+    left unfinished by a killed mmtiffsink writer (``finished`` False), ``shape`` is what a
+    reader sees now (a plain stack of the frames written), while calibration and channel
+    names are those stored in the writer's settings, which :func:`mmtiffsink.repair` writes.
+    """
+
+    path: Path
+    size_bytes: int
+    """File size on disk."""
+    profile: str
+    """``"bigtiff"``, ``"imagej"`` (classic ImageJ hyperstack) or ``"tiff"`` (anything else)."""
+    codec: str
+    """``"zstd"``, ``"deflate"``, ``"none"``, or tifffile's name of another compression."""
+    dtype: str
+    """Numpy dtype name of the pixels."""
+    shape: dict[str, int]
+    """Axis -> size as a reader sees it, e.g. ``{"T": 3, "Z": 5, "C": 2, "Y": 512, "X": 512}``."""
+    planes: int
+    """Image planes (C*Z*T for a hyperstack; the IFDs of the file)."""
+    frames_stored: int
+    """Distinct pixel blocks actually stored (identical frames are stored once)."""
+    raw_bytes: int
+    """Bytes of the decoded pixels: planes * Y * X * itemsize (* samples)."""
+    pixel_size_um: float | None
+    z_step_um: float | None
+    interval_s: float | None
+    channel_names: list[str] = field(default_factory=list)
+    finished: bool = True
+    """False for a file left by a killed writer (``mmtiffsink repair`` finishes it)."""
+    written_by: str | None = None
+    """``"mmtiffsink"`` when its settings tag is present, else the Software tag, if any."""
+
+    @property
+    def compression_ratio(self) -> float:
+        """Decoded pixel bytes per byte on disk (``raw_bytes / size_bytes``)."""
+        return self.raw_bytes / self.size_bytes if self.size_bytes else math.inf
+
+    def format(self) -> str:
+        """A readable multi-line block for the terminal."""
+        dims = " ".join(f"{k}={v}" for k, v in self.shape.items())
+        maker = f", written by {self.written_by}" if self.written_by else ""
+        stored = f"{self.frames_stored} stored"
+        if self.frames_stored < self.planes:
+            stored += " (identical frames stored once)"
+        lines = [
+            str(self.path),
+            f"  format       {self.profile}, {self.codec}, {self.dtype}{maker}",
+            f"  dimensions   {dims}",
+            f"  planes       {self.planes}, {stored}",
+            f"  calibration  {_calibration_text(self)}",
+        ]
+        if self.channel_names:
+            lines.append(f"  channels     {', '.join(self.channel_names)}")
+        lines.append(
+            f"  size         {_size(self.size_bytes)} on disk, {_size(self.raw_bytes)} of pixels, "
+            f"ratio {self.compression_ratio:.2f}"
+        )
+        if self.finished:
+            lines.append("  state        finished")
+        else:
+            lines.append(
+                "  state        UNFINISHED (its writer was killed): "
+                f"run `mmtiffsink repair {self.path}`"
+            )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field plus ``compression_ratio``."""
+        ratio = self.compression_ratio
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "profile": self.profile,
+            "codec": self.codec,
+            "dtype": self.dtype,
+            "shape": dict(self.shape),
+            "planes": self.planes,
+            "frames_stored": self.frames_stored,
+            "raw_bytes": self.raw_bytes,
+            "compression_ratio": ratio if math.isfinite(ratio) else None,
+            "pixel_size_um": self.pixel_size_um,
+            "z_step_um": self.z_step_um,
+            "interval_s": self.interval_s,
+            "channel_names": list(self.channel_names),
+            "finished": self.finished,
+            "written_by": self.written_by,
+        }
+
+
+def _num(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _calibration_text(info: FileInfo) -> str:
+    parts = []
+    if info.pixel_size_um is not None:
+        parts.append(f"pixel {_num(info.pixel_size_um)} µm")
+    if info.z_step_um is not None:
+        parts.append(f"z step {_num(info.z_step_um)} µm")
+    if info.interval_s is not None:
+        parts.append(f"interval {_num(info.interval_s)} s")
+    return ", ".join(parts) if parts else "none"
+
+
+def _size(nbytes: int) -> str:
+    value = float(nbytes)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError  # pragma: no cover
+
+
+# ------------------------------------------------------------------------------ tifffile's log
+class _LogCapture(logging.Handler):
+    """Collects tifffile's log records per thread while :func:`file_info` runs.
+
+    tifffile reports a corrupted IFD chain by logging, not raising; the records are turned into
+    a :class:`DatasetError` (and kept off the terminal). Installed on tifffile's logger while at
+    least one :func:`file_info` call runs in any thread.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        records: list[logging.LogRecord] | None = getattr(self.local, "records", None)
+        if records is not None:
+            records.append(record)
+
+
+_CAPTURE = _LogCapture()
+_CAPTURE_LOCK = threading.Lock()
+_capture_users = 0
+
+
+@contextmanager
+def _tifffile_log() -> Iterator[list[logging.LogRecord]]:
+    global _capture_users
+    logger = logging.getLogger("tifffile")
+    records: list[logging.LogRecord] = []
+    _CAPTURE.local.records = records
+    with _CAPTURE_LOCK:
+        if _capture_users == 0:
+            logger.addHandler(_CAPTURE)
+        _capture_users += 1
+    try:
+        yield records
+    finally:
+        _CAPTURE.local.records = None
+        with _CAPTURE_LOCK:
+            _capture_users -= 1
+            if _capture_users == 0:
+                logger.removeHandler(_CAPTURE)
+
+
+# ------------------------------------------------------------------------------ reading
+def file_info(path: str | os.PathLike[str]) -> FileInfo:
+    """Describe a TIFF file as a reader will see it, reading only its IFDs.
+
+    Parameters
+    ----------
+    path
+        A TIFF file: any writer's, finished or left by a killed mmtiffsink writer.
+
+    Returns
+    -------
+    FileInfo
+        Dimensions, dtype, profile, codec, calibration, channel names, planes and frames
+        stored, sizes and whether the file is finished.
+
+    Raises
+    ------
+    DatasetError
+        The file is missing, unreadable, not a TIFF, or corrupt/truncated (an IFD or pixel
+        data past the end of the file).
+
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        msg = f"{p}: no such file"
+        raise DatasetError(msg) from None
+    except OSError as exc:
+        msg = f"{p}: cannot read it ({exc.strerror or exc})"
+        raise DatasetError(msg) from None
+    if p.is_dir():
+        msg = f"{p}: is a directory, not a TIFF file"
+        raise DatasetError(msg)
+    with _tifffile_log() as records:
+        try:
+            with tifffile.TiffFile(p) as tif:
+                return _inspect(tif, p, size, records)
+        except DatasetError:
+            raise
+        except tifffile.TiffFileError as exc:
+            head = _head(p)
+            if head[:4] not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+                msg = f"{p}: not a TIFF file (it does not start with a TIFF header)"
+            else:
+                msg = f"{p}: corrupt or truncated TIFF ({_first_line(str(exc))})"
+            raise DatasetError(msg) from exc
+        except (struct.error, ValueError, IndexError, KeyError, TypeError, EOFError) as exc:
+            msg = f"{p}: corrupt or truncated TIFF ({type(exc).__name__}: {_first_line(str(exc))})"
+            raise DatasetError(msg) from exc
+        except OSError as exc:
+            msg = f"{p}: cannot read it ({exc.strerror or exc})"
+            raise DatasetError(msg) from exc
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4)
+    except OSError:
+        return b""
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:200] if text.strip() else "no detail"
+
+
+def _corrupt(path: Path, records: Sequence[logging.LogRecord], what: str) -> DatasetError:
+    errors = [r.getMessage() for r in records if r.levelno >= logging.ERROR]
+    detail = f": {_first_line(errors[0])}" if errors else ""
+    return DatasetError(f"{path}: corrupt or truncated TIFF, {what}{detail}")
+
+
+def _inspect(
+    tif: tifffile.TiffFile, path: Path, size: int, records: list[logging.LogRecord]
+) -> FileInfo:
+    pages = tif.pages
+    first = pages.first if len(pages) else None
+    if first is None or not isinstance(first, tifffile.TiffPage):
+        raise _corrupt(path, records, "no readable image (IFD) in the file")
+
+    settings = _settings(first)
+    written_by: str | None
+    if settings is not None:
+        written_by = "mmtiffsink"
+    else:
+        software = first.software.strip() if first.software else ""
+        written_by = software or None
+    description = first.description or ""
+    finished = settings is None or description.startswith("ImageJ=")
+
+    # Every IFD of the main chain, as light TiffFrames (data offsets and byte counts only).
+    pages.useframes = True
+    pages.set_keyframe(0)
+    npages = len(pages)
+    keys: set[object] = set()
+    whole_frames = settings is not None  # mmtiffsink stores a frame as one contiguous block
+    for index in range(npages):
+        page = pages[index]
+        if page is None:
+            raise _corrupt(path, records, f"IFD {index} cannot be read")
+        offsets = tuple(int(o) for o in page.dataoffsets)
+        counts = tuple(int(c) for c in page.databytecounts)
+        if offsets and counts and max(o + c for o, c in zip(offsets, counts, strict=False)) > size:
+            msg = (
+                f"{path}: truncated TIFF: the pixels of plane {index} run past the end of "
+                f"the file ({size} bytes)"
+            )
+            raise DatasetError(msg)
+        if offsets:
+            keys.add(offsets[0] if whole_frames else offsets)
+    if any(r.levelno >= logging.ERROR for r in records):
+        raise _corrupt(path, records, "its IFD chain is broken")
+
+    dtype = np.dtype(first.dtype) if first.dtype is not None else np.dtype("uint8")
+    frame_shape = tuple(int(n) for n in first.shape)  # (Y, X) or (Y, X, S)
+    frame_axes = first.axes  # e.g. "YX", "YXS", "SYX"
+
+    ij = tif.imagej_metadata if tif.is_imagej else None
+    shape: dict[str, int] | None = None
+    planes = npages
+    if ij is not None:
+        c, z, t = (int(ij.get(k, 1) or 1) for k in ("channels", "slices", "frames"))
+        images = int(ij.get("images") or npages)
+        if c * z * t == images and images >= npages:  # as ImageJ and Bio-Formats see it
+            shape = {"T": t, "Z": z, "C": c, **dict(zip(frame_axes, frame_shape, strict=True))}
+            planes = images
+    if shape is None:
+        series = tif.series[0] if tif.series else None
+        if series is not None and series.shape:
+            shape = {ax: int(n) for ax, n in zip(series.axes, series.shape, strict=True)}
+        else:
+            shape = {"I": npages, **dict(zip(frame_axes, frame_shape, strict=True))}
+
+    frames_stored = len(keys) + max(0, planes - npages)  # ImageJ "virtual" contiguous planes
+    raw_bytes = planes * math.prod(frame_shape) * dtype.itemsize
+
+    pixel_size, z_step, interval = _calibration(first, ij, settings, finished)
+    return FileInfo(
+        path=path,
+        size_bytes=size,
+        profile=_profile(tif, settings),
+        codec=_codec(first),
+        dtype=dtype.name,
+        shape=shape,
+        planes=planes,
+        frames_stored=frames_stored,
+        raw_bytes=raw_bytes,
+        pixel_size_um=pixel_size,
+        z_step_um=z_step,
+        interval_s=interval,
+        channel_names=_channel_names(ij, settings, shape.get("C", 1), finished),
+        finished=finished,
+        written_by=written_by,
+    )
+
+
+def _settings(page: tifffile.TiffPage) -> dict[str, Any] | None:
+    tag = page.tags.get(SETTINGS_TAG)
+    if tag is None:
+        return None
+    value = tag.value
+    if isinstance(value, bytes):
+        value = value.rstrip(b"\0").decode("utf-8", "replace")
+    try:
+        settings = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def _profile(tif: tifffile.TiffFile, settings: Mapping[str, Any] | None) -> str:
+    if settings is not None and settings.get("profile") in ("bigtiff", "imagej"):
+        return str(settings["profile"])
+    if tif.is_bigtiff:
+        return "bigtiff"
+    return "imagej" if tif.is_imagej else "tiff"
+
+
+def _codec(page: tifffile.TiffPage) -> str:
+    name = tifffile.COMPRESSION(page.compression).name
+    return _CODEC_NAMES.get(name, name.lower())
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _calibration(
+    page: tifffile.TiffPage,
+    ij: Mapping[str, Any] | None,
+    settings: Mapping[str, Any] | None,
+    finished: bool,
+) -> tuple[float | None, float | None, float | None]:
+    """(pixel size in µm, z step in µm, interval in s) as a reader derives them."""
+    if settings is not None and not finished:  # what repair() will write
+        return (
+            _positive(settings.get("pxsize")),
+            _positive(settings.get("deltaz")),
+            _positive(settings.get("timeinterval")),
+        )
+    xres = page.tags.get(282)
+    per_unit: float | None = None  # pixels per unit of length
+    if xres is not None:
+        value = xres.value
+        if isinstance(value, tuple) and len(value) == 2 and value[1]:
+            per_unit = _positive(value[0] / value[1])
+        elif not isinstance(value, tuple):
+            per_unit = _positive(value)
+    if ij is not None:
+        unit = str(ij.get("unit", "")).strip()
+        scale = _LENGTH_UM.get(unit) or _LENGTH_UM.get(unit.lower())
+        pixel = scale / per_unit if scale and per_unit else None
+        spacing = _positive(ij.get("spacing"))
+        z_step = spacing * scale if spacing and scale else None
+        tunit = str(ij.get("tunit", "s")).strip().lower()
+        finterval = _positive(ij.get("finterval"))
+        interval = finterval * _TIME_S[tunit] if finterval and tunit in _TIME_S else None
+        return pixel, z_step, interval
+    unit_tag = page.tags.get(296)
+    res_unit = int(unit_tag.value) if unit_tag is not None else 2  # TIFF default: inch
+    um = _RESOLUTION_UNIT_UM.get(res_unit)
+    if um is None or per_unit is None:
+        return None, None, None
+    return um / per_unit, None, None
+
+
+def _channel_names(
+    ij: Mapping[str, Any] | None,
+    settings: Mapping[str, Any] | None,
+    channels: int,
+    finished: bool,
+) -> list[str]:
+    """Channel names from ImageJ's Info (``ChannelNName = x``), its labels, or our settings."""
+    if ij is not None and finished:
+        info = ij.get("Info")
+        if isinstance(info, str):
+            found = {int(i): name for i, name in _CHANNEL_NAME.findall(info)}
+            if found and sorted(found) == list(range(len(found))):
+                return [found[i] for i in range(len(found))]
+        labels = ij.get("Labels")
+        if isinstance(labels, list) and labels and channels > 1 and len(labels) >= channels:
+            names = [str(x) for x in labels[:channels]]
+            if all(str(x) == names[i % channels] for i, x in enumerate(labels)):
+                return names
+    if settings is not None:
+        names_setting = settings.get("channel_names")
+        if isinstance(names_setting, list):
+            return [str(x) for x in names_setting]
+    return []
+
+
+# ------------------------------------------------------------------------------ summary
+def _dims_short(shape: Mapping[str, int]) -> str:
+    """``{"T": 4, "Z": 3, "C": 2, "Y": 32, "X": 48}`` -> ``T=4 Z=3 C=2 32x48``."""
+    parts = [f"{k}={v}" for k, v in shape.items() if k not in ("Y", "X")]
+    if "Y" in shape and "X" in shape:
+        parts.append(f"{shape['Y']}x{shape['X']}")
+    return " ".join(parts)
+
+
+def summary_table(infos: Sequence[FileInfo]) -> str:
+    """One line per file and a total line, for end-of-job summaries.
+
+    Parameters
+    ----------
+    infos
+        Results of :func:`file_info`.
+
+    Returns
+    -------
+    str
+        An aligned text table: file, dimensions, dtype, codec, planes stored/total, size on
+        disk, compression ratio and state; the last line sums sizes over all files.
+
+    """
+    header = ("file", "dimensions", "dtype", "codec", "stored/planes", "size", "ratio", "state")
+    rows = [
+        (
+            str(info.path),
+            _dims_short(info.shape),
+            info.dtype,
+            info.codec,
+            f"{info.frames_stored}/{info.planes}",
+            _size(info.size_bytes),
+            f"{info.compression_ratio:.2f}",
+            "finished" if info.finished else "UNFINISHED",
+        )
+        for info in infos
+    ]
+    size = sum(info.size_bytes for info in infos)
+    raw = sum(info.raw_bytes for info in infos)
+    stored = sum(info.frames_stored for info in infos)
+    planes = sum(info.planes for info in infos)
+    unfinished = sum(not info.finished for info in infos)
+    total = (
+        f"total: {len(infos)} file{'s' if len(infos) != 1 else ''}",
+        "",
+        "",
+        "",
+        f"{stored}/{planes}",
+        _size(size),
+        f"{raw / size:.2f}" if size else "-",
+        f"{unfinished} UNFINISHED" if unfinished else "",
+    )
+    table = [header, *rows, total]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    right = {4, 5, 6}
+
+    def line(row: Sequence[str]) -> str:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        return "  ".join(cells).rstrip()
+
+    rule = "-" * len(line(header))
+    return "\n".join([line(header), rule, *(line(r) for r in rows), rule, line(total)])
