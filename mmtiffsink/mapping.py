@@ -260,6 +260,37 @@ class AxisMapper:
         c = self.channel_index(axes.get(CHANNEL_AXIS))
         return Placement(file_key=file_key, c=c, z=z, t=t)
 
+    def find(self, axes: Mapping[str, object]) -> Placement | None:
+        """Place an image like :meth:`map` without registering anything new.
+
+        Parameters
+        ----------
+        axes
+            The image's axes.
+
+        Returns
+        -------
+        Placement or None
+            None when the channel is a name never seen (so no image can have these axes).
+
+        Raises
+        ------
+        CoordinateError
+            For values :meth:`map` would refuse.
+
+        """
+        channel = axes.get(CHANNEL_AXIS)
+        if isinstance(channel, str):
+            c = self._channels.get(channel)
+            if c is None:
+                return None
+        else:
+            c = 0 if channel is None else _index(CHANNEL_AXIS, channel)
+        file_key = self.file_key(axes)
+        z = _index(Z_AXIS, axes.get(Z_AXIS))
+        t = _index(TIME_AXIS, axes.get(TIME_AXIS))
+        return Placement(file_key=file_key, c=c, z=z, t=t)
+
 
 def sanitize(label: str) -> str:
     """Make a label safe inside a file name.

@@ -1,29 +1,44 @@
-"""pycro-manager adapters: the ``image_process_fn`` hook and a TiffSink-backed ndstorage storage.
+"""pycro-manager adapters: the ``image_process_fn`` hook, an ndstorage storage, an acquisition.
 
-* Hook: ``Acquisition(directory=None, image_process_fn=sink.image_process_fn)`` with a
-  :class:`~mmtiffsink.sink.TiffSink` (see :func:`image_process_fn`).
-* Storage: :class:`TiffStorage` implements ``ndstorage``'s ``WritableNDStorageAPI``
-  (``initialize``, ``put_image``, ``finish``, ``block_until_finished``, ``is_finished``), the
-  interface of the dataset that pycro-manager's Python backend hands to its acquisition engine.
-  pycromanager 1.0.2 has no argument to pass a dataset: the engine builds ``NDRAMDataset()`` (no
-  directory) or ``NDTiffDataset`` itself, so using :class:`TiffStorage` there means replacing that
-  factory (as the tests do).
+Three ways to put a :class:`~mmtiffsink.sink.TiffSink` behind a pycro-manager acquisition:
+
+* Hook: ``Acquisition(directory=None, image_process_fn=sink.image_process_fn)`` (any backend;
+  see :func:`image_process_fn`). pycro-manager keeps nothing: the image is consumed.
+* :class:`TiffAcquisition`: a Python-backend acquisition (same arguments as pycro-manager's
+  ``Acquisition``, plus the sink's options) whose dataset is a :class:`TiffStorage` instead of
+  NDTiff. ``image_saved_fn``, ``AcquisitionFuture.await_image_saved`` and ``get_dataset()``
+  (``read_image``, ``read_metadata``, ``as_array``) work, reading back from the files.
+* :class:`TiffStorage` alone: ndstorage's ``WritableNDStorageAPI`` (``initialize``,
+  ``put_image``, ``finish``, ``block_until_finished``, ``is_finished``) and its read API, for
+  engines that take a dataset object.
 
 ``finish()`` never raises (an exception there hangs pycro-manager's ``await_completion``): an
-error of the sink is kept in :attr:`TiffStorage.error` and raised by :meth:`TiffStorage.close`.
+error of the sink is kept in :attr:`TiffStorage.error` and raised by :meth:`TiffStorage.close`
+(and by the ``with TiffAcquisition(...)`` block).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from ndstorage.ndstorage_base import WritableNDStorageAPI
+import numpy as np
+from ndstorage.ndstorage_base import NDStorageBase, WritableNDStorageAPI
+from pycromanager.acquisition.python_backend_acquisitions import PythonBackendAcquisition
 
-from mmtiffsink.sink import TiffSink
+from mmtiffsink.errors import CoordinateError, MMTiffSinkError
+from mmtiffsink.mapping import Placement
+from mmtiffsink.sink import DEFAULT, TiffSink
+from mmtiffsink.tiff import Profile
 
-__all__ = ["TiffStorage", "image_process_fn"]
+from ._closing import close_after_block
+
+__all__ = ["TiffAcquisition", "TiffStorage", "image_process_fn"]
 
 
 def image_process_fn(sink: TiffSink) -> Callable[[Any, dict[str, Any]], Any]:
@@ -43,52 +58,73 @@ def image_process_fn(sink: TiffSink) -> Callable[[Any, dict[str, Any]], Any]:
     return sink.image_process_fn
 
 
-class TiffStorage(WritableNDStorageAPI):  # type: ignore[misc]
-    """An ndstorage ``WritableNDStorageAPI`` writing into a :class:`~mmtiffsink.sink.TiffSink`.
+class TiffStorage(NDStorageBase, WritableNDStorageAPI):  # type: ignore[misc]
+    """An ndstorage dataset (``WritableNDStorageAPI`` and the read API) over a :class:`TiffSink`.
 
     Parameters
     ----------
     sink
         Where the images go. :meth:`finish` closes it.
+    on_error
+        Called once, from the engine's saving thread, with the first error of the sink (e.g.
+        :class:`TiffAcquisition` aborts the acquisition with it). After an error, later images
+        are dropped.
 
     Notes
     -----
-    Write-only: the read API knows which coordinates were stored (``has_image``,
-    ``get_image_coordinates_list``) but does not read pixels back; open the files
-    (``sink.files``) with tifffile for that.
+    Reading (``read_image``, ``read_metadata``, ``as_array``) reads the frames back from the
+    files, while they are written and after: a read waits until its frame is in the file.
+    The dataset keeps only an index of the stored axes in memory, never pixels.
 
     """
 
-    def __init__(self, sink: TiffSink) -> None:
+    def __init__(
+        self,
+        sink: TiffSink,
+        *,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
         super().__init__()
         self.sink = sink
         self.error: BaseException | None = None
-        self._coordinates: list[dict[str, Any]] = []
+        self._on_error = on_error
+        self._index: dict[frozenset[tuple[str, Any]], Placement] = {}
+        self._order: list[frozenset[tuple[str, Any]]] = []
         self._finished = threading.Event()
-        self._new_image = threading.Event()
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- writing
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is not None:
+            return
+        self.error = exc
+        if self._on_error is not None:
+            self._on_error(exc)
+
     def initialize(self, summary_metadata: dict[str, Any]) -> None:
         """Take the summary metadata (pixel size and any stated z step / interval)."""
         self.summary_metadata = summary_metadata
         try:
             self.sink.update_summary(summary_metadata)
         except Exception as exc:  # kept for close(): raising here would stall the engine
-            self.error = self.error or exc
+            self._fail(exc)
 
     def put_image(self, coordinates: Mapping[str, Any], image: Any, metadata: Any) -> None:
         """Store one image; after a first error, later images are dropped (see :attr:`error`)."""
         if self.error is not None:
             return
         try:
-            self.sink.put(image, coordinates, metadata)
+            placement = self.sink.put(image, coordinates, metadata)
         except Exception as exc:  # kept for close(): raising here would stall the engine
-            self.error = exc
+            self._fail(exc)
             return
+        key = frozenset(coordinates.items())
         with self._lock:
-            self._coordinates.append(dict(coordinates))
-        self._new_image.set()
+            self._infer_image_properties(np.asarray(image))
+            self._update_axes(dict(coordinates))
+            self._index[key] = placement
+            self._order.append(key)
+        self._new_image_event.set()
 
     def finish(self) -> None:
         """Close the sink (idempotent); never raises: errors go to :attr:`error`."""
@@ -119,29 +155,233 @@ class TiffStorage(WritableNDStorageAPI):  # type: ignore[misc]
     def get_image_coordinates_list(self) -> list[dict[str, Any]]:
         """The axes of every image stored, in arrival order."""
         with self._lock:
-            return [dict(c) for c in self._coordinates]
+            return [dict(key) for key in self._order]
+
+    def _placement(self, axes: dict[str, Any]) -> Placement | None:
+        key = frozenset(self._consolidate_axes(**axes).items())
+        with self._lock:
+            return self._index.get(key)
 
     def has_image(
-        self, channel: Any = None, z: Any = None, time: Any = None, **kwargs: Any
+        self,
+        channel: int | str | None = None,
+        z: int | None = None,
+        time: int | None = None,
+        position: int | None = None,
+        row: int | None = None,
+        column: int | None = None,
+        **kwargs: int | str,
     ) -> bool:
         """Whether an image with exactly these axes was stored."""
-        wanted = {"channel": channel, "z": z, "time": time, **kwargs}
-        wanted = {k: v for k, v in wanted.items() if v is not None}
-        with self._lock:
-            return any(
-                {k: v for k, v in c.items() if v is not None} == wanted for c in self._coordinates
+        axes = dict(
+            channel=channel, z=z, time=time, position=position, row=row, column=column, **kwargs
+        )
+        return self._placement(axes) is not None
+
+    def _read(self, axes: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any] | None]:
+        placement = self._placement(axes)
+        if placement is None:
+            given = {k: v for k, v in axes.items() if v is not None}
+            msg = f"no image with axes {given!r} in this dataset"
+            raise CoordinateError(msg)
+        return self.sink.read_placement(placement)
+
+    def read_image(
+        self,
+        channel: int | str | None = None,
+        z: int | None = None,
+        time: int | None = None,
+        position: int | None = None,
+        row: int | None = None,
+        column: int | None = None,
+        **kwargs: int | str,
+    ) -> np.ndarray:
+        """The stored image with these axes, read back from its file."""
+        axes = dict(
+            channel=channel, z=z, time=time, position=position, row=row, column=column, **kwargs
+        )
+        return self._read(axes)[0]
+
+    def read_metadata(
+        self,
+        channel: int | str | None = None,
+        z: int | None = None,
+        time: int | None = None,
+        position: int | None = None,
+        row: int | None = None,
+        column: int | None = None,
+        **kwargs: int | str,
+    ) -> dict[str, Any]:
+        """The metadata stored with the image with these axes."""
+        axes = dict(
+            channel=channel, z=z, time=time, position=position, row=row, column=column, **kwargs
+        )
+        return self._read(axes)[1] or {}
+
+
+_FACTORY_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _engine_dataset(storage: TiffStorage) -> Iterator[None]:
+    """Make pycro-manager's Python backend build ``storage`` as the dataset of ``directory=None``.
+
+    pycromanager (1.0.2) has no argument for a dataset: ``PythonBackendAcquisition.__init__``
+    calls the module's ``NDRAMDataset()`` when no directory is given. That name is replaced for
+    the duration of the constructor only, under a lock, and always restored.
+    """
+    from pycromanager.acquisition import python_backend_acquisitions as backend
+
+    with _FACTORY_LOCK:
+        original = backend.NDRAMDataset
+        backend.NDRAMDataset = lambda: storage
+        try:
+            yield
+        finally:
+            backend.NDRAMDataset = original
+
+
+def _require_python_backend() -> None:
+    from mmpycorex import is_pymmcore_active
+
+    if not is_pymmcore_active():
+        msg = (
+            "TiffAcquisition needs pycro-manager's Python backend (start_headless(..., "
+            "python_backend=True)); with the Java backend use "
+            "Acquisition(image_process_fn=sink.image_process_fn) and a TiffSink"
+        )
+        raise MMTiffSinkError(msg)
+
+
+class TiffAcquisition(PythonBackendAcquisition):  # type: ignore[misc]
+    """A pycro-manager Python-backend acquisition that writes hyperstack TIFFs, not NDTiff.
+
+    Same arguments as ``pycromanager.Acquisition`` (``directory`` is where the TIFF files go),
+    plus the options of :class:`~mmtiffsink.sink.TiffSink`; everything else (``acquire``,
+    ``abort``, ``get_dataset``, ``AcquisitionFuture.await_image_saved``) is pycro-manager's.
+
+    Parameters
+    ----------
+    directory
+        Directory of the files.
+    name
+        Acquisition name: the ``{name}`` of ``template``.
+    image_process_fn, event_generation_hook_fn, pre_hardware_hook_fn, post_hardware_hook_fn, \
+post_camera_hook_fn, notification_callback_fn, napari_viewer, image_saved_fn, debug
+        As in ``pycromanager.Acquisition``. An ``image_process_fn`` runs before storage:
+        return ``(image, metadata)`` to store the image, None to drop it.
+    template, profile, compression, channel_names, pxsize, deltaz, timeinterval, colors, \
+colormap, overwrite
+        As in :class:`~mmtiffsink.sink.TiffSink`.
+
+    Raises
+    ------
+    MMTiffSinkError
+        When pycro-manager's Python backend is not running.
+
+    Examples
+    --------
+    >>> events = multi_d_acquisition_events(num_time_points=10, z_start=0, z_end=5, z_step=1)
+    >>> with TiffAcquisition("out", name="exp1", compression="zstd") as acq:
+    ...     acq.acquire(events)
+    >>> acq.files
+    [PosixPath('out/exp1.tif')]
+
+    Notes
+    -----
+    A writer error (full disk, existing file, ...) aborts the acquisition; the ``with`` block
+    (or :meth:`await_completion`) raises it once every file is finished. The dataset
+    (``get_dataset()``) is a :class:`TiffStorage` that reads images back from the files.
+
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        name: str = "acq",
+        image_process_fn: Callable[..., Any] | None = None,
+        event_generation_hook_fn: Callable[..., Any] | None = None,
+        pre_hardware_hook_fn: Callable[..., Any] | None = None,
+        post_hardware_hook_fn: Callable[..., Any] | None = None,
+        post_camera_hook_fn: Callable[..., Any] | None = None,
+        notification_callback_fn: Callable[..., Any] | None = None,
+        napari_viewer: Any = None,
+        image_saved_fn: Callable[..., Any] | None = None,
+        debug: bool = False,
+        *,
+        template: str = "{name}_{position}.tif",
+        profile: Profile = "bigtiff",
+        compression: Any = DEFAULT,
+        channel_names: Sequence[str] | None = None,
+        pxsize: float | None = None,
+        deltaz: float | None = None,
+        timeinterval: float | None = None,
+        colors: Sequence[str | Sequence[float]] | None = None,
+        colormap: str | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        _require_python_backend()
+        sink = TiffSink(
+            directory,
+            name,
+            template=template,
+            profile=profile,
+            compression=compression,
+            channel_names=channel_names,
+            pxsize=pxsize,
+            deltaz=deltaz,
+            timeinterval=timeinterval,
+            colors=colors,
+            colormap=colormap,
+            overwrite=overwrite,
+        )
+        self._constructed = False
+        self.storage = TiffStorage(sink, on_error=self._storage_failed)
+        with _engine_dataset(self.storage):
+            super().__init__(
+                directory=None,
+                name=name,
+                image_process_fn=image_process_fn,
+                event_generation_hook_fn=event_generation_hook_fn,
+                pre_hardware_hook_fn=pre_hardware_hook_fn,
+                post_hardware_hook_fn=post_hardware_hook_fn,
+                post_camera_hook_fn=post_camera_hook_fn,
+                notification_callback_fn=notification_callback_fn,
+                napari_viewer=napari_viewer,
+                image_saved_fn=image_saved_fn,
+                debug=debug,
             )
+        self._constructed = True
 
-    def await_new_image(self, timeout: float | None = None) -> bool:
-        """Wait for an image stored since the previous call; True if one came."""
-        arrived = self._new_image.wait(timeout=timeout)
-        self._new_image.clear()
-        return arrived
+    def _storage_failed(self, exc: BaseException) -> None:
+        """From the saving thread: stop acquiring into a sink that cannot store (non-blocking)."""
+        if self._constructed:
+            self.abort(exc)
 
-    def _write_only(self, *args: Any, **kwargs: Any) -> Any:
-        msg = "TiffStorage is write-only; read the files in sink.files with tifffile"
-        raise NotImplementedError(msg)
+    @property
+    def sink(self) -> TiffSink:
+        """The sink writing the files."""
+        return self.storage.sink
 
-    read_image = _write_only
-    read_metadata = _write_only
-    as_array = _write_only
+    @property
+    def files(self) -> list[Path]:
+        """Paths of the files written so far."""
+        return self.sink.files
+
+    def await_completion(self) -> None:
+        """Wait for the acquisition and its files to finish; raise the writer's error, if any."""
+        try:
+            super().await_completion()
+        except BaseException:
+            self.storage.finish()  # never raises; the acquisition's error wins
+            raise
+        self.storage.close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.mark_finished()
+        close_after_block(self.await_completion, exc, "the TiffAcquisition")

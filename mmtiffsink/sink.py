@@ -19,7 +19,7 @@ import numpy as np
 
 from mmtiffsink.calibration import Calibration, CalibrationTracker
 from mmtiffsink.errors import CoordinateError, WriterClosedError
-from mmtiffsink.mapping import AxisMapper, FileKey, file_name
+from mmtiffsink.mapping import AxisMapper, FileKey, Placement, file_name
 from mmtiffsink.tiff import IJTiffFile, Profile
 
 from ._closing import close_after_block
@@ -201,7 +201,7 @@ class TiffSink:
         image: Any,
         axes: Mapping[str, Any],
         metadata: Mapping[str, Any] | None = None,
-    ) -> None:
+    ) -> Placement:
         """Save one image at the place its axes give.
 
         Parameters
@@ -212,6 +212,11 @@ class TiffSink:
             The image's axes, e.g. ``{'time': 1, 'channel': 'FITC', 'z': 2, 'position': 0}``.
         metadata
             The image's metadata: used for the calibration and stored with the frame (tag 51123).
+
+        Returns
+        -------
+        Placement
+            Where the image went: its file key and (c, z, t).
 
         Raises
         ------
@@ -235,6 +240,45 @@ class TiffSink:
         meta = dict(metadata) if metadata is not None else None
         entry.tracker.update(axes, meta or {})
         entry.file.save(image, placement.c, placement.z, placement.t, metadata=meta)
+        return placement
+
+    def read(self, axes: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any] | None]:
+        """Read back a stored image and its metadata, from the file (open or closed).
+
+        Waits until the image's frame is in the file. Safe to call from another thread than
+        the one calling :meth:`put`.
+
+        Parameters
+        ----------
+        axes
+            The image's axes, as given to :meth:`put`.
+
+        Returns
+        -------
+        image : numpy.ndarray
+            The frame.
+        metadata : dict or None
+            The metadata stored with it.
+
+        Raises
+        ------
+        CoordinateError
+            No image with these axes was stored.
+
+        """
+        placement = self._mapper.find(axes)
+        if placement is None:
+            msg = f"no image with axes {dict(axes)!r} was stored"
+            raise CoordinateError(msg)
+        return self.read_placement(placement)
+
+    def read_placement(self, placement: Placement) -> tuple[np.ndarray, dict[str, Any] | None]:
+        """Like :meth:`read`, for a :class:`~mmtiffsink.mapping.Placement` from :meth:`put`."""
+        entry = self._entries.get(placement.file_key)
+        if entry is None:
+            msg = f"no image was stored in a file with axes {dict(placement.file_key)!r}"
+            raise CoordinateError(msg)
+        return entry.file.read_frame(placement.c, placement.z, placement.t)
 
     def image_process_fn(
         self, image: Any, metadata: dict[str, Any]

@@ -215,8 +215,8 @@ def test_storage_adapter_keeps_errors_for_close(tmp_path: Path) -> None:
     assert storage.is_finished() and storage.block_until_finished(0)
     with pytest.raises(CoordinateError):
         storage.close()
-    with pytest.raises(NotImplementedError):
-        storage.read_image(z=0)
+    np.testing.assert_array_equal(storage.read_image(z=1), frame(0, 1, 0))  # read back, closed
+    assert storage.read_metadata(z=0) == {"Axes": {"z": 0}}
     data, meta = read(tmp_path / "exp.tif")
     assert data.shape == (2, H, W)
     assert meta["spacing"] == pytest.approx(3.0)

@@ -504,3 +504,27 @@ def test_drop_in_for_tiffwrite(tmp_path: Path) -> None:
         assert f.pages[0].tags["Artist"].value == "John Doe"
         assert f.imagej_metadata["finterval"] == 3.0
     assert code(1, 2, 3) == int(ours[3, 2, 1, 5, 5])
+
+
+@pytest.mark.parametrize(("profile", "compression"), PROFILES)
+def test_read_frame_while_writing_and_after(tmp_path: Path, profile: str, compression: str) -> None:
+    """read_frame returns each plane and its metadata, during writing and after close."""
+    shape = (2, 2, 2)
+    path = tmp_path / "rb.tif"
+    frames = {p: coded_frame(*p) for p in itertools.product(*map(range, shape))}
+    with IJTiffFile(path, shape=shape, profile=profile, compression=compression) as tif:
+        for (c, z, t), frame in frames.items():
+            tif.save(frame, c, z, t, metadata={"plane": [c, z, t]})
+            image, metadata = tif.read_frame(c, z, t)  # waits for the worker
+            np.testing.assert_array_equal(image, frame)
+            assert metadata == {"plane": [c, z, t]}
+        with pytest.raises(CoordinateError, match="not saved"):
+            tif.read_frame(1, 1, 5)
+    for (c, z, t), frame in frames.items():
+        image, metadata = tif.read_frame(c, z, t)
+        np.testing.assert_array_equal(image, frame)
+        assert metadata == {"plane": [c, z, t]}
+    with tifffile.TiffFile(path) as reader:  # and the file says the same
+        data = reader.series[0].asarray()
+    for (c, z, t), frame in frames.items():
+        np.testing.assert_array_equal(data[t, z, c], frame)

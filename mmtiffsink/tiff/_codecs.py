@@ -51,6 +51,17 @@ class Codec:
             return bytes(imagecodecs.deflate_encode(frame, level=self.level))  # type: ignore[arg-type]
         return frame.tobytes()
 
+    def decode(self, data: bytes, dtype: np.dtype[Any], shape: tuple[int, int]) -> np.ndarray:
+        """Decompress a whole frame written by :meth:`encode` into an array of ``shape``."""
+        if self.name == "zstd":
+            raw: Any = imagecodecs.zstd_decode(data)
+        elif self.name == "deflate":
+            raw = imagecodecs.zlib_decode(data)
+        else:
+            raw = data
+        image: np.ndarray = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        return image
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, stored in the file's settings."""
         return {"name": self.name, "level": self.level}

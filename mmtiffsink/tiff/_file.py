@@ -532,6 +532,66 @@ class IJTiffFile:
                 self._deposit(seq, exc, bound)
             raise
 
+    def read_frame(self, c: int, z: int, t: int) -> tuple[np.ndarray, dict[str, Any] | None]:
+        """Read back a saved plane and its metadata, waiting until it is in the file.
+
+        Works while the file is written (the plane is read from disk once its frame has been
+        appended) and after :meth:`close`. Reads only this plane: memory stays flat.
+
+        Parameters
+        ----------
+        c, z, t
+            The plane.
+
+        Returns
+        -------
+        image : numpy.ndarray
+            The 2-D frame as stored.
+        metadata : dict or None
+            The frame's ``metadata`` (tag 51123), or None when it had none.
+
+        Raises
+        ------
+        CoordinateError
+            The plane was never saved.
+        WriterError
+            Writing failed before the plane reached the file.
+
+        """
+        coord = (_coord("c", c), _coord("z", z), _coord("t", t))
+        with self._cond:
+            while coord not in self._planes:
+                if coord not in self._claimed or self._closed:
+                    msg = f"plane (c, z, t)={coord} was not saved to {self.path}"
+                    raise CoordinateError(msg)
+                self._raise_error()
+                self._cond.wait()
+            ifd_at, ifd_size = self._planes[coord]
+            closed = self._closed
+        fd = os.open(self.path, os.O_RDONLY) if closed else self._fd
+        try:
+
+            def read(offset: int, size: int) -> bytes:
+                return os.pread(fd, size, offset)
+
+            lay = self._layout
+            entries, _ = lay.parse_ifd(read(ifd_at, ifd_size))
+            values = {lay.entry_code(e): e for e in entries}
+            offsets = decode_values(*lay.entry_value(values[273], read))
+            counts = decode_values(*lay.entry_value(values[279], read))
+            data = b"".join(read(int(o), int(n)) for o, n in zip(offsets, counts, strict=True))
+            meta_entry = values.get(METADATA_TAG, values.get(FIRST_METADATA_TAG))
+            meta_raw = None if meta_entry is None else lay.entry_value(meta_entry, read)[1]
+        finally:
+            if closed:
+                os.close(fd)
+        assert self._frame_shape is not None
+        image = self._codec.decode(data, self._dtype.newbyteorder("<"), self._frame_shape)
+        metadata = None
+        if meta_raw is not None:
+            metadata = json.loads(meta_raw.rstrip(b"\0").decode("utf-8"))
+        return image, metadata
+
     def _prepare(self, frame: Any) -> np.ndarray:
         arr = np.asarray(frame)
         if arr.ndim != 2:
