@@ -1,0 +1,884 @@
+"""Acquisition benchmark: mmtiffsink's pycro-manager hook against NDTiff on the demo microscope.
+
+This is a benchmark, not a test: it prints markdown tables and never fails on a slow result.
+The same event list (``--frames`` images: C=2 channels x Z=10 slices x T time points, z
+fastest) runs on pycro-manager's Python backend with Micro-Manager's DemoCamera (from
+``mm-test-adapters``) at ``--size`` x ``--size`` uint16, through:
+
+* ``discard``: ``Acquisition(directory=None, image_process_fn=hook)``, the hook returns None:
+  the ceiling of the engine itself;
+* ``hook-zstd`` / ``hook-deflate`` / ``hook-none``: the hook is
+  ``TiffSink(tmp, compression=...).image_process_fn``;
+* ``ndtiff``: pycro-manager's own NDTiff storage, ``Acquisition(directory=tmp, name=...)``;
+* ``storage-zstd``: ``mmtiffsink.pycromanager.TiffStorage`` as the engine's dataset.
+
+Every call into a contender (the hook, or the dataset's ``put_image`` for ``ndtiff`` and
+``storage-zstd``) is timed with ``time.perf_counter_ns``. The ``offline-*`` cases call the
+hook directly with pre-made frames and realistic metadata, no microscope: once paced at the
+engine's frame rate (the hook's own latency, without engine jitter) and once flat out (the
+sink's own ceiling). Every case runs in a fresh subprocess of this script.
+
+Run ``python benchmarks/bench_acquisition.py --help`` for the options, and see
+``benchmarks/README.md`` (*Acquisition benchmark*) for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import math
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_writer import (
+    MB,
+    current_rss_mb,
+    machine,
+    make_pool,
+    peak_rss_mb,
+    reset_peak_rss,
+)
+from numpy.typing import NDArray
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: every case, in the order run and printed
+ACQ_CASES = ("discard", "hook-zstd", "hook-deflate", "hook-none", "ndtiff", "storage-zstd")
+OFFLINE_CASES = ("offline-zstd", "offline-deflate", "offline-none")
+CASES = ACQ_CASES + OFFLINE_CASES
+#: compression of each mmtiffsink case
+CODECS: dict[str, Any] = {
+    "hook-zstd": "zstd",
+    "hook-deflate": "deflate",
+    "hook-none": None,
+    "storage-zstd": "zstd",
+    "offline-zstd": "zstd",
+    "offline-deflate": "deflate",
+    "offline-none": None,
+}
+CHANNELS = ("DAPI", "FITC")
+N_Z = 10
+POOL = 16  # distinct realistic frames
+BUFFER_SIZE_MB = 256
+FALLBACK_RATE = 200.0  # frames/s for the paced offline run when no engine rate was measured
+
+
+# --------------------------------------------------------------------------------------------
+# the demo microscope (as tests/microscope.py starts it; copied, tests are not imported)
+# --------------------------------------------------------------------------------------------
+
+
+def start_demo(size: int, exposure_ms: float, mode: str) -> Any:
+    """Start the headless demo microscope (Python backend) and set the camera; return the core."""
+    import mm_test_adapters
+    from pycromanager import Core, start_headless
+
+    adapters = mm_test_adapters.device_adapter_path()
+    start_headless(
+        adapters,
+        str(Path(adapters) / "MMConfig_demo.cfg"),
+        python_backend=True,
+        buffer_size_mb=BUFFER_SIZE_MB,
+    )
+    core = Core()
+    core.set_config("System", "Startup")
+    core.wait_for_config("System", "Startup")
+    core.clear_roi()
+    core.set_property("Camera", "OnCameraCCDXSize", size)
+    core.set_property("Camera", "OnCameraCCDYSize", size)
+    core.set_property("Camera", "PixelType", "16bit")
+    core.set_property("Camera", "Mode", mode)
+    core.set_exposure(exposure_ms)
+    core.set_config("Objective", "10X")
+    core.wait_for_system()
+    got = (core.get_image_width(), core.get_image_height(), core.get_bytes_per_pixel())
+    if got != (size, size, 2):
+        msg = f"the DemoCamera gives {got} (width, height, bytes per pixel), not {size}x{size}x2"
+        raise RuntimeError(msg)
+    return core
+
+
+def stop_demo() -> None:
+    """Stop the headless core and drop the engine singleton."""
+    from pycromanager import stop_headless
+    from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
+
+    stop_headless()
+    if hasattr(Engine, "singleton"):
+        del Engine.singleton
+
+
+def shape_for(frames: int) -> tuple[int, int, int]:
+    """Return ``(C, Z, T)`` of the event list: 2 channels x 10 slices x enough time points."""
+    n_c = len(CHANNELS)
+    return n_c, N_Z, max(1, round(frames / (n_c * N_Z)))
+
+
+def make_events(frames: int) -> list[dict[str, Any]]:
+    """Return the event list: time points x channels x z (z fastest)."""
+    from pycromanager import multi_d_acquisition_events
+
+    _, n_z, n_t = shape_for(frames)
+    events: list[dict[str, Any]] = multi_d_acquisition_events(
+        num_time_points=n_t,
+        z_start=0,
+        z_end=n_z - 1,
+        z_step=1,
+        channel_group="Channel",
+        channels=list(CHANNELS),
+    )
+    return events
+
+
+# --------------------------------------------------------------------------------------------
+# cases (run in the child process)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a child process runs (see the module docstring for the cases)."""
+
+    case: str
+    frames: int
+    size: int
+    exposure_ms: float
+    mode: str
+    pixels: str
+    rate: float
+    out_dir: str
+    result_file: str
+    profile: bool
+
+
+@dataclass
+class Result:
+    """The measurements of one case (one subprocess).
+
+    ``latencies_us`` holds every timed call (hook or ``put_image``) in microseconds; for the
+    offline cases it is the paced run. ``wall_s`` runs from ``acquire()`` (offline: the first
+    call) until every file is closed; offline cases add ``free_wall_s``, the flat-out run.
+    """
+
+    case: str
+    frames: int = 0
+    raw_bytes: int = 0
+    status: str = "ok"
+    message: str = ""
+    wall_s: float = math.nan
+    out_bytes: int = 0
+    peak_rss_mb: float = math.nan
+    base_rss_mb: float = math.nan
+    latencies_us: list[float] = field(default_factory=list)
+    free_wall_s: float = math.nan
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frames_per_s(self) -> float:
+        """Frames per second of wall time."""
+        return self.frames / self.wall_s
+
+    @property
+    def mb_per_s(self) -> float:
+        """Uncompressed MB per second of wall time."""
+        return self.raw_bytes / MB / self.wall_s
+
+
+class Timed:
+    """Wrap a callable: fill in realistic pixels (untimed), then time the call.
+
+    Parameters
+    ----------
+    fn
+        The contender (``image_process_fn`` or ``put_image``).
+    pool
+        Realistic frames, or None to pass the camera's pixels on unchanged.
+    capacity
+        Number of calls to expect (the latency array grows beyond it if needed).
+    profiler
+        When given, enabled around each timed call (the hook's own thread only).
+    image_arg
+        Position of the image among the call's arguments.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        pool: NDArray[np.uint16] | None,
+        capacity: int,
+        profiler: cProfile.Profile | None = None,
+        image_arg: int = 0,
+    ) -> None:
+        self.fn = fn
+        self.pool = pool
+        self.ns = np.zeros(capacity + 16, dtype=np.int64)
+        self.count = 0
+        self.profiler = profiler
+        self.image_arg = image_arg
+
+    def fill(self, image: Any) -> Any:
+        """Overwrite the camera's frame with frame ``count`` of the realistic source."""
+        if self.pool is None:
+            return image
+        i = self.count
+        src = self.pool[i % len(self.pool)]
+        if isinstance(image, np.ndarray) and image.flags.writeable and image.shape == src.shape:
+            np.copyto(image, src, casting="unsafe")
+        else:
+            image = src.copy()
+        image[:, ::16] ^= np.uint16(i & 0xFFFF)
+        return image
+
+    def __call__(self, *args: Any) -> Any:
+        args_list = list(args)
+        args_list[self.image_arg] = self.fill(args_list[self.image_arg])
+        if self.count >= len(self.ns):
+            self.ns = np.concatenate([self.ns, np.zeros_like(self.ns)])
+        profiler = self.profiler
+        if profiler is not None:
+            profiler.enable()
+        start = time.perf_counter_ns()
+        out = self.fn(*args_list)
+        self.ns[self.count] = time.perf_counter_ns() - start
+        if profiler is not None:
+            profiler.disable()
+        self.count += 1
+        return out
+
+    def hook(self, image: Any, metadata: dict[str, Any]) -> Any:
+        """The same, as a two-argument ``image_process_fn`` (pycro-manager counts them)."""
+        return self(image, metadata)
+
+    def latencies_us(self) -> list[float]:
+        """Every timed call, in microseconds."""
+        return [round(v / 1e3, 2) for v in self.ns[: self.count].tolist()]
+
+
+def _discard(image: Any, metadata: dict[str, Any]) -> None:
+    return None
+
+
+def dir_bytes(path: Path) -> int:
+    """Return the size of every file under ``path``."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def check_tiffs(out_dir: Path, expected: int) -> str:
+    """Return '' when the TIFF(s) under ``out_dir`` hold ``expected`` pages, else a message."""
+    import tifffile
+
+    pages = 0
+    for path in sorted(out_dir.rglob("*.tif")):
+        with tifffile.TiffFile(path) as tif:
+            pages += len(tif.pages)
+    return "" if pages == expected else f"the TIFFs hold {pages} pages, expected {expected}"
+
+
+def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -> None:
+    """Run one acquisition case on the demo microscope and fill ``result``."""
+    from pycromanager import Acquisition
+    from pycromanager.acquisition import python_backend_acquisitions as backend
+
+    from mmtiffsink.pycromanager import TiffStorage
+    from mmtiffsink.sink import TiffSink
+
+    out = Path(job.out_dir)
+    start_demo(job.size, job.exposure_ms, job.mode)
+    try:
+        events = make_events(job.frames)
+        result.frames = len(events)
+        result.raw_bytes = len(events) * job.size * job.size * 2
+        profiler = cProfile.Profile() if job.profile else None
+        timed: Timed | None = None
+        sink: TiffSink | None = None
+        storage: TiffStorage | None = None
+        datasets: list[Any] = []
+
+        if job.case == "ndtiff":
+            original = backend.NDTiffDataset
+
+            def ndtiff_factory(*args: Any, **kwargs: Any) -> Any:
+                nonlocal timed
+                dataset = original(*args, **kwargs)
+                timed = Timed(dataset.put_image, pool, len(events), profiler, image_arg=1)
+                dataset.put_image = timed
+                datasets.append(dataset)
+                return dataset
+
+            backend.NDTiffDataset = ndtiff_factory
+        elif job.case == "storage-zstd":
+            sink = TiffSink(out, "bench", compression=CODECS[job.case])
+            storage = TiffStorage(sink)
+            timed = Timed(storage.put_image, pool, len(events), profiler, image_arg=1)
+            storage.put_image = timed  # type: ignore[method-assign]
+            backend.NDRAMDataset = lambda: storage
+        elif job.case == "discard":
+            timed = Timed(_discard, pool, len(events), profiler)
+        else:
+            sink = TiffSink(out, "bench", compression=CODECS[job.case])
+            timed = Timed(sink.image_process_fn, pool, len(events), profiler)
+
+        reset_peak_rss()
+        result.base_rss_mb = current_rss_mb()
+        if job.case == "ndtiff":
+            with Acquisition(directory=str(out), name="bench") as acq:
+                start = time.perf_counter()
+                acq.acquire(events)
+        elif job.case == "storage-zstd":
+            with Acquisition(directory=None, name="bench") as acq:
+                start = time.perf_counter()
+                acq.acquire(events)
+            assert storage is not None
+            storage.close()  # already finished by the engine: raises the sink's error, if any
+        elif sink is not None:
+            with (
+                sink,
+                Acquisition(directory=None, name="bench", image_process_fn=timed.hook) as acq,
+            ):
+                start = time.perf_counter()
+                acq.acquire(events)
+        else:
+            with Acquisition(directory=None, name="bench", image_process_fn=timed.hook) as acq:
+                start = time.perf_counter()
+                acq.acquire(events)
+        result.wall_s = time.perf_counter() - start
+        result.peak_rss_mb = peak_rss_mb()
+        for dataset in datasets:
+            dataset.close()
+    finally:
+        stop_demo()
+
+    assert timed is not None
+    result.latencies_us = timed.latencies_us()
+    result.detail["calls"] = timed.count
+    result.out_bytes = dir_bytes(out)
+    if timed.count != result.frames:
+        result.status = "error"
+        result.message = f"{timed.count} calls for {result.frames} events"
+    elif job.case.startswith(("hook", "storage")):
+        problem = check_tiffs(out, result.frames)
+        if problem:
+            result.status, result.message = "error", problem
+    if profiler is not None:
+        _print_profile(profiler, job.case)
+
+
+def offline_metadata(i: int, size: int, period_ms: float) -> dict[str, Any]:
+    """Return the metadata the Python backend gives frame ``i`` (as recorded on the demo)."""
+    z = i % N_Z
+    c = (i // N_Z) % len(CHANNELS)
+    t = i // (N_Z * len(CHANNELS))
+    return {
+        "Camera": "Camera",
+        "Height": size,
+        "Width": size,
+        "PixelType": None,
+        "CameraChannelIndex": 0,
+        "PixelSize_um": 1.0,
+        "ElapsedTime-ms": i * period_ms,
+        "Time": "2026-11-21 22:08:32 -",
+        "Axes": {"time": t, "channel": CHANNELS[c], "z": z},
+        "ZPosition_um_Intended": float(z),
+        "Exposure": 0.1,
+    }
+
+
+def _offline_run(
+    job: Job, pool: NDArray[np.uint16], out: Path, rate: float | None, profiler: Any
+) -> tuple[float, Timed]:
+    """Call a fresh sink's hook ``frames`` times (paced at ``rate``, or flat out)."""
+    from mmtiffsink.sink import TiffSink
+
+    count = len(CHANNELS) * N_Z * shape_for(job.frames)[2]
+    period_ms = 1e3 / rate if rate else 5.0
+    metas = [offline_metadata(i, job.size, period_ms) for i in range(count)]
+    image = np.empty((job.size, job.size), dtype=np.uint16)
+    out.mkdir(parents=True, exist_ok=True)
+    sink = TiffSink(out, "bench", compression=CODECS[job.case])
+    timed = Timed(sink.image_process_fn, pool, count, profiler)
+    start = time.perf_counter()
+    with sink:
+        for i in range(count):
+            if rate:
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            timed(image, metas[i])
+    return time.perf_counter() - start, timed
+
+
+def run_offline(job: Job, result: Result, pool: NDArray[np.uint16]) -> None:
+    """Call the hook directly: paced at ``job.rate`` (latency), then flat out (throughput)."""
+    profiler = cProfile.Profile() if job.profile else None
+    out = Path(job.out_dir)
+    count = len(CHANNELS) * N_Z * shape_for(job.frames)[2]
+    result.frames = count
+    result.raw_bytes = count * job.size * job.size * 2
+    reset_peak_rss()
+    result.base_rss_mb = current_rss_mb()
+    result.wall_s, paced = _offline_run(job, pool, out / "paced", job.rate, profiler)
+    result.latencies_us = paced.latencies_us()
+    result.out_bytes = dir_bytes(out / "paced")
+    problem = check_tiffs(out / "paced", count)
+    shutil.rmtree(out / "paced", ignore_errors=True)
+    result.free_wall_s, free = _offline_run(job, pool, out / "free", None, None)
+    free_us = np.asarray(free.latencies_us())
+    result.detail["free_median_us"] = float(np.median(free_us))
+    result.detail["free_p99_us"] = float(np.percentile(free_us, 99))
+    result.detail["rate"] = job.rate
+    result.peak_rss_mb = peak_rss_mb()
+    problem = problem or check_tiffs(out / "free", count)
+    if problem:
+        result.status, result.message = "error", problem
+    if profiler is not None:
+        _print_profile(profiler, job.case + " (paced)")
+
+
+def _print_profile(profiler: cProfile.Profile, case: str) -> None:
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    stats.sort_stats("cumulative").print_stats(30)
+    stats.sort_stats("tottime").print_stats(20)
+    print(f"==== cProfile of the timed calls, {case} ====", file=sys.stderr)
+    print(text.getvalue().replace(str(REPO_ROOT), "<repo>"), file=sys.stderr)
+
+
+def run_child(job: Job) -> None:
+    """Run one case and write its `Result` as JSON (the subprocess entry point)."""
+    sys.path.insert(0, str(REPO_ROOT))  # benchmark the checkout, installed or not
+    result = Result(job.case)
+    try:
+        import pycromanager  # noqa: F401
+
+        import mmtiffsink.pycromanager  # noqa: F401
+
+        pool = make_pool(job.size, job.size, POOL) if job.pixels == "realistic" else None
+        if job.case in OFFLINE_CASES:
+            if pool is None:
+                pool = make_pool(job.size, job.size, POOL)
+            run_offline(job, result, pool)
+        else:
+            run_acquisition(job, result, pool)
+    except Exception as exc:
+        result.status = "error"
+        result.message = f"{type(exc).__name__}: {exc}".replace(job.out_dir, "<out>")
+        traceback.print_exc()
+    Path(job.result_file).write_text(json.dumps(asdict(result)))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # a leaked non-daemon pycro-manager thread must not keep the child alive
+
+
+# --------------------------------------------------------------------------------------------
+# parent: run the cases, print the tables
+# --------------------------------------------------------------------------------------------
+
+
+def run_case(job: Job, timeout: float) -> Result:
+    """Run `job` in a fresh subprocess and return its result."""
+    Path(job.out_dir).mkdir(parents=True, exist_ok=True)
+    failed = Result(job.case)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(asdict(job))]
+    try:
+        proc = subprocess.run(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=None if job.profile else subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        failed.status, failed.message = "timeout", f"killed after {timeout:.0f} s"
+        return failed
+    finally:
+        shutil.rmtree(job.out_dir, ignore_errors=True)
+    result_file = Path(job.result_file)
+    if proc.returncode != 0 or not result_file.exists():
+        lines = (proc.stderr or proc.stdout or "").strip().splitlines() or ["no output"]
+        failed.status = "error"
+        failed.message = f"exit code {proc.returncode}: {lines[-1]}".replace(job.out_dir, "<out>")
+        return failed
+    data = json.loads(result_file.read_text())
+    result_file.unlink()
+    return Result(**data)
+
+
+@dataclass
+class Summary:
+    """The repeats of one case: throughput of the chosen run, latencies of all runs."""
+
+    case: str
+    chosen: Result
+    runs: int
+    walls: list[float]
+    lat: NDArray[np.float64]
+    peak_rss_mb: float
+
+    @property
+    def median_us(self) -> float:
+        """Median latency of every timed call of every run."""
+        return float(np.median(self.lat)) if self.lat.size else math.nan
+
+    @property
+    def p99_us(self) -> float:
+        """99th percentile latency."""
+        return float(np.percentile(self.lat, 99)) if self.lat.size else math.nan
+
+    @property
+    def max_us(self) -> float:
+        """Largest latency."""
+        return float(self.lat.max()) if self.lat.size else math.nan
+
+    @property
+    def busy(self) -> float:
+        """Share of the chosen run's wall time spent inside the timed calls."""
+        return sum(self.chosen.latencies_us) / 1e6 / self.chosen.wall_s
+
+
+def summarize(results: list[Result], stat: str) -> Summary | Result:
+    """Combine the repeats of one case (a failed `Result` when no run succeeded)."""
+    ok = sorted((r for r in results if r.status == "ok"), key=lambda r: r.wall_s)
+    if not ok:
+        return results[-1]
+    chosen = ok[0] if stat == "best" else ok[(len(ok) - 1) // 2]
+    lat = np.concatenate([np.asarray(r.latencies_us, dtype=np.float64) for r in ok])
+    return Summary(
+        chosen.case,
+        chosen,
+        len(ok),
+        [round(r.wall_s, 3) for r in ok],
+        lat,
+        max(r.peak_rss_mb for r in ok),
+    )
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+LABELS = {
+    "discard": "engine alone (hook discards)",
+    "hook-zstd": "mmtiffsink hook, zstd",
+    "hook-deflate": "mmtiffsink hook, deflate",
+    "hook-none": "mmtiffsink hook, uncompressed",
+    "ndtiff": "NDTiff (pycro-manager's own storage)",
+    "storage-zstd": "mmtiffsink TiffStorage, zstd",
+    "offline-zstd": "zstd",
+    "offline-deflate": "deflate",
+    "offline-none": "uncompressed",
+}
+
+
+def acquisition_table(done: dict[str, Summary | Result]) -> str:
+    """Return the markdown table of the acquisition cases."""
+    nd = done.get("ndtiff")
+    eng = done.get("discard")
+    ref = nd.chosen if isinstance(nd, Summary) else None
+    ceiling = eng.chosen if isinstance(eng, Summary) else None
+    lines = [
+        "| contender | frames/s | MB/s | wall (s) | vs NDTiff | vs engine alone "
+        "| call median (µs) | call p99 (µs) | call max (µs) | time in calls "
+        "| output (MB) | raw / output | peak RSS (MB) | RSS over baseline (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for case in ACQ_CASES:
+        s = done.get(case)
+        if s is None:
+            continue
+        if not isinstance(s, Summary):
+            lines.append(f"| {LABELS[case]} | {s.status} |" + " |" * 12)
+            notes.append(f"- {LABELS[case]}: {s.status}: {s.message}")
+            continue
+        r = s.chosen
+        output = "-" if case == "discard" else _fmt(r.out_bytes / MB, 1)
+        ratio = "-" if case == "discard" else _fmt(r.raw_bytes / max(r.out_bytes, 1), 2)
+        lines.append(
+            f"| {LABELS[case]} | {_fmt(r.frames_per_s, 0)} | {_fmt(r.mb_per_s, 1)} "
+            f"| {_fmt(r.wall_s, 2)} "
+            f"| {_fmt(r.frames_per_s / ref.frames_per_s, 2) if ref else '-'} "
+            f"| {_fmt(r.frames_per_s / ceiling.frames_per_s, 2) if ceiling else '-'} "
+            f"| {_fmt(s.median_us, 0)} | {_fmt(s.p99_us, 0)} | {_fmt(s.max_us, 0)} "
+            f"| {_fmt(100 * s.busy, 0)}% | {output} | {ratio} "
+            f"| {_fmt(s.peak_rss_mb, 0)} | {_fmt(s.peak_rss_mb - r.base_rss_mb, 0)} |"
+        )
+    return "\n".join(lines + ([""] if notes else []) + notes)
+
+
+def offline_table(done: dict[str, Summary | Result]) -> str:
+    """Return the markdown table of the offline cases."""
+    lines = [
+        "| codec | paced at (frames/s) | hook median (µs) | hook p99 (µs) | hook max (µs) "
+        "| flat out: frames/s | flat out: MB/s | flat out: hook median (µs) "
+        "| output (MB) | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for case in OFFLINE_CASES:
+        s = done.get(case)
+        if s is None:
+            continue
+        if not isinstance(s, Summary):
+            lines.append(f"| {LABELS[case]} | {s.status} |" + " |" * 8)
+            notes.append(f"- offline {LABELS[case]}: {s.status}: {s.message}")
+            continue
+        r = s.chosen
+        lines.append(
+            f"| {LABELS[case]} | {_fmt(r.detail.get('rate'), 0)} | {_fmt(s.median_us, 0)} "
+            f"| {_fmt(s.p99_us, 0)} | {_fmt(s.max_us, 0)} "
+            f"| {_fmt(r.frames / r.free_wall_s, 0)} | {_fmt(r.raw_bytes / MB / r.free_wall_s, 1)} "
+            f"| {_fmt(r.detail.get('free_median_us'), 0)} | {_fmt(r.out_bytes / MB, 1)} "
+            f"| {_fmt(s.peak_rss_mb, 0)} |"
+        )
+    return "\n".join(lines + ([""] if notes else []) + notes)
+
+
+def targets(done: dict[str, Summary | Result], size: int) -> list[str]:
+    """Return the target lines, each marked PASS, FAIL or n/a."""
+    lines = []
+    for case, where in (("hook-zstd", "in the acquisition"), ("offline-zstd", "offline, paced")):
+        s = done.get(case)
+        text = f"hook median under 1 ms at {size}x{size}, zstd, {where}"
+        if isinstance(s, Summary):
+            verdict = "PASS" if s.median_us < 1000 else "FAIL"
+            lines.append(f"- {verdict}: {text}: {s.median_us:,.0f} µs (p99 {s.p99_us:,.0f} µs)")
+        else:
+            lines.append(f"- n/a: {text}")
+    nd = done.get("ndtiff")
+    for case in ("hook-zstd", "hook-deflate", "hook-none", "storage-zstd"):
+        s = done.get(case)
+        text = f"acquisition with {LABELS[case]} no slower than with NDTiff"
+        if isinstance(s, Summary) and isinstance(nd, Summary):
+            ratio = s.chosen.frames_per_s / nd.chosen.frames_per_s
+            verdict = "PASS" if ratio >= 1.0 else "FAIL"
+            if case != "hook-zstd":
+                verdict = "info " + verdict
+            lines.append(
+                f"- {verdict}: {text}: {s.chosen.frames_per_s:,.0f} vs "
+                f"{nd.chosen.frames_per_s:,.0f} frames/s ({ratio:.2f}x)"
+            )
+        elif case == "hook-zstd":
+            lines.append(f"- n/a: {text}")
+    return lines
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib_metadata.version(dist)
+    except importlib_metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=2000,
+        help="frames per acquisition (2 channels x 10 z x round(frames / 20) time points)",
+    )
+    parser.add_argument("--size", type=int, default=512, help="camera frame size (square)")
+    parser.add_argument("--exposure", type=float, default=0.1, help="exposure (ms)")
+    parser.add_argument(
+        "--mode",
+        default="Artificial Waves",
+        help="DemoCamera Mode property: 'Artificial Waves' (the demo config's default), "
+        "'Fluorescent Beads', 'Noise'",
+    )
+    parser.add_argument(
+        "--pixels",
+        choices=("realistic", "camera"),
+        default="realistic",
+        help="realistic: each frame's pixels are replaced (untimed) by a distinct "
+        "microscopy-like frame; camera: the DemoCamera's own pixels (few distinct frames)",
+    )
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="frames/s of the paced offline run (default: the engine-alone rate of the run)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each case (interleaved)")
+    parser.add_argument(
+        "--stat",
+        choices=("best", "median"),
+        default="best",
+        help="which run's wall time to report (latencies: all runs pooled)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="directory to write into")
+    parser.add_argument("--json", type=Path, default=None, help="also dump the results here")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile every timed call of the hook and print the top functions to stderr",
+    )
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is None:
+        for name in args.cases.split(","):
+            if name not in CASES:
+                parser.error(f"unknown case {name!r}; choose from {', '.join(CASES)}")
+        if args.repeat < 1 or args.frames < 1:
+            parser.error("--repeat and --frames must be >= 1")
+    return args
+
+
+def _command_line(argv: list[str]) -> str:
+    return " ".join(["python", "benchmarks/bench_acquisition.py", *argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with ``--child``, one case of it); always exit 0."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.child is not None:
+        run_child(Job(**json.loads(args.child)))
+        return 0
+
+    started = time.perf_counter()
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
+    chosen = [c for c in CASES if c in args.cases.split(",")]
+    own_out = args.out is None
+    out = Path(tempfile.mkdtemp(prefix="bench-acq-")) if own_out else args.out
+    out.mkdir(parents=True, exist_ok=True)
+    n_c, n_z, n_t = shape_for(args.frames)
+    frames = n_c * n_z * n_t
+    rate = args.rate
+    raw: dict[str, list[Result]] = {}
+    schedule = [(rep, case) for rep in range(args.repeat) for case in chosen]
+    try:
+        for n, (rep, case) in enumerate(schedule, 1):
+            if case in OFFLINE_CASES and rate is None:
+                ceiling = [r for r in raw.get("discard", []) if r.status == "ok"]
+                rate = ceiling[0].frames_per_s if ceiling else FALLBACK_RATE
+            job = Job(
+                case=case,
+                frames=frames,
+                size=args.size,
+                exposure_ms=args.exposure,
+                mode=args.mode,
+                pixels=args.pixels,
+                rate=rate or FALLBACK_RATE,
+                out_dir=str(out / f"case-{rep}-{case}"),
+                result_file=str(out / f"result-{rep}-{case}.json"),
+                profile=args.profile,
+            )
+            print(
+                f"[{n}/{len(schedule)}] {case} {frames:,} frames",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+            result = run_case(job, args.timeout)
+            if result.status == "ok":
+                lat = np.asarray(result.latencies_us)
+                shown = f"{result.frames_per_s:,.0f} frames/s, call median {np.median(lat):,.0f} µs"
+            else:
+                shown = f"{result.status}: {result.message}"
+            print(f": {shown} (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+            raw.setdefault(case, []).append(result)
+    finally:
+        if own_out:
+            shutil.rmtree(out, ignore_errors=True)
+
+    done = {case: summarize(runs, args.stat) for case, runs in raw.items()}
+    elapsed = time.perf_counter() - started
+    info = machine()
+    for dist in ("pycromanager", "pymmcore", "mm-test-adapters"):
+        info[dist] = _version(dist)
+    info["load average (1, 5, 15 min)"] = (
+        "at start "
+        + "/".join(f"{v:.2f}" for v in load_start)
+        + ", at end "
+        + "/".join(f"{v:.2f}" for v in os.getloadavg())
+    )
+    found = targets(done, args.size)
+    if args.json is not None:
+        payload = {
+            "command": _command_line(argv),
+            "machine": info,
+            "elapsed_s": elapsed,
+            "args": {k: v for k, v in vars(args).items() if k not in ("out", "json", "child")},
+            "results": {
+                case: (
+                    {
+                        "frames_per_s": s.chosen.frames_per_s,
+                        "mb_per_s": s.chosen.mb_per_s,
+                        "median_us": s.median_us,
+                        "p99_us": s.p99_us,
+                        "max_us": s.max_us,
+                        "walls_s": s.walls,
+                        "peak_rss_mb": s.peak_rss_mb,
+                        "out_bytes": s.chosen.out_bytes,
+                        "detail": s.chosen.detail,
+                    }
+                    if isinstance(s, Summary)
+                    else {"status": s.status, "message": s.message}
+                )
+                for case, s in done.items()
+            },
+            "targets": found,
+        }
+        args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+    stat = f", {args.stat} of {args.repeat} runs" if args.repeat > 1 else ""
+    pixels = (
+        "pixels replaced (untimed) by distinct microscopy-like frames"
+        if args.pixels == "realistic"
+        else "the DemoCamera's own pixels"
+    )
+    print("## Acquisition benchmark\n")
+    print(
+        f"### Demo acquisition: {args.size}x{args.size} uint16, C={n_c} Z={n_z} T={n_t} "
+        f"({frames:,} frames, {frames * args.size * args.size * 2 / MB:,.0f} MB raw), "
+        f"DemoCamera '{args.mode}', exposure {args.exposure:g} ms, {pixels}{stat}\n"
+    )
+    if any(c in done for c in ACQ_CASES):
+        print(acquisition_table(done) + "\n")
+    if any(c in done for c in OFFLINE_CASES):
+        print(
+            f"### Offline: the hook called directly, {frames:,} frames of {args.size}x{args.size}"
+            f" with demo metadata, no microscope{stat}\n"
+        )
+        print(offline_table(done) + "\n")
+    print("Command: `" + _command_line(argv) + "`\n")
+    print(
+        "Machine: "
+        + ", ".join(f"{k} {v}" for k, v in info.items())
+        + f". Total run time {elapsed:,.0f} s.\n"
+    )
+    print(
+        "MB = 10^6 bytes; MB/s and frames/s use the wall time from `acquire()` until every "
+        "file is closed. Call latencies: every timed call of every run (hook, or `put_image` "
+        "for NDTiff and TiffStorage).\n"
+    )
+    print("Targets:\n")
+    print("\n".join(found))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
