@@ -273,6 +273,9 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
     if p.is_dir():
         msg = f"{p}: is a directory, not a TIFF file"
         raise DatasetError(msg)
+    if size == 0:
+        msg = f"{p}: the file is empty, not a TIFF file"
+        raise DatasetError(msg)
     with _tifffile_log() as records:
         try:
             with tifffile.TiffFile(p) as tif:
@@ -286,7 +289,10 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
             else:
                 msg = f"{p}: corrupt or truncated TIFF ({_first_line(str(exc))})"
             raise DatasetError(msg) from exc
-        except (struct.error, ValueError, IndexError, KeyError, TypeError, EOFError) as exc:
+        except struct.error as exc:
+            msg = f"{p}: corrupt or truncated TIFF (the file ends inside its header or an IFD)"
+            raise DatasetError(msg) from exc
+        except (ValueError, IndexError, KeyError, TypeError, EOFError) as exc:
             msg = f"{p}: corrupt or truncated TIFF ({type(exc).__name__}: {_first_line(str(exc))})"
             raise DatasetError(msg) from exc
         except OSError as exc:
@@ -350,8 +356,8 @@ def _inspect(
             raise DatasetError(msg)
         if offsets:
             keys.add(offsets[0] if whole_frames else offsets)
-    if any(r.levelno >= logging.ERROR for r in records):
-        raise _corrupt(path, records, "its IFD chain is broken")
+    if _next_ifd(tif, pages[npages - 1]) != 0:  # tifffile stopped at a bad link
+        raise _corrupt(path, records, f"the IFD chain breaks after plane {npages - 1}")
 
     dtype = np.dtype(first.dtype) if first.dtype is not None else np.dtype("uint8")
     frame_shape = tuple(int(n) for n in first.shape)  # (Y, X) or (Y, X, S)
@@ -394,6 +400,19 @@ def _inspect(
         finished=finished,
         written_by=written_by,
     )
+
+
+def _next_ifd(tif: tifffile.TiffFile, page: tifffile.TiffPage | tifffile.TiffFrame | None) -> int:
+    """The next-IFD pointer of ``page``: 0 at the end of a sound chain."""
+    if page is None:
+        return -1
+    fmt = tif.tiff
+    fh = tif.filehandle
+    fh.seek(page.offset)
+    (tagno,) = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))
+    fh.seek(page.offset + fmt.tagnosize + tagno * fmt.tagsize)
+    (nxt,) = struct.unpack(fmt.offsetformat, fh.read(fmt.offsetsize))
+    return int(nxt)
 
 
 def _settings(page: tifffile.TiffPage) -> dict[str, Any] | None:
