@@ -48,6 +48,7 @@ _LENGTH_UM: dict[str, float] = {
     "centimeter": 1e4,
     "m": 1e6,
     "meter": 1e6,
+    "inch": 25_400.0,
 }
 _TIME_S: dict[str, float] = {
     "s": 1.0,
