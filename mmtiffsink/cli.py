@@ -176,7 +176,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         try:
             infos.append(file_info(path))
         except MMTiffSinkError as exc:
-            print(f"mmtiffsink info: {path}: {exc}", file=sys.stderr)
+            print(f"mmtiffsink info: {exc}", file=sys.stderr)
             status = EXIT_FAILED
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], indent=2))
