@@ -1,7 +1,7 @@
 """Run files: the YAML that ``mmtiffsink run`` reads, as frozen pydantic models.
 
-A run file has three sections, each optional except ``acquisition`` (an empty acquisition is
-one frame)::
+A run file has three sections, each optional (an empty file acquires one frame on the demo
+microscope into ``acq.tif`` beside it)::
 
     microscope:   # which Micro-Manager, and its settings before acquiring
     acquisition:  # pycro-manager multi_d_acquisition_events() arguments, with units in the names
@@ -429,7 +429,7 @@ class OutputConfig(_Model):
 
     """
 
-    directory: Path = Path(".")
+    directory: Path = Field(default=Path("."), validate_default=True)
     name: Annotated[StrictStr, Field(min_length=1)] = "acq"
     template: StrictStr = "{name}_{position}.tif"
     profile: Literal["bigtiff", "imagej"] = "bigtiff"
@@ -551,6 +551,17 @@ class RunConfig(_Model):
     microscope: MicroscopeConfig = Field(default_factory=MicroscopeConfig)
     acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections(cls, data: Any) -> Any:
+        """Validate absent sections too, so their defaults see the run file's folder."""
+        if isinstance(data, Mapping):
+            data = dict(data)
+            for section in ("microscope", "acquisition", "output"):
+                if data.get(section) is None:
+                    data[section] = {}
+        return data
 
     @model_validator(mode="after")
     def _check_sections(self) -> RunConfig:
