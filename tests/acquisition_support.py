@@ -4,8 +4,8 @@
   pixels, so that frames the demo camera makes identical (its wave pattern repeats every 8 frames)
   can still be told apart in the file.
 * :class:`Recorder`: a 2-argument ``image_process_fn`` wrapper that stamps each frame, keeps a
-  copy of what it hands on, and forwards it to the sink (hook route) or passes it on (storage
-  route).
+  copy of what it handed on successfully, and forwards it to the sink (hook route) or passes it
+  on to the engine's dataset (storage routes).
 * :func:`storage_route`: plugs a :class:`~mmtiffsink.pycromanager.TiffStorage` in as the Python
   backend's dataset (what ``Acquisition(directory=None)`` would build).
 * :func:`read_hyperstack`, :func:`assert_planes`: tifffile read-back as (T, Z, C, Y, X) with the
@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,8 +63,8 @@ class Recorder:
     fail_from
         0-based arrival number from which every call raises ``RuntimeError`` instead of
         forwarding (the user's own function failing); None: never.
-    keep
-        Whether to keep a copy of each forwarded frame (False for long acquisitions).
+    on_frame
+        Called with the arrival number before anything else (e.g. to abort the acquisition).
 
     Notes
     -----
@@ -76,18 +75,15 @@ class Recorder:
 
     forward: Forward | None = None
     fail_from: int | None = None
-    keep: bool = True
     frames: list[Frame] = field(default_factory=list)
     calls: int = 0
     channels: list[str] = field(default_factory=list)
-    arrived: threading.Event = field(default_factory=threading.Event)
     on_frame: Callable[[int], None] | None = None
 
     def __call__(self, image: np.ndarray, metadata: dict[str, Any]) -> Any:
         """Stamp, record and forward one frame (the ``image_process_fn`` signature)."""
         number = self.calls
         self.calls += 1
-        self.arrived.set()
         if self.on_frame is not None:
             self.on_frame(number)
         if self.fail_from is not None and number >= self.fail_from:
@@ -105,8 +101,7 @@ class Recorder:
         result = (
             self.forward(stamped, metadata) if self.forward is not None else (stamped, metadata)
         )
-        if self.keep:
-            self.frames.append((stamped, dict(metadata)))
+        self.frames.append((stamped, dict(metadata)))
         return result
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,44 +41,75 @@ from tests.readers import bioformats_info
 
 pytestmark = pytest.mark.timeout(120)
 
-Route = Literal["hook", "storage"]
-ROUTES: tuple[Route, ...] = ("hook", "storage")
+Route = Literal["hook", "storage", "tiffacq"]
+#: hook: sink.image_process_fn; storage: TiffStorage as the engine's dataset; tiffacq: the
+#: packaged TiffAcquisition (TiffStorage with abort-on-error).
+ROUTES: tuple[Route, ...] = ("hook", "storage", "tiffacq")
+
+
+@dataclass
+class Run:
+    """What an acquisition through one route left: frames seen, sink, storage, error raised."""
+
+    recorder: Recorder
+    sink: TiffSink
+    storage: TiffStorage | None
+    error: Exception | None
 
 
 def _run(
     route: Route,
-    sink: TiffSink,
+    directory: Path,
+    name: str,
     events: Any,
     monkeypatch: pytest.MonkeyPatch,
+    *,
     recorder: Recorder | None = None,
     started: list[Any] | None = None,
-) -> tuple[Recorder, TiffStorage | None]:
-    """Acquire ``events`` into ``sink`` by ``route``; return the recorder (and the storage).
+    **options: Any,
+) -> Run:
+    """Acquire ``events`` by ``route`` into files ``directory/name*.tif``.
 
-    The hook route forwards every stamped frame to ``sink.image_process_fn``; the storage route
-    passes it on to a :class:`TiffStorage` over ``sink``. ``started`` receives the
-    ``Acquisition`` as soon as it exists (for aborting it from elsewhere).
+    Every frame goes through ``recorder`` (stamped, recorded) first: the hook route forwards it
+    to ``sink.image_process_fn``; the storage routes pass it on to the engine's dataset, a
+    :class:`TiffStorage`. ``started`` receives the acquisition as soon as it exists (to abort
+    it). ``options`` go to the sink. The error the ``with`` blocks raised, if any, is returned,
+    not raised; the sink is closed either way.
     """
     from pycromanager import Acquisition
 
+    from mmtiffsink.pycromanager import TiffAcquisition
+
     recorder = recorder if recorder is not None else Recorder()
-    if route == "hook":
-        recorder.forward = sink.image_process_fn
-        with Acquisition(directory=None, image_process_fn=recorder) as acq:
-            if started is not None:
-                started.append(acq)
-            acq.acquire(events)
-        return recorder, None
-    storage = TiffStorage(sink)
-    with (
-        storage_route(storage, monkeypatch),
-        Acquisition(directory=None, image_process_fn=recorder) as acq,
-    ):
-        if started is not None:
-            started.append(acq)
-        acq.acquire(events)
-    assert storage.is_finished()
-    return recorder, storage
+    began = started.append if started is not None else (lambda acq: None)
+    storage: TiffStorage | None = None
+    if route == "tiffacq":
+        acquisition = TiffAcquisition(directory, name, image_process_fn=recorder, **options)
+        sink, storage = acquisition.sink, acquisition.storage
+    else:
+        sink = TiffSink(directory, name, **options)
+    try:
+        if route == "tiffacq":
+            with acquisition as acq:
+                began(acq)
+                acq.acquire(events)
+        elif route == "hook":
+            recorder.forward = sink.image_process_fn
+            with sink, Acquisition(directory=None, image_process_fn=recorder) as acq:
+                began(acq)
+                acq.acquire(events)
+        else:
+            storage = TiffStorage(sink)
+            with (
+                sink,
+                storage_route(storage, monkeypatch),
+                Acquisition(directory=None, image_process_fn=recorder) as acq,
+            ):
+                began(acq)
+                acq.acquire(events)
+    except Exception as exc:
+        return Run(recorder, sink, storage, exc)
+    return Run(recorder, sink, storage, None)
 
 
 def _events(
@@ -142,10 +175,13 @@ def test_calibration_read_back(
         channel_group="Channel",
         channels=channels,
     )
-    with TiffSink(tmp_path, "cal", profile=profile, compression=compression) as sink:
-        recorder, _ = _run(route, sink, events, monkeypatch)
+    run = _run(
+        route, tmp_path, "cal", events, monkeypatch, profile=profile, compression=compression
+    )
+    assert run.error is None
+    recorder = run.recorder
     path = tmp_path / "cal.tif"
-    assert sink.files == [path]
+    assert run.sink.files == [path]
     assert len(recorder.frames) == 18
     assert {f[1]["PixelSize_um"] for f in recorder.frames} == {pixel_size}
 
@@ -200,17 +236,18 @@ def test_out_of_order_arrival(
     """Frames arriving in any order land on their planes; channel order follows first arrival."""
     microscope.set_exposure(1.0)
     order = _order(kind)
-    with TiffSink(tmp_path, kind) as sink:
-        recorder, _ = _run(route, sink, _events(order, _Z_UM), monkeypatch)
+    run = _run(route, tmp_path, kind, _events(order, _Z_UM), monkeypatch)
+    assert run.error is None
     arrived = [
-        (m["Axes"]["time"], m["Axes"]["channel"], m["Axes"]["z"]) for _, m in recorder.frames
+        (m["Axes"]["time"], m["Axes"]["channel"], m["Axes"]["z"]) for _, m in run.recorder.frames
     ]
     assert arrived == order  # the engine kept the requested order
     first_channel = order[0][1]
-    assert sink.channel_names == [first_channel, *(c for c in _CHANNELS if c != first_channel)]
+    channels = run.sink.channel_names
+    assert channels == [first_channel, *(c for c in _CHANNELS if c != first_channel)]
     stack = read_hyperstack(tmp_path / f"{kind}.tif", (3, 4, 2))
-    assert_planes(stack, recorder.frames, sink.channel_names)
-    assert stack.labels == sink.channel_names * 12
+    assert_planes(stack, run.recorder.frames, channels)
+    assert stack.labels == channels * 12
     assert stack.spacing == pytest.approx(1.5)
     assert stack.pixel_size == pytest.approx(1.0)
 
@@ -222,10 +259,11 @@ def test_out_of_order_with_stated_channel_order(
     """channel_names fixes the channel order however the channels arrive (FITC first here)."""
     microscope.set_exposure(1.0)
     order = [(t, c, z) for t in reversed(range(2)) for c in ("FITC", "DAPI") for z in range(2)]
-    with TiffSink(tmp_path, "stated", channel_names=["DAPI", "FITC"]) as sink:
-        recorder, _ = _run("hook", sink, _events(order, _Z_UM), monkeypatch)
+    events = _events(order, _Z_UM)
+    run = _run("hook", tmp_path, "stated", events, monkeypatch, channel_names=["DAPI", "FITC"])
+    assert run.error is None
     stack = read_hyperstack(tmp_path / "stated.tif", (2, 2, 2))
-    assert_planes(stack, recorder.frames, ["DAPI", "FITC"])
+    assert_planes(stack, run.recorder.frames, ["DAPI", "FITC"])
     assert stack.labels == ["DAPI", "FITC"] * 4
 
 
@@ -317,38 +355,40 @@ def test_writer_error_reaches_user(
     failing_case: dict[str, Any],
     route: Route,
 ) -> None:
-    """A writer error in the hook aborts the acquisition; through TiffStorage close() raises it.
+    """A writer error stops the acquisition and reaches the user, naming its cause.
 
-    Either way nothing hangs (the test's timeout), the message names the cause, and the files
-    written before the failure are complete, valid hyperstacks.
+    hook: pycro-manager aborts and its ``with`` raises its own ``Exception`` carrying the
+    message; storage: the engine finishes, ``TiffStorage.close()`` raises the writer's error;
+    tiffacq: ``with TiffAcquisition`` raises the writer's error itself. Nothing hangs (the
+    test's timeout and a 30 s bound), and the files written before are complete and valid.
     """
     microscope.set_exposure(1.0)
-    kind = failing_case["kind"]
+    kind, error, match = failing_case["kind"], failing_case["error"], failing_case["match"]
     start = time.monotonic()
-    sink = TiffSink(tmp_path, kind)
-    recorder = Recorder()
-    if route == "hook":
-        failed = "exception in image processor: .*" + failing_case["match"]
-        with pytest.raises(Exception, match=failed), sink:
-            _run(route, sink, failing_case["events"], monkeypatch, recorder)
-    else:
-        with sink:
-            _, storage = _run(route, sink, failing_case["events"], monkeypatch, recorder)
-        assert storage is not None
-        assert isinstance(storage.error, failing_case["error"])
-        with pytest.raises(failing_case["error"], match=failing_case["match"]):
-            storage.close()
-        with pytest.raises(failing_case["error"]):  # and again: the error stays
-            storage.close()
+    run = _run(route, tmp_path, kind, failing_case["events"], monkeypatch)
     assert time.monotonic() - start < 30
-    assert sink.closed
+    if route == "hook":
+        assert type(run.error) is Exception  # pycro-manager's wrapper: only the text survives
+        assert re.search("exception in image processor: .*" + match, str(run.error))
+    elif route == "storage":
+        assert run.error is None
+        assert run.storage is not None
+        assert isinstance(run.storage.error, error)
+        with pytest.raises(error, match=match):
+            run.storage.close()
+        with pytest.raises(error, match=match):  # and again: the error stays
+            run.storage.close()
+    else:
+        assert isinstance(run.error, error), repr(run.error)
+        assert re.search(match, str(run.error))
+    assert run.sink.closed
     saved = failing_case["saved"]
     names = [tmp_path / f"{kind}_{p}.tif" for p in (0, 1) if saved[p]]
-    assert sink.files == names
+    assert run.sink.files == names
     for position, path in enumerate(names):
-        # hook: the recorder keeps only the frames the sink accepted; storage: every frame passed
-        # on, the failing one and the ones TiffStorage dropped after it included
-        frames = [f for f in recorder.frames if f[1]["Axes"]["position"] == position]
+        # hook: the recorder keeps only the frames the sink accepted; storage routes: every
+        # frame passed on, the failing one and any dropped after it included
+        frames = [f for f in run.recorder.frames if f[1]["Axes"]["position"] == position]
         if route == "hook":
             assert len(frames) == saved[position]
         stack = read_hyperstack(path, (1, 3, 2))
@@ -360,7 +400,7 @@ def test_writer_error_reaches_user(
 def test_abort_leaves_valid_file(
     microscope: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, route: Route
 ) -> None:
-    """acq.abort() after 20 frames (hook route: from another thread; storage: from the hook)."""
+    """acq.abort() after 20 frames (storage route: from the hook; others: from a thread)."""
     from pycromanager import multi_d_acquisition_events
 
     events = multi_d_acquisition_events(num_time_points=400, time_interval_s=0.001)
@@ -368,7 +408,9 @@ def test_abort_leaves_valid_file(
     reached = threading.Event()
     recorder = Recorder()
     aborter: threading.Thread | None = None
-    if route == "hook":
+    if route == "storage":
+        recorder.on_frame = lambda n: started[0].abort() if n == 20 else None
+    else:
         recorder.on_frame = lambda n: reached.set() if n == 20 else None
 
         def abort_when_reached() -> None:
@@ -377,18 +419,17 @@ def test_abort_leaves_valid_file(
 
         aborter = threading.Thread(target=abort_when_reached, daemon=True)
         aborter.start()
-    else:
-        recorder.on_frame = lambda n: started[0].abort() if n == 20 else None
-    with TiffSink(tmp_path, "abort") as sink:
-        recorder, storage = _run(route, sink, events, monkeypatch, recorder, started)
+    run = _run(route, tmp_path, "abort", events, monkeypatch, recorder=recorder, started=started)
+    assert run.error is None
     if aborter is not None:
         aborter.join(timeout=10)
         assert not aborter.is_alive()
+    assert run.sink.closed
     n = len(recorder.frames)
     assert 21 <= n < 400, n
-    if storage is not None:
-        storage.close()
-        stored = storage.get_image_coordinates_list()
+    if run.storage is not None:
+        run.storage.close()
+        stored = run.storage.get_image_coordinates_list()
         assert stored == [m["Axes"] for _, m in recorder.frames[: len(stored)]]
         n = len(stored)
     times = [m["Axes"]["time"] for _, m in recorder.frames[:n]]
