@@ -1,9 +1,12 @@
 """Real acquisitions on the demo microscope through TiffSink: calibration, order, errors, memory.
 
-Two routes into the sink, as a user plugs them:
+Three routes into the sink, as a user plugs them (Python backend, DemoCamera):
 
 * hook: ``Acquisition(directory=None, image_process_fn=...)`` calling ``sink.image_process_fn``;
-* storage: :class:`~mmtiffsink.pycromanager.TiffStorage` as the Python backend's dataset.
+* storage: :class:`~mmtiffsink.pycromanager.TiffStorage` as the Python backend's dataset;
+* tiffacq: :class:`~mmtiffsink.pycromanager.TiffAcquisition` (the packaged storage route).
+
+The Java backend's calling convention is checked without a microscope at the end of the file.
 
 Frames are stamped with their own arrival number and (c, z, t) in their first pixels
 (:class:`tests.acquisition_support.Recorder`) because the demo camera's wave pattern repeats every
