@@ -476,6 +476,27 @@ def _microscope(mic: MicroscopeConfig) -> Iterator[Any]:
         _stop_headless()
 
 
+def _check_pixel_type(core: Any) -> None:
+    """pycro-manager's Python backend acquires 8- and 16-bit grayscale cameras only.
+
+    With 4 bytes per pixel it fails while building the acquisition and leaves threads that keep
+    the process from exiting (pycromanager 1.0.2), so refuse before acquiring.
+    """
+    depth = int(core.get_bytes_per_pixel())
+    components = int(core.get_number_of_components())
+    if depth not in (1, 2) or components != 1:
+        camera = core.get_camera_device()
+        pixel_type = ""
+        if "PixelType" in _strings(core.get_device_property_names(camera)):
+            pixel_type = f" (PixelType {core.get_property(camera, 'PixelType')})"
+        msg = (
+            f"the camera {camera!r} gives {depth} bytes per pixel{pixel_type}; pycro-manager's "
+            "Python backend acquires 8- and 16-bit grayscale images only: set an 8- or 16-bit "
+            "pixel type in microscope.properties"
+        )
+        raise MicroscopeError(msg)
+
+
 def _set_up(core: Any, config: RunConfig) -> None:
     """Apply presets, properties and exposure; check the channels exist.
 
@@ -522,6 +543,8 @@ def _set_up(core: Any, config: RunConfig) -> None:
             core.set_property(setting.device, setting.property, setting.value)
         if mic.exposure_ms is not None:
             core.set_exposure(float(mic.exposure_ms))
+        if mic.kind != "java":
+            _check_pixel_type(core)
         acq = config.acquisition
         if acq.channel_group is not None:
             for channel in acq.channels or ():
