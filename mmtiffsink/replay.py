@@ -50,10 +50,11 @@ from mmtiffsink.errors import (
     FileExistsError_,
     FrameError,
     MMTiffSinkError,
+    ProfileError,
 )
 from mmtiffsink.mapping import AxisMapper, FileKey, file_name
 from mmtiffsink.sink import DEFAULT, TiffSink
-from mmtiffsink.tiff import Profile
+from mmtiffsink.tiff import Profile, parse_compression
 
 __all__ = [
     "ReplayOptions",
@@ -78,6 +79,8 @@ _PIXEL_BYTES: Final = {0: 1, 1: 2, 3: 2, 4: 2, 5: 2, 6: 2}
 _RGB_PIXEL_TYPE: Final = 2
 #: Bad index entries described one by one in an error message; the rest are counted.
 _MAX_PROBLEMS_SHOWN: Final = 5
+#: Seconds to reach a dask scheduler before giving up.
+_CONNECT_TIMEOUT_S = 15.0
 
 
 # ==================================================================================== values
@@ -660,6 +663,27 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _check_options(options: ReplayOptions) -> None:
+    """Refuse options no dataset could be written with, before any work."""
+    if options.profile not in ("bigtiff", "imagej"):
+        msg = f"profile must be 'bigtiff' or 'imagej', got {options.profile!r}"
+        raise ConfigError(msg)
+    if options.compression is DEFAULT:
+        return
+    try:
+        codec = parse_compression(options.compression)
+    except (ValueError, TypeError) as exc:
+        msg = f"bad compression {options.compression!r}: {exc}"
+        raise ConfigError(msg) from None
+    if options.profile == "imagej" and codec.name == "none":
+        msg = (
+            "replay cannot write uncompressed files of the imagej profile (the writer needs "
+            "each file's shape up front for them); use deflate (the imagej default) or the "
+            "bigtiff profile"
+        )
+        raise ProfileError(msg)
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         msg = f"the output {out} exists and is not a directory"
@@ -704,7 +728,7 @@ def _written(files: list[Path], frames: int) -> str:
         return "no file was written"
     return (
         f"{frames} frame{'s' if frames != 1 else ''} were written to "
-        f"{', '.join(str(f) for f in files)} (valid hyperstacks; planes left out are blank)"
+        f"{', '.join(str(f) for f in files)} (valid hyperstacks without the images left out)"
     )
 
 
@@ -815,6 +839,9 @@ def replay(
         Two positions would go to one file (the template lacks a field).
     WriterError
         Writing failed (full disk, ...); the files keep the frames written before.
+    ConfigError, ProfileError
+        A bad profile or compression; or the ``imagej`` profile without compression, which
+        replay cannot write (the writer needs each file's shape up front for it).
 
     Notes
     -----
@@ -822,6 +849,7 @@ def replay(
     use :func:`replay_many` with one dataset.
 
     """
+    _check_options(options)
     bar = _Progress(progress)
     try:
         result, error = _replay_one(Path(dataset), None if out is None else Path(out), options, bar)
@@ -899,7 +927,9 @@ def replay_many(
     Raises
     ------
     ConfigError
-        ``workers`` is not a positive integer.
+        ``workers`` is not a positive integer, or a bad profile or compression.
+    ProfileError
+        The profile does not allow the compression (see :func:`replay`).
     MMTiffSinkError
         dask.distributed is missing, or the scheduler cannot be reached.
     FileExistsError_
@@ -911,6 +941,7 @@ def replay_many(
     if workers is not None and workers < 1:
         msg = f"workers must be at least 1, got {workers}"
         raise ConfigError(msg)
+    _check_options(options)
     if target is not None:
         _check_out(target)
     results: list[ReplayResult | None] = [None] * len(paths)
@@ -991,7 +1022,9 @@ def _replay_on_cluster(
         )
         raise MMTiffSinkError(msg) from None
     try:
-        client = distributed.Client(scheduler, set_as_default=False, timeout=15)
+        client = distributed.Client(
+            scheduler, set_as_default=False, timeout=_CONNECT_TIMEOUT_S
+        )
     except (OSError, TimeoutError, ValueError) as exc:
         msg = f"cannot connect to the dask scheduler at {scheduler}: {exc}"
         raise MMTiffSinkError(msg) from None
@@ -1004,7 +1037,8 @@ def _replay_on_cluster(
             target = out.absolute() if out is not None else absolute.resolve().parent
             future = client.submit(_replay_task, str(absolute), str(target), options, pure=False)
             futures[future] = i
-        for future in distributed.as_completed(list(futures)):
+        # gathered as they finish; as_completed takes the loop of the given (not default) client
+        for future in distributed.as_completed(list(futures), loop=client.loop):
             i = futures[future]
             try:
                 result = future.result()

@@ -1,0 +1,601 @@
+"""NDTiff replay: datasets written by ndstorage and by a real pycro-manager acquisition.
+
+Sources are real NDTiff datasets (ndstorage's writer, or pycro-manager saving a demo-camera
+acquisition with ``directory=``); outputs are read back with tifffile (pixels, calibration,
+channel labels, per-image metadata) and, for the acquisition, with Bio-Formats. Damaged
+datasets are made by cutting or deleting real files, and by rewriting the index with
+tifffile's independent NDTiff index parser.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import pickle
+import struct
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+
+from mmtiffsink.cli import main
+from mmtiffsink.errors import (
+    ConfigError,
+    DatasetError,
+    FileExistsError_,
+    MissingFramesWarning,
+    ProfileError,
+)
+from mmtiffsink.replay import (
+    ReplayOptions,
+    ReplayResult,
+    format_results,
+    replay,
+    replay_many,
+    split_replay_paths,
+)
+from mmtiffsink.sink import DEFAULT
+from tests.readers import bioformats_info
+
+# Planes left out of a damaged dataset are filled blank, with this warning from the writer.
+allow_blank_planes = pytest.mark.filterwarnings(
+    "ignore::mmtiffsink.errors.MissingFramesWarning"
+)
+
+CHANNELS = ("FITC", "DAPI", "Cy5")  # arrival order, deliberately not alphabetical
+HEIGHT, WIDTH = 12, 20
+
+
+@dataclass
+class Source:
+    """A dataset written here, with every image and metadata dict kept for comparison."""
+
+    path: Path
+    frames: dict[tuple[Any, ...], tuple[np.ndarray, dict[str, Any]]] = field(default_factory=dict)
+    order: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _frame(p: int, t: int, z: int, c: int, dtype: str) -> np.ndarray:
+    """A frame that encodes its own coordinates (and differs pixel by pixel)."""
+    base = 1000 * t + 100 * z + 10 * c + p if dtype == "uint16" else 40 * t + 12 * z + 3 * c + p
+    ramp = np.arange(HEIGHT * WIDTH).reshape(HEIGHT, WIDTH) % 7
+    return (base + ramp).astype(dtype)
+
+
+def make_dataset(
+    root: Path,
+    name: str,
+    *,
+    positions: Sequence[int | str] = (0, 1),
+    channels: Sequence[str | int] = CHANNELS,
+    nz: int = 3,
+    nt: int = 2,
+    summary: dict[str, Any] | None = None,
+    dtype: str = "uint16",
+    pixel_size: float = 0.65,
+    z_step: float = 1.5,
+    interval_ms: float = 2500.0,
+) -> Source:
+    """Write an NDTiff dataset with ndstorage's writer, in acquisition order t > p > z > c.
+
+    Per-image metadata are what pycro-manager writes (Axes, PixelSize_um, ElapsedTime-ms,
+    ZPosition_um_Intended, ...); ``summary`` defaults to pycro-manager's summary keys.
+    """
+    from ndstorage import NDTiffDataset
+
+    dataset = NDTiffDataset(str(root), name=name, writable=True)
+    dataset.initialize(
+        summary
+        if summary is not None
+        else {"PixelSize_um": pixel_size, "PixelType": "GRAY16", "Core-Camera": "Camera"}
+    )
+    source = Source(Path(dataset.path))
+    for t in range(nt):
+        for p, position in enumerate(positions):
+            for z in range(nz):
+                for c, channel in enumerate(channels):
+                    axes: dict[str, Any] = {"time": t, "position": position, "z": z}
+                    axes["channel"] = channel
+                    image = _frame(p, t, z, c, dtype)
+                    metadata = {
+                        "Axes": dict(axes),
+                        "PixelSize_um": pixel_size,
+                        "ElapsedTime-ms": t * interval_ms + 10.0 * (p * nz + z),
+                        "ZPosition_um_Intended": -2.0 + z_step * z,
+                        "Exposure": 10.0,
+                        "Camera": "Camera",
+                        "Width": WIDTH,
+                        "Height": HEIGHT,
+                    }
+                    dataset.put_image(axes, image, metadata)
+                    source.frames[(position, t, z, channel)] = (image, metadata)
+                    source.order.append(axes)
+    writer = dataset.current_writer
+    dataset.finish()
+    dataset.close()
+    writer.reader.close()  # ndstorage 0.1.18's writer never closes the reader it opens
+    return source
+
+
+@dataclass
+class Output:
+    data: np.ndarray  # (T, Z, C, Y, X)
+    labels: list[str]
+    pixel_size: float | None
+    spacing: float | None
+    finterval: float | None
+    metadata: list[dict[str, Any] | None]  # per page, in the file's (canonical) page order
+
+
+def read_output(path: Path) -> Output:
+    """Read a replayed hyperstack with tifffile: pixels, calibration, per-page metadata."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        data = series.asarray()
+        axes = series.axes
+        ij = dict(tif.imagej_metadata or {})
+        page0 = tif.pages[0]
+        num, den = page0.tags["XResolution"].value
+        metadata: list[dict[str, Any] | None] = []
+        for i, page in enumerate(tif.pages):
+            tag = page.tags.get(65423 if i == 0 else 51123)
+            value = None if tag is None else tag.value
+            if isinstance(value, (bytes, str)):
+                value = json.loads(value)
+            metadata.append(value)
+    shape = {axis: data.shape[i] for i, axis in enumerate(axes)}
+    data = data.reshape(
+        shape.get("T", 1), shape.get("Z", 1), shape.get("C", 1), shape["Y"], shape["X"]
+    )
+    labels = ij.get("Labels") or []
+    return Output(
+        data=data,
+        labels=list(labels) if not isinstance(labels, str) else [labels],
+        pixel_size=den / num if num and num != den else None,
+        spacing=ij.get("spacing"),
+        finterval=ij.get("finterval"),
+        metadata=metadata,
+    )
+
+
+def check_position(
+    source: Source,
+    path: Path,
+    position: int | str,
+    channels: Sequence[str | int],
+    missing: set[tuple[Any, ...]] | None = None,
+) -> Output:
+    """Every plane of one position's file equals the source; metadata kept; gaps blank."""
+    out = read_output(path)
+    nt, nz, nc = out.data.shape[:3]
+    assert nc == len(channels)
+    for t in range(nt):
+        for z in range(nz):
+            for c, channel in enumerate(channels):
+                key = (position, t, z, channel)
+                page = (t * nz + z) * nc + c
+                if missing is not None and key in missing:
+                    assert not out.data[t, z, c].any(), key
+                    continue
+                image, metadata = source.frames[key]
+                np.testing.assert_array_equal(out.data[t, z, c], image, err_msg=str(key))
+                assert out.metadata[page] == metadata, key
+    return out
+
+
+# ------------------------------------------------------------------------------ good datasets
+def test_replay_ndstorage_dataset(tmp_path: Path) -> None:
+    """Two positions, named channels out of alphabetical order, z and time, pycro-manager keys."""
+    source = make_dataset(tmp_path / "src", "exp")
+    out = tmp_path / "out"
+    result = replay(source.path, out, progress=False)
+    assert result.ok and result.error is None
+    assert result.dataset == source.path
+    assert result.frames == 2 * 2 * 3 * 3
+    assert result.files == [out / "exp_1_0.tif", out / "exp_1_1.tif"]
+    assert result.elapsed_s > 0
+    for p, path in enumerate(result.files):
+        output = check_position(source, path, p, CHANNELS)
+        assert output.data.shape == (2, 3, 3, HEIGHT, WIDTH)
+        assert output.data.dtype == np.uint16
+        assert output.labels == list(CHANNELS) * 6
+        assert output.pixel_size == pytest.approx(0.65)
+        assert output.spacing == pytest.approx(1.5)
+        assert output.finterval == pytest.approx(2.5)
+
+
+def test_replay_studio_summary_integer_channels_uint8(tmp_path: Path) -> None:
+    """Micro-Manager Studio summary keys (PixelSizeUm, z-step_um, Interval_ms, ChNames) win."""
+    summary = {
+        "PixelSizeUm": 0.325,
+        "z-step_um": 0.75,
+        "Interval_ms": 500.0,
+        "ChNames": ["GFP", "BF"],
+        "PixelType": "GRAY8",
+    }
+    source = make_dataset(
+        tmp_path / "src",
+        "studio",
+        positions=("Pos-A",),
+        channels=(0, 1),
+        summary=summary,
+        dtype="uint8",
+        pixel_size=0.0,  # Micro-Manager's "uncalibrated" in every image: the summary decides
+        z_step=9.0,  # contradicted by z-step_um, which wins
+        interval_ms=9000.0,  # contradicted by Interval_ms, which wins
+    )
+    result = replay(source.path / "NDTiff.index", tmp_path / "out", ReplayOptions(name="s"))
+    assert result.files == [tmp_path / "out" / "s_Pos-A.tif"]
+    output = check_position(source, result.files[0], "Pos-A", (0, 1))
+    assert output.data.dtype == np.uint8
+    assert output.labels == ["GFP", "BF"] * 6
+    assert output.pixel_size == pytest.approx(0.325)
+    assert output.spacing == pytest.approx(0.75)
+    assert output.finterval == pytest.approx(0.5)
+
+
+def test_options_pickle_keeps_default_compression() -> None:
+    """ReplayOptions travel to dask workers; DEFAULT must stay the sink's sentinel."""
+    options = pickle.loads(pickle.dumps(ReplayOptions(profile="imagej")))
+    assert options.compression is DEFAULT
+    assert options.profile == "imagej"
+    explicit = pickle.loads(pickle.dumps(ReplayOptions(compression=None, overwrite=True)))
+    assert explicit.compression is None and explicit.overwrite
+
+
+@pytest.mark.parametrize(
+    ("compression", "profile", "codec"),
+    [("deflate", "imagej", 8), (("zstd", 9), "bigtiff", 50000), (None, "bigtiff", 1)],
+)
+def test_replay_profile_and_compression(
+    tmp_path: Path, compression: Any, profile: Any, codec: int
+) -> None:
+    source = make_dataset(tmp_path / "src", "c", positions=(0,), channels=("A",), nz=2, nt=1)
+    options = ReplayOptions(profile=profile, compression=compression, template="{name}.tif")
+    result = replay(source.path, tmp_path, options, progress=False)
+    with tifffile.TiffFile(result.files[0]) as tif:
+        assert tif.is_bigtiff == (profile == "bigtiff")
+        assert tif.pages[0].compression == codec
+    check_position(source, result.files[0], 0, ("A",))
+
+
+def test_bad_options_refused_before_writing(tmp_path: Path) -> None:
+    source = make_dataset(tmp_path / "src", "o", positions=(0,), channels=("A",), nz=1, nt=1)
+    out = tmp_path / "out"
+    with pytest.raises(ProfileError, match="replay cannot write uncompressed files of the imagej"):
+        replay(source.path, out, ReplayOptions(profile="imagej", compression=None))
+    with pytest.raises(ConfigError, match="bad compression 'lzw'"):
+        replay_many([source.path], out, ReplayOptions(compression="lzw"), progress=False)
+    with pytest.raises(ConfigError, match="workers must be at least 1"):
+        replay_many([source.path], out, workers=0, progress=False)
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------ a real acquisition
+@pytest.mark.acquisition
+@pytest.mark.readers
+def test_replay_demo_acquisition(microscope: Any, tmp_path: Path, bioformats_jar: Path) -> None:
+    """A demo-camera acquisition saved by pycro-manager as NDTiff, replayed and compared."""
+    from ndstorage import Dataset
+    from pycromanager import Acquisition, multi_d_acquisition_events
+
+    from tests.microscope import set_objective
+
+    set_objective(microscope, "20X")
+    events = multi_d_acquisition_events(
+        num_time_points=2,
+        time_interval_s=0.2,
+        z_start=0,
+        z_end=2,
+        z_step=1,
+        channel_group="Channel",
+        channels=["FITC", "DAPI"],
+    )
+    with warnings.catch_warnings():
+        # ndstorage 0.1.18's writer never closes the reader it opens on its own file; the
+        # file object is dropped in the acquisition's thread at finish()
+        warnings.simplefilter("ignore", ResourceWarning)
+        with Acquisition(directory=str(tmp_path), name="demo", show_display=False) as acq:
+            acq.acquire(events)
+        gc.collect()
+    acq_path = Path(acq.get_dataset().path)
+    acq.get_dataset().close()
+
+    result = replay(acq_path, tmp_path / "out", progress=False)
+    assert result.ok, result.error
+    assert result.frames == 12
+    assert result.files == [tmp_path / "out" / f"{acq_path.name}.tif"]
+    output = read_output(result.files[0])
+    assert output.data.shape[:3] == (2, 3, 2)
+    assert output.labels == ["FITC", "DAPI"] * 6
+    assert output.pixel_size == pytest.approx(0.5)
+    assert output.spacing == pytest.approx(1.0)
+    assert output.finterval == pytest.approx(0.2, rel=0.3)
+
+    # the source, read by ndstorage's own reader
+    source = Dataset(str(acq_path))
+    try:
+        for t in range(2):
+            for z in range(3):
+                for c, channel in enumerate(["FITC", "DAPI"]):
+                    image = source.read_image(channel=channel, z=z, time=t)
+                    metadata = source.read_metadata(channel=channel, z=z, time=t)
+                    np.testing.assert_array_equal(output.data[t, z, c], image)
+                    assert output.metadata[(t * 3 + z) * 2 + c] == metadata
+    finally:
+        source.close()
+
+    info = bioformats_info(result.files[0], bioformats_jar)
+    assert info.shape == (2, 3, 2, *output.data.shape[3:])
+    assert info.physical_size_x == pytest.approx(0.5)
+    assert info.physical_size_z == pytest.approx(1.0)
+    assert info.time_increment == pytest.approx(output.finterval)
+
+
+# ------------------------------------------------------------------------------ damaged datasets
+def _cut(path: Path, nbytes: int) -> None:
+    with path.open("r+b") as fh:
+        fh.truncate(path.stat().st_size - nbytes)
+
+
+def _tif(source: Source) -> Path:
+    (tif,) = source.path.glob("*.tif")
+    return tif
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    status = main(["replay", *(str(a) for a in args)])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    return status, captured.out, captured.err
+
+
+@allow_blank_planes
+def test_index_points_past_end_of_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The tif was cut (a copy interrupted): the last image lies past its end."""
+    source = make_dataset(tmp_path / "src", "cut", positions=(0, 1), nt=1)
+    _cut(_tif(source), 300)  # into the last image's metadata, pixels of the others intact
+    last = source.order[-1]
+    missing = {(last["position"], last["time"], last["z"], last["channel"])}
+
+    with pytest.raises(DatasetError) as info:
+        replay(source.path, tmp_path / "api", progress=False)
+    message = str(info.value)
+    assert "1 of 18 images could not be read" in message
+    assert "index entry 17" in message and "past the end of cut_NDTiffStack.tif" in message
+    assert "17 frames were written" in message and "api/cut_1_1.tif" in message
+    for p in (0, 1):
+        check_position(source, tmp_path / "api" / f"cut_1_{p}.tif", p, CHANNELS, missing)
+
+    status, out, err = _cli(capsys, source.path, tmp_path / "cli", "--no-progress")
+    assert status == 1
+    assert "FAILED" in out + err and "past the end of cut_NDTiffStack.tif" in out + err
+    assert "cli/cut_1_1.tif" in out + err  # partial files reported
+    check_position(source, tmp_path / "cli" / "cut_1_1.tif", 1, CHANNELS, missing)
+
+
+@allow_blank_planes
+def test_truncated_index(tmp_path: Path) -> None:
+    """The index is cut mid-entry (a crashed writer): every entry before it is converted."""
+    source = make_dataset(tmp_path / "src", "trunc", positions=(0,), nt=2)
+    _cut(source.path / "NDTiff.index", 7)
+    (result,) = replay_many([source.path], tmp_path / "out", progress=False)
+    assert not result.ok and result.error is not None
+    assert "NDTiff.index is truncated in entry 17" in result.error
+    assert "the 17 entries before it were converted" in result.error
+    assert result.frames == 17
+    last = source.order[-1]
+    missing = {(0, last["time"], last["z"], last["channel"])}
+    check_position(source, result.files[0], 0, CHANNELS, missing)
+
+
+def _rewrite_index(
+    index: Path, rename: dict[Any, str] | None = None, offsets: dict[int, int] | None = None
+) -> None:
+    """Rewrite NDTiff.index (parsed by tifffile): move positions to other files, set offsets."""
+    entries = list(tifffile.read_ndtiff_index(index))
+    with index.open("wb") as fh:
+        for number, (axes, filename, *fields) in enumerate(entries):
+            filename = (rename or {}).get(axes.get("position"), filename)
+            fields[0] = (offsets or {}).get(number, fields[0])
+            raw_axes = json.dumps(axes).encode()
+            raw_name = filename.encode()
+            fh.write(struct.pack("<I", len(raw_axes)) + raw_axes)
+            fh.write(struct.pack("<I", len(raw_name)) + raw_name)
+            fh.write(struct.pack("<8I", *fields))
+
+
+@allow_blank_planes
+def test_missing_tiff(tmp_path: Path) -> None:
+    """Position 1 lives in a second tif that was deleted: position 0 is still converted."""
+    source = make_dataset(tmp_path / "src", "two", positions=(0, 1), nt=1)
+    _rewrite_index(source.path / "NDTiff.index", rename={1: "two_NDTiffStack_1.tif"})
+    (result,) = replay_many([source.path], tmp_path / "out", progress=False)
+    assert result.error is not None
+    assert "9 of 18 images could not be read" in result.error
+    assert "two_NDTiffStack_1.tif is missing (9 images listed in it)" in result.error
+    assert result.files == [tmp_path / "out" / "two_1_0.tif"]
+    check_position(source, result.files[0], 0, CHANNELS)
+
+    # every tif gone: nothing is written, and the error says why
+    _tif(source).unlink()
+    with pytest.raises(DatasetError, match=r"two_NDTiffStack\.tif is missing"):
+        replay(source.path, tmp_path / "none", progress=False)
+    assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())
+
+
+def test_not_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("hello")
+    empty_index = tmp_path / "noimages"
+    empty_index.mkdir()
+    (empty_index / "NDTiff.index").write_bytes(b"")
+    cases = {
+        empty: "is not an NDTiff dataset: it has no NDTiff.index",
+        a_file: "is not an NDTiff dataset",
+        tmp_path / "nowhere": "does not exist",
+        empty_index: "holds no images",
+    }
+    for path, text in cases.items():
+        with pytest.raises(DatasetError, match=text):
+            replay(path, tmp_path / "out", progress=False)
+        status, out, err = _cli(capsys, path, tmp_path / "out", "--no-progress")
+        assert status == 1
+        assert text in out + err
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = make_dataset(tmp_path / "src", "ex", positions=(0, 1), nt=1, nz=1)
+    out = tmp_path / "out"
+    first = replay(source.path, out, progress=False)
+    # only the second position's file is in the way: still nothing may be written
+    first.files[0].unlink()
+    before = first.files[1].stat().st_mtime_ns
+    with pytest.raises(FileExistsError_, match=r"the output exists: .*ex_1_1\.tif; nothing"):
+        replay(source.path, out, progress=False)
+    assert not first.files[0].exists()
+    assert first.files[1].stat().st_mtime_ns == before
+
+    status, stdout, stderr = _cli(capsys, source.path, out, "--no-progress")
+    assert status == 1 and "the output exists" in stdout + stderr
+    status, stdout, stderr = _cli(capsys, source.path, out, "--no-progress", "--overwrite")
+    assert status == 0, stdout + stderr
+    for p, path in enumerate(first.files):
+        check_position(source, path, p, CHANNELS)
+
+    # an output directory that is a file
+    with pytest.raises(FileExistsError_, match="not a directory"):
+        replay(source.path, first.files[0], progress=False)
+
+
+def test_split_replay_paths(tmp_path: Path) -> None:
+    one = make_dataset(tmp_path, "one", positions=(0,), channels=("A",), nz=1, nt=1).path
+    two = make_dataset(tmp_path, "two", positions=(0,), channels=("A",), nz=1, nt=1).path
+    assert split_replay_paths([one], None) == ([one], one.resolve().parent)
+    assert split_replay_paths([one, tmp_path / "o"], None) == ([one], tmp_path / "o")
+    assert split_replay_paths([one, two], tmp_path / "o") == ([one, two], tmp_path / "o")
+    with pytest.raises(DatasetError, match="is an NDTiff dataset, not an output directory"):
+        split_replay_paths([one, two], None)
+    with pytest.raises(DatasetError, match="3 paths given without --out"):
+        split_replay_paths([one, two, tmp_path / "o"], None)
+
+    # `replay DATASET` writes beside the dataset
+    result = replay(one, None, progress=False)
+    assert result.files == [tmp_path / "one_1_0.tif"]
+
+
+# ------------------------------------------------------------------------------ many datasets
+@pytest.fixture
+def three(tmp_path: Path) -> Iterator[tuple[Source, Path, Source]]:
+    """Two good datasets and, between them, one whose tif was deleted."""
+    good_a = make_dataset(tmp_path / "src", "a", positions=(0, 1), nt=2)
+    bad = make_dataset(tmp_path / "src", "bad", positions=(0,), nt=1, nz=1)
+    _tif(bad).unlink()
+    good_b = make_dataset(tmp_path / "src", "b", positions=(0,), channels=("DAPI", "BF"))
+    yield good_a, bad.path, good_b
+
+
+def _check_good(result: ReplayResult, source: Source, channels: Sequence[str]) -> None:
+    assert result.ok, result.error
+    assert result.frames == len(source.frames)
+    positions = sorted({key[0] for key in source.frames})
+    assert len(result.files) == len(positions)
+    for position, path in zip(positions, result.files, strict=True):
+        check_position(source, path, position, channels)
+
+
+def test_replay_many_one_bad(
+    tmp_path: Path, three: tuple[Source, Path, Source], capsys: pytest.CaptureFixture[str]
+) -> None:
+    good_a, bad, good_b = three
+    results = replay_many(
+        [good_a.path, bad, good_b.path], tmp_path / "out", workers=2, progress=False
+    )
+    assert [r.dataset for r in results] == [good_a.path, bad, good_b.path]
+    _check_good(results[0], good_a, CHANNELS)
+    _check_good(results[2], good_b, ("DAPI", "BF"))
+    assert not results[1].ok and results[1].files == [] and results[1].frames == 0
+    assert "bad_NDTiffStack.tif is missing" in (results[1].error or "")
+    text = format_results(results)
+    assert "3 datasets: 2 converted, 1 failed" in text
+    assert f"{bad}: FAILED" in text and "bad_NDTiffStack.tif is missing" in text
+    assert str(tmp_path / "out" / "a_1_1.tif") in text
+
+    # the command line, with its progress bar on stderr
+    status, out, err = _cli(
+        capsys, good_a.path, bad, good_b.path, "--out", tmp_path / "cli", "--workers", "2"
+    )
+    assert status == 1
+    assert "3 datasets: 2 converted, 1 failed" in out
+    assert "48/48" in err  # one bar over the frames of the readable datasets (36 + 12)
+    assert (tmp_path / "cli" / "b_1_0.tif").exists()
+
+
+def test_replay_many_same_name(tmp_path: Path) -> None:
+    """Two datasets that would write the same files: the second is refused, not clobbered."""
+    a = make_dataset(tmp_path / "x", "same", positions=(0,), channels=("A",), nz=1, nt=1)
+    b = make_dataset(tmp_path / "y", "same", positions=(0,), channels=("A",), nz=1, nt=1)
+    first, second = replay_many([a.path, b.path], tmp_path / "out", progress=False)
+    assert first.ok and first.files == [tmp_path / "out" / "same_1_0.tif"]
+    assert second.error is not None and "would be named 'same_1'" in second.error
+    check_position(a, first.files[0], 0, ("A",))
+
+
+def test_replay_many_local_cluster(tmp_path: Path, three: tuple[Source, Path, Source]) -> None:
+    """One task per dataset on a dask.distributed LocalCluster (2 worker processes, loopback)."""
+    distributed = pytest.importorskip("distributed")
+    good_a, bad, good_b = three
+    start = time.monotonic()
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    try:
+        results = replay_many(
+            [good_a.path, bad, good_b.path],
+            tmp_path / "out",
+            scheduler=cluster.scheduler_address,
+            progress=False,
+        )
+    finally:
+        cluster.close()
+    _check_good(results[0], good_a, CHANNELS)
+    _check_good(results[2], good_b, ("DAPI", "BF"))
+    assert "bad_NDTiffStack.tif is missing" in (results[1].error or "")
+    assert time.monotonic() - start < 30
+
+
+def test_unreachable_scheduler(
+    tmp_path: Path, three: tuple[Source, Path, Source], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mmtiffsink import replay as replay_module
+    from mmtiffsink.errors import MMTiffSinkError
+
+    monkeypatch.setattr(replay_module, "_CONNECT_TIMEOUT_S", 1.0)  # 15 s otherwise
+    good_a, _, _ = three
+    with pytest.raises(MMTiffSinkError, match="cannot connect to the dask scheduler"):
+        replay_many([good_a.path], tmp_path / "out", scheduler="tcp://127.0.0.1:1", progress=False)
+
+
+def test_blank_planes_warning(tmp_path: Path) -> None:
+    """An unreadable image inside the hyperstack is a blank plane, and the writer says so."""
+    source = make_dataset(tmp_path / "src", "w", positions=(0,), channels=("A",), nz=2, nt=1)
+    _rewrite_index(source.path / "NDTiff.index", offsets={0: 1 << 30})
+    with pytest.warns(MissingFramesWarning, match="1 of 2 planes"):
+        (result,) = replay_many([source.path], tmp_path / "out", progress=False)
+    assert result.error is not None and "index entry 0" in result.error
+    assert "(bytes 1073741824-1073742304) lie past the end" in result.error
+    assert result.frames == 1
+    check_position(source, result.files[0], 0, ("A",), missing={(0, 0, 0, "A")})
