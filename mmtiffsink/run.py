@@ -360,7 +360,7 @@ class RunResult:
     files
         The files written, in order of their first frame.
     frames
-        Frames written.
+        Frames handed to the writer (a writer failure can keep the last few out of the file).
     expected_frames
         Frames planned.
     elapsed_s
