@@ -411,8 +411,10 @@ def test_format_plan(tmp_path: Path) -> None:
     assert "EXISTS" not in text
     (tmp_path / "output").mkdir()
     (tmp_path / "output" / "demo.tif").write_bytes(b"x")
-    assert "EXISTS: the run would stop before acquiring" in format_plan(config)
-    assert not (tmp_path / "output" / "demo_1.tif").exists()
+    assert "exists: a free name would be chosen (if_exists: rename)" in format_plan(config)
+    copy.write_text(demo.read_text().replace("if_exists: rename", "if_exists: error"))
+    assert "EXISTS: the run would stop before acquiring" in format_plan(load_config(copy))
+    assert sorted(p.name for p in (tmp_path / "output").iterdir()) == ["demo.tif"]
 
 
 # -- the result -----------------------------------------------------------------------------------
