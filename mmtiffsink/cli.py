@@ -11,6 +11,8 @@ The work is done by :mod:`mmtiffsink.run`, :mod:`mmtiffsink.replay` and
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -237,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mmtiffsink {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `mmtiffsink info *.tif | head`: the reader left; not an error
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
+        return EXIT_OK
     except (MMTiffSinkError, OSError) as exc:
         if args.traceback:
             traceback.print_exc()

@@ -16,6 +16,7 @@ __all__ = [
     "FrameError",
     "MMTiffSinkError",
     "MMTiffSinkWarning",
+    "MicroscopeError",
     "MissingFramesWarning",
     "ProfileError",
     "WriterClosedError",
@@ -57,6 +58,10 @@ class ConfigError(MMTiffSinkError, ValueError):
 
 class DatasetError(MMTiffSinkError):
     """An input dataset (e.g. NDTiff) is missing, unreadable or corrupted."""
+
+
+class MicroscopeError(MMTiffSinkError):
+    """The microscope could not be started, reached or set up as the run file says."""
 
 
 class MMTiffSinkWarning(UserWarning):

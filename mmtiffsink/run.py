@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from mmtiffsink.config import AcquisitionConfig, MicroscopeConfig, RunConfig
-from mmtiffsink.errors import FileExistsError_, MMTiffSinkError
+from mmtiffsink.errors import FileExistsError_, MicroscopeError, MMTiffSinkError
 from mmtiffsink.info import FileInfo, file_info, summary_table
 from mmtiffsink.mapping import AxisMapper, FileKey, file_name
 from mmtiffsink.sink import DEFAULT, TiffSink
 
 __all__ = [
-    "MicroscopeError",
     "PlannedFile",
     "RunResult",
     "format_plan",
@@ -43,10 +42,6 @@ __all__ = [
 #: Events shown at each end of the ``--dry-run`` listing.
 PLAN_EVENTS_SHOWN = 3
 _EXTRA_HINT = "install the pycromanager extra: pip install 'mmtiffsink[pycromanager]'"
-
-
-class MicroscopeError(MMTiffSinkError):
-    """The microscope could not be started, reached or set up as the run file says."""
 
 
 # -- planning ---------------------------------------------------------------------------------

@@ -449,7 +449,8 @@ def test_run_result_format(tmp_path: Path) -> None:
 @pytest.mark.acquisition
 def test_run_refuses_a_second_core_in_one_process(demo_core: Any, tmp_path: Path) -> None:
     """The pytest process already runs the demo microscope: a run must not start another."""
-    from mmtiffsink.run import MicroscopeError, run
+    from mmtiffsink.errors import MicroscopeError
+    from mmtiffsink.run import run
 
     config = load_config(_write(tmp_path, "acquisition:\n  num_time_points: 1\n"))
     with pytest.raises(MicroscopeError, match="already runs in this process"):
