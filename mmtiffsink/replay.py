@@ -43,6 +43,7 @@ from typing import IO, Any, Final
 
 import numpy as np
 
+from mmtiffsink._closing import close_after_block
 from mmtiffsink.errors import (
     ConfigError,
     CoordinateError,
@@ -310,6 +311,16 @@ def _index_path(path: Path) -> Path | None:
     return None
 
 
+def _dataset_dir(path: Path) -> Path:
+    """The dataset directory of a path given as the directory or as its ``NDTiff.index``."""
+    return path.parent if path.name == INDEX_NAME else path
+
+
+def _default_out(path: Path) -> Path:
+    """Where a dataset's files go without an output directory: beside the dataset."""
+    return _dataset_dir(path).resolve().parent
+
+
 def _is_dataset(path: Path) -> bool:
     return _index_path(path) is not None
 
@@ -448,8 +459,7 @@ class _Dataset:
     @property
     def default_name(self) -> str:
         """The dataset directory's name."""
-        directory = self.path.parent if self.path.name == INDEX_NAME else self.path
-        return directory.resolve().name or "dataset"
+        return _dataset_dir(self.path).resolve().name or "dataset"
 
     # ------------------------------------------------------------------ scanning
     def _file_problem(self, entry: _IndexEntry) -> str | None:
@@ -627,22 +637,32 @@ def _summary_channel_names(summary: dict[str, Any]) -> list[str]:
 
 # ==================================================================================== progress
 class _Progress:
-    """One tqdm bar (on stderr) shared by the datasets being converted; thread-safe."""
+    """One tqdm bar (on stderr) shared by the datasets being converted; thread-safe.
+
+    The bar appears with the first work announced (:meth:`add_total`), so a run that fails
+    before converting anything prints no empty bar.
+    """
 
     def __init__(self, enabled: bool, unit: str = "frame", total: int = 0) -> None:
         self._lock = threading.Lock()
+        self._enabled = enabled
+        self._unit = unit
         self._bar: Any = None
-        if enabled:
-            from tqdm import tqdm
-
-            self._bar = tqdm(
-                total=total, unit=unit, desc="replay", file=sys.stderr, dynamic_ncols=True
-            )
+        if total:
+            self.add_total(total)
 
     def add_total(self, count: int) -> None:
-        if self._bar is not None and count:
-            with self._lock:
-                self._bar.total = (self._bar.total or 0) + count
+        if not self._enabled or not count:
+            return
+        with self._lock:
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(
+                    total=count, unit=self._unit, desc="replay", file=sys.stderr, dynamic_ncols=True
+                )
+            else:
+                self._bar.total += count
                 self._bar.refresh()
 
     def advance(self, count: int = 1) -> None:
@@ -651,8 +671,8 @@ class _Progress:
                 self._bar.update(count)
 
     def close(self) -> None:
-        if self._bar is not None:
-            with self._lock:
+        with self._lock:
+            if self._bar is not None:
                 self._bar.close()
 
 
@@ -746,7 +766,7 @@ def _replay_one(
     error: BaseException | None = None
     try:
         source = _Dataset(dataset)
-        target = out if out is not None else dataset.resolve().parent
+        target = out if out is not None else _default_out(dataset)
         _check_out(target)
         name = options.name if options.name is not None else source.default_name
         scan = source.scan(stop)
@@ -779,9 +799,16 @@ def _replay_one(
                 frames += 1
                 if progress is not None:
                     progress.advance()
-        finally:
+        except BaseException as exc:
             files = sink.files
+            close_after_block(sink.close, exc, "the TiffSink")  # the files stay valid
+            files = [f for f in files if f.exists()]
+            raise
+        files = sink.files
+        try:
             sink.close()
+        finally:
+            files = [f for f in files if f.exists()]  # a file whose every frame failed is gone
         if problems:
             msg = f"{dataset}: {problems.describe(scan.entries)}; {_written(files, frames)}"
             error = DatasetError(msg)
@@ -865,26 +892,25 @@ def _replay_task(dataset: str, out: str, options: ReplayOptions) -> ReplayResult
     return _replay_one(Path(dataset), Path(out), options, None)[0]
 
 
-def _duplicate_names(datasets: Sequence[Path], options: ReplayOptions) -> dict[int, str]:
-    """Datasets whose file name prefix is taken by an earlier one: index -> error."""
-    seen: dict[str, Path] = {}
+def _duplicate_names(
+    datasets: Sequence[Path], out: Path | None, options: ReplayOptions
+) -> dict[int, str]:
+    """Datasets whose files would get the names of an earlier one's: index -> error."""
+    seen: dict[tuple[Path, str], Path] = {}
     errors: dict[int, str] = {}
     for i, path in enumerate(datasets):
-        if options.name is not None:
-            name = options.name
-        else:
-            directory = path.parent if path.name == INDEX_NAME else path
-            name = directory.resolve().name
-        other = seen.get(name)
+        name = options.name if options.name is not None else _dataset_dir(path).resolve().name
+        target = (out if out is not None else _default_out(path)).resolve()
+        other = seen.get((target, name))
         if other is None:
-            seen[name] = path
+            seen[(target, name)] = path
             continue
-        if other.resolve() == path.resolve():
+        if _dataset_dir(other).resolve() == _dataset_dir(path).resolve():
             errors[i] = f"{path} is listed twice; converted once"
         else:
             errors[i] = (
-                f"its files would be named {name!r} like those of {other}; convert it "
-                "separately with another --name"
+                f"its files would be named {name!r} in {target} like those of {other}; "
+                "convert it separately with another --name or --out"
             )
     return errors
 
@@ -945,7 +971,7 @@ def replay_many(
     if target is not None:
         _check_out(target)
     results: list[ReplayResult | None] = [None] * len(paths)
-    for i, error in _duplicate_names(paths, options).items():
+    for i, error in _duplicate_names(paths, target, options).items():
         results[i] = ReplayResult(dataset=paths[i], error=error)
     todo = [i for i, r in enumerate(results) if r is None]
     if scheduler is not None:
@@ -1022,9 +1048,7 @@ def _replay_on_cluster(
         )
         raise MMTiffSinkError(msg) from None
     try:
-        client = distributed.Client(
-            scheduler, set_as_default=False, timeout=_CONNECT_TIMEOUT_S
-        )
+        client = distributed.Client(scheduler, set_as_default=False, timeout=_CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError, ValueError) as exc:
         msg = f"cannot connect to the dask scheduler at {scheduler}: {exc}"
         raise MMTiffSinkError(msg) from None
@@ -1034,7 +1058,7 @@ def _replay_on_cluster(
         futures = {}
         for i, path in enumerate(datasets):
             absolute = path.absolute()
-            target = out.absolute() if out is not None else absolute.resolve().parent
+            target = out.absolute() if out is not None else _default_out(absolute)
             future = client.submit(_replay_task, str(absolute), str(target), options, pure=False)
             futures[future] = i
         # gathered as they finish; as_completed takes the loop of the given (not default) client
@@ -1094,7 +1118,7 @@ def split_replay_paths(paths: Sequence[Path], out: Path | None) -> tuple[list[Pa
     if out is not None:
         return items, out
     if len(items) == 1:
-        return items, items[0].resolve().parent
+        return items, _default_out(items[0])
     if len(items) == 2 and not _is_dataset(items[1]):
         return [items[0]], items[1]
     if len(items) == 2:

@@ -240,6 +240,19 @@ def test_replay_studio_summary_integer_channels_uint8(tmp_path: Path) -> None:
     assert output.finterval == pytest.approx(0.5)
 
 
+def test_full_resolution_layout(tmp_path: Path) -> None:
+    """Multi-resolution datasets keep the full-resolution images in ``Full resolution/``."""
+    source = make_dataset(tmp_path / "src", "pyr", positions=(0,), channels=("A", "B"), nt=1)
+    full = source.path / "Full resolution"
+    full.mkdir()
+    for item in list(source.path.iterdir()):
+        if item != full:
+            item.rename(full / item.name)
+    result = replay(source.path, tmp_path / "out", progress=False)
+    assert result.files == [tmp_path / "out" / "pyr_1_0.tif"]
+    check_position(source, result.files[0], 0, ("A", "B"))
+
+
 def test_options_pickle_keeps_default_compression() -> None:
     """ReplayOptions travel to dask workers; DEFAULT must stay the sink's sentinel."""
     options = pickle.loads(pickle.dumps(ReplayOptions(profile="imagej")))
@@ -546,7 +559,7 @@ def test_replay_many_same_name(tmp_path: Path) -> None:
     b = make_dataset(tmp_path / "y", "same", positions=(0,), channels=("A",), nz=1, nt=1)
     first, second = replay_many([a.path, b.path], tmp_path / "out", progress=False)
     assert first.ok and first.files == [tmp_path / "out" / "same_1_0.tif"]
-    assert second.error is not None and "would be named 'same_1'" in second.error
+    assert second.error is not None and "would be named 'same_1' in" in second.error
     check_position(a, first.files[0], 0, ("A",))
 
 
