@@ -164,6 +164,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(format_results(results))
+    for result in results:
+        if not result.ok:
+            print(f"mmtiffsink replay: {result.dataset}: {result.error}", file=sys.stderr)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 

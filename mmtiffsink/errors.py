@@ -53,7 +53,7 @@ class FileExistsError_(MMTiffSinkError, FileExistsError):
 
 
 class ConfigError(MMTiffSinkError, ValueError):
-    """A run configuration file is invalid."""
+    """A run configuration file, or an option given to a command or function, is invalid."""
 
 
 class DatasetError(MMTiffSinkError):
