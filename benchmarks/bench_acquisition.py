@@ -7,16 +7,21 @@ fastest) runs on pycro-manager's Python backend with Micro-Manager's DemoCamera 
 
 * ``discard``: ``Acquisition(directory=None, image_process_fn=hook)``, the hook returns None:
   the ceiling of the engine itself;
-* ``hook-zstd`` / ``hook-deflate`` / ``hook-none``: the hook is
-  ``TiffSink(tmp, compression=...).image_process_fn``;
+* ``hook-zstd`` / ``hook-zstd1`` / ``hook-deflate`` / ``hook-none``: the hook is
+  ``TiffSink(tmp, compression=...).image_process_fn`` (zstd at its default level 3, zstd
+  level 1, deflate at its default level 6, uncompressed);
 * ``ndtiff``: pycro-manager's own NDTiff storage, ``Acquisition(directory=tmp, name=...)``;
-* ``storage-zstd``: ``mmtiffsink.pycromanager.TiffStorage`` as the engine's dataset.
+* ``storage-zstd``: ``mmtiffsink.pycromanager.TiffAcquisition(tmp, compression="zstd")``,
+  whose dataset is a ``TiffStorage`` (with an older checkout: ``TiffStorage`` put in place of
+  the engine's ``NDRAMDataset``).
 
 Every call into a contender (the hook, or the dataset's ``put_image`` for ``ndtiff`` and
 ``storage-zstd``) is timed with ``time.perf_counter_ns``. The ``offline-*`` cases call the
-hook directly with pre-made frames and realistic metadata, no microscope: once paced at the
-engine's frame rate (the hook's own latency, without engine jitter) and once flat out (the
-sink's own ceiling). Every case runs in a fresh subprocess of this script.
+hook directly with pre-made frames and realistic metadata, no microscope: once flat out (the
+sink's own ceiling), then paced at the engine's frame rate or 50% of the flat-out rate,
+whichever is lower (the hook's own latency, without engine jitter or back-pressure). The CPU
+time of the process (all threads) and of each timed call is recorded too. Every case runs in
+a fresh subprocess of this script.
 
 Run ``python benchmarks/bench_acquisition.py --help`` for the options, and see
 ``benchmarks/README.md`` (*Acquisition benchmark*) for what each column means.
@@ -31,10 +36,13 @@ import json
 import math
 import os
 import pstats
+import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -57,12 +65,21 @@ from numpy.typing import NDArray
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: every case, in the order run and printed
-ACQ_CASES = ("discard", "hook-zstd", "hook-deflate", "hook-none", "ndtiff", "storage-zstd")
+ACQ_CASES = (
+    "discard",
+    "hook-zstd",
+    "hook-zstd1",
+    "hook-deflate",
+    "hook-none",
+    "ndtiff",
+    "storage-zstd",
+)
 OFFLINE_CASES = ("offline-zstd", "offline-deflate", "offline-none")
 CASES = ACQ_CASES + OFFLINE_CASES
 #: compression of each mmtiffsink case
 CODECS: dict[str, Any] = {
     "hook-zstd": "zstd",
+    "hook-zstd1": ("zstd", 1),
     "hook-deflate": "deflate",
     "hook-none": None,
     "storage-zstd": "zstd",
@@ -185,6 +202,9 @@ class Result:
     base_rss_mb: float = math.nan
     latencies_us: list[float] = field(default_factory=list)
     free_wall_s: float = math.nan
+    cpu_s: float = math.nan
+    thread_cpu_s: dict[str, float] = field(default_factory=dict)
+    call_cpu_us: list[float] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -226,6 +246,7 @@ class Timed:
         self.fn = fn
         self.pool = pool
         self.ns = np.zeros(capacity + 16, dtype=np.int64)
+        self.cpu_ns = np.zeros(capacity + 16, dtype=np.int64)
         self.count = 0
         self.profiler = profiler
         self.image_arg = image_arg
@@ -248,12 +269,15 @@ class Timed:
         args_list[self.image_arg] = self.fill(args_list[self.image_arg])
         if self.count >= len(self.ns):
             self.ns = np.concatenate([self.ns, np.zeros_like(self.ns)])
+            self.cpu_ns = np.concatenate([self.cpu_ns, np.zeros_like(self.cpu_ns)])
         profiler = self.profiler
         if profiler is not None:
             profiler.enable()
+        cpu = time.thread_time_ns()
         start = time.perf_counter_ns()
         out = self.fn(*args_list)
         self.ns[self.count] = time.perf_counter_ns() - start
+        self.cpu_ns[self.count] = time.thread_time_ns() - cpu
         if profiler is not None:
             profiler.disable()
         self.count += 1
@@ -266,6 +290,66 @@ class Timed:
     def latencies_us(self) -> list[float]:
         """Every timed call, in microseconds."""
         return [round(v / 1e3, 2) for v in self.ns[: self.count].tolist()]
+
+    def cpu_us(self) -> list[float]:
+        """CPU time of the calling thread in every timed call, in microseconds."""
+        return [round(v / 1e3, 2) for v in self.cpu_ns[: self.count].tolist()]
+
+
+class ThreadCPU:
+    """CPU time of each thread of this process, by thread name, sampled while it runs.
+
+    A sampler thread reads every thread's CPU time (psutil, ``/proc/self/task``) every
+    ``interval`` seconds and keeps the last value seen, so threads that end before `stop`
+    are counted too. Names come from `threading` (numbers stripped, so ``mmtiffsink_0`` and
+    ``mmtiffsink_1`` are one group); threads unknown to Python are ``native``.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self._names: dict[int, str] = {}
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        for t in threading.enumerate():
+            if t.native_id is not None and t.native_id not in self._names:
+                self._names[t.native_id] = re.sub(r"[-_ ]?\d+", "", t.name).strip() or t.name
+        for t in self._process.threads():
+            cpu = t.user_time + t.system_time
+            self._first.setdefault(t.id, cpu)
+            self._last[t.id] = cpu
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def start(self) -> None:
+        """Take the first sample and start sampling."""
+        self._sample()
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        """Stop sampling; return CPU seconds since `start` by thread name."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        out: dict[str, float] = {}
+        for tid, cpu in self._last.items():
+            name = self._names.get(tid, "native")
+            out[name] = out.get(name, 0.0) + cpu - self._first[tid]
+        return {k: round(v, 4) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process, all threads, in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _discard(image: Any, metadata: dict[str, Any]) -> None:
@@ -293,7 +377,7 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
     from pycromanager import Acquisition
     from pycromanager.acquisition import python_backend_acquisitions as backend
 
-    from mmtiffsink.pycromanager import TiffStorage
+    import mmtiffsink.pycromanager as adapters
     from mmtiffsink.sink import TiffSink
 
     out = Path(job.out_dir)
@@ -305,8 +389,9 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
         profiler = cProfile.Profile() if job.profile else None
         timed: Timed | None = None
         sink: TiffSink | None = None
-        storage: TiffStorage | None = None
+        storage: Any = None
         datasets: list[Any] = []
+        new_acquisition: Callable[[], Any]
 
         if job.case == "ndtiff":
             original = backend.NDTiffDataset
@@ -320,42 +405,56 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
                 return dataset
 
             backend.NDTiffDataset = ndtiff_factory
-        elif job.case == "storage-zstd":
-            sink = TiffSink(out, "bench", compression=CODECS[job.case])
-            storage = TiffStorage(sink)
+
+            def new_acquisition() -> Any:
+                return Acquisition(directory=str(out), name="bench")
+
+        elif job.case == "storage-zstd" and hasattr(adapters, "TiffAcquisition"):
+            result.detail["storage"] = "TiffAcquisition"
+
+            def new_acquisition() -> Any:
+                nonlocal timed
+                acq = adapters.TiffAcquisition(out, name="bench", compression=CODECS[job.case])
+                timed = Timed(acq.storage.put_image, pool, len(events), profiler, image_arg=1)
+                acq.storage.put_image = timed  # no image arrives before acquire()
+                return acq
+
+        elif job.case == "storage-zstd":  # an older checkout: TiffStorage as the RAM dataset
+            result.detail["storage"] = "TiffStorage in place of NDRAMDataset"
+            storage = adapters.TiffStorage(TiffSink(out, "bench", compression=CODECS[job.case]))
             timed = Timed(storage.put_image, pool, len(events), profiler, image_arg=1)
-            storage.put_image = timed  # type: ignore[method-assign]
+            storage.put_image = timed
             backend.NDRAMDataset = lambda: storage
-        elif job.case == "discard":
-            timed = Timed(_discard, pool, len(events), profiler)
+
+            def new_acquisition() -> Any:
+                return Acquisition(directory=None, name="bench")
+
         else:
-            sink = TiffSink(out, "bench", compression=CODECS[job.case])
-            timed = Timed(sink.image_process_fn, pool, len(events), profiler)
+            if job.case == "discard":
+                timed = Timed(_discard, pool, len(events), profiler)
+            else:
+                sink = TiffSink(out, "bench", compression=CODECS[job.case])
+                timed = Timed(sink.image_process_fn, pool, len(events), profiler)
+            hook = timed.hook
+
+            def new_acquisition() -> Any:
+                return Acquisition(directory=None, name="bench", image_process_fn=hook)
 
         reset_peak_rss()
         result.base_rss_mb = current_rss_mb()
-        if job.case == "ndtiff":
-            with Acquisition(directory=str(out), name="bench") as acq:
-                start = time.perf_counter()
-                acq.acquire(events)
-        elif job.case == "storage-zstd":
-            with Acquisition(directory=None, name="bench") as acq:
-                start = time.perf_counter()
-                acq.acquire(events)
-            assert storage is not None
+        sampler = ThreadCPU()
+        with new_acquisition() as acq:
+            sampler.start()
+            cpu = cpu_seconds()
+            start = time.perf_counter()
+            acq.acquire(events)
+        if sink is not None:
+            sink.close()  # the hook's files
+        if storage is not None:
             storage.close()  # already finished by the engine: raises the sink's error, if any
-        elif sink is not None:
-            with (
-                sink,
-                Acquisition(directory=None, name="bench", image_process_fn=timed.hook) as acq,
-            ):
-                start = time.perf_counter()
-                acq.acquire(events)
-        else:
-            with Acquisition(directory=None, name="bench", image_process_fn=timed.hook) as acq:
-                start = time.perf_counter()
-                acq.acquire(events)
         result.wall_s = time.perf_counter() - start
+        result.cpu_s = cpu_seconds() - cpu
+        result.thread_cpu_s = sampler.stop()
         result.peak_rss_mb = peak_rss_mb()
         for dataset in datasets:
             dataset.close()
@@ -364,6 +463,7 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
 
     assert timed is not None
     result.latencies_us = timed.latencies_us()
+    result.call_cpu_us = timed.cpu_us()
     result.detail["calls"] = timed.count
     result.out_bytes = dir_bytes(out)
     if timed.count != result.frames:
@@ -422,7 +522,11 @@ def _offline_run(
 
 
 def run_offline(job: Job, result: Result, pool: NDArray[np.uint16]) -> None:
-    """Call the hook directly: paced at ``job.rate`` (latency), then flat out (throughput)."""
+    """Call the hook directly: flat out (throughput), then paced (latency).
+
+    The paced run goes at ``job.rate`` or 50% of the flat-out rate, whichever is lower, so
+    its latencies are the hook's own cost and not the wait for a writer that is behind.
+    """
     profiler = cProfile.Profile() if job.profile else None
     out = Path(job.out_dir)
     count = len(CHANNELS) * N_Z * shape_for(job.frames)[2]
@@ -430,18 +534,25 @@ def run_offline(job: Job, result: Result, pool: NDArray[np.uint16]) -> None:
     result.raw_bytes = count * job.size * job.size * 2
     reset_peak_rss()
     result.base_rss_mb = current_rss_mb()
-    result.wall_s, paced = _offline_run(job, pool, out / "paced", job.rate, profiler)
-    result.latencies_us = paced.latencies_us()
-    result.out_bytes = dir_bytes(out / "paced")
-    problem = check_tiffs(out / "paced", count)
-    shutil.rmtree(out / "paced", ignore_errors=True)
+    cpu = cpu_seconds()
+    sampler = ThreadCPU()
+    sampler.start()
     result.free_wall_s, free = _offline_run(job, pool, out / "free", None, None)
+    result.cpu_s = cpu_seconds() - cpu
+    result.thread_cpu_s = sampler.stop()
+    result.out_bytes = dir_bytes(out / "free")
+    problem = check_tiffs(out / "free", count)
+    shutil.rmtree(out / "free", ignore_errors=True)
     free_us = np.asarray(free.latencies_us())
     result.detail["free_median_us"] = float(np.median(free_us))
     result.detail["free_p99_us"] = float(np.percentile(free_us, 99))
-    result.detail["rate"] = job.rate
+    rate = min(job.rate, 0.5 * count / result.free_wall_s)
+    result.detail["rate"] = rate
+    result.wall_s, paced = _offline_run(job, pool, out / "paced", rate, profiler)
+    result.latencies_us = paced.latencies_us()
+    result.call_cpu_us = paced.cpu_us()
     result.peak_rss_mb = peak_rss_mb()
-    problem = problem or check_tiffs(out / "free", count)
+    problem = problem or check_tiffs(out / "paced", count)
     if problem:
         result.status, result.message = "error", problem
     if profiler is not None:
@@ -527,7 +638,24 @@ class Summary:
     runs: int
     walls: list[float]
     lat: NDArray[np.float64]
+    cpu: NDArray[np.float64]
     peak_rss_mb: float
+
+    @property
+    def cpu_median_us(self) -> float:
+        """Median CPU time of the calling thread in a timed call, every run."""
+        return float(np.median(self.cpu)) if self.cpu.size else math.nan
+
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        """CPU time of the whole process (all threads) per frame, chosen run."""
+        return 1e3 * self.chosen.cpu_s / self.chosen.frames
+
+    @property
+    def cores(self) -> float:
+        """CPU time of the whole process / wall time, chosen run (flat-out run offline)."""
+        wall = self.chosen.free_wall_s if self.case in OFFLINE_CASES else self.chosen.wall_s
+        return self.chosen.cpu_s / wall
 
     @property
     def median_us(self) -> float:
@@ -552,17 +680,21 @@ class Summary:
 
 def summarize(results: list[Result], stat: str) -> Summary | Result:
     """Combine the repeats of one case (a failed `Result` when no run succeeded)."""
-    ok = sorted((r for r in results if r.status == "ok"), key=lambda r: r.wall_s)
+    ok = [r for r in results if r.status == "ok"]
     if not ok:
         return results[-1]
+    offline = ok[0].case in OFFLINE_CASES  # offline: the flat-out run gives the throughput
+    ok.sort(key=lambda r: r.free_wall_s if offline else r.wall_s)
     chosen = ok[0] if stat == "best" else ok[(len(ok) - 1) // 2]
     lat = np.concatenate([np.asarray(r.latencies_us, dtype=np.float64) for r in ok])
+    cpu = np.concatenate([np.asarray(r.call_cpu_us, dtype=np.float64) for r in ok])
     return Summary(
         chosen.case,
         chosen,
         len(ok),
-        [round(r.wall_s, 3) for r in ok],
+        [round(r.free_wall_s if offline else r.wall_s, 3) for r in ok],
         lat,
+        cpu,
         max(r.peak_rss_mb for r in ok),
     )
 
@@ -575,13 +707,14 @@ def _fmt(value: float | None, digits: int) -> str:
 
 LABELS = {
     "discard": "engine alone (hook discards)",
-    "hook-zstd": "mmtiffsink hook, zstd",
-    "hook-deflate": "mmtiffsink hook, deflate",
+    "hook-zstd": "mmtiffsink hook, zstd (level 3)",
+    "hook-zstd1": "mmtiffsink hook, zstd level 1",
+    "hook-deflate": "mmtiffsink hook, deflate (level 6)",
     "hook-none": "mmtiffsink hook, uncompressed",
     "ndtiff": "NDTiff (pycro-manager's own storage)",
-    "storage-zstd": "mmtiffsink TiffStorage, zstd",
-    "offline-zstd": "zstd",
-    "offline-deflate": "deflate",
+    "storage-zstd": "mmtiffsink TiffAcquisition (TiffStorage), zstd",
+    "offline-zstd": "zstd (level 3)",
+    "offline-deflate": "deflate (level 6)",
     "offline-none": "uncompressed",
 }
 
@@ -594,9 +727,10 @@ def acquisition_table(done: dict[str, Summary | Result]) -> str:
     ceiling = eng.chosen if isinstance(eng, Summary) else None
     lines = [
         "| contender | frames/s | MB/s | wall (s) | vs NDTiff | vs engine alone "
-        "| call median (µs) | call p99 (µs) | call max (µs) | time in calls "
+        "| call median (µs) | call p99 (µs) | call max (µs) | call CPU median (µs) "
+        "| time in calls | process CPU (ms/frame) | cores busy "
         "| output (MB) | raw / output | peak RSS (MB) | RSS over baseline (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for case in ACQ_CASES:
@@ -604,7 +738,7 @@ def acquisition_table(done: dict[str, Summary | Result]) -> str:
         if s is None:
             continue
         if not isinstance(s, Summary):
-            lines.append(f"| {LABELS[case]} | {s.status} |" + " |" * 12)
+            lines.append(f"| {LABELS[case]} | {s.status} |" + " |" * 15)
             notes.append(f"- {LABELS[case]}: {s.status}: {s.message}")
             continue
         r = s.chosen
@@ -616,7 +750,8 @@ def acquisition_table(done: dict[str, Summary | Result]) -> str:
             f"| {_fmt(r.frames_per_s / ref.frames_per_s, 2) if ref else '-'} "
             f"| {_fmt(r.frames_per_s / ceiling.frames_per_s, 2) if ceiling else '-'} "
             f"| {_fmt(s.median_us, 0)} | {_fmt(s.p99_us, 0)} | {_fmt(s.max_us, 0)} "
-            f"| {_fmt(100 * s.busy, 0)}% | {output} | {ratio} "
+            f"| {_fmt(s.cpu_median_us, 0)} | {_fmt(100 * s.busy, 0)}% "
+            f"| {_fmt(s.cpu_ms_per_frame, 2)} | {_fmt(s.cores, 2)} | {output} | {ratio} "
             f"| {_fmt(s.peak_rss_mb, 0)} | {_fmt(s.peak_rss_mb - r.base_rss_mb, 0)} |"
         )
     return "\n".join(lines + ([""] if notes else []) + notes)
@@ -625,10 +760,11 @@ def acquisition_table(done: dict[str, Summary | Result]) -> str:
 def offline_table(done: dict[str, Summary | Result]) -> str:
     """Return the markdown table of the offline cases."""
     lines = [
-        "| codec | paced at (frames/s) | hook median (µs) | hook p99 (µs) | hook max (µs) "
-        "| flat out: frames/s | flat out: MB/s | flat out: hook median (µs) "
-        "| output (MB) | peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| codec | flat out: frames/s | flat out: MB/s | flat out: hook median (µs) "
+        "| flat out: process CPU (ms/frame) | flat out: cores busy "
+        "| paced at (frames/s) | paced: hook median (µs) | paced: hook p99 (µs) "
+        "| paced: hook max (µs) | paced: hook CPU median (µs) | output (MB) | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for case in OFFLINE_CASES:
@@ -636,18 +772,56 @@ def offline_table(done: dict[str, Summary | Result]) -> str:
         if s is None:
             continue
         if not isinstance(s, Summary):
-            lines.append(f"| {LABELS[case]} | {s.status} |" + " |" * 8)
+            lines.append(f"| {LABELS[case]} | {s.status} |" + " |" * 11)
             notes.append(f"- offline {LABELS[case]}: {s.status}: {s.message}")
             continue
         r = s.chosen
         lines.append(
-            f"| {LABELS[case]} | {_fmt(r.detail.get('rate'), 0)} | {_fmt(s.median_us, 0)} "
-            f"| {_fmt(s.p99_us, 0)} | {_fmt(s.max_us, 0)} "
-            f"| {_fmt(r.frames / r.free_wall_s, 0)} | {_fmt(r.raw_bytes / MB / r.free_wall_s, 1)} "
-            f"| {_fmt(r.detail.get('free_median_us'), 0)} | {_fmt(r.out_bytes / MB, 1)} "
-            f"| {_fmt(s.peak_rss_mb, 0)} |"
+            f"| {LABELS[case]} | {_fmt(r.frames / r.free_wall_s, 0)} "
+            f"| {_fmt(r.raw_bytes / MB / r.free_wall_s, 1)} "
+            f"| {_fmt(r.detail.get('free_median_us'), 0)} | {_fmt(s.cpu_ms_per_frame, 2)} "
+            f"| {_fmt(s.cores, 2)} | {_fmt(r.detail.get('rate'), 0)} | {_fmt(s.median_us, 0)} "
+            f"| {_fmt(s.p99_us, 0)} | {_fmt(s.max_us, 0)} | {_fmt(s.cpu_median_us, 0)} "
+            f"| {_fmt(r.out_bytes / MB, 1)} | {_fmt(s.peak_rss_mb, 0)} |"
         )
     return "\n".join(lines + ([""] if notes else []) + notes)
+
+
+#: friendlier names of the thread groups of `ThreadCPU`
+THREAD_LABELS = {
+    "Acquisition Engine Thread": "engine",
+    "Thread (_process)": "hook thread",
+    "Thread (saving_thread)": "saving thread",
+    "mmtiffsink": "mmtiffsink pool",
+    "MainThread": "main",
+    "Acq Eng event generator": "event generator",
+    "Thread (run)": "notifications",
+    "NotificationDispatcherThread": "notification dispatch",
+}
+
+
+def thread_table(done: dict[str, Summary | Result]) -> str:
+    """Return the markdown table of CPU time per frame by thread group (chosen runs)."""
+    rows = [(c, s) for c, s in done.items() if isinstance(s, Summary) and s.chosen.thread_cpu_s]
+    totals: dict[str, float] = {}
+    for _, s in rows:
+        for name, cpu in s.chosen.thread_cpu_s.items():
+            label = THREAD_LABELS.get(name, name)
+            totals[label] = totals.get(label, 0.0) + cpu / s.chosen.frames
+    columns = [k for k, v in sorted(totals.items(), key=lambda kv: -kv[1]) if v >= 5e-6]
+    lines = [
+        "| case | " + " | ".join(columns) + " | all threads |",
+        "|---|" + "---:|" * (len(columns) + 1),
+    ]
+    for case, s in rows:
+        per: dict[str, float] = {}
+        for name, cpu in s.chosen.thread_cpu_s.items():
+            label = THREAD_LABELS.get(name, name)
+            per[label] = per.get(label, 0.0) + 1e3 * cpu / s.chosen.frames
+        label = LABELS[case] if case in ACQ_CASES else f"offline flat out, {LABELS[case]}"
+        cells = " | ".join(_fmt(per.get(c, 0.0), 2) for c in columns)
+        lines.append(f"| {label} | {cells} | {_fmt(sum(per.values()), 2)} |")
+    return "\n".join(lines)
 
 
 def targets(done: dict[str, Summary | Result], size: int) -> list[str]:
@@ -662,7 +836,7 @@ def targets(done: dict[str, Summary | Result], size: int) -> list[str]:
         else:
             lines.append(f"- n/a: {text}")
     nd = done.get("ndtiff")
-    for case in ("hook-zstd", "hook-deflate", "hook-none", "storage-zstd"):
+    for case in ("hook-zstd", "hook-zstd1", "hook-deflate", "hook-none", "storage-zstd"):
         s = done.get(case)
         text = f"acquisition with {LABELS[case]} no slower than with NDTiff"
         if isinstance(s, Summary) and isinstance(nd, Summary):
@@ -828,6 +1002,9 @@ def main(argv: list[str] | None = None) -> int:
                         "frames_per_s": s.chosen.frames_per_s,
                         "mb_per_s": s.chosen.mb_per_s,
                         "median_us": s.median_us,
+                        "call_cpu_median_us": s.cpu_median_us,
+                        "cpu_ms_per_frame": s.cpu_ms_per_frame,
+                        "cores": s.cores,
                         "p99_us": s.p99_us,
                         "max_us": s.max_us,
                         "walls_s": s.walls,
@@ -864,6 +1041,9 @@ def main(argv: list[str] | None = None) -> int:
             f" with demo metadata, no microscope{stat}\n"
         )
         print(offline_table(done) + "\n")
+    if any(isinstance(s, Summary) and s.chosen.thread_cpu_s for s in done.values()):
+        print("### CPU time by thread (ms per frame; chosen runs)\n")
+        print(thread_table(done) + "\n")
     print("Command: `" + _command_line(argv) + "`\n")
     print(
         "Machine: "
