@@ -10,6 +10,7 @@ images' metadata; explicit values given to the sink win.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -125,6 +126,7 @@ class TiffSink:
         self._paths: dict[Path, FileKey] = {}
         self._summary: dict[str, Any] | None = None
         self._closed = False
+        self._hook_error: Exception | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -299,7 +301,14 @@ class TiffSink:
 
         """
         axes = metadata.get("Axes") or {}
-        self.put(image, axes, metadata)
+        try:
+            self.put(image, axes, metadata)
+        except Exception as exc:
+            # pycro-manager turns this into Exception("exception in image processor: ...");
+            # __exit__ raises the original, with its type and traceback
+            if self._hook_error is None:
+                self._hook_error = exc
+            raise
         return (image, metadata) if self._pass_through else None
 
     def flush(self) -> None:
@@ -339,3 +348,13 @@ class TiffSink:
         tb: TracebackType | None,
     ) -> None:
         close_after_block(self.close, exc, "the TiffSink")
+        hook_error = self._hook_error
+        if (
+            exc is not None
+            and hook_error is not None
+            and exc is not hook_error
+            and str(hook_error) in str(exc)  # pycro-manager's wrapper of the hook's error
+        ):
+            if sys.version_info >= (3, 11):
+                hook_error.add_note(f"pycro-manager stopped the acquisition: {exc}")
+            raise hook_error

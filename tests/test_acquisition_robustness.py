@@ -361,7 +361,8 @@ def test_writer_error_reaches_user(
     """A writer error stops the acquisition and reaches the user, naming its cause.
 
     hook: pycro-manager aborts and its ``with`` raises its own ``Exception`` carrying the
-    message; storage: the engine finishes, ``TiffStorage.close()`` raises the writer's error;
+    message; ``with sink`` raises the writer's error instead, the wrapper as its context;
+    storage: the engine finishes, ``TiffStorage.close()`` raises the writer's error;
     tiffacq: ``with TiffAcquisition`` raises the writer's error itself. Nothing hangs (the
     test's timeout and a 30 s bound), and the files written before are complete and valid.
     """
@@ -371,8 +372,12 @@ def test_writer_error_reaches_user(
     run = _run(route, tmp_path, kind, failing_case["events"], monkeypatch)
     assert time.monotonic() - start < 30
     if route == "hook":
-        assert type(run.error) is Exception  # pycro-manager's wrapper: only the text survives
-        assert re.search("exception in image processor: .*" + match, str(run.error))
+        # pycro-manager wraps the hook's error in a bare Exception; `with sink` raises ours
+        assert isinstance(run.error, error), repr(run.error)
+        assert re.search(match, str(run.error))
+        wrapper = run.error.__context__
+        assert type(wrapper) is Exception
+        assert re.search("exception in image processor: .*" + match, str(wrapper))
     elif route == "storage":
         assert run.error is None
         assert run.storage is not None

@@ -28,11 +28,12 @@ import os
 import struct
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, final
+from typing import Any, Generic, Literal, TypeVar, final
 
 import numpy as np
 
@@ -99,6 +100,38 @@ def _coord(name: str, value: Any) -> int:
         msg = f"{name}={value} is negative; coordinates start at 0"
         raise CoordinateError(msg)
     return int(value)
+
+
+_DATA_INDEX_SIZE = 16384  # distinct frames remembered for dedup (about 2.5 MB at most)
+_VALUE_INDEX_SIZE = 1024  # distinct out-of-line tag values remembered for dedup
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _LRU(Generic[_K, _V]):
+    """A dict of at most ``size`` entries that forgets the least recently used one."""
+
+    __slots__ = ("_data", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._data: OrderedDict[_K, _V] = OrderedDict()
+        self._size = size
+
+    def get(self, key: _K) -> _V | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: _K, value: _V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        if len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 class _Tail:
@@ -329,8 +362,10 @@ class IJTiffFile:
         self._arrival: list[Coord] = []
         self._claimed: set[Coord] = set()
         self._max_seen: Coord = (-1, -1, -1)
-        self._data_index: dict[bytes, tuple[int, int]] = {}
-        self._value_index: dict[tuple[int, int, bytes], int] = {}
+        # dedup indexes, bounded: memory must not grow with every frame (per-frame metadata
+        # such as ElapsedTime-ms makes every value new); the most recently used entries stay
+        self._data_index: _LRU[bytes, tuple[int, int]] = _LRU(_DATA_INDEX_SIZE)
+        self._value_index: _LRU[tuple[int, int, bytes], int] = _LRU(_VALUE_INDEX_SIZE)
         self._link_pos = self._layout.first_ifd_pointer
         self._pending = 0
         self._inflight_bytes = 0
@@ -848,11 +883,12 @@ class IJTiffFile:
             raise
         self._link_pos = ifd_offset + len(ifd) - lay.offset_size
         self._end = tail.pos
-        self._value_index.update(new_values)
+        for key, offset in new_values.items():
+            self._value_index.put(key, offset)
         self._static_entries = static
         if new_data:
             if not self._in_place:
-                self._data_index[digest] = stored
+                self._data_index.put(digest, stored)
             self._frames_stored += 1
         self._planes[coord] = (ifd_offset, len(ifd))
         self._arrival.append(coord)
