@@ -25,7 +25,7 @@ _NAMES = {
     "raw": "none",
 }
 _TIFF_CODE = {"none": 1, "deflate": 8, "zstd": 50000}
-_DEFAULT_LEVEL = {"none": 0, "deflate": 6, "zstd": 3}
+_DEFAULT_LEVEL = {"none": 0, "deflate": 1, "zstd": 3}
 _LEVELS = {"none": (0, 0), "deflate": (0, 12), "zstd": (-131072, 22)}
 
 

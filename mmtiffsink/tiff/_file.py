@@ -35,6 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, final
 
+import imagecodecs
 import numpy as np
 
 from .._closing import close_after_block
@@ -104,6 +105,14 @@ def _coord(name: str, value: Any) -> int:
 
 _DATA_INDEX_SIZE = 16384  # distinct frames remembered for dedup (about 2.5 MB at most)
 _VALUE_INDEX_SIZE = 1024  # distinct out-of-line tag values remembered for dedup
+
+def _data_key(data: bytes) -> int:
+    """Dedup key of an encoded frame: its length and CRC-32 (libdeflate, ~30x blake2b's speed).
+
+    A key is only a hint: a hit is confirmed by comparing the stored bytes (``_find_data``).
+    """
+    return len(data) << 32 | int(imagecodecs.deflate_crc32(data))
+
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -364,7 +373,7 @@ class IJTiffFile:
         self._max_seen: Coord = (-1, -1, -1)
         # dedup indexes, bounded: memory must not grow with every frame (per-frame metadata
         # such as ElapsedTime-ms makes every value new); the most recently used entries stay
-        self._data_index: _LRU[bytes, tuple[int, int]] = _LRU(_DATA_INDEX_SIZE)
+        self._data_index: _LRU[int, tuple[int, int]] = _LRU(_DATA_INDEX_SIZE)
         self._value_index: _LRU[tuple[int, int, bytes], int] = _LRU(_VALUE_INDEX_SIZE)
         self._link_pos = self._layout.first_ifd_pointer
         self._pending = 0
@@ -706,7 +715,7 @@ class IJTiffFile:
         try:
             data = self._codec.encode(arr)
             del arr
-            item = (coord, data, hashlib.blake2b(data, digest_size=16).digest(), extra)
+            item = (coord, data, _data_key(data), extra)
         except BaseException as exc:  # reported to the caller on save/flush/close
             item = exc
         with self._cond:
@@ -812,7 +821,7 @@ class IJTiffFile:
             "comment": self._comment,
         }
 
-    def _append(self, coord: Coord, data: bytes, digest: bytes, extra: Sequence[Tag]) -> None:
+    def _append(self, coord: Coord, data: bytes, digest: int, extra: Sequence[Tag]) -> None:
         """Append data, new tag values and the IFD of one frame; then link it. Lock held."""
         lay = self._layout
         new_values: dict[tuple[int, int, bytes], int] = {}
@@ -893,7 +902,7 @@ class IJTiffFile:
         self._planes[coord] = (ifd_offset, len(ifd))
         self._arrival.append(coord)
 
-    def _find_data(self, digest: bytes, data: bytes) -> tuple[int, int] | None:
+    def _find_data(self, digest: int, data: bytes) -> tuple[int, int] | None:
         hit = self._data_index.get(digest)
         if hit is not None and hit[1] == len(data) and self._read(hit[0], hit[1]) == data:
             return hit
@@ -1015,7 +1024,7 @@ class IJTiffFile:
                 stacklevel=4,
             )
             blank = self._codec.encode(np.zeros(self._frame_shape, dtype=self._dtype))
-            digest = hashlib.blake2b(blank, digest_size=16).digest()
+            digest = _data_key(blank)
             with self._cond:
                 for coord in missing:
                     self._append(coord, blank, digest, ())
