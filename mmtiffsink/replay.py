@@ -1,13 +1,11 @@
 """Replay Micro-Manager NDTiff datasets into hyperstack TIFFs, frame by frame.
 
-An NDTiff dataset (written by pycro-manager / ndstorage, or by Micro-Manager's AcqEngJ) is a
-directory holding ``NDTiff.index`` and one or more ``*_NDTiffStack*.tif`` files. The index lists
-every image in acquisition order: its axes, the file holding it, and the byte offsets of its
-pixels and its JSON metadata. :func:`replay` walks the index in that order, reads one image at
-a time at those offsets, and writes it through a :class:`~mmtiffsink.sink.TiffSink`: one
-hyperstack per position (per file-splitting axis), channels in the order they first appear in
-the index, calibration from the dataset's summary and per-image metadata, each image's metadata
-kept with its frame (tag 51123).
+:func:`replay` reads a dataset with :class:`~mmtiffsink.ndtiff.NDTiffSource` (the source
+stage: the index in acquisition order, one image at a time at its offsets; the format is
+described in :mod:`mmtiffsink.ndtiff`) and writes it through a
+:class:`~mmtiffsink.sink.TiffSink`: one hyperstack per position (per file-splitting axis),
+channels in the order they first appear in the index, calibration from the dataset's summary
+and per-image metadata, each image's metadata kept with its frame (tag 51123).
 
 Damaged datasets: before anything is written, the whole index is checked against the files
 (a missing tiff, an entry pointing past the end of its file, an index cut off mid-entry, an
@@ -18,30 +16,20 @@ the files written. Those files are complete, valid hyperstacks.
 :func:`replay_many` converts several datasets at once, on a thread pool here or on an existing
 dask.distributed cluster (``scheduler=``, the optional extra ``mmtiffsink[cluster]``); one
 dataset's failure is recorded in its :class:`ReplayResult` and never stops the others.
-
-The NDTiff index and headers are read here rather than with ``ndstorage``'s reader, which reads
-the whole index into memory, prints progress to stdout, and raises bare ``Exception`` without
-checking offsets against the files; the format (NDTiff 2 and 3, including the
-``Full resolution`` directory of multi-resolution datasets) is the one ``ndstorage`` and
-``tifffile.read_ndtiff_index`` read.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
-
-import numpy as np
+from typing import Any
 
 from mmtiffsink._closing import close_after_block
 from mmtiffsink.errors import (
@@ -54,6 +42,7 @@ from mmtiffsink.errors import (
     ProfileError,
 )
 from mmtiffsink.mapping import AxisMapper, FileKey, file_name
+from mmtiffsink.ndtiff import IndexEntry, NDTiffSource, dataset_dir, is_ndtiff_dataset
 from mmtiffsink.sink import DEFAULT, TiffSink
 from mmtiffsink.tiff import Profile, parse_compression
 
@@ -66,20 +55,6 @@ __all__ = [
     "split_replay_paths",
 ]
 
-INDEX_NAME: Final = "NDTiff.index"
-FULL_RESOLUTION: Final = "Full resolution"
-_NDTIFF_MAGIC: Final = 483729
-_SUMMARY_MD_HEADER: Final = 2355492
-_HEADER_BYTES: Final = 28
-#: Longest axes JSON / file name an index entry may hold before it is taken as corrupted.
-_MAX_FIELD_BYTES: Final = 1 << 20
-_ENTRY_TAIL = struct.Struct("<8I")
-_LENGTH = struct.Struct("<I")
-#: NDTiff pixel types -> bytes per pixel (8-bit; 16-bit; 10, 12, 14, 11-bit in 16-bit words).
-_PIXEL_BYTES: Final = {0: 1, 1: 2, 3: 2, 4: 2, 5: 2, 6: 2}
-_RGB_PIXEL_TYPE: Final = 2
-#: Bad index entries described one by one in an error message; the rest are counted.
-_MAX_PROBLEMS_SHOWN: Final = 5
 #: Seconds to reach a dask scheduler before giving up.
 _CONNECT_TIMEOUT_S = 15.0
 
@@ -180,461 +155,6 @@ class ReplayResult:
         return self.error is None
 
 
-# ==================================================================================== reading
-@dataclass(frozen=True, slots=True)
-class _IndexEntry:
-    """One entry of ``NDTiff.index``."""
-
-    number: int
-    offset: int
-    axes: dict[str, int | str]
-    filename: str
-    pixel_offset: int
-    width: int
-    height: int
-    pixel_type: int
-    pixel_compression: int
-    metadata_offset: int
-    metadata_length: int
-    metadata_compression: int
-
-    @property
-    def pixel_bytes(self) -> int:
-        return self.width * self.height * _PIXEL_BYTES.get(self.pixel_type, 0)
-
-    def describe(self) -> str:
-        return f"index entry {self.number} (axes {self.axes})"
-
-
-class _IndexBroken(DatasetError):
-    """``NDTiff.index`` cannot be parsed past some entry."""
-
-    def __init__(self, message: str, number: int) -> None:
-        super().__init__(message)
-        self.number = number
-
-
-def _read_exact(fh: IO[bytes], size: int, number: int, offset: int, what: str) -> bytes:
-    data = fh.read(size)
-    if len(data) != size:
-        msg = (
-            f"{INDEX_NAME} is truncated in entry {number} (at byte {offset}): its {what} "
-            f"needs {size} bytes, {len(data)} are left"
-        )
-        raise _IndexBroken(msg, number)
-    return data
-
-
-def _parse_axes(raw: bytes, number: int, offset: int) -> dict[str, int | str]:
-    try:
-        axes = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): axes {exc}"
-        raise _IndexBroken(msg, number) from None
-    valid = isinstance(axes, dict) and all(
-        isinstance(k, str)
-        and (isinstance(v, str) or (isinstance(v, int) and v is not True))
-        and v is not False
-        for k, v in axes.items()
-    )
-    if not valid:
-        msg = (
-            f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): the axes "
-            f"{raw[:200]!r} are not a mapping of names to integers or labels"
-        )
-        raise _IndexBroken(msg, number)
-    return axes  # type: ignore[no-any-return]
-
-
-def _iter_index(path: Path) -> Iterator[_IndexEntry]:
-    """Stream the entries of an ``NDTiff.index`` file, in file (acquisition) order.
-
-    Raises
-    ------
-    _IndexBroken
-        At the first entry that is cut off or cannot be parsed; the entries before it were
-        yielded. A zero axes length ends the index (an index not closed by its writer).
-
-    """
-    with path.open("rb") as fh:
-        number = 0
-        while True:
-            offset = fh.tell()
-            head = fh.read(4)
-            if not head:
-                return
-            if len(head) < 4:
-                msg = (
-                    f"{INDEX_NAME} is truncated in entry {number} (at byte {offset}): "
-                    f"{len(head)} stray bytes at its end"
-                )
-                raise _IndexBroken(msg, number)
-            (axes_length,) = _LENGTH.unpack(head)
-            if axes_length == 0:
-                return
-            if axes_length > _MAX_FIELD_BYTES:
-                msg = (
-                    f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): "
-                    f"axes length {axes_length}"
-                )
-                raise _IndexBroken(msg, number)
-            axes = _parse_axes(_read_exact(fh, axes_length, number, offset, "axes"), number, offset)
-            (name_length,) = _LENGTH.unpack(_read_exact(fh, 4, number, offset, "file name length"))
-            if name_length == 0 or name_length > _MAX_FIELD_BYTES:
-                msg = (
-                    f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): "
-                    f"file name length {name_length}"
-                )
-                raise _IndexBroken(msg, number)
-            raw_name = _read_exact(fh, name_length, number, offset, "file name")
-            filename = raw_name.decode("utf-8", errors="replace")
-            if os.path.basename(filename) != filename or filename in (".", ".."):
-                msg = (
-                    f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): "
-                    f"file name {filename!r}"
-                )
-                raise _IndexBroken(msg, number)
-            fields = _ENTRY_TAIL.unpack(
-                _read_exact(fh, _ENTRY_TAIL.size, number, offset, "offsets")
-            )
-            yield _IndexEntry(number, offset, axes, filename, *fields)
-            number += 1
-
-
-def _index_path(path: Path) -> Path | None:
-    """The ``NDTiff.index`` of a dataset directory (or the index file itself), or None."""
-    if path.name == INDEX_NAME and path.is_file():
-        return path
-    for candidate in (path / INDEX_NAME, path / FULL_RESOLUTION / INDEX_NAME):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _dataset_dir(path: Path) -> Path:
-    """The dataset directory of a path given as the directory or as its ``NDTiff.index``."""
-    return path.parent if path.name == INDEX_NAME else path
-
-
-def _default_out(path: Path) -> Path:
-    """Where a dataset's files go without an output directory: beside the dataset."""
-    return _dataset_dir(path).resolve().parent
-
-
-def _is_dataset(path: Path) -> bool:
-    return _index_path(path) is not None
-
-
-@dataclass
-class _TiffHeader:
-    """What the NDTiff header of one ``.tif`` file says, and its size."""
-
-    size: int
-    byteorder: str
-    version: tuple[int, int]
-    summary: dict[str, Any]
-
-
-def _read_header(path: Path) -> _TiffHeader:
-    """Read and check the header of one NDTiff ``.tif`` file.
-
-    Raises
-    ------
-    DatasetError
-        The file is missing, unreadable or not an NDTiff file; OSError is wrapped.
-
-    """
-    try:
-        with path.open("rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            head = fh.read(_HEADER_BYTES)
-            if len(head) < _HEADER_BYTES or head[:2] not in (b"II", b"MM"):
-                msg = f"{path.name} is not an NDTiff file (no TIFF header)"
-                raise DatasetError(msg)
-            order = "<" if head[:2] == b"II" else ">"
-            magic, major, minor, md_header, md_length = struct.unpack(order + "5I", head[8:28])
-            if magic != _NDTIFF_MAGIC or md_header != _SUMMARY_MD_HEADER:
-                msg = f"{path.name} is not an NDTiff file (no NDTiff header)"
-                raise DatasetError(msg)
-            if _HEADER_BYTES + md_length > size:
-                msg = (
-                    f"{path.name} is truncated: its summary metadata ({md_length} bytes) "
-                    f"runs past the end of the file ({size} bytes)"
-                )
-                raise DatasetError(msg)
-            raw = fh.read(md_length)
-    except FileNotFoundError:
-        msg = f"{path.name} is missing"
-        raise DatasetError(msg) from None
-    except OSError as exc:
-        msg = f"{path.name} cannot be read: {exc}"
-        raise DatasetError(msg) from exc
-    try:
-        summary = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"{path.name}: the summary metadata is not valid JSON ({exc})"
-        raise DatasetError(msg) from None
-    if summary is None:
-        summary = {}
-    if not isinstance(summary, dict):
-        msg = f"{path.name}: the summary metadata is not a JSON object"
-        raise DatasetError(msg)
-    return _TiffHeader(size, order, (major, minor), summary)
-
-
-class _Problems:
-    """Index entries left out, with the first few described."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.shown = 0
-        self.messages: list[str] = []
-        self.truncated: str | None = None
-
-    def add(self, message: str, count: int = 1) -> None:
-        self.count += count
-        if len(self.messages) < _MAX_PROBLEMS_SHOWN:
-            self.messages.append(message)
-            self.shown += count
-
-    def __bool__(self) -> bool:
-        return self.count > 0 or self.truncated is not None
-
-    def describe(self, total: int) -> str:
-        parts: list[str] = []
-        if self.count:
-            more = self.count - self.shown
-            listed = "; ".join(self.messages)
-            extra = f"; and {more} more" if more > 0 else ""
-            parts.append(
-                f"{self.count} of {total} images could not be read and were left out: "
-                f"{listed}{extra}"
-            )
-        if self.truncated is not None:
-            parts.append(self.truncated)
-        return "; ".join(parts)
-
-
-@dataclass
-class _Scan:
-    """The checked index: what will be written and what cannot be."""
-
-    entries: int = 0
-    """Entries parsed (the index may end early at a broken entry)."""
-    frames: int = 0
-    """Entries that look readable."""
-    channel_names: list[str] = field(default_factory=list)
-    bad_files: dict[str, str] = field(default_factory=dict)
-    bad_entries: set[int] = field(default_factory=set)
-    file_keys: dict[FileKey, None] = field(default_factory=dict)
-    problems: _Problems = field(default_factory=_Problems)
-
-
-class _Dataset:
-    """An NDTiff dataset on disk, read one image at a time."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        if not path.exists():
-            msg = f"{path} does not exist"
-            raise DatasetError(msg)
-        index = _index_path(path)
-        if index is None:
-            if path.is_dir():
-                msg = (
-                    f"{path} is not an NDTiff dataset: it has no {INDEX_NAME} (old NDTiff 1 "
-                    "datasets and other formats are not supported)"
-                )
-            else:
-                msg = (
-                    f"{path} is not an NDTiff dataset (a dataset is a directory holding "
-                    f"{INDEX_NAME})"
-                )
-            raise DatasetError(msg)
-        self.index = index
-        self.root = index.parent
-        self.headers: dict[str, _TiffHeader] = {}
-        self.summary: dict[str, Any] = {}
-
-    @property
-    def default_name(self) -> str:
-        """The dataset directory's name."""
-        return _dataset_dir(self.path).resolve().name or "dataset"
-
-    # ------------------------------------------------------------------ scanning
-    def _file_problem(self, entry: _IndexEntry) -> str | None:
-        """Check an entry's file (its header once per file); None when usable."""
-        name = entry.filename
-        if name not in self.headers:
-            try:
-                header = _read_header(self.root / name)
-            except DatasetError as exc:
-                return str(exc)
-            self.headers[name] = header
-            if not self.summary:
-                self.summary = header.summary
-        return None
-
-    def _entry_problem(self, entry: _IndexEntry) -> str | None:
-        """Why an entry cannot be read, or None."""
-        if entry.pixel_type == _RGB_PIXEL_TYPE:
-            return f"{entry.describe()}: RGB images are not supported"
-        if entry.pixel_type not in _PIXEL_BYTES:
-            return f"{entry.describe()}: unknown pixel type {entry.pixel_type}"
-        if entry.pixel_compression != 0 or entry.metadata_compression != 0:
-            return f"{entry.describe()}: compressed NDTiff images are not supported"
-        if entry.width == 0 or entry.height == 0:
-            return f"{entry.describe()}: empty image ({entry.width}x{entry.height})"
-        size = self.headers[entry.filename].size
-        end = entry.pixel_offset + entry.pixel_bytes
-        if end > size:
-            return (
-                f"{entry.describe()}: its pixels (bytes {entry.pixel_offset}-{end}) lie past "
-                f"the end of {entry.filename} ({size} bytes)"
-            )
-        end = entry.metadata_offset + entry.metadata_length
-        if end > size:
-            return (
-                f"{entry.describe()}: its metadata (bytes {entry.metadata_offset}-{end}) lie "
-                f"past the end of {entry.filename} ({size} bytes)"
-            )
-        return None
-
-    def scan(self, stop: threading.Event | None = None) -> _Scan:
-        """Check every index entry against the files, without reading pixels."""
-        scan = _Scan()
-        mapper = AxisMapper()
-        names: dict[str, None] = {}
-        integer_channels = False
-        file_entries: dict[str, int] = {}
-        try:
-            for entry in _iter_index(self.index):
-                if stop is not None and stop.is_set():
-                    raise KeyboardInterrupt
-                scan.entries += 1
-                if entry.filename in scan.bad_files:
-                    file_entries[entry.filename] += 1
-                    continue
-                problem = self._file_problem(entry)
-                if problem is not None:
-                    scan.bad_files[entry.filename] = problem
-                    file_entries[entry.filename] = 1
-                    continue
-                problem = self._entry_problem(entry)
-                if problem is None:
-                    try:
-                        scan.file_keys.setdefault(mapper.file_key(entry.axes), None)
-                    except CoordinateError as exc:
-                        problem = f"{entry.describe()}: {exc}"
-                if problem is not None:
-                    scan.bad_entries.add(entry.number)
-                    scan.problems.add(problem)
-                    continue
-                channel = entry.axes.get("channel")
-                if isinstance(channel, str):
-                    names.setdefault(channel, None)
-                elif channel is not None:
-                    integer_channels = True
-                scan.frames += 1
-        except _IndexBroken as exc:
-            scan.problems.truncated = f"{exc}; the {exc.number} entries before it were converted"
-        for filename, problem in scan.bad_files.items():
-            count = file_entries[filename]
-            scan.problems.add(
-                f"{problem} ({count} image{'s' if count != 1 else ''} listed in it)", count
-            )
-        if scan.entries == 0 and scan.problems.truncated is None:
-            msg = f"{self.path} holds no images (its {INDEX_NAME} is empty)"
-            raise DatasetError(msg)
-        if names:
-            scan.channel_names = list(names)
-        elif integer_channels:
-            scan.channel_names = _summary_channel_names(self.summary)
-        return scan
-
-    # ------------------------------------------------------------------ reading
-    def images(
-        self, scan: _Scan, problems: _Problems
-    ) -> Iterator[tuple[_IndexEntry, np.ndarray, dict[str, Any] | None]]:
-        """Yield the readable images in index order: (entry, pixels, metadata).
-
-        Images that fail to read now (the files changed since the scan) go to ``problems``.
-        """
-        handles: dict[str, IO[bytes]] = {}
-        try:
-            for entry in _iter_index_prefix(self.index, scan.entries):
-                if entry.filename in scan.bad_files or entry.number in scan.bad_entries:
-                    continue
-                fh = handles.get(entry.filename)
-                if fh is None:
-                    fh = handles[entry.filename] = (self.root / entry.filename).open("rb")
-                try:
-                    image, metadata = self._read(fh, entry)
-                except DatasetError as exc:
-                    problems.add(str(exc))
-                    continue
-                yield entry, image, metadata
-        finally:
-            for fh in handles.values():
-                fh.close()
-
-    def _read(self, fh: IO[bytes], entry: _IndexEntry) -> tuple[np.ndarray, dict[str, Any] | None]:
-        header = self.headers[entry.filename]
-        fh.seek(entry.pixel_offset)
-        buffer = bytearray(entry.pixel_bytes)
-        if fh.readinto(buffer) != len(buffer):  # type: ignore[attr-defined]
-            msg = f"{entry.describe()}: its pixels are cut off in {entry.filename}"
-            raise DatasetError(msg)
-        bytes_per_pixel = _PIXEL_BYTES[entry.pixel_type]
-        dtype = np.dtype(f"{header.byteorder}u{bytes_per_pixel}")
-        image = np.frombuffer(buffer, dtype=dtype).reshape(entry.height, entry.width)
-        if dtype.byteorder not in ("=", "|") and dtype.byteorder != _NATIVE:
-            image = image.astype(dtype.newbyteorder("="))
-        metadata: dict[str, Any] | None = None
-        if entry.metadata_length:
-            fh.seek(entry.metadata_offset)
-            raw = fh.read(entry.metadata_length)
-            if len(raw) != entry.metadata_length:
-                msg = f"{entry.describe()}: its metadata are cut off in {entry.filename}"
-                raise DatasetError(msg)
-            try:
-                parsed = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                msg = f"{entry.describe()}: its metadata are not valid JSON ({exc})"
-                raise DatasetError(msg) from None
-            if not isinstance(parsed, dict):
-                msg = f"{entry.describe()}: its metadata are not a JSON object"
-                raise DatasetError(msg)
-            metadata = parsed
-        return image, metadata
-
-
-_NATIVE: Final = "<" if sys.byteorder == "little" else ">"
-
-
-def _iter_index_prefix(path: Path, count: int) -> Iterator[_IndexEntry]:
-    """The first ``count`` entries of the index (those the scan could parse)."""
-    if count == 0:
-        return
-    for entry in _iter_index(path):
-        yield entry
-        if entry.number + 1 >= count:
-            return
-
-
-def _summary_channel_names(summary: dict[str, Any]) -> list[str]:
-    """``ChNames`` of a Micro-Manager Studio summary (labels for integer channels), if valid."""
-    names = summary.get("ChNames")
-    if (
-        isinstance(names, list)
-        and names
-        and all(isinstance(n, str) and n for n in names)
-        and len(set(names)) == len(names)
-    ):
-        return list(names)
-    return []
-
-
 # ==================================================================================== progress
 class _Progress:
     """One tqdm bar (on stderr) shared by the datasets being converted; thread-safe.
@@ -677,6 +197,11 @@ class _Progress:
 
 
 # ==================================================================================== replay
+def _default_out(path: Path) -> Path:
+    """Where a dataset's files go without an output directory: beside the dataset."""
+    return dataset_dir(path).resolve().parent
+
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, (MMTiffSinkError, OSError)):
         return str(exc) or type(exc).__name__
@@ -711,11 +236,15 @@ def _check_out(out: Path) -> None:
 
 
 def _check_outputs(
-    dataset: _Dataset, scan: _Scan, out: Path, name: str, options: ReplayOptions
+    dataset: NDTiffSource,
+    file_keys: dict[FileKey, None],
+    out: Path,
+    name: str,
+    options: ReplayOptions,
 ) -> None:
     """Refuse, before writing anything, outputs that exist, collide or overwrite the input."""
     paths: dict[Path, FileKey] = {}
-    for key in scan.file_keys:
+    for key in file_keys:
         path = out / file_name(options.template, name, key)
         other = paths.get(path)
         if other is not None:
@@ -725,7 +254,7 @@ def _check_outputs(
             )
             raise CoordinateError(msg)
         paths[path] = key
-    inputs = {(dataset.root / f).resolve() for f in dataset.headers}
+    inputs = {f.resolve() for f in dataset.files}
     clobbered = [p for p in paths if p.resolve() in inputs]
     if clobbered:
         msg = f"the output {clobbered[0]} would overwrite the dataset's own file"
@@ -741,6 +270,20 @@ def _check_outputs(
             "(use --overwrite / overwrite=True to replace it)"
         )
         raise FileExistsError_(msg)
+
+
+def _file_key_check(file_keys: dict[FileKey, None]) -> Callable[[IndexEntry], str | None]:
+    """The scan's check of an entry's file-splitting axes, collecting each file's key."""
+    mapper = AxisMapper()
+
+    def check(entry: IndexEntry) -> str | None:
+        try:
+            file_keys.setdefault(mapper.file_key(entry.axes), None)
+        except CoordinateError as exc:
+            return f"{entry.describe()}: {exc}"
+        return None
+
+    return check
 
 
 def _written(files: list[Path], frames: int) -> str:
@@ -765,12 +308,13 @@ def _replay_one(
     frames = 0
     error: BaseException | None = None
     try:
-        source = _Dataset(dataset)
+        source = NDTiffSource(dataset)
         target = out if out is not None else _default_out(dataset)
         _check_out(target)
-        name = options.name if options.name is not None else source.default_name
-        scan = source.scan(stop)
-        _check_outputs(source, scan, target, name, options)
+        name = options.name if options.name is not None else source.name
+        file_keys: dict[FileKey, None] = {}
+        scan = source.scan(stop, _file_key_check(file_keys))
+        _check_outputs(source, file_keys, target, name, options)
         if progress is not None:
             progress.add_total(scan.frames)
         problems = scan.problems
@@ -788,7 +332,7 @@ def _replay_one(
         )
         try:
             sink.update_summary(source.summary)
-            for entry, image, metadata in source.images(scan, problems):
+            for entry, image, metadata in source.images(scan):
                 if stop is not None and stop.is_set():
                     raise KeyboardInterrupt
                 try:
@@ -899,13 +443,13 @@ def _duplicate_names(
     seen: dict[tuple[Path, str], Path] = {}
     errors: dict[int, str] = {}
     for i, path in enumerate(datasets):
-        name = options.name if options.name is not None else _dataset_dir(path).resolve().name
+        name = options.name if options.name is not None else dataset_dir(path).resolve().name
         target = (out if out is not None else _default_out(path)).resolve()
         other = seen.get((target, name))
         if other is None:
             seen[(target, name)] = path
             continue
-        if _dataset_dir(other).resolve() == _dataset_dir(path).resolve():
+        if dataset_dir(other).resolve() == dataset_dir(path).resolve():
             errors[i] = f"{path} is listed twice; converted once"
         else:
             errors[i] = (
@@ -1119,7 +663,7 @@ def split_replay_paths(paths: Sequence[Path], out: Path | None) -> tuple[list[Pa
         return items, out
     if len(items) == 1:
         return items, _default_out(items[0])
-    if len(items) == 2 and not _is_dataset(items[1]):
+    if len(items) == 2 and not is_ndtiff_dataset(items[1]):
         return [items[0]], items[1]
     if len(items) == 2:
         msg = (
