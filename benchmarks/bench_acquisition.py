@@ -139,16 +139,28 @@ def stop_demo() -> None:
         del Engine.singleton
 
 
-def shape_for(frames: int) -> tuple[int, int, int]:
-    """Return ``(C, Z, T)`` of the event list: 2 channels x 10 slices x enough time points."""
+def shape_for(frames: int, sequence: bool = False) -> tuple[int, int, int]:
+    """Return ``(C, Z, T)`` of the event list: 2 channels x 10 slices x enough time points.
+
+    With ``sequence``: one channel, one slice, ``frames`` time points.
+    """
+    if sequence:
+        return 1, 1, frames
     n_c = len(CHANNELS)
     return n_c, N_Z, max(1, round(frames / (n_c * N_Z)))
 
 
-def make_events(frames: int) -> list[dict[str, Any]]:
-    """Return the event list: time points x channels x z (z fastest)."""
+def make_events(frames: int, sequence: bool = False) -> list[dict[str, Any]]:
+    """Return the event list: time points x channels x z (z fastest).
+
+    With ``sequence``: a time-lapse with no interval, which pycro-manager runs as a camera
+    sequence (frames made by the camera's own thread, not snapped by the engine).
+    """
     from pycromanager import multi_d_acquisition_events
 
+    if sequence:
+        seq: list[dict[str, Any]] = multi_d_acquisition_events(num_time_points=frames)
+        return seq
     _, n_z, n_t = shape_for(frames)
     events: list[dict[str, Any]] = multi_d_acquisition_events(
         num_time_points=n_t,
@@ -180,6 +192,7 @@ class Job:
     out_dir: str
     result_file: str
     profile: bool
+    sequence: bool = False
 
 
 @dataclass
@@ -383,7 +396,7 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
     out = Path(job.out_dir)
     start_demo(job.size, job.exposure_ms, job.mode)
     try:
-        events = make_events(job.frames)
+        events = make_events(job.frames, job.sequence)
         result.frames = len(events)
         result.raw_bytes = len(events) * job.size * job.size * 2
         profiler = cProfile.Profile() if job.profile else None
@@ -503,7 +516,7 @@ def _offline_run(
     """Call a fresh sink's hook ``frames`` times (paced at ``rate``, or flat out)."""
     from mmtiffsink.sink import TiffSink
 
-    count = len(CHANNELS) * N_Z * shape_for(job.frames)[2]
+    count = math.prod(shape_for(job.frames, job.sequence))
     period_ms = 1e3 / rate if rate else 5.0
     metas = [offline_metadata(i, job.size, period_ms) for i in range(count)]
     image = np.empty((job.size, job.size), dtype=np.uint16)
@@ -529,7 +542,7 @@ def run_offline(job: Job, result: Result, pool: NDArray[np.uint16]) -> None:
     """
     profiler = cProfile.Profile() if job.profile else None
     out = Path(job.out_dir)
-    count = len(CHANNELS) * N_Z * shape_for(job.frames)[2]
+    count = math.prod(shape_for(job.frames, job.sequence))
     result.frames = count
     result.raw_bytes = count * job.size * job.size * 2
     reset_peak_rss()
@@ -894,6 +907,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="frames/s of the paced offline run (default: the engine-alone rate of the run)",
     )
+    parser.add_argument(
+        "--sequence",
+        action="store_true",
+        help="a time-lapse with no interval (a camera sequence) instead of C x Z x T snaps",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each case (interleaved)")
     parser.add_argument(
         "--stat",
@@ -938,7 +956,7 @@ def main(argv: list[str] | None = None) -> int:
     own_out = args.out is None
     out = Path(tempfile.mkdtemp(prefix="bench-acq-")) if own_out else args.out
     out.mkdir(parents=True, exist_ok=True)
-    n_c, n_z, n_t = shape_for(args.frames)
+    n_c, n_z, n_t = shape_for(args.frames, args.sequence)
     frames = n_c * n_z * n_t
     rate = args.rate
     raw: dict[str, list[Result]] = {}
@@ -959,6 +977,7 @@ def main(argv: list[str] | None = None) -> int:
                 out_dir=str(out / f"case-{rep}-{case}"),
                 result_file=str(out / f"result-{rep}-{case}.json"),
                 profile=args.profile,
+                sequence=args.sequence,
             )
             print(
                 f"[{n}/{len(schedule)}] {case} {frames:,} frames",
