@@ -9,7 +9,7 @@ fastest) runs on pycro-manager's Python backend with Micro-Manager's DemoCamera 
   the ceiling of the engine itself;
 * ``hook-zstd`` / ``hook-zstd1`` / ``hook-deflate`` / ``hook-none``: the hook is
   ``TiffSink(tmp, compression=...).image_process_fn`` (zstd at its default level 3, zstd
-  level 1, deflate at its default level 6, uncompressed);
+  level 1, deflate at its default level 1, uncompressed);
 * ``ndtiff``: pycro-manager's own NDTiff storage, ``Acquisition(directory=tmp, name=...)``;
 * ``storage-zstd``: ``mmtiffsink.pycromanager.TiffAcquisition(tmp, compression="zstd")``,
   whose dataset is a ``TiffStorage`` (with an older checkout: ``TiffStorage`` put in place of
@@ -722,12 +722,12 @@ LABELS = {
     "discard": "engine alone (hook discards)",
     "hook-zstd": "mmtiffsink hook, zstd (level 3)",
     "hook-zstd1": "mmtiffsink hook, zstd level 1",
-    "hook-deflate": "mmtiffsink hook, deflate (level 6)",
+    "hook-deflate": "mmtiffsink hook, deflate (level 1)",
     "hook-none": "mmtiffsink hook, uncompressed",
     "ndtiff": "NDTiff (pycro-manager's own storage)",
     "storage-zstd": "mmtiffsink TiffAcquisition (TiffStorage), zstd",
     "offline-zstd": "zstd (level 3)",
-    "offline-deflate": "deflate (level 6)",
+    "offline-deflate": "deflate (level 1)",
     "offline-none": "uncompressed",
 }
 
