@@ -270,6 +270,9 @@ class TiffAcquisition(PythonBackendAcquisition):  # type: ignore[misc]
 post_camera_hook_fn, notification_callback_fn, napari_viewer, image_saved_fn, debug
         As in ``pycromanager.Acquisition``. An ``image_process_fn`` runs before storage:
         return ``(image, metadata)`` to store the image, None to drop it.
+    show_display
+        Accepted for code written for the Java backend and ignored, as pycro-manager's Python
+        backend does.
     template, profile, compression, channel_names, pxsize, deltaz, timeinterval, colors, \
 colormap, overwrite
         As in :class:`~mmtiffsink.sink.TiffSink`.
@@ -309,6 +312,7 @@ colormap, overwrite
         image_saved_fn: Callable[..., Any] | None = None,
         debug: bool = False,
         *,
+        show_display: bool | None = None,
         template: str = "{name}_{position}.tif",
         profile: Profile = "bigtiff",
         compression: Any = DEFAULT,
@@ -321,6 +325,7 @@ colormap, overwrite
         overwrite: bool = False,
     ) -> None:
         _require_python_backend()
+        del show_display  # the Python backend has no display
         sink = TiffSink(
             directory,
             name,

@@ -96,7 +96,9 @@ def test_positions_through_tiff_acquisition(microscope: Any, tmp_path: Path) -> 
     from mmtiffsink.pycromanager import TiffAcquisition
 
     events = _events(xy_positions=[[0, 0], [5, 5]], num_time_points=2)
-    with TiffAcquisition(tmp_path, name="pos", compression="deflate") as acq:
+    with TiffAcquisition(
+        tmp_path, name="pos", compression="deflate", show_display=False
+    ) as acq:
         acq.acquire(events)
     assert acq.files == [tmp_path / "pos_0.tif", tmp_path / "pos_1.tif"]
     dataset = acq.get_dataset()
