@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from mmtiffsink.calibration import Calibration, CalibrationTracker
-from mmtiffsink.errors import CoordinateError, WriterClosedError
+from mmtiffsink.errors import CoordinateError, ProfileError, WriterClosedError
 from mmtiffsink.mapping import AxisMapper, FileKey, Placement, file_name
-from mmtiffsink.tiff import IJTiffFile, Profile
+from mmtiffsink.tiff import IJTiffFile, Profile, parse_compression
 
 from ._closing import close_after_block
 
@@ -30,6 +30,23 @@ __all__ = ["DEFAULT", "TiffSink"]
 #: Sentinel for "the writer's default for the profile" (``compression=DEFAULT``).
 DEFAULT: Any = object()
 _DEFAULT = DEFAULT
+
+
+def _check_options(profile: str, compression: Any) -> None:
+    """Refuse options the writer would refuse at the first image, before any image arrives."""
+    if profile not in ("bigtiff", "imagej"):
+        msg = f"profile must be 'bigtiff' or 'imagej', got {profile!r}"
+        raise ProfileError(msg)
+    if compression is DEFAULT:
+        return
+    codec = parse_compression(compression)  # ValueError for an unknown codec or level
+    if profile == "imagej" and codec.name == "none":
+        msg = (
+            "profile='imagej' with compression=None needs each file's (C, Z, T) up front, "
+            "which a TiffSink does not know; use compression='deflate' (the imagej default) "
+            "or profile='bigtiff'"
+        )
+        raise ProfileError(msg)
 
 
 class _Entry:
@@ -77,7 +94,10 @@ class TiffSink:
     Raises
     ------
     ValueError
-        For bad ``channel_names``.
+        For bad ``channel_names`` or an unknown ``compression``.
+    ProfileError
+        For an unknown ``profile``, and for ``profile="imagej"`` with ``compression=None``
+        (ImageJ's uncompressed layout needs each file's shape up front).
 
     Examples
     --------
@@ -109,6 +129,7 @@ class TiffSink:
         overwrite: bool = False,
         pass_through: bool = False,
     ) -> None:
+        _check_options(profile, compression)
         self._directory = Path(directory)
         self._name = name
         self._template = template

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from mmtiffsink.errors import CoordinateError, FileExistsError_, FrameError, WriterClosedError
+from mmtiffsink.errors import (
+    CoordinateError,
+    FileExistsError_,
+    FrameError,
+    ProfileError,
+    WriterClosedError,
+)
 from mmtiffsink.sink import TiffSink
 
 CHANNELS = ("DAPI", "FITC")
@@ -220,3 +226,20 @@ def test_storage_adapter_keeps_errors_for_close(tmp_path: Path) -> None:
     data, meta = read(tmp_path / "exp.tif")
     assert data.shape == (2, H, W)
     assert meta["spacing"] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"profile": "ome"}, ProfileError, "profile must be"),
+        ({"profile": "imagej", "compression": None}, ProfileError, "needs each file's"),
+        ({"compression": "lzw"}, ValueError, "unknown compression"),
+        ({"compression": ("zstd", 99)}, ValueError, "level"),
+    ],
+)
+def test_bad_options_fail_before_any_image(
+    tmp_path: Path, options: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        TiffSink(tmp_path / "out", "x", **options)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
