@@ -567,6 +567,11 @@ class IJTiffFile:
             self._inflight_bytes += bound
             seq = self._next_seq
             self._next_seq += 1
+        if self._codec.name == "none":
+            # nothing to compress: appending here costs less than a hand-off to the pool
+            # (fewer thread switches, which matter when a camera driver holds the GIL)
+            self._process(arr, seq, coord, tuple(extra), bound)
+            return
         assert self._pool is not None
         try:
             self._pool.submit(self._process, arr, seq, coord, tuple(extra), bound)
