@@ -106,6 +106,21 @@ def _coord(name: str, value: Any) -> int:
 _DATA_INDEX_SIZE = 16384  # distinct frames remembered for dedup (about 2.5 MB at most)
 _VALUE_INDEX_SIZE = 1024  # distinct out-of-line tag values remembered for dedup
 
+_SIZE_BITS = 24  # an IFD is far below 16 MiB (it holds one frame's tags)
+
+
+def _pack(offset: int, size: int) -> int:
+    """One int for an IFD's (offset, size): a third of a tuple's memory."""
+    if not 0 <= size < 1 << _SIZE_BITS:
+        msg = f"an IFD of {size} bytes is too large"
+        raise ProfileError(msg)
+    return offset << _SIZE_BITS | size
+
+
+def _unpack(packed: int) -> tuple[int, int]:
+    return packed >> _SIZE_BITS, packed & ((1 << _SIZE_BITS) - 1)
+
+
 def _data_key(data: bytes) -> int:
     """Dedup key of an encoded frame: its length and CRC-32 (libdeflate, ~30x blake2b's speed).
 
@@ -353,9 +368,8 @@ class IJTiffFile:
         self._fd = os.open(self.path, os.O_RDWR)
         self._init_state()
         self._frame_shape = frame_shape
-        self._planes = dict(planes)
+        self._planes = {coord: _pack(*where) for coord, where in planes.items()}
         self._arrival = list(arrival)
-        self._claimed = set(planes)
         for coord in planes:
             self._max_seen = tuple(max(a, b) for a, b in zip(self._max_seen, coord, strict=True))  # type: ignore[assignment]
         self._link_pos = link_pos
@@ -367,9 +381,11 @@ class IJTiffFile:
     def _init_state(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._frame_shape: tuple[int, int] | None = None
-        self._planes: dict[Coord, tuple[int, int]] = {}  # coord -> (IFD offset, IFD size)
+        # coord -> IFD offset and size packed in one int (see _pack): a few hundred bytes per
+        # plane is all the memory that grows with the number of frames
+        self._planes: dict[Coord, int] = {}
         self._arrival: list[Coord] = []
-        self._claimed: set[Coord] = set()
+        self._claimed: set[Coord] = set()  # saved, not yet in the file (in flight)
         self._max_seen: Coord = (-1, -1, -1)
         # dedup indexes, bounded: memory must not grow with every frame (per-frame metadata
         # such as ElapsedTime-ms makes every value new); the most recently used entries stay
@@ -546,7 +562,7 @@ class IJTiffFile:
             if self._closing:
                 msg = f"{self.path} is closed; cannot save more frames"
                 raise WriterClosedError(msg)
-            if coord in self._claimed:
+            if coord in self._claimed or coord in self._planes:
                 msg = f"plane (c, z, t)={coord} was already saved to {self.path}"
                 raise CoordinateError(msg)
             if self._frame_shape is None:
@@ -615,7 +631,7 @@ class IJTiffFile:
                     raise CoordinateError(msg)
                 self._raise_error()
                 self._cond.wait()
-            ifd_at, ifd_size = self._planes[coord]
+            ifd_at, ifd_size = _unpack(self._planes[coord])
             closed = self._closed
         fd = os.open(self.path, os.O_RDONLY) if closed else self._fd
         try:
@@ -904,7 +920,8 @@ class IJTiffFile:
             if not self._in_place:
                 self._data_index.put(digest, stored)
             self._frames_stored += 1
-        self._planes[coord] = (ifd_offset, len(ifd))
+        self._planes[coord] = _pack(ifd_offset, len(ifd))
+        self._claimed.discard(coord)
         self._arrival.append(coord)
 
     def _find_data(self, digest: int, data: bytes) -> tuple[int, int] | None:
@@ -1090,7 +1107,7 @@ class IJTiffFile:
             copies = [
                 [
                     self._retag(e, FIRST_METADATA_TAG, METADATA_TAG)
-                    for e in lay.parse_ifd(self._read(*self._planes[p]))[0]
+                    for e in lay.parse_ifd(self._read(*_unpack(self._planes[p])))[0]
                 ]
                 for p in canonical[1:]
             ]
@@ -1103,9 +1120,9 @@ class IJTiffFile:
                 alloc(lay.encode_ifd(ents, nxt))
             second = offsets[0]
         else:
-            second = self._planes[canonical[1]][0] if nplanes > 1 else 0
+            second = _unpack(self._planes[canonical[1]])[0] if nplanes > 1 else 0
         height = self._frame_shape[0] if self._frame_shape else 1
-        first_off, first_size = self._planes[canonical[0]]
+        first_off, first_size = _unpack(self._planes[canonical[0]])
         entries, _ = lay.parse_ifd(self._read(first_off, first_size))
         replaced = {tag.code for tag in first_extra} | {282, 283, 296}
         entries = [e for e in entries if lay.entry_code(e) not in replaced]
