@@ -158,9 +158,9 @@ class TiffStorage(NDStorageBase, WritableNDStorageAPI):  # type: ignore[misc]
             return [dict(key) for key in self._order]
 
     def _placement(self, axes: dict[str, Any]) -> Placement | None:
-        key = frozenset(self._consolidate_axes(**axes).items())
+        """The placement of the image with these axes (from ``_consolidate_axes``), or None."""
         with self._lock:
-            return self._index.get(key)
+            return self._index.get(frozenset(axes.items()))
 
     def has_image(
         self,
@@ -173,16 +173,13 @@ class TiffStorage(NDStorageBase, WritableNDStorageAPI):  # type: ignore[misc]
         **kwargs: int | str,
     ) -> bool:
         """Whether an image with exactly these axes was stored."""
-        axes = dict(
-            channel=channel, z=z, time=time, position=position, row=row, column=column, **kwargs
-        )
+        axes = self._consolidate_axes(channel, z, position, time, row, column, **kwargs)
         return self._placement(axes) is not None
 
     def _read(self, axes: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any] | None]:
         placement = self._placement(axes)
         if placement is None:
-            given = {k: v for k, v in axes.items() if v is not None}
-            msg = f"no image with axes {given!r} in this dataset"
+            msg = f"no image with axes {axes!r} in this dataset"
             raise CoordinateError(msg)
         return self.sink.read_placement(placement)
 
@@ -197,9 +194,7 @@ class TiffStorage(NDStorageBase, WritableNDStorageAPI):  # type: ignore[misc]
         **kwargs: int | str,
     ) -> np.ndarray:
         """The stored image with these axes, read back from its file."""
-        axes = dict(
-            channel=channel, z=z, time=time, position=position, row=row, column=column, **kwargs
-        )
+        axes = self._consolidate_axes(channel, z, position, time, row, column, **kwargs)
         return self._read(axes)[0]
 
     def read_metadata(
@@ -213,9 +208,7 @@ class TiffStorage(NDStorageBase, WritableNDStorageAPI):  # type: ignore[misc]
         **kwargs: int | str,
     ) -> dict[str, Any]:
         """The metadata stored with the image with these axes."""
-        axes = dict(
-            channel=channel, z=z, time=time, position=position, row=row, column=column, **kwargs
-        )
+        axes = self._consolidate_axes(channel, z, position, time, row, column, **kwargs)
         return self._read(axes)[1] or {}
 
 
