@@ -7,25 +7,39 @@ the right dimensions and calibration. The file on disk stays valid while it is w
 
 from ._version import __version__
 from .errors import (
+    CalibrationWarning,
+    ConfigError,
     CoordinateError,
+    DatasetError,
+    FileExistsError_,
     FrameError,
+    MicroscopeError,
     MissingFramesWarning,
     MMTiffSinkError,
     MMTiffSinkWarning,
+    OutputExistsError,
     ProfileError,
     WriterClosedError,
     WriterError,
 )
+from .limits import MAX_PLANES
 from .sink import TiffSink
 from .tiff import IJTiffFile, RepairReport, Tag, repair, tiffwrite
 
 __all__ = [
+    "MAX_PLANES",
+    "CalibrationWarning",
+    "ConfigError",
     "CoordinateError",
+    "DatasetError",
+    "FileExistsError_",
     "FrameError",
     "IJTiffFile",
     "MMTiffSinkError",
     "MMTiffSinkWarning",
+    "MicroscopeError",
     "MissingFramesWarning",
+    "OutputExistsError",
     "ProfileError",
     "RepairReport",
     "Tag",

@@ -18,6 +18,7 @@ __all__ = [
     "MMTiffSinkWarning",
     "MicroscopeError",
     "MissingFramesWarning",
+    "OutputExistsError",
     "ProfileError",
     "WriterClosedError",
     "WriterError",
@@ -40,7 +41,7 @@ class ProfileError(MMTiffSinkError, ValueError):
     """An option or a size is not allowed by the chosen file profile (e.g. ImageJ's 4 GiB)."""
 
 
-class WriterError(MMTiffSinkError):
+class WriterError(MMTiffSinkError, OSError):
     """Writing failed (I/O error, full disk, failure in a worker); the cause is chained."""
 
 
@@ -48,8 +49,12 @@ class WriterClosedError(MMTiffSinkError):
     """The writer was used after it was closed."""
 
 
-class FileExistsError_(MMTiffSinkError, FileExistsError):
+class OutputExistsError(MMTiffSinkError, FileExistsError):
     """An output file exists and overwriting was not allowed."""
+
+
+FileExistsError_ = OutputExistsError
+"""Former name of :class:`OutputExistsError`, kept for code written against 0.1."""
 
 
 class ConfigError(MMTiffSinkError, ValueError):

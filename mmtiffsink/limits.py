@@ -1,0 +1,20 @@
+"""Limits that keep absurd input from turning into absurd work.
+
+A coordinate or a plan that is legal but absurd (``save(frame, 10**9, 0, 0)``, a run file asking
+for 10**9 time points) would make the writer build that many planes at close: minutes, then a
+MemoryError. Every stage refuses such input where it first sees it, before any work is queued,
+against the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MAX_PLANES"]
+
+MAX_PLANES: Final = 10_000_000
+"""Default cap on the planes (C x Z x T) of one file, and so on each coordinate's span.
+
+``IJTiffFile(..., max_planes=N)`` changes it for one file. 10**7 planes of the smallest frames
+already make a file of many GB and a final IFD chain of about 5 GB in a BigTIFF.
+"""
