@@ -4,6 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+__all__ = ["add_note", "close_after_block"]
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Add ``note`` to ``exc`` (``add_note``), also on Python 3.10.
+
+    Python 3.10 has no ``add_note``: the note is kept in ``exc.__notes__`` all the same, the
+    attribute that 3.11's tracebacks (and the ``exceptiongroup`` backport) show.
+    """
+    adder = getattr(exc, "add_note", None)
+    if adder is not None:
+        adder(note)
+        return
+    notes = getattr(exc, "__notes__", None)
+    if not isinstance(notes, list):
+        notes = []
+        try:
+            exc.__notes__ = notes  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - exceptions without a __dict__
+            return
+    notes.append(note)
+
 
 def close_after_block(close: Callable[[], None], exc: BaseException | None, what: str) -> None:
     """Call ``close``; if the block raised ``exc``, a close error becomes a note on ``exc``.
@@ -16,5 +38,4 @@ def close_after_block(close: Callable[[], None], exc: BaseException | None, what
     try:
         close()
     except Exception as close_exc:  # do not hide the error that ended the block
-        if hasattr(exc, "add_note"):
-            exc.add_note(f"mmtiffsink: closing {what} also failed: {close_exc!r}")
+        add_note(exc, f"mmtiffsink: closing {what} also failed: {close_exc!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "CalibrationWarning",
+    "CloseErrors",
     "ConfigError",
     "CoordinateError",
     "DatasetError",
@@ -43,6 +44,18 @@ class ProfileError(MMTiffSinkError, ValueError):
 
 class WriterError(MMTiffSinkError, OSError):
     """Writing failed (I/O error, full disk, failure in a worker); the cause is chained."""
+
+
+class CloseErrors(WriterError):
+    """Several files failed to close; each error is in :attr:`errors` (the first is the cause)."""
+
+    def __init__(self, errors: list[Exception]) -> None:
+        self.errors = list(errors)
+        lines = "; ".join(f"{type(e).__name__}: {e}" for e in self.errors)
+        super().__init__(f"{len(self.errors)} files failed to close: {lines}")
+
+    def __reduce__(self) -> tuple[type, tuple[list[Exception]]]:
+        return (type(self), (self.errors,))
 
 
 class WriterClosedError(MMTiffSinkError):

@@ -52,8 +52,13 @@ class Placement:
     t: int
 
 
-def _index(axis: str, value: object) -> int:
-    """A non-negative hyperstack index; numpy integers are accepted, bools and others are not."""
+def _index(axis: str, value: object, *, negative: bool = False) -> int:
+    """A hyperstack index; numpy integers are accepted, bools and others are not.
+
+    ``negative``: z and time may be below 0 (pycro-manager explore/Magellan datasets and
+    ndstorage's ``unordered_z_axis`` have negative z); the writer numbers each axis from its
+    smallest index when it finishes the file.
+    """
     if value is None:
         return 0
     if isinstance(value, (bool, str)):
@@ -64,7 +69,7 @@ def _index(axis: str, value: object) -> int:
     except TypeError:
         msg = f"axis {axis!r} must be an integer index, got {value!r} ({type(value).__name__})"
         raise CoordinateError(msg) from None
-    if index < 0:
+    if index < 0 and not negative:
         msg = (
             f"axis {axis!r} has the negative index {index}; hyperstack indices start at 0 "
             "(pycro-manager's multi_d_acquisition_events never produces one, custom events can)"
@@ -255,8 +260,8 @@ class AxisMapper:
 
         """
         file_key = self.file_key(axes)
-        z = _index(Z_AXIS, axes.get(Z_AXIS))
-        t = _index(TIME_AXIS, axes.get(TIME_AXIS))
+        z = _index(Z_AXIS, axes.get(Z_AXIS), negative=True)
+        t = _index(TIME_AXIS, axes.get(TIME_AXIS), negative=True)
         c = self.channel_index(axes.get(CHANNEL_AXIS))
         return Placement(file_key=file_key, c=c, z=z, t=t)
 
@@ -287,8 +292,8 @@ class AxisMapper:
         else:
             c = 0 if channel is None else _index(CHANNEL_AXIS, channel)
         file_key = self.file_key(axes)
-        z = _index(Z_AXIS, axes.get(Z_AXIS))
-        t = _index(TIME_AXIS, axes.get(TIME_AXIS))
+        z = _index(Z_AXIS, axes.get(Z_AXIS), negative=True)
+        t = _index(TIME_AXIS, axes.get(TIME_AXIS), negative=True)
         return Placement(file_key=file_key, c=c, z=z, t=t)
 
 

@@ -34,7 +34,7 @@ from pycromanager.acquisition.python_backend_acquisitions import PythonBackendAc
 from mmtiffsink.errors import CoordinateError, MMTiffSinkError
 from mmtiffsink.mapping import Placement
 from mmtiffsink.sink import DEFAULT, TiffSink
-from mmtiffsink.tiff import Profile
+from mmtiffsink.tiff import ProfileName as Profile
 
 from ._closing import close_after_block
 

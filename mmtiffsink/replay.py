@@ -44,7 +44,8 @@ from mmtiffsink.errors import (
 from mmtiffsink.mapping import AxisMapper, FileKey, file_name
 from mmtiffsink.ndtiff import IndexEntry, NDTiffSource, dataset_dir, is_ndtiff_dataset
 from mmtiffsink.sink import DEFAULT, TiffSink
-from mmtiffsink.tiff import Profile, parse_compression
+from mmtiffsink.tiff import ProfileName as Profile
+from mmtiffsink.tiff import parse_compression
 
 __all__ = [
     "ReplayOptions",

@@ -10,8 +10,7 @@ images' metadata; explicit values given to the sink win.
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,34 +18,38 @@ from typing import Any
 import numpy as np
 
 from mmtiffsink.calibration import Calibration, CalibrationTracker
-from mmtiffsink.errors import CoordinateError, ProfileError, WriterClosedError
+from mmtiffsink.errors import (
+    CloseErrors,
+    ConfigError,
+    CoordinateError,
+    WriterClosedError,
+    WriterError,
+)
 from mmtiffsink.mapping import AxisMapper, FileKey, Placement, file_name
-from mmtiffsink.tiff import IJTiffFile, Profile, parse_compression
+from mmtiffsink.options import SinkOptions
+from mmtiffsink.tiff import DEFAULT, IJTiffFile
 
-from ._closing import close_after_block
+from ._closing import add_note, close_after_block
 
 __all__ = ["DEFAULT", "TiffSink"]
 
-#: Sentinel for "the writer's default for the profile" (``compression=DEFAULT``).
-DEFAULT: Any = object()
-_DEFAULT = DEFAULT
+_ALIASES = {"pxsize": "pixel_size_um", "deltaz": "z_step_um", "timeinterval": "interval_s"}
 
 
-def _check_options(profile: str, compression: Any) -> None:
-    """Refuse options the writer would refuse at the first image, before any image arrives."""
-    if profile not in ("bigtiff", "imagej"):
-        msg = f"profile must be 'bigtiff' or 'imagej', got {profile!r}"
-        raise ProfileError(msg)
-    if compression is DEFAULT:
-        return
-    codec = parse_compression(compression)  # ValueError for an unknown codec or level
-    if profile == "imagej" and codec.name == "none":
-        msg = (
-            "profile='imagej' with compression=None needs each file's (C, Z, T) up front, "
-            "which a TiffSink does not know; use compression='deflate' (the imagej default) "
-            "or profile='bigtiff'"
-        )
-        raise ProfileError(msg)
+def sink_options(options: SinkOptions | None, changes: Mapping[str, Any]) -> SinkOptions:
+    """``options`` with keyword changes; also tiffwrite's names (``pxsize``, ``overwrite``)."""
+    fields: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key == "overwrite":
+            if value is None:
+                continue
+            if not isinstance(value, bool):
+                msg = f"overwrite is True or False, got {value!r}"
+                raise ConfigError(msg)
+            fields["if_exists"] = "overwrite" if value else "error"
+        else:
+            fields[_ALIASES.get(key, key)] = value
+    return SinkOptions.of(options, **fields)
 
 
 class _Entry:
@@ -68,47 +71,39 @@ class TiffSink:
     directory
         Directory of the files; created if missing.
     name
-        Dataset name, the ``{name}`` field of ``template``.
-    template
-        File name template (see :func:`mmtiffsink.mapping.file_name`): ``{name}`` and axis
-        fields such as ``{position}``. Fields absent from an image's axes are dropped.
-    profile
-        ``"bigtiff"`` or ``"imagej"`` (see :class:`~mmtiffsink.tiff.IJTiffFile`).
-    compression
-        Compression of every file; default: the writer's default for ``profile``.
-    channel_names
-        Channel names in the wanted channel order (see :class:`~mmtiffsink.mapping.AxisMapper`).
-        Without them, named channels are indexed in order of first arrival.
-    pxsize, deltaz, timeinterval
-        Pixel size (µm), z step (µm), interval (s). A value given here wins over the metadata;
-        None: derived from the images' metadata.
-    colors, colormap
-        Channel colors or one colormap for all channels, as in ``IJTiffFile``.
-    overwrite
-        Replace existing files; default False raises
-        :class:`~mmtiffsink.errors.FileExistsError_` when a file exists.
+        Dataset name, the ``{name}`` field of the template.
+    options
+        How the files are written: a :class:`~mmtiffsink.options.SinkOptions`.
     pass_through
         When True, :meth:`image_process_fn` returns ``(image, metadata)`` so that pycro-manager
         also stores the image; when False (default) the image is consumed.
+    **changes
+        Any field of :class:`~mmtiffsink.options.SinkOptions` (``profile``, ``compression``,
+        ``template``, ``channel_names``, ``colors``, ``colormap``, ``pixel_size_um``,
+        ``z_step_um``, ``interval_s``, ``if_exists``, ``max_planes``), on top of ``options``;
+        also the writer's names ``pxsize``, ``deltaz``, ``timeinterval`` and
+        ``overwrite=True`` (``if_exists="overwrite"``).
 
     Raises
     ------
-    ValueError
-        For bad ``channel_names`` or an unknown ``compression``.
+    ConfigError
+        For an unknown or bad option (the message names it).
     ProfileError
-        For an unknown ``profile``, and for ``profile="imagej"`` with ``compression=None``
-        (ImageJ's uncompressed layout needs each file's shape up front).
+        For an unknown ``profile``, a codec the profile cannot hold, and ``profile="imagej"``
+        with ``compression=None`` (ImageJ's uncompressed layout needs each file's shape up
+        front).
 
     Examples
     --------
-    >>> with TiffSink("out", "exp") as sink:
+    >>> with TiffSink("out", "exp", compression="zstd:1") as sink:
     ...     with Acquisition(directory=None, image_process_fn=sink.image_process_fn) as acq:
     ...         acq.acquire(events)
 
     Notes
     -----
     Not thread-safe: call :meth:`put` from one thread (pycro-manager calls
-    ``image_process_fn`` from its single processing thread).
+    ``image_process_fn`` from its single processing thread). :meth:`read` may be called from
+    any thread.
 
     """
 
@@ -116,32 +111,21 @@ class TiffSink:
         self,
         directory: str | os.PathLike[str],
         name: str = "acq",
+        options: SinkOptions | None = None,
         *,
-        template: str = "{name}_{position}.tif",
-        profile: Profile = "bigtiff",
-        compression: Any = _DEFAULT,
-        channel_names: Sequence[str] | None = None,
-        pxsize: float | None = None,
-        deltaz: float | None = None,
-        timeinterval: float | None = None,
-        colors: Sequence[str | Sequence[float]] | None = None,
-        colormap: str | None = None,
-        overwrite: bool = False,
         pass_through: bool = False,
+        **changes: Any,
     ) -> None:
-        _check_options(profile, compression)
+        self.options = sink_options(options, changes)
         self._directory = Path(directory)
-        self._name = name
-        self._template = template
-        self._profile: Profile = profile
-        self._compression = compression
-        self._mapper = AxisMapper(channel_names)
+        self._name = str(name)
+        self._file_name = self._name  # with a suffix when if_exists="rename" found a clash
+        self._mapper = AxisMapper(self.options.channel_names)
         self._explicit = Calibration(
-            pixel_size_um=pxsize, z_step_um=deltaz, interval_s=timeinterval
+            pixel_size_um=self.options.pixel_size_um,
+            z_step_um=self.options.z_step_um,
+            interval_s=self.options.interval_s,
         )
-        self._colors = None if colors is None else list(colors)
-        self._colormap = colormap
-        self._overwrite = overwrite
         self._pass_through = pass_through
         self._entries: dict[FileKey, _Entry] = {}
         self._paths: dict[Path, FileKey] = {}
@@ -166,8 +150,26 @@ class TiffSink:
         return self._mapper.channel_names
 
     # ------------------------------------------------------------------ writing
+    def _path(self, key: FileKey) -> Path:
+        """The file of a key; with ``if_exists="rename"`` a new dataset name on a clash."""
+        template = self.options.template
+        path = self._directory / file_name(template, self._file_name, key)
+        if self.options.if_exists != "rename" or not path.exists():
+            return path
+        n = 1
+        while True:  # as Micro-Manager and pycro-manager name a repeated acquisition: name_1
+            candidate = f"{self._name}_{n}"
+            path = self._directory / file_name(template, candidate, key)
+            if not path.exists() and not any(
+                (self._directory / file_name(template, candidate, k)).exists()
+                for k in self._entries
+            ):
+                self._file_name = candidate
+                return path
+            n += 1
+
     def _open(self, key: FileKey, image: np.ndarray) -> _Entry:
-        path = self._directory / file_name(self._template, self._name, key)
+        path = self._path(key)
         other = self._paths.get(path)
         if other is not None:
             msg = (
@@ -175,18 +177,17 @@ class TiffSink:
                 f"{path}; use a template with a field for each file-splitting axis"
             )
             raise CoordinateError(msg)
-        self._directory.mkdir(parents=True, exist_ok=True)
-        kwargs: dict[str, Any] = {}
-        if self._compression is not _DEFAULT:
-            kwargs["compression"] = self._compression
+        try:
+            self._directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = f"cannot create the folder {self._directory}: {exc.strerror or exc}"
+            raise WriterError(msg) from exc
         file = IJTiffFile(
             path,
             dtype=image.dtype,
-            colors=self._colors,
-            colormap=self._colormap,
-            profile=self._profile,
-            overwrite=self._overwrite,
-            **kwargs,
+            overwrite=self.options.if_exists == "overwrite",
+            allow_negative=True,
+            **self.options.writer_arguments(),
         )
         entry = _Entry(key, file)
         if self._summary is not None:
@@ -341,23 +342,27 @@ class TiffSink:
     def close(self) -> None:
         """Set the final calibration and close every file; idempotent.
 
-        Every file is closed even if another one fails; then the first error is raised.
+        Every file is closed even if another one fails. One failure is raised as itself;
+        several as one :class:`~mmtiffsink.errors.WriterError` that names each file's error
+        (all kept in its ``errors`` attribute, the first chained as its cause).
         """
         if self._closed:
             return
         self._closed = True
-        error: BaseException | None = None
+        errors: list[Exception] = []
         for entry in self._entries.values():
             try:
                 self._apply(entry)
             except Exception as exc:  # keep closing the other files
-                error = error or exc
+                errors.append(exc)
             try:
                 entry.file.close()
             except Exception as exc:  # keep closing the other files
-                error = error or exc
-        if error is not None:
-            raise error
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise CloseErrors(errors) from errors[0]
 
     def __enter__(self) -> TiffSink:
         return self
@@ -376,6 +381,5 @@ class TiffSink:
             and exc is not hook_error
             and str(hook_error) in str(exc)  # pycro-manager's wrapper of the hook's error
         ):
-            if sys.version_info >= (3, 11):
-                hook_error.add_note(f"pycro-manager stopped the acquisition: {exc}")
+            add_note(hook_error, f"pycro-manager stopped the acquisition: {exc}")
             raise hook_error

@@ -10,14 +10,22 @@ import numpy as np
 import pytest
 import tifffile
 
+from pydantic import ValidationError
+
 from mmtiffsink.errors import (
+    CloseErrors,
+    ConfigError,
     CoordinateError,
     FileExistsError_,
     FrameError,
+    MissingFramesWarning,
     ProfileError,
     WriterClosedError,
+    WriterError,
 )
+from mmtiffsink.options import SinkOptions
 from mmtiffsink.sink import TiffSink
+from mmtiffsink.tiff import Codec
 
 CHANNELS = ("DAPI", "FITC")
 NT, NZ, NC = 3, 4, 2
@@ -166,34 +174,90 @@ def test_errors_surface(tmp_path: Path) -> None:
         with pytest.raises(CoordinateError):
             sink.put(image, {"z": 0})  # saved twice
         with pytest.raises(CoordinateError):
-            sink.put(image, {"z": -1})
+            sink.put(image, {"z": 1.5})
         with pytest.raises(FrameError):
             sink.put(np.zeros((3, 3, 3), np.uint16), {"z": 1})
     with pytest.raises(WriterClosedError):
         sink.put(image, {"z": 1})
 
 
-def test_close_closes_every_file_then_raises(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_close_closes_every_file_then_raises(tmp_path: Path) -> None:
+    """One file deleted while written: its error is raised, the other files are finished."""
     sink = TiffSink(tmp_path, "exp")
     for p in range(3):
         sink.put(frame(0, 0, 0, p), {"position": p})
-    first = sink._entries[(("position", 0),)].file  # inject a failure
-
-    def fail() -> None:
-        msg = "disk on fire"
-        raise OSError(msg)
-
-    original = first.close
-    monkeypatch.setattr(first, "close", fail)
-    with pytest.raises(OSError, match="disk on fire"):
+    (tmp_path / "exp_0.tif").unlink()  # a real fault: the file is gone under the writer
+    with pytest.raises(WriterError, match="deleted or replaced"):
         sink.close()
     sink.close()  # idempotent
-    original()
-    for p in range(3):
+    for p in (1, 2):
         data, _ = read(tmp_path / f"exp_{p}.tif")
         np.testing.assert_array_equal(data, frame(0, 0, 0, p))
+
+
+def test_close_keeps_every_error(tmp_path: Path) -> None:
+    """Several files failing at close: one error naming each, every error kept."""
+    sink = TiffSink(tmp_path, "exp")
+    for p in range(3):
+        sink.put(frame(0, 0, 0, p), {"position": p})
+    (tmp_path / "exp_0.tif").unlink()
+    (tmp_path / "exp_2.tif").unlink()
+    (tmp_path / "exp_2.tif").write_bytes(b"someone else's file")  # replaced
+    with pytest.raises(CloseErrors) as caught:
+        sink.close()
+    assert len(caught.value.errors) == 2
+    assert all(isinstance(e, WriterError) for e in caught.value.errors)
+    assert "exp_0.tif" in str(caught.value) and "exp_2.tif" in str(caught.value)
+    assert caught.value.__cause__ is caught.value.errors[0]
+    assert (tmp_path / "exp_2.tif").read_bytes() == b"someone else's file"  # not clobbered
+    data, _ = read(tmp_path / "exp_1.tif")
+    np.testing.assert_array_equal(data, frame(0, 0, 0, 1))
+
+
+def test_negative_z_and_time_map_to_planes_in_order(tmp_path: Path) -> None:
+    """Explore/Magellan datasets and ndstorage's unordered z axis have negative z."""
+    order = [(z, t) for t in (-1, 0, 1) for z in (2, -3, 0, -1)]
+    with pytest.warns(MissingFramesWarning, match="6 of 18"):  # z = -2 and 1: not acquired
+        with TiffSink(tmp_path, "neg", template="{name}.tif") as sink:
+            for z, t in order:
+                sink.put(frame(0, z + 5, t + 5), {"z": z, "time": t})
+            image, _ = sink.read({"z": -3, "time": -1})
+            np.testing.assert_array_equal(image, frame(0, 2, 4))
+    with tifffile.TiffFile(tmp_path / "neg.tif") as tif:
+        data = tif.series[0].asarray()
+        assert tif.imagej_metadata["slices"] == 6 and tif.imagej_metadata["frames"] == 3
+    assert data.shape == (3, 6, H, W)
+    for z, t in order:
+        np.testing.assert_array_equal(data[t + 1, z + 3], frame(0, z + 5, t + 5))
+    assert not data[0, 1].any() and not data[0, 4].any()  # z = -2 and z = 1: blank
+
+
+def test_options_are_checked_when_built(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="bogus"):
+        TiffSink(tmp_path, "x", bogus=1)
+    with pytest.raises(ConfigError, match="compression"):
+        TiffSink(tmp_path, "x", compression=("zstd", "x"))
+    with pytest.raises(ConfigError, match="pixel_size_um"):
+        TiffSink(tmp_path, "x", pxsize=float("nan"))
+    with pytest.raises(ConfigError, match="template"):
+        TiffSink(tmp_path, "x", template="sub/{name}.tif")
+    options = SinkOptions.of(compression="zstd:1", colors=["magenta", "green"])
+    sink = TiffSink(tmp_path, "x", options, interval_s=2.0)
+    assert sink.options.codec == Codec("zstd", 1)
+    assert sink.options.interval_s == 2.0 and options.interval_s is None  # frozen
+    with pytest.raises(ValidationError):
+        options.profile = "imagej"  # type: ignore[misc]
+
+
+def test_if_exists_rename_gives_a_new_dataset_name(tmp_path: Path) -> None:
+    (tmp_path / "exp_0.tif").write_bytes(b"an earlier acquisition")
+    with TiffSink(tmp_path, "exp", if_exists="rename") as sink:
+        for p in range(2):
+            sink.put(frame(0, 0, 0, p), {"position": p})
+    assert [f.name for f in sink.files] == ["exp_1_0.tif", "exp_1_1.tif"]
+    assert (tmp_path / "exp_0.tif").read_bytes() == b"an earlier acquisition"
+    with pytest.raises(FileExistsError_):
+        TiffSink(tmp_path, "exp").put(frame(0, 0, 0), {"position": 0})
 
 
 def test_no_images_no_files(tmp_path: Path) -> None:

@@ -532,19 +532,19 @@ def test_read_frame_while_writing_and_after(tmp_path: Path, profile: str, compre
 
 def test_dedup_indexes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Unique per-frame metadata and frames must not grow the dedup indexes without bound."""
-    from mmtiffsink.tiff import _file
+    from mmtiffsink.tiff import _appender
 
-    monkeypatch.setattr(_file, "_DATA_INDEX_SIZE", 8)
-    monkeypatch.setattr(_file, "_VALUE_INDEX_SIZE", 8)
+    monkeypatch.setattr(_appender, "_DATA_INDEX_SIZE", 8)
+    monkeypatch.setattr(_appender, "_VALUE_INDEX_SIZE", 8)
     blank = np.zeros((8, 8), np.uint16)
     with IJTiffFile(tmp_path / "lru.tif", compression="zstd") as tif:
         for t in range(60):
             frame = blank if t % 2 else coded_frame(0, 0, t, shape=(8, 8))
             tif.save(frame, 0, 0, t, metadata={"ElapsedTime-ms": t * 1.5, "pad": "x" * 64})
         tif.flush()
-        assert len(tif._data_index) <= 8
-        assert len(tif._value_index) <= 8
-        stored = tif._frames_stored
+        assert len(tif._app._data_index) <= 8
+        assert len(tif._app._value_index) <= 8
+        stored = tif._app.frames_stored
     assert stored == 31  # 30 distinct frames + one blank: the recently used entry stays
     data = tifffile.imread(tmp_path / "lru.tif")
     for t in range(60):

@@ -1,15 +1,18 @@
 """The TIFF writer: knows nothing of Micro-Manager. Bytes, codecs, plane order, the pool."""
 
 from ._codecs import Codec, parse_compression
-from ._file import IJTiffFile, Profile
+from ._file import IJTiffFile
+from ._profiles import DEFAULT, Profile, ProfileName
 from ._repair import RepairReport, repair
 from ._tags import Tag
 from ._tiffwrite import tiffwrite
 
 __all__ = [
+    "DEFAULT",
     "Codec",
     "IJTiffFile",
     "Profile",
+    "ProfileName",
     "RepairReport",
     "Tag",
     "parse_compression",

@@ -1,18 +1,26 @@
-"""Compression codecs: parsing the user's ``compression`` argument and encoding frames."""
+"""Compression codecs: one value type, one parser, one table.
+
+:class:`Codec` is what every module asks: ``Codec.parse`` is the only parser of the user's
+``compression`` argument (``"zstd"``, ``"zstd:9"``, ``("zstd", 9)``, ``50000``, ``None``), and
+``Codec.from_tiff`` the only reader of a file's Compression tag.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, final
+from typing import Any, ClassVar, Literal, final
 
 import imagecodecs
 import numpy as np
 
-__all__ = ["Codec", "CompressionLike", "parse_compression"]
+from ..errors import ConfigError
 
-CompressionLike = Any  # None | str | int | tuple[str | int, int]
+__all__ = ["Codec", "CodecName", "CompressionLike", "parse_compression"]
 
-_NAMES = {
+CodecName = Literal["zstd", "deflate", "none"]
+CompressionLike = Any  # None | str | int | tuple[str | int, int] | Codec
+
+_ALIASES: dict[str, CodecName] = {
     "zstd": "zstd",
     "zstandard": "zstd",
     "50000": "zstd",
@@ -21,27 +29,123 @@ _NAMES = {
     "adobe_deflate": "deflate",
     "8": "deflate",
     "none": "none",
-    "1": "none",
     "raw": "none",
+    "1": "none",
 }
-_TIFF_CODE = {"none": 1, "deflate": 8, "zstd": 50000}
-_DEFAULT_LEVEL = {"none": 0, "deflate": 1, "zstd": 3}
-_LEVELS = {"none": (0, 0), "deflate": (0, 12), "zstd": (-131072, 22)}
 
 
 @final
 @dataclass(frozen=True, slots=True)
 class Codec:
-    """A whole-frame compressor: ``name`` is ``"zstd"``, ``"deflate"`` or ``"none"``."""
+    """A whole-frame compressor and its level.
 
-    name: Literal["zstd", "deflate", "none"]
+    Parameters
+    ----------
+    name
+        ``"zstd"``, ``"deflate"`` or ``"none"``.
+    level
+        The codec's level (0 for ``"none"``).
+
+    """
+
+    name: CodecName
     level: int
+
+    TIFF_CODES: ClassVar[dict[str, int]] = {"none": 1, "deflate": 8, "zstd": 50000}
+    DEFAULT_LEVELS: ClassVar[dict[str, int]] = {"none": 0, "deflate": 1, "zstd": 3}
+    LEVELS: ClassVar[dict[str, tuple[int, int]]] = {
+        "none": (0, 0),
+        "deflate": (0, 12),
+        "zstd": (-131072, 22),
+    }
+
+    def __post_init__(self) -> None:
+        if self.name not in self.TIFF_CODES:
+            msg = f"unknown codec {self.name!r}: use 'zstd', 'deflate' or None"
+            raise ConfigError(msg)
+        lo, hi = self.LEVELS[self.name]
+        if isinstance(self.level, bool) or not isinstance(self.level, int):
+            msg = f"a {self.name} level is an integer, got {self.level!r}"
+            raise ConfigError(msg)
+        if not lo <= self.level <= hi:
+            msg = f"{self.name} level must be in {lo}..{hi}, got {self.level}"
+            raise ConfigError(msg)
 
     @property
     def tiff_code(self) -> int:
         """The value of the TIFF Compression tag."""
-        return _TIFF_CODE[self.name]
+        return self.TIFF_CODES[self.name]
 
+    @property
+    def compressed(self) -> bool:
+        """False for ``"none"``."""
+        return self.name != "none"
+
+    def __str__(self) -> str:
+        return self.name if self.name == "none" else f"{self.name}:{self.level}"
+
+    # ------------------------------------------------------------------ parsing
+    @classmethod
+    def parse(cls, compression: CompressionLike) -> Codec:
+        """Parse the user's ``compression`` argument.
+
+        Accepts ``None``/``False``/``"none"`` (no compression), a name (``"zstd"``,
+        ``"deflate"``, ``"zlib"``), a name with a level (``"zstd:9"``, ``("zstd", 9)``), a TIFF
+        code (``50000``, ``8``, ``1``) or a :class:`Codec`.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown codec, or a level that is not an integer in the codec's range.
+
+        """
+        if isinstance(compression, Codec):
+            return compression
+        level: Any = None
+        if isinstance(compression, (tuple, list)):
+            if not 1 <= len(compression) <= 2:
+                msg = f"compression is a name or (name, level), got {compression!r}"
+                raise ConfigError(msg)
+            if len(compression) == 2:
+                level = compression[1]
+            compression = compression[0]
+        elif isinstance(compression, str) and ":" in compression:
+            compression, _, level = compression.partition(":")
+        if compression is None or compression is False:
+            key = "none"
+        elif isinstance(compression, (str, int)) and not isinstance(compression, bool):
+            key = str(compression).strip().lower()
+        else:
+            msg = f"compression is a codec name such as 'zstd', not {compression!r}"
+            raise ConfigError(msg)
+        name = _ALIASES.get(key)
+        if name is None:
+            msg = f"unknown compression {compression!r}: use 'zstd', 'deflate' or None"
+            raise ConfigError(msg)
+        if level is None or (isinstance(level, str) and not level.strip()):
+            return cls(name, cls.DEFAULT_LEVELS[name])
+        if name == "none":
+            msg = f"compression None takes no level, got {level!r}"
+            raise ConfigError(msg)
+        return cls(name, _level(name, level))
+
+    @classmethod
+    def from_tiff(cls, code: int) -> Codec:
+        """The codec of a file's Compression tag value (the default level: it is not stored).
+
+        Raises
+        ------
+        ConfigError
+            For a compression mmtiffsink does not write.
+
+        """
+        for name, tiff_code in cls.TIFF_CODES.items():
+            if tiff_code == code:
+                return cls(name, cls.DEFAULT_LEVELS[name])  # type: ignore[arg-type]
+        msg = f"compression {code} is not one mmtiffsink writes (1, 8 or 50000)"
+        raise ConfigError(msg)
+
+    # ------------------------------------------------------------------ bytes
     def encode(self, frame: np.ndarray) -> bytes:
         """Compress a C-contiguous frame. Releases the GIL for the codec work."""
         if self.name == "zstd":
@@ -66,33 +170,34 @@ class Codec:
         """JSON-able form, stored in the file's settings."""
         return {"name": self.name, "level": self.level}
 
+    @classmethod
+    def from_dict(cls, data: Any) -> Codec:
+        """Inverse of :meth:`to_dict`."""
+        if not isinstance(data, dict):
+            msg = f"a codec is a dict with name and level, got {data!r}"
+            raise ConfigError(msg)
+        return cls.parse((data.get("name"), data.get("level")))
+
+
+def _level(name: str, level: Any) -> int:
+    if isinstance(level, bool):
+        level = None
+    elif isinstance(level, str):
+        try:
+            level = int(level.strip())
+        except ValueError:
+            level = None
+    elif isinstance(level, (int, np.integer)) or (isinstance(level, float) and level.is_integer()):
+        level = int(level)
+    else:
+        level = None
+    if level is None:
+        lo, hi = Codec.LEVELS[name]
+        msg = f"the {name} level must be an integer in {lo}..{hi}"
+        raise ConfigError(msg)
+    return int(level)
+
 
 def parse_compression(compression: CompressionLike) -> Codec:
-    """Parse ``"zstd"``, ``("zstd", 9)``, ``"deflate"``, ``("deflate", 1)``, ``50000``, ``None``.
-
-    Raises
-    ------
-    ValueError
-        For an unknown codec or a level out of range.
-
-    """
-    level: int | None = None
-    if isinstance(compression, (tuple, list)):
-        if not 1 <= len(compression) <= 2:
-            msg = f"compression is a name or (name, level), got {compression!r}"
-            raise ValueError(msg)
-        if len(compression) == 2:
-            level = int(compression[1])
-        compression = compression[0]
-    key = "none" if compression is None or compression is False else str(compression).lower()
-    if key not in _NAMES:
-        msg = f"unknown compression {compression!r}: use 'zstd', 'deflate' or None"
-        raise ValueError(msg)
-    name = _NAMES[key]
-    if level is None:
-        level = _DEFAULT_LEVEL[name]
-    lo, hi = _LEVELS[name]
-    if name != "none" and not lo <= level <= hi:
-        msg = f"{name} level must be in {lo}..{hi}, got {level}"
-        raise ValueError(msg)
-    return Codec(name, level if name != "none" else 0)  # type: ignore[arg-type]
+    """Parse a ``compression`` argument; see :meth:`Codec.parse`."""
+    return Codec.parse(compression)

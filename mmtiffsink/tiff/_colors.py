@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from ._css_colors import CSS_COLORS
 
 __all__ = ["color_lut", "colormap_lut", "parse_color"]
@@ -46,16 +47,16 @@ def parse_color(color: str | Sequence[float]) -> tuple[int, int, int]:
             except ValueError:
                 pass
         msg = f"unknown color {color!r}: use a CSS color name (e.g. 'magenta') or '#rrggbb'"
-        raise ValueError(msg)
+        raise ConfigError(msg)
     rgb = np.asarray(color, dtype=float)
     if rgb.shape != (3,) or not np.all(np.isfinite(rgb)) or rgb.min() < 0:
         msg = f"an RGB color has three non-negative values, got {color!r}"
-        raise ValueError(msg)
+        raise ConfigError(msg)
     if rgb.max() <= 1.0 and not np.issubdtype(np.asarray(color).dtype, np.integer):
         rgb = rgb * 255
     if rgb.max() > 255:
         msg = f"RGB values must be <= 255, got {color!r}"
-        raise ValueError(msg)
+        raise ConfigError(msg)
     r, g, b = (round(float(v)) for v in rgb)
     return r, g, b
 
@@ -76,7 +77,7 @@ def colormap_lut(name: str) -> np.ndarray:
         close = sorted(k for k in colorcet.palette if name.lower() in k.lower())[:5]
         hint = f"; similar names: {', '.join(close)}" if close else ""
         msg = f"unknown colorcet colormap {name!r}{hint}"
-        raise ValueError(msg)
+        raise ConfigError(msg)
     rgb = np.array([parse_color(c) for c in palette], dtype=float)  # (n, 3)
     if len(rgb) != 256:
         x = np.linspace(0, len(rgb) - 1, 256)

@@ -11,14 +11,16 @@ from typing import Any, final
 
 import numpy as np
 
-from ..errors import DatasetError
-from ._codecs import parse_compression
+from ..errors import ConfigError, DatasetError
+from ._codecs import Codec
 from ._file import IJTiffFile
+from ._io import FileIO
+from ._profiles import Profile
+from ._settings import Settings
 from ._tags import PLANE_TAG, SETTINGS_TAG, Layout, decode_values
 
 __all__ = ["RepairReport", "repair"]
 
-_CODECS = {1: None, 8: "deflate", 50000: "zstd"}
 _KINDS = {1: "u", 2: "i", 3: "f"}
 
 
@@ -38,8 +40,8 @@ class RepairReport:
     """The file was already a finished hyperstack and was left unchanged."""
 
 
-def _read(fd: int, offset: int, size: int) -> bytes:
-    data = os.pread(fd, size, offset)
+def _read(io: FileIO, offset: int, size: int) -> bytes:
+    data = io.read(offset, size)
     if len(data) != size:
         msg = f"truncated TIFF: {size} bytes at offset {offset} run past the end of the file"
         raise DatasetError(msg)
@@ -61,10 +63,14 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
 
     """
     path = Path(path)
-    fd = os.open(path, os.O_RDONLY)
     try:
-        size = os.fstat(fd).st_size
-        head = os.pread(fd, 16, 0)
+        io = FileIO(path, "read")
+    except OSError as exc:
+        msg = f"cannot open {path}: {exc.strerror or exc}"
+        raise DatasetError(msg) from exc
+    try:
+        size = io.size()
+        head = io.read(0, 16)
         if len(head) < 8 or head[:2] != b"II" or head[2:4] not in (b"*\0", b"+\0"):
             msg = f"{path} is not a little-endian TIFF written by mmtiffsink"
             raise DatasetError(msg)
@@ -72,7 +78,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         lay = Layout(bigtiff=bigtiff)
 
         def read(off: int, n: int) -> bytes:
-            return _read(fd, off, n)
+            return _read(io, off, n)
 
         (offset,) = struct.unpack_from("<Q" if bigtiff else "<I", head, lay.first_ifd_pointer)
         link_pos = lay.first_ifd_pointer
@@ -105,7 +111,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
             link_pos = offset + ifd_size - lay.offset_size
             offset = nxt
     finally:
-        os.close(fd)
+        io.close()
     if first is None:
         msg = f"{path} holds no frame: nothing to repair"
         raise DatasetError(msg)
@@ -115,20 +121,56 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     kind = _KINDS[int(decode_values(*first[339])[0])] if 339 in first else "u"
     dtype = np.dtype(f"<{kind}{bits // 8}")
     compression = int(decode_values(*first[259])[0])
-    if compression not in _CODECS:
+    try:
+        codec = Codec.from_tiff(compression)
+    except ConfigError:
         msg = f"{path}: unexpected compression {compression}"
-        raise DatasetError(msg)
+        raise DatasetError(msg) from None
+    profile = Profile.get("bigtiff" if bigtiff else "imagej")
+    stored = Settings.from_json(settings)
+    slots_at = _slots_start(first, planes, stored, codec, lay, height * width * dtype.itemsize)
     tif = IJTiffFile._resume(
         path,
-        bigtiff=bigtiff,
+        profile=profile,
         frame_shape=(height, width),
         dtype=dtype,
-        codec=parse_compression(_CODECS[compression]),
-        settings=settings,
+        codec=codec,
+        settings=stored,
         planes=planes,
         arrival=arrival,
         link_pos=link_pos,
         end=size,
+        slots_at=slots_at,
     )
     tif.close()
-    return RepairReport(path, len(planes), tif.shape, tif._blank_planes, False)
+    return RepairReport(path, len(planes), tif.shape, tif.blank_planes, False)
+
+
+def _slots_start(
+    first: dict[int, tuple[int, bytes]],
+    planes: dict[tuple[int, int, int], tuple[int, int]],
+    settings: Settings,
+    codec: Codec,
+    lay: Layout,
+    frame_bytes: int,
+) -> int | None:
+    """Where the plane slots of an uncompressed imagej-profile file start (None: no slots).
+
+    Such files keep one slot per plane, in plane order, laid out at the first frame; the
+    first IFD's single strip and its (c, z, t) give the start.
+    """
+    shape = settings.shape
+    if lay.bigtiff or codec.compressed or shape is None or 273 not in first:
+        return None
+    offsets = decode_values(*first[273])
+    if len(offsets) != 1:
+        return None
+    c, z, t = (int(v) for v in decode_values(*first[PLANE_TAG]))
+    index = c + shape[0] * (z + shape[1] * t)
+    start = int(offsets[0]) - index * frame_bytes
+    if start < lay.header_size or any(
+        not (0 <= p[0] < shape[0] and 0 <= p[1] < shape[1] and 0 <= p[2] < shape[2])
+        for p in planes
+    ):
+        return None
+    return start

@@ -1,0 +1,209 @@
+"""What a sink writes: one frozen options model shared by every route.
+
+:class:`SinkOptions` is the single list of the choices a user makes about the files (profile,
+codec, file-name template, channel names, colors, calibration overrides, what to do when a
+file exists, the plane cap). :class:`~mmtiffsink.sink.TiffSink`, the pycro-manager
+:class:`~mmtiffsink.pycromanager.TiffAcquisition`, :func:`~mmtiffsink.replay.replay` and the
+``output`` section of a run file all take it; none of them re-lists or re-checks its fields.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mmtiffsink.errors import ConfigError, MMTiffSinkError
+from mmtiffsink.limits import MAX_PLANES
+from mmtiffsink.tiff import DEFAULT, Codec, Profile, ProfileName
+
+__all__ = ["IfExists", "SinkOptions"]
+
+IfExists = Literal["error", "overwrite", "rename"]
+
+
+def _positive(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"must be a positive number, got {value!r}"
+        raise ConfigError(msg)
+    if not math.isfinite(value) or value <= 0:
+        msg = f"must be a positive, finite number, got {value!r}"
+        raise ConfigError(msg)
+    return float(value)
+
+
+class SinkOptions(BaseModel):
+    """How a sink writes its files (frozen; build changed copies with :meth:`replace`).
+
+    Parameters
+    ----------
+    template
+        File name template: ``{name}`` and axis fields such as ``{position}``; a field the
+        images lack is dropped with its separator (see :func:`mmtiffsink.mapping.file_name`).
+    profile
+        ``"bigtiff"`` (default; Fiji/Bio-Formats, tifffile, napari) or ``"imagej"`` (classic
+        TIFF of at most 4 GiB that plain ImageJ 1.x also opens).
+    compression
+        ``"zstd"``, ``"zstd:9"``, ``("zstd", 9)``, ``"deflate"``, ``None`` (none) or
+        :data:`~mmtiffsink.tiff.DEFAULT` (the profile's default: zstd 3 for bigtiff, deflate 1
+        for imagej). Stored as a :class:`~mmtiffsink.tiff.Codec` (or ``DEFAULT``).
+    channel_names
+        Channel names in the wanted channel order; without them, named channels are indexed
+        in order of first arrival.
+    colors
+        One color per channel (CSS names such as ``"magenta"``, ``"#rrggbb"``, RGB triples).
+    colormap
+        One colorcet colormap for every channel instead (e.g. ``"glasbey"``).
+    pixel_size_um, z_step_um, interval_s
+        Calibration that wins over the images' metadata (None: from the metadata).
+    if_exists
+        When a file exists: ``"error"`` (default), ``"overwrite"``, or ``"rename"`` (the
+        dataset name gets ``_1``, ``_2``, ... as Micro-Manager and pycro-manager do).
+    max_planes
+        Cap on the planes (C x Z x T) of one file (default 10**7).
+
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    template: StrictStr = "{name}_{position}.tif"
+    profile: ProfileName = "bigtiff"
+    compression: Any = DEFAULT
+    channel_names: tuple[StrictStr, ...] | None = None
+    colors: tuple[Any, ...] | None = None
+    colormap: Annotated[StrictStr, Field(min_length=1)] | None = None
+    pixel_size_um: float | None = None
+    z_step_um: float | None = None
+    interval_s: float | None = None
+    if_exists: IfExists = "error"
+    max_planes: Annotated[int, Field(ge=1, strict=True)] = MAX_PLANES
+
+    @field_validator("template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        from mmtiffsink.mapping import file_name
+
+        try:
+            sample = file_name(value, "name", (("position", 0),))
+        except (ValueError, IndexError, KeyError) as exc:
+            msg = f"bad template {value!r}: {exc}"
+            raise ConfigError(msg) from None
+        if "/" in sample or "\\" in sample:
+            msg = f"template makes file names, not paths; got {value!r}"
+            raise ConfigError(msg)
+        if not sample.lower().endswith((".tif", ".tiff")):
+            msg = f"template must end with .tif or .tiff, got {value!r}"
+            raise ConfigError(msg)
+        return value
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _check_profile_name(cls, value: Any) -> Any:
+        return Profile.get(value).name
+
+    @field_validator("compression", mode="before")
+    @classmethod
+    def _parse_compression(cls, value: Any) -> Any:
+        if value is DEFAULT or isinstance(value, Codec):
+            return value
+        return Codec.parse(value)
+
+    @field_validator("colors", mode="before")
+    @classmethod
+    def _check_colors(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from mmtiffsink.tiff._colors import parse_color
+
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            msg = f"colors is a list with one color per channel, got {value!r}"
+            raise ConfigError(msg)
+        out = []
+        for color in value:
+            parse_color(color)
+            out.append(color if isinstance(color, str) else tuple(color))
+        return tuple(out)
+
+    @field_validator("colormap")
+    @classmethod
+    def _check_colormap(cls, value: str | None) -> str | None:
+        if value is not None:
+            from mmtiffsink.tiff._colors import colormap_lut
+
+            colormap_lut(value)
+        return value
+
+    @field_validator("pixel_size_um", "z_step_um", "interval_s", mode="before")
+    @classmethod
+    def _check_positive(cls, value: Any) -> Any:
+        return _positive(value)
+
+    @model_validator(mode="after")
+    def _check_profile(self) -> SinkOptions:
+        if self.colors is not None and self.colormap is not None:
+            msg = "give colors (one per channel) or colormap (for all channels), not both"
+            raise ConfigError(msg)
+        Profile.get(self.profile).codec(self.compression, shape_known=False)
+        return self
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def of(cls, options: SinkOptions | None = None, /, **changes: Any) -> SinkOptions:
+        """Options from keyword arguments (on top of ``options``), with mmtiffsink's errors.
+
+        Raises
+        ------
+        ConfigError, ProfileError
+            For a bad value: the first one, with the option's name in the message.
+
+        """
+        data = {} if options is None else dict(options.__dict__)
+        data.update(changes)
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            raise _first_error(exc) from None
+
+    def replace(self, **changes: Any) -> SinkOptions:
+        """A copy with some options changed (checked like :meth:`of`)."""
+        return SinkOptions.of(self, **changes)
+
+    @property
+    def codec(self) -> Codec:
+        """The codec of every file (the profile's default resolved)."""
+        return Profile.get(self.profile).codec(self.compression, shape_known=False)
+
+    def writer_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`~mmtiffsink.tiff.IJTiffFile` for these options."""
+        return {
+            "profile": self.profile,
+            "compression": self.codec,
+            "colors": None if self.colors is None else list(self.colors),
+            "colormap": self.colormap,
+            "max_planes": self.max_planes,
+        }
+
+
+def _first_error(exc: ValidationError) -> MMTiffSinkError:
+    """The first problem of a ValidationError as mmtiffsink's own error type."""
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    original = (first.get("ctx") or {}).get("error")
+    if isinstance(original, MMTiffSinkError):
+        text = f"{loc}: {original}" if loc and loc not in str(original) else str(original)
+        return type(original)(text)
+    message = first.get("msg", str(exc))
+    if first.get("type") == "extra_forbidden":
+        message = "is not an option of a sink"
+    return ConfigError(f"{loc}: {message}" if loc else message)

@@ -1,0 +1,336 @@
+"""The byte appender: a frame's data, new tag values and IFD at the end of the file, then linked.
+
+One thread at a time appends (the sequencer gives the role to one thread and never holds the
+saving lock while bytes go to disk). For each frame, in one write: any tag value not stored
+before, the pixel data (unless identical data is already stored), and the IFD; only then is
+the previous IFD's next-pointer patched to it. So the file on disk is at every moment a valid
+TIFF whose chain holds every frame appended so far, each IFD carrying its (c, z, t) in a
+private tag.
+
+An exception in the middle (a full disk, a KeyboardInterrupt in the saving thread) leaves the
+file valid: whether the frame was linked is read back from the file, and the appender's state
+made to agree with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+import imagecodecs
+
+from ..errors import ProfileError
+from ._frames import Coord
+from ._io import FileIO
+from ._tags import FIRST_METADATA_TAG, METADATA_TAG, PLANE_TAG, Layout, Tag
+
+__all__ = ["Appender", "data_key", "pack", "unpack"]
+
+_DATA_INDEX_SIZE = 16384  # distinct frames remembered for dedup (about 2.5 MB at most)
+_VALUE_INDEX_SIZE = 1024  # distinct out-of-line tag values remembered for dedup
+_SIZE_BITS = 24  # an IFD is far below 16 MiB (it holds one frame's tags)
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def pack(offset: int, size: int) -> int:
+    """One int for an IFD's (offset, size): a third of a tuple's memory."""
+    return offset << _SIZE_BITS | size
+
+
+def unpack(packed: int) -> tuple[int, int]:
+    """Inverse of :func:`pack`."""
+    return packed >> _SIZE_BITS, packed & ((1 << _SIZE_BITS) - 1)
+
+
+def data_key(data: bytes) -> int:
+    """Dedup key of an encoded frame: its length and CRC-32 (libdeflate, ~30x blake2b's speed).
+
+    A key is only a hint: a hit is confirmed by comparing the stored bytes.
+    """
+    return len(data) << 32 | int(imagecodecs.deflate_crc32(data))
+
+
+class LRU(Generic[_K, _V]):
+    """A dict of at most ``size`` entries that forgets the least recently used one."""
+
+    __slots__ = ("_data", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._data: OrderedDict[_K, _V] = OrderedDict()
+        self._size = size
+
+    def get(self, key: _K) -> _V | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: _K, value: _V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        if len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class Tail:
+    """Bytes to append at the end of the file, allocated on even offsets, written at once."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.pos = start
+        self.chunks: list[bytes] = []
+
+    def reserve(self, nbytes: int) -> int:
+        """Skip ``nbytes`` (written elsewhere) before any allocation; return their offset."""
+        offset = self.pos
+        self.start = self.pos = offset + nbytes
+        return offset
+
+    def alloc(self, buf: bytes) -> int:
+        """Queue ``buf`` and return the file offset it will have."""
+        offset = self.pos
+        self.chunks.append(buf)
+        self.pos += len(buf)
+        if self.pos % 2:
+            self.chunks.append(b"\0")
+            self.pos += 1
+        return offset
+
+
+class Appender:
+    """The end of one file: appends frames and links their IFDs (one thread at a time).
+
+    Parameters
+    ----------
+    io
+        The file, opened for writing.
+    layout
+        Classic TIFF or BigTIFF.
+    static_tags
+        Returns the tags every IFD carries now (a new tuple when a setting changed).
+    rows_per_strip
+        Rows of a frame's first strip (uncompressed frames have two strips, see
+        :func:`rows_per_strip`).
+    slots
+        For files whose planes each have a slot (the uncompressed ``imagej`` profile): the
+        (C, Z, T) shape; ``slots_at`` is where the slots start once laid out.
+
+    """
+
+    def __init__(
+        self,
+        io: FileIO,
+        layout: Layout,
+        static_tags: Callable[[], tuple[Tag, ...]],
+        *,
+        end: int,
+        link_pos: int,
+        slots: Coord | None = None,
+        slots_at: int | None = None,
+    ) -> None:
+        self.io = io
+        self.layout = layout
+        self._static_tags = static_tags
+        self._static_src: tuple[Tag, ...] | None = None
+        self._static_entries: list[tuple[int, bytes]] = []
+        self.end = end + end % 2
+        self.link_pos = link_pos
+        self.slots = slots
+        self.slots_at = slots_at
+        self.frame_shape: tuple[int, int] | None = None
+        self.rows_per_strip = 1
+        # coord -> IFD offset and size packed in one int (see pack): a few hundred bytes per
+        # plane is all the memory that grows with the number of frames
+        self.planes: dict[Coord, int] = {}
+        self.arrival: list[Coord] = []
+        self.frames_stored = 0
+        # dedup indexes, bounded: memory must not grow with every frame (per-frame metadata
+        # such as ElapsedTime-ms makes every value new); the most recently used entries stay
+        self._data_index: LRU[int, tuple[int, int]] = LRU(_DATA_INDEX_SIZE)
+        self._value_index: LRU[tuple[int, int, bytes], int] = LRU(_VALUE_INDEX_SIZE)
+
+    # ------------------------------------------------------------------ strips
+    def strips(self, offset: int, nbytes: int) -> tuple[list[int], list[int]]:
+        """Strip offsets and byte counts of a frame's data stored at ``offset``."""
+        h = self.frame_shape[0] if self.frame_shape else 1
+        rows = self.rows_per_strip
+        if rows >= h:
+            return [offset], [nbytes]
+        head = nbytes // h * rows
+        return [offset, offset + head], [head, nbytes - head]
+
+    def slot_offset(self, coord: Coord, nbytes: int) -> int:
+        """Offset of a plane's slot (files with slots)."""
+        assert self.slots is not None and self.slots_at is not None
+        c, z, t = coord
+        index = c + self.slots[0] * (z + self.slots[1] * t)
+        return self.slots_at + index * nbytes
+
+    # ------------------------------------------------------------------ append
+    def append(self, coord: Coord, data: bytes, digest: int, extra: Sequence[Tag]) -> None:
+        """Append one frame's bytes and IFD, then link it.
+
+        Raises
+        ------
+        ProfileError
+            The frame would pass a classic TIFF's 4 GiB.
+        OSError
+            Writing failed (the file keeps every frame linked before).
+
+        """
+        lay = self.layout
+        new_values: dict[tuple[int, int, bytes], int] = {}
+        tail = Tail(self.end)
+        alloc = tail.alloc
+
+        slot_write: tuple[bytes, int] | None = None
+        if self.slots is not None:
+            if self.slots_at is None:
+                c, z, t = self.slots
+                self.slots_at = tail.reserve(c * z * t * len(data))
+                self.end = tail.start
+            stored = (self.slot_offset(coord, len(data)), len(data))
+            slot_write = (data, stored[0])
+            new_data = True
+        else:
+            found = self._find_data(digest, data)
+            new_data = found is None
+            stored = (alloc(data), len(data)) if found is None else found
+        offsets, counts = self.strips(*stored)
+        if not self.arrival:  # see FIRST_METADATA_TAG
+            extra = [
+                Tag(FIRST_METADATA_TAG, t.dtype, t.count, t.value) if t.code == METADATA_TAG else t
+                for t in extra
+            ]
+
+        def entry(tag: Tag, dedup: bool = True) -> tuple[int, bytes]:
+            if len(tag.value) <= lay.inline_size:
+                return tag.code, lay.encode_entry(tag, None)
+            if not dedup:
+                return tag.code, lay.encode_entry(tag, alloc(tag.value))
+            key = (tag.dtype, len(tag.value), hashlib.blake2b(tag.value, digest_size=16).digest())
+            offset = new_values.get(key)
+            if offset is None:
+                offset = self._find_value(key, tag.value)
+            if offset is None:
+                offset = new_values[key] = alloc(tag.value)
+            return tag.code, lay.encode_entry(tag, offset)
+
+        static_src = self._static_tags()
+        static = self._static_entries
+        if static_src is not self._static_src:  # first frame, or a setting changed
+            static = [entry(tag) for tag in static_src]
+        plane = Tag.slong if min(coord) < 0 else Tag.long
+        items = [
+            *static,
+            entry(lay.offset_tag(273, offsets)),
+            entry(lay.offset_tag(279, counts)),
+            entry(plane(PLANE_TAG, list(coord)), dedup=False),
+            *(entry(tag) for tag in extra),
+        ]
+        items.sort(key=lambda item: item[0])
+        ifd = lay.encode_ifd([raw for _, raw in items])
+        ifd_offset = alloc(ifd)
+        if tail.pos > lay.max_offset or len(ifd) >= 1 << _SIZE_BITS:
+            msg = f"{self.io.path} would pass the 4 GiB limit of a classic TIFF"
+            raise ProfileError(msg)
+        try:
+            if slot_write is not None:
+                self.io.write([slot_write[0]], slot_write[1])
+            self.io.write(tail.chunks, tail.start)
+            # link the new IFD only once it is completely on disk
+            self.io.write([lay.pack_offset(ifd_offset)], self.link_pos)
+        except BaseException:
+            if not self._linked(ifd_offset):
+                with contextlib.suppress(OSError, ValueError):
+                    self.io.truncate(self.end)
+                raise
+            # linked before the interruption: make the state agree with the file, re-raise
+            self._commit(coord, tail.pos, ifd_offset, len(ifd), new_values, static_src, static)
+            self._count_data(new_data, digest, stored)
+            raise
+        self._commit(coord, tail.pos, ifd_offset, len(ifd), new_values, static_src, static)
+        self._count_data(new_data, digest, stored)
+
+    def _commit(
+        self,
+        coord: Coord,
+        end: int,
+        ifd_offset: int,
+        ifd_size: int,
+        new_values: dict[tuple[int, int, bytes], int],
+        static_src: tuple[Tag, ...],
+        static: list[tuple[int, bytes]],
+    ) -> None:
+        # the end first: an interruption after it can at worst unlink this frame, never let
+        # a later frame overwrite a linked IFD
+        self.end = end
+        self.link_pos = ifd_offset + ifd_size - self.layout.offset_size
+        self.planes[coord] = pack(ifd_offset, ifd_size)
+        self.arrival.append(coord)
+        for key, offset in new_values.items():
+            self._value_index.put(key, offset)
+        self._static_src, self._static_entries = static_src, static
+
+    def _count_data(self, new_data: bool, digest: int, stored: tuple[int, int]) -> None:
+        if new_data:
+            if self.slots is None:
+                self._data_index.put(digest, stored)
+            self.frames_stored += 1
+
+    def _linked(self, ifd_offset: int) -> bool:
+        """Whether the pointer at ``link_pos`` on disk points at ``ifd_offset``."""
+        size = self.layout.offset_size
+        try:
+            raw = self.io.read(self.link_pos, size)
+        except (OSError, ValueError):
+            return False
+        return len(raw) == size and int.from_bytes(raw, "little") == ifd_offset
+
+    def _find_data(self, digest: int, data: bytes) -> tuple[int, int] | None:
+        hit = self._data_index.get(digest)
+        if hit is not None and hit[1] == len(data) and self.io.read(hit[0], hit[1]) == data:
+            return hit
+        return None
+
+    def _find_value(self, key: tuple[int, int, bytes], value: bytes) -> int | None:
+        offset = self._value_index.get(key)
+        if offset is not None and self.io.read(offset, len(value)) == value:
+            return offset
+        return None
+
+    def write_tail(self, tail: Tail) -> None:
+        """Write a prepared tail (the final chain) at the end; on failure cut it off again."""
+        try:
+            self.io.write(tail.chunks, tail.start)
+        except BaseException:
+            with contextlib.suppress(OSError, ValueError):
+                self.io.truncate(self.end)
+            raise
+        self.end = tail.pos
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Read bytes of the file (for the final chain)."""
+        return self.io.read(offset, size)
+
+    def __repr__(self) -> str:
+        return f"<Appender {self.io.path} end={self.end} planes={len(self.planes)}>"
+
+
+def rows_per_strip(height: int, *, compressed: bool, slots: bool) -> int:
+    """Uncompressed frames are two adjacent strips (all rows but one, then one row).
+
+    tifffile reads an uncompressed ImageJ file whose first plane is one contiguous block as a
+    "virtual" stack of contiguous planes. Two strips let the final first IFD point its last
+    row at a copy stored apart, which tells tifffile the planes are separate. Files with a
+    slot per plane (read by ImageJ in order) and compressed frames have one strip.
+    """
+    return height - 1 if not compressed and not slots and height > 1 else height

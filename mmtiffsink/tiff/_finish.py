@@ -1,0 +1,176 @@
+"""Finishing a file: blank planes, the canonical IFD chain and the ImageJ description.
+
+At close, planes never saved get one shared blank frame, and a chain in ImageJ's canonical
+order (C fastest, then Z, then T) is written at the end of the file, its first IFD carrying the
+ImageJ description and IJMetadata. The header's first-IFD pointer is switched to it last, with
+one 4- or 8-byte write: before that write the old chain is intact, after it the new one is.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ProfileError
+from ._appender import Appender, Tail, data_key, unpack
+from ._codecs import Codec
+from ._frames import Coord
+from ._imagej import imagej_description, imagej_metadata_tags
+from ._settings import Settings
+from ._tags import FIRST_METADATA_TAG, METADATA_TAG, SETTINGS_TAG, Tag, decode_values
+
+__all__ = ["canonical_order", "finish"]
+
+
+def canonical_order(low: Coord, high: Coord) -> list[Coord]:
+    """Every plane from ``low`` to ``high`` (inclusive), C fastest, then Z, then T."""
+    return [
+        (c, z, t)
+        for t in range(low[2], high[2] + 1)
+        for z in range(low[1], high[1] + 1)
+        for c in range(low[0], high[0] + 1)
+    ]
+
+
+def blank_planes(appender: Appender, canonical: Sequence[Coord], codec: Codec, dtype: Any) -> int:
+    """Append one shared blank frame for every plane never saved; return their number."""
+    missing = [p for p in canonical if p not in appender.planes]
+    if missing:
+        assert appender.frame_shape is not None
+        blank = codec.encode(np.zeros(appender.frame_shape, dtype=dtype))
+        digest = data_key(blank)
+        for coord in missing:
+            appender.append(coord, blank, digest, ())
+    return len(missing)
+
+
+def first_ifd_tags(
+    shape: Coord, settings: Settings, *, profile: str, compressed: bool
+) -> list[Tag]:
+    """The ImageJ description, settings and IJMetadata of the finished file's first IFD."""
+    c, z, t = shape
+    luts = settings.channel_luts(c)
+    mode = ("color" if luts else None) if c == 1 else "composite" if c <= 7 else "color"
+    desc = imagej_description(
+        shape,
+        compressed=compressed,
+        pxsize=settings.pxsize,
+        deltaz=settings.deltaz,
+        timeinterval=settings.timeinterval,
+        mode=mode,
+    )
+    labels = None
+    info_lines = []
+    if settings.comment:
+        info_lines.append(settings.comment)
+    if settings.channel_names:
+        names = list(settings.channel_names) + [
+            f"C{i}" for i in range(len(settings.channel_names), c)
+        ]
+        labels = [names[i % c] for i in range(c * z * t)]
+        info_lines += [f"Channel{i}Name = {names[i]}" for i in range(c)]
+    tags = [Tag.ascii(270, desc), Tag.ascii(SETTINGS_TAG, json.dumps(settings.to_json(profile)))]
+    if settings.pxsize is not None:  # may have been set after plane 0 was written
+        tags += [
+            Tag.rational(282, [1.0 / settings.pxsize]),
+            Tag.rational(283, [1.0 / settings.pxsize]),
+            Tag.short(296, [1]),
+        ]
+    info = "\n".join(info_lines) + "\n" if info_lines else None
+    tags += imagej_metadata_tags(luts=luts, labels=labels, info=info)
+    return tags
+
+
+def _retag(entry: bytes, old: int, new: int) -> bytes:
+    """Give a raw IFD entry of tag ``old`` the code ``new`` (value unchanged)."""
+    if struct.unpack_from("<H", entry)[0] == old:
+        return struct.pack("<H", new) + entry[2:]
+    return entry
+
+
+def write_final_chain(
+    appender: Appender, canonical: Sequence[Coord], first_extra: Sequence[Tag], *, two_strips: bool
+) -> None:
+    """Write the chain in canonical order, then switch the header to it.
+
+    Layout at the end of the file: [IFD 1..n-1 copies][first-IFD values][IFD 0].
+    """
+    lay = appender.layout
+    read = appender.read
+    planes = appender.planes
+    rewrite_all = appender.arrival != list(canonical)
+    tail = Tail(appender.end)
+    alloc = tail.alloc
+
+    nplanes = len(canonical)
+    if rewrite_all and nplanes > 1:
+        copies = [
+            [
+                _retag(e, FIRST_METADATA_TAG, METADATA_TAG)
+                for e in lay.parse_ifd(read(*unpack(planes[p])))[0]
+            ]
+            for p in canonical[1:]
+        ]
+        at = tail.pos
+        offsets = []
+        for ents in copies:
+            offsets.append(at)
+            at += lay.ifd_size(len(ents)) + lay.ifd_size(len(ents)) % 2
+        for ents, nxt in zip(copies, [*offsets[1:], 0], strict=True):
+            alloc(lay.encode_ifd(ents, nxt))
+        second = offsets[0]
+    else:
+        second = unpack(planes[canonical[1]])[0] if nplanes > 1 else 0
+    first_off, first_size = unpack(planes[canonical[0]])
+    entries, _ = lay.parse_ifd(read(first_off, first_size))
+    replaced = {tag.code for tag in first_extra} | {282, 283, 296}
+    entries = [e for e in entries if lay.entry_code(e) not in replaced]
+    for tag in first_extra:
+        inline = len(tag.value) <= lay.inline_size
+        entries.append(lay.encode_entry(tag, None if inline else alloc(tag.value)))
+    if two_strips and nplanes > 1:
+        # see rows_per_strip: the last row of plane 0 moves to a copy stored apart
+        strips = next(e for e in entries if lay.entry_code(e) == 273)
+        counts = next(e for e in entries if lay.entry_code(e) == 279)
+        offsets_now = [int(v) for v in decode_values(*lay.entry_value(strips, read))]
+        sizes_now = [int(v) for v in decode_values(*lay.entry_value(counts, read))]
+        if len(offsets_now) == 2:
+            copy_at = alloc(read(offsets_now[1], sizes_now[1]))
+            tag = lay.offset_tag(273, [offsets_now[0], copy_at])
+            inline = len(tag.value) <= lay.inline_size
+            new_entry = lay.encode_entry(tag, None if inline else alloc(tag.value))
+            entries = [new_entry if lay.entry_code(e) == 273 else e for e in entries]
+    entries = [_retag(e, METADATA_TAG, FIRST_METADATA_TAG) for e in entries]
+    entries.sort(key=lay.entry_code)
+    first_at = alloc(lay.encode_ifd(entries, second))
+    if tail.pos > lay.max_offset:
+        msg = f"{appender.io.path}: the final IFD chain does not fit in a classic TIFF"
+        raise ProfileError(msg)
+    appender.write_tail(tail)
+    appender.io.sync()
+    appender.io.write([lay.pack_offset(first_at)], lay.first_ifd_pointer)
+
+
+def finish(
+    appender: Appender,
+    settings: Settings,
+    *,
+    low: Coord,
+    high: Coord,
+    codec: Codec,
+    dtype: Any,
+    profile: str,
+) -> int:
+    """Fill missing planes and write the final chain; return the number of blank planes."""
+    canonical = canonical_order(low, high)
+    blanks = blank_planes(appender, canonical, codec, dtype)
+    shape = (high[0] - low[0] + 1, high[1] - low[1] + 1, high[2] - low[2] + 1)
+    first_extra = first_ifd_tags(shape, settings, profile=profile, compressed=codec.compressed)
+    h = appender.frame_shape[0] if appender.frame_shape else 1
+    write_final_chain(appender, canonical, first_extra, two_strips=appender.rows_per_strip < h)
+    appender.io.sync()
+    return blanks

@@ -1,0 +1,187 @@
+"""Frame preparation: coordinates and their caps, pixel casts that never change values, metadata.
+
+Everything here runs in the saving thread before a frame is queued, so bad input is refused
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import CoordinateError, FrameError
+
+__all__ = ["Cast", "Coord", "cast_frame", "check_plane_count", "coordinate", "metadata_json"]
+
+Coord = tuple[int, int, int]
+Cast = Literal["exact", "round", "truncate"]
+_CASTS = ("exact", "round", "truncate")
+_MAX_METADATA_DEPTH = 64
+
+
+def coordinate(name: str, value: Any, *, negative: bool = False) -> int:
+    """One of c, z, t as an int; refuses bools, fractions and (unless allowed) negatives."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        msg = f"{name} must be an integer, got {value!r}"
+        raise CoordinateError(msg)
+    if value < 0 and not negative:
+        msg = f"{name}={value} is negative; coordinates start at 0"
+        raise CoordinateError(msg)
+    return int(value)
+
+
+def check_plane_count(low: Coord, high: Coord, max_planes: int, where: str) -> None:
+    """Refuse a (C, Z, T) span of more than ``max_planes`` planes (before anything is queued)."""
+    sizes = [hi - lo + 1 for lo, hi in zip(low, high, strict=True)]
+    planes = sizes[0] * sizes[1] * sizes[2]
+    if planes > max_planes:
+        msg = (
+            f"{where} would need {sizes[0]} x {sizes[1]} x {sizes[2]} = {planes:,} planes "
+            f"(C x Z x T), more than the cap of {max_planes:,} planes per file; check the "
+            "coordinates, or raise the cap with max_planes="
+        )
+        raise CoordinateError(msg)
+
+
+def cast_frame(arr: np.ndarray, dst: np.dtype[Any], cast: Cast) -> np.ndarray:
+    """Return a C-contiguous copy of ``arr`` as ``dst``; never a silent change of values.
+
+    ``cast="exact"`` (default) refuses any cast that changes a value: out of range (a wrap),
+    NaN or infinity into integers, fractions into integers, float precision lost.
+    ``"round"`` rounds fractions to the nearest integer (and floats to the nearest
+    representable value); ``"truncate"`` drops fractions as ``numpy.astype`` (and tiffwrite)
+    do. Out-of-range values and NaN into integers are refused in every mode.
+
+    Raises
+    ------
+    FrameError
+        For a cast that would change values.
+
+    """
+    src = arr.dtype
+    if src == dst:
+        return np.array(arr, order="C", copy=True)
+    if src.kind not in "biuf":
+        msg = f"cannot store a frame of dtype {src} in a {dst} file"
+        raise FrameError(msg)
+    if dst.kind in "iu":
+        if src.kind == "f":
+            arr = _float_to_integers(arr, dst, cast)
+        else:
+            info = np.iinfo(dst)
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < info.min or hi > info.max:
+                msg = (
+                    f"frame values {lo}..{hi} do not fit {dst} ({info.min}..{info.max}); a cast "
+                    "would wrap them. Choose a wider dtype or rescale the data"
+                )
+                raise FrameError(msg)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.ascontiguousarray(arr.astype(dst))
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = np.ascontiguousarray(arr.astype(dst))
+        if src.kind == "f" and dst.itemsize < src.itemsize:
+            overflow = np.isinf(out) & np.isfinite(arr)
+            if overflow.any():
+                big = np.abs(arr[overflow]).max()
+                msg = f"frame values up to {big} overflow {dst}; use a wider dtype"
+                raise FrameError(msg)
+        if cast == "exact":
+            back = out.astype(src)
+            same = np.array_equal(back, arr, equal_nan=src.kind == "f")
+            if not same:
+                msg = (
+                    f"storing {src} values as {dst} would change some of them (precision); "
+                    "use dtype={src}, or pass cast='round' to accept the nearest {dst} value"
+                ).format(src=src, dst=dst)
+                raise FrameError(msg)
+    return out
+
+
+def _float_to_integers(arr: np.ndarray, dst: np.dtype[Any], cast: Cast) -> np.ndarray:
+    if not np.all(np.isfinite(arr)):
+        msg = (
+            f"frame holds NaN or infinity, which a {dst} file cannot store; use "
+            "dtype='float32' or replace them first"
+        )
+        raise FrameError(msg)
+    if cast == "round":
+        arr = np.rint(arr)
+    elif cast == "truncate":
+        arr = np.trunc(arr)
+    elif not np.array_equal(arr, np.trunc(arr)):
+        msg = (
+            f"frame holds fractional values, which a {dst} file cannot store exactly; round "
+            "them first, or pass cast='round' (nearest integer) or cast='truncate' "
+            "(as numpy's astype and tiffwrite do)"
+        )
+        raise FrameError(msg)
+    info = np.iinfo(dst)
+    # bounds as exact powers of two: info.max itself (2**63 - 1 ...) rounds up in a float
+    lo, hi = float(arr.min()), float(arr.max())
+    upper = math.ldexp(1.0, info.bits - (1 if dst.kind == "i" else 0))
+    if lo < info.min or hi >= upper:
+        msg = (
+            f"frame values {lo:g}..{hi:g} do not fit {dst} ({info.min}..{info.max}); a cast "
+            "would wrap them. Choose a wider dtype or rescale the data"
+        )
+        raise FrameError(msg)
+    return arr
+
+
+def check_cast(cast: Any) -> Cast:
+    """Check a ``cast`` argument."""
+    if cast not in _CASTS:
+        from ..errors import ConfigError
+
+        msg = f"cast must be 'exact', 'round' or 'truncate', got {cast!r}"
+        raise ConfigError(msg)
+    return cast  # type: ignore[no-any-return]
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of dicts and lists, up to ``limit`` (iterative: no RecursionError)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if depth > limit:
+            return depth
+        deepest = max(deepest, depth)
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1) for v in item)
+        if seen > 1_000_000:
+            break
+    return deepest
+
+
+def metadata_json(metadata: Any) -> str:
+    """A frame's metadata as JSON text, or a :class:`FrameError` that says what to fix."""
+    if not isinstance(metadata, Mapping):
+        msg = f"metadata must be a dict, got {type(metadata).__name__}"
+        raise FrameError(msg)
+    if _depth(metadata, _MAX_METADATA_DEPTH) > _MAX_METADATA_DEPTH:
+        msg = (
+            f"metadata is nested more than {_MAX_METADATA_DEPTH} levels deep (or refers to "
+            "itself); flatten it"
+        )
+        raise FrameError(msg)
+    try:
+        return json.dumps(metadata, default=str, allow_nan=False)
+    except ValueError as exc:  # NaN/inf, a circular reference
+        msg = (
+            f"metadata cannot be stored as JSON: {exc}; replace NaN/infinity (e.g. by None) "
+            "and remove references to itself"
+        )
+        raise FrameError(msg) from None
+    except (TypeError, RecursionError) as exc:  # keys that are not str/int/float/bool/None
+        msg = f"metadata cannot be stored as JSON: {exc}; use string keys"
+        raise FrameError(msg) from None

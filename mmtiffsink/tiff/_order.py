@@ -1,0 +1,172 @@
+"""Ordering, the appender role and the error latch of one file.
+
+Frames reach the file in the order they were saved (so a file saved in plane order needs no
+chain rewrite at close), yet workers never wait for each other: a finished frame is parked,
+and whichever thread finds the next frame in line ready takes the *appender role* and appends
+it and every parked successor. The role is held outside the file's lock, so a ``save`` never
+waits for a disk write of another frame; only one thread appends at a time.
+
+The first failure is latched: later frames are dropped, and ``save``/``flush``/``close`` raise
+it as :class:`~mmtiffsink.errors.WriterError`. A ``BaseException`` (KeyboardInterrupt,
+SystemExit) raised in the saving thread is never latched: it reaches the caller as itself,
+and the file stays valid.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._frames import Coord
+from ._tags import Tag
+
+__all__ = ["Job", "Sequencer"]
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """One saved frame on its way to the file."""
+
+    seq: int
+    coord: Coord
+    charge: int
+    """Bytes of the in-flight budget it holds."""
+    bound: int
+    """Upper bound of the bytes it adds to the file."""
+    data: bytes = b""
+    digest: int = 0
+    extra: tuple[Tag, ...] = field(default=())
+    error: BaseException | None = None
+    """It failed before reaching the appender (latched when its turn comes)."""
+    skip: bool = False
+    """It was interrupted in the saving thread: its turn passes, its plane stays free."""
+
+
+class Sequencer:
+    """Puts one file's jobs in save order and gives the appender role to one thread at a time.
+
+    Parameters
+    ----------
+    cond
+        The file's lock; every field here is guarded by it.
+    append
+        Appends a job's frame (called with the role held, the lock released).
+    landed
+        Whether a job's plane is in the file (asked after an interruption).
+    finished
+        Called under the lock for every job whose turn has passed, with whether it landed.
+
+    """
+
+    def __init__(
+        self,
+        cond: threading.Condition,
+        append: Callable[[Job], None],
+        landed: Callable[[Job], bool],
+        finished: Callable[[Job, bool], None],
+    ) -> None:
+        self.cond = cond
+        self._append = append
+        self._landed = landed
+        self._finished = finished
+        self._ready: dict[int, Job] = {}
+        self._next_seq = 0
+        self._write_seq = 0
+        self._appending = False
+        self.pending = 0
+        self.error: BaseException | None = None
+
+    def reserve(self) -> int:
+        """A sequence number for a new job (lock held); counted as pending until its turn."""
+        seq = self._next_seq
+        self._next_seq += 1
+        self.pending += 1
+        return seq
+
+    def latch(self, exc: BaseException) -> None:
+        """Keep the first failure (lock held)."""
+        if self.error is None:
+            self.error = exc
+
+    def deposit(self, job: Job) -> list[Job]:
+        """Park a job and append whatever is next in line; return jobs whose turn passed."""
+        with self.cond:
+            self._ready[job.seq] = job
+        return self.pump()
+
+    def _idle_or_ready(self) -> bool:
+        return not self._appending and self._write_seq in self._ready
+
+    def can_pump(self) -> bool:
+        """True when a job is next in line and no thread appends (lock held)."""
+        return self._idle_or_ready()
+
+    def pump(self) -> list[Job]:
+        """Take the appender role if free and a job is next in line; return the jobs done.
+
+        Runs until no job is ready. A BaseException while appending leaves the remaining jobs
+        parked for the next thread, and propagates.
+        """
+        passed: list[Job] = []
+        while True:
+            with self.cond:
+                if not self._idle_or_ready():
+                    return passed
+                self._appending = True
+                batch: list[Job] = []
+                while self._write_seq in self._ready:
+                    batch.append(self._ready.pop(self._write_seq))
+                    self._write_seq += 1
+            done: list[tuple[Job, bool]] = []
+            rest: list[Job] = []
+            try:
+                for i, job in enumerate(batch):
+                    try:
+                        landed = self._run(job)
+                    except BaseException:
+                        done.append((job, self._landed(job)))
+                        rest = batch[i + 1 :]
+                        raise
+                    done.append((job, landed))
+            finally:
+                with self.cond:
+                    for job in rest:
+                        self._ready[job.seq] = job
+                    if rest:
+                        self._write_seq = rest[0].seq
+                    for job, landed in done:
+                        self.pending -= 1
+                        self._finished(job, landed)
+                        passed.append(job)
+                    self._appending = False
+                    self.cond.notify_all()
+
+    def _run(self, job: Job) -> bool:
+        if job.skip:
+            return False
+        if job.error is not None:
+            with self.cond:
+                self.latch(job.error)
+            return False
+        if self.error is not None:
+            return False
+        try:
+            self._append(job)
+        except Exception as exc:
+            with self.cond:
+                self.latch(exc)
+            return False
+        return True
+
+    def wait_idle(self, release: Callable[[list[Job]], Any]) -> None:
+        """Wait until no job is pending, appending parked jobs if no thread does."""
+        while True:
+            with self.cond:
+                if self.pending == 0:
+                    return
+                if not self._idle_or_ready():
+                    self.cond.wait()
+                    continue
+            release(self.pump())

@@ -1,0 +1,197 @@
+"""File profiles: the container, codecs, pixel types and size limit of each kind of file.
+
+A :class:`Profile` owns its rules; the writer, the sink, replay and the run-file model all ask
+it (``Profile.get(name).codec(compression)``) instead of restating them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, final
+
+import numpy as np
+
+from ..errors import FrameError, ProfileError
+from ._codecs import Codec, CompressionLike
+
+__all__ = ["DEFAULT", "Profile", "ProfileName"]
+
+ProfileName = Literal["bigtiff", "imagej"]
+
+
+class _Default:
+    """Sentinel type of :data:`DEFAULT`; picklable, one instance."""
+
+    _instance: ClassVar[_Default | None] = None
+
+    def __new__(cls) -> _Default:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __reduce__(self) -> str:
+        return "DEFAULT"
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+"""``compression=DEFAULT``: the profile's default codec."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What one kind of file may hold.
+
+    Parameters
+    ----------
+    name
+        ``"bigtiff"`` or ``"imagej"``.
+    bigtiff
+        The container: BigTIFF (64-bit offsets) or classic TIFF.
+    codecs
+        Codec names the profile's readers decode.
+    dtypes
+        Pixel types the profile's readers show as they are.
+    default_codec
+        The codec of ``compression=DEFAULT``.
+    max_bytes
+        Largest file the container can address.
+    uncompressed_needs_shape
+        Uncompressed files need (C, Z, T) up front (ImageJ 1.x reads uncompressed planes in
+        file order, so each plane gets a slot).
+
+    """
+
+    name: ProfileName
+    bigtiff: bool
+    codecs: frozenset[str]
+    dtypes: frozenset[np.dtype[Any]]
+    default_codec: Codec
+    max_bytes: int
+    uncompressed_needs_shape: bool
+    readers: str
+
+    ALL: ClassVar[dict[str, Profile]]
+
+    @classmethod
+    def get(cls, profile: str | Profile) -> Profile:
+        """The profile of a name (or the profile itself).
+
+        Raises
+        ------
+        ProfileError
+            For an unknown name.
+
+        """
+        if isinstance(profile, Profile):
+            return profile
+        found = cls.ALL.get(profile) if isinstance(profile, str) else None
+        if found is None:
+            names = " or ".join(repr(n) for n in cls.ALL)
+            msg = f"profile must be {names}, got {profile!r}"
+            raise ProfileError(msg)
+        return found
+
+    def codec(self, compression: CompressionLike = DEFAULT, *, shape_known: bool = True) -> Codec:
+        """The codec for a ``compression`` argument, checked against this profile.
+
+        Parameters
+        ----------
+        compression
+            As :meth:`Codec.parse` takes it, or :data:`DEFAULT`.
+        shape_known
+            Whether the writer will know (C, Z, T) up front (``IJTiffFile(shape=...)``);
+            sinks, runs and replays do not.
+
+        Raises
+        ------
+        ConfigError
+            For a compression that cannot be parsed.
+        ProfileError
+            For a codec this profile's readers cannot decode, or an uncompressed file whose
+            shape this profile needs up front when ``shape_known`` is False.
+
+        """
+        codec = self.default_codec if compression is DEFAULT else Codec.parse(compression)
+        if codec.name not in self.codecs:
+            allowed = ", ".join("None" if c == "none" else repr(c) for c in sorted(self.codecs))
+            msg = (
+                f"the {self.name!r} profile allows compression {allowed} ({self.readers} "
+                f"cannot read {codec.name}); use profile='bigtiff' for {codec.name}"
+            )
+            raise ProfileError(msg)
+        if not codec.compressed and self.uncompressed_needs_shape and not shape_known:
+            msg = (
+                f"profile={self.name!r} with compression=None needs each file's shape "
+                "(C, Z, T) up front (ImageJ reads uncompressed planes in file order): give "
+                f"shape=(C, Z, T), or use compression='deflate' (the {self.name} default) or "
+                "profile='bigtiff'"
+            )
+            raise ProfileError(msg)
+        return codec
+
+    def dtype(self, dtype: Any) -> np.dtype[Any]:
+        """The little-endian pixel type for ``dtype``, checked against this profile.
+
+        Raises
+        ------
+        FrameError
+            ``dtype`` is not a numpy dtype.
+        ProfileError
+            The profile cannot store it.
+
+        """
+        try:
+            dt: np.dtype[Any] = np.dtype(dtype)
+        except (TypeError, ValueError):
+            msg = f"{dtype!r} is not a numpy dtype"
+            raise FrameError(msg) from None
+        if dt.kind == "b":
+            dt = np.dtype("u1")
+        dt = dt.newbyteorder("<") if dt.itemsize > 1 else dt
+        if dt not in self.dtypes:
+            order = sorted(self.dtypes, key=lambda d: ("uif".index(d.kind), d.itemsize))
+            names = [d.name for d in order]
+            listed = ", ".join(names[:-1]) + " or " + names[-1]
+            msg = f"the {self.name!r} profile stores {listed}, not {dt.name}"
+            if not self.bigtiff:
+                msg += ": convert the data, or use profile='bigtiff' (read by Fiji/Bio-Formats)"
+            raise ProfileError(msg)
+        return dt
+
+    @staticmethod
+    def check_options(profile: str | Profile, compression: CompressionLike = DEFAULT) -> Codec:
+        """Check a profile name and compression for a writer that does not know the shape."""
+        return Profile.get(profile).codec(compression, shape_known=False)
+
+
+def _dtypes(*codes: str) -> frozenset[np.dtype[Any]]:
+    return frozenset(np.dtype(c) for c in codes)
+
+
+Profile.ALL = {
+    "bigtiff": Profile(
+        name="bigtiff",
+        bigtiff=True,
+        codecs=frozenset({"zstd", "deflate", "none"}),
+        dtypes=_dtypes("<u1", "<u2", "<u4", "<u8", "i1", "<i2", "<i4", "<i8", "<f4", "<f8"),
+        default_codec=Codec("zstd", 3),
+        max_bytes=2**63 - 1,
+        uncompressed_needs_shape=False,
+        readers="Fiji/Bio-Formats, tifffile",
+    ),
+    "imagej": Profile(
+        name="imagej",
+        bigtiff=False,
+        codecs=frozenset({"deflate", "none"}),
+        dtypes=_dtypes("u1", "<u2", "<f4"),
+        default_codec=Codec("deflate", 1),
+        max_bytes=2**32 - 1,
+        uncompressed_needs_shape=True,
+        readers="ImageJ 1.x",
+    ),
+}
+

@@ -1,0 +1,184 @@
+"""A file's hyperstack settings: calibration, colors, channel names, comment.
+
+They are checked when given, may change until the file is closed (a sink learns the
+calibration from the images), and are stored once in the file as JSON (tag 65422) so that
+:func:`mmtiffsink.repair` can finish a file its writer never closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ._colors import color_lut, colormap_lut
+from ._frames import Coord
+
+__all__ = ["Settings", "positive_or_none"]
+
+SETTINGS_VERSION = 1
+
+
+def positive_or_none(name: str, value: Any) -> float | None:
+    """A positive, finite float, or None; a :class:`ConfigError` for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        msg = f"{name} must be a number, got {value!r}"
+        raise ConfigError(msg)
+    try:
+        val = float(value)
+    except (TypeError, ValueError, OverflowError):
+        msg = f"{name} must be a number, got {value!r}"
+        raise ConfigError(msg) from None
+    if not math.isfinite(val) or val <= 0:
+        msg = f"{name} must be a positive, finite number, got {value!r}"
+        raise ConfigError(msg)
+    return val
+
+
+def _names(names: Any, what: str) -> list[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        msg = f"{what} is a list of names, got {names!r}"
+        raise ConfigError(msg)
+    return [str(n) for n in names]
+
+
+class Settings:
+    """The settable, stored part of a file's options (not thread-safe: the file locks)."""
+
+    __slots__ = (
+        "channel_names",
+        "colormap",
+        "colormap_lut",
+        "colors",
+        "comment",
+        "deltaz",
+        "luts",
+        "pxsize",
+        "shape",
+        "timeinterval",
+    )
+
+    def __init__(
+        self,
+        *,
+        shape: Coord | None = None,
+        pxsize: Any = None,
+        deltaz: Any = None,
+        timeinterval: Any = None,
+        colors: Any = None,
+        colormap: Any = None,
+        channel_names: Any = None,
+        comment: Any = None,
+    ) -> None:
+        self.shape = shape
+        self.pxsize = positive_or_none("pxsize", pxsize)
+        self.deltaz = positive_or_none("deltaz", deltaz)
+        self.timeinterval = positive_or_none("timeinterval", timeinterval)
+        if colors is not None and colormap is not None:
+            msg = "give colors (one per channel) or colormap (for all channels), not both"
+            raise ConfigError(msg)
+        self.colors: list[Any] | None = None
+        self.luts: list[np.ndarray] | None = None
+        self.colormap: str | None = None
+        self.colormap_lut: np.ndarray | None = None
+        self.set_colors(colors)
+        self.set_colormap(colormap)
+        self.channel_names = _names(channel_names, "channel_names")
+        self.comment = None if comment is None else str(comment)
+
+    def set_colors(self, colors: Any) -> None:
+        """Set one color per channel (CSS names, ``#rrggbb``, RGB triples) or None."""
+        if colors is None:
+            self.colors = self.luts = None
+            return
+        if isinstance(colors, (str, bytes)) or not isinstance(colors, Sequence):
+            msg = f"colors is a list with one color per channel, got {colors!r}"
+            raise ConfigError(msg)
+        colors = list(colors)
+        luts = [color_lut(color) for color in colors]
+        if self.shape is not None and len(colors) < self.shape[0]:
+            msg = f"{len(colors)} colors given for {self.shape[0]} channels"
+            raise ConfigError(msg)
+        self.colors, self.luts = colors, luts
+
+    def set_colormap(self, colormap: Any) -> None:
+        """Set one colorcet colormap for every channel, or None."""
+        if colormap is None:
+            self.colormap = self.colormap_lut = None
+            return
+        if not isinstance(colormap, str):
+            msg = f"colormap is a colorcet name such as 'glasbey', got {colormap!r}"
+            raise ConfigError(msg)
+        self.colormap_lut = colormap_lut(colormap)
+        self.colormap = colormap
+
+    def set_channel_names(self, names: Any) -> None:
+        """Set the channel names, in channel order."""
+        self.channel_names = _names(names, "channel_names")
+
+    def channel_luts(self, channels: int) -> list[np.ndarray] | None:
+        """The LUT of each of ``channels`` channels, or None without colors."""
+        if self.luts is not None:
+            return self.luts[:channels]
+        if self.colormap_lut is not None:
+            return [self.colormap_lut] * channels
+        return None
+
+    def to_json(self, profile: str) -> dict[str, Any]:
+        """What :func:`repair` needs to finish the file."""
+        return {
+            "writer": "mmtiffsink",
+            "version": SETTINGS_VERSION,
+            "profile": profile,
+            "shape": self.shape,
+            "pxsize": self.pxsize,
+            "deltaz": self.deltaz,
+            "timeinterval": self.timeinterval,
+            "colors": None if self.colors is None else [_color_json(c) for c in self.colors],
+            "colormap": self.colormap,
+            "channel_names": self.channel_names,
+            "comment": self.comment,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Settings:
+        """Settings stored by :meth:`to_json`; damaged or unknown values are left out.
+
+        A file being repaired must be finished even when its stored settings were damaged:
+        each value that does not pass its check is dropped (the hyperstack keeps its planes).
+        """
+        out = cls()
+        shape = data.get("shape")
+        if (
+            isinstance(shape, list)
+            and len(shape) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
+        ):
+            out.shape = (shape[0], shape[1], shape[2])
+        for name in ("pxsize", "deltaz", "timeinterval"):
+            with contextlib.suppress(ConfigError):
+                setattr(out, name, positive_or_none(name, data.get(name)))
+        for setter, key in (
+            (out.set_colors, "colors"),
+            (out.set_colormap, "colormap"),
+            (out.set_channel_names, "channel_names"),
+        ):
+            with contextlib.suppress(ConfigError, ValueError, TypeError):
+                setter(data.get(key))
+        comment = data.get("comment")
+        out.comment = None if comment is None else str(comment)
+        return out
+
+
+def _color_json(color: Any) -> Any:
+    if isinstance(color, str):
+        return color
+    return [float(v) if isinstance(v, float) else int(v) for v in color]
