@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import imagecodecs
 
+from .._version import __version__
 from ..errors import ProfileError
+from ._codecs import Codec
 from ._frames import Coord
 from ._io import FileIO
-from ._tags import FIRST_METADATA_TAG, METADATA_TAG, PLANE_TAG, Layout, Tag
+from ._settings import Settings
+from ._tags import FIRST_METADATA_TAG, METADATA_TAG, PLANE_TAG, SETTINGS_TAG, Layout, Tag
 
 __all__ = ["Appender", "data_key", "pack", "unpack"]
 
@@ -334,3 +338,74 @@ def rows_per_strip(height: int, *, compressed: bool, slots: bool) -> int:
     slot per plane (read by ImageJ in order) and compressed frames have one strip.
     """
     return height - 1 if not compressed and not slots and height > 1 else height
+
+
+_SAMPLE_FORMAT = {"u": 1, "i": 2, "f": 3}
+_FINAL_RESERVE = 1 << 20  # bytes kept free in classic files for the final IFD chain's extras
+
+
+def static_tags(
+    appender: Appender,
+    dtype: Any,
+    codec: Codec,
+    settings: Settings,
+    profile: str,
+    extratags: Sequence[Tag],
+) -> tuple[Tag, ...]:
+    """The tags every IFD of a file carries."""
+    h, w = appender.frame_shape or (0, 0)
+    pxsize = settings.pxsize
+    tags = [
+        Tag.long(254, [0]),
+        Tag.long(256, [w]),
+        Tag.long(257, [h]),
+        Tag.short(258, [dtype.itemsize * 8]),
+        Tag.short(259, [codec.tiff_code]),
+        Tag.short(262, [1]),
+        Tag.short(277, [1]),
+        Tag.long(278, [appender.rows_per_strip]),
+        Tag.short(284, [1]),
+        Tag.ascii(305, f"mmtiffsink {__version__}"),
+        Tag.short(339, [_SAMPLE_FORMAT[dtype.kind]]),
+        Tag.ascii(SETTINGS_TAG, json.dumps(settings.to_json(profile), sort_keys=True)),
+        *extratags,
+    ]
+    if pxsize is not None:
+        tags += [
+            Tag.rational(282, [1.0 / pxsize]),
+            Tag.rational(283, [1.0 / pxsize]),
+            Tag.short(296, [1]),
+        ]
+    return tuple(tags)
+
+
+def size_bound(appender: Appender, nbytes: int, compressed: bool, extra: Sequence[Tag]) -> int:
+    """Upper bound of the bytes one frame adds to the end of the file."""
+    if appender.slots is not None:
+        worst = 0  # the data goes to its slot, counted when the slots are laid out
+    elif not compressed:
+        worst = nbytes
+    else:
+        worst = nbytes + nbytes // 100 + 1024
+    return worst + sum(len(t.value) + 2 for t in extra) + 1024
+
+
+def check_classic_room(
+    appender: Appender, planes: Coord, itemsize: int, inflight: int, bound: int
+) -> None:
+    """Refuse a frame that would push a classic TIFF past 4 GiB, final chain included."""
+    if appender.layout.bigtiff:
+        return
+    nplanes = planes[0] * planes[1] * planes[2]
+    fh, fw = appender.frame_shape or (0, 0)
+    frame = fh * fw * itemsize
+    final = nplanes * 512 + _FINAL_RESERVE + frame + 2048
+    slots = nplanes * frame if appender.slots is not None and appender.slots_at is None else 0
+    projected = appender.end + slots + inflight + bound + final
+    if projected > appender.layout.max_offset:
+        msg = (
+            f"the 'imagej' profile is a classic TIFF of at most 4 GiB and this frame would "
+            f"not fit in {appender.io.path}; it holds every frame saved before. Use "
+            "profile='bigtiff' for larger data"
+        )
+        raise ProfileError(msg)

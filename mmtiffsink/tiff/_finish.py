@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import struct
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import ProfileError
+from ..errors import MissingFramesWarning, ProfileError
 from ._appender import Appender, Tail, data_key, unpack
 from ._codecs import Codec
 from ._frames import Coord
@@ -164,9 +165,21 @@ def finish(
     codec: Codec,
     dtype: Any,
     profile: str,
+    stacklevel: int = 2,
 ) -> int:
-    """Fill missing planes and write the final chain; return the number of blank planes."""
+    """Fill missing planes and write the final chain; return the number of blank planes.
+
+    Warns (:class:`~mmtiffsink.errors.MissingFramesWarning`) when planes were never saved.
+    """
     canonical = canonical_order(low, high)
+    missing = len(canonical) - sum(1 for p in canonical if p in appender.planes)
+    if missing:
+        warnings.warn(
+            f"{missing} of {len(canonical)} planes of {appender.io.path} were never saved and "
+            "hold a blank frame",
+            MissingFramesWarning,
+            stacklevel=stacklevel,
+        )
     blanks = blank_planes(appender, canonical, codec, dtype)
     shape = (high[0] - low[0] + 1, high[1] - low[1] + 1, high[2] - low[2] + 1)
     first_extra = first_ifd_tags(shape, settings, profile=profile, compressed=codec.compressed)

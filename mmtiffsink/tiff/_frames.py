@@ -34,6 +34,14 @@ def coordinate(name: str, value: Any, *, negative: bool = False) -> int:
     return int(value)
 
 
+def widen(low: Coord, high: Coord, coord: Coord) -> tuple[Coord, Coord]:
+    """The span ``low..high`` grown to hold ``coord``."""
+    return (
+        (min(low[0], coord[0]), min(low[1], coord[1]), min(low[2], coord[2])),
+        (max(high[0], coord[0]), max(high[1], coord[1]), max(high[2], coord[2])),
+    )
+
+
 def check_plane_count(low: Coord, high: Coord, max_planes: int, where: str) -> None:
     """Refuse a (C, Z, T) span of more than ``max_planes`` planes (before anything is queued)."""
     sizes = [hi - lo + 1 for lo, hi in zip(low, high, strict=True)]
@@ -185,3 +193,44 @@ def metadata_json(metadata: Any) -> str:
     except (TypeError, RecursionError) as exc:  # keys that are not str/int/float/bool/None
         msg = f"metadata cannot be stored as JSON: {exc}; use string keys"
         raise FrameError(msg) from None
+
+
+def as_frame(frame: Any, dtype: np.dtype[Any], cast: Cast) -> np.ndarray:
+    """A C-contiguous 2-D copy of ``frame`` in ``dtype`` (see :func:`cast_frame`)."""
+    try:
+        arr = np.asarray(frame)
+    except (TypeError, ValueError) as exc:
+        msg = f"a frame is a 2-D array; {type(frame).__name__} cannot be one: {exc}"
+        raise FrameError(msg) from None
+    if arr.ndim != 2:
+        msg = f"a frame is 2-D (Y, X); got an array of shape {arr.shape}"
+        raise FrameError(msg)
+    if 0 in arr.shape:
+        msg = f"a frame cannot be empty; got shape {arr.shape}"
+        raise FrameError(msg)
+    return cast_frame(arr, dtype, cast)
+
+
+def check_cap(max_planes: Any) -> int:
+    """Check a ``max_planes`` argument."""
+    if isinstance(max_planes, bool) or not isinstance(max_planes, int) or max_planes < 1:
+        from ..errors import ConfigError
+
+        msg = f"max_planes is a positive integer, got {max_planes!r}"
+        raise ConfigError(msg)
+    return max_planes
+
+
+def check_shape(shape: Any, max_planes: int) -> Coord | None:
+    """Check a declared ``(C, Z, T)`` (or None) against the plane cap."""
+    if shape is None:
+        return None
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 3:
+        msg = f"shape is (C, Z, T), got {shape!r}"
+        raise CoordinateError(msg)
+    c, z, t = (coordinate(n, v) for n, v in zip("CZT", shape, strict=True))
+    if min(c, z, t) < 1:
+        msg = f"shape sizes must be >= 1, got {tuple(shape)!r}"
+        raise CoordinateError(msg)
+    check_plane_count((0, 0, 0), (c - 1, z - 1, t - 1), max_planes, f"shape {tuple(shape)!r}")
+    return (c, z, t)

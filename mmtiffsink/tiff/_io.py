@@ -60,9 +60,7 @@ class FileIO:
 
     def __init__(self, path: str | os.PathLike[str], mode: Mode) -> None:
         self.path = Path(path)
-        self._positional = (
-            hasattr(os, "pread") and hasattr(os, "pwrite") and not portable_forced()
-        )
+        self._positional = hasattr(os, "pread") and hasattr(os, "pwrite") and not portable_forced()
         self._lock = threading.Lock()
         self._fd = os.open(self.path, _FLAGS[mode] | _BINARY, 0o666)
         self._closed = False

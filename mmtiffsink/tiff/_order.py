@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import WriterError
 from ._frames import Coord
 from ._tags import Tag
 
@@ -90,9 +91,28 @@ class Sequencer:
         if self.error is None:
             self.error = exc
 
+    def raise_error(self, path: object, frames: int) -> None:
+        """Raise the latched failure, if any, as a :class:`WriterError` (lock held)."""
+        err = self.error
+        if err is None:
+            return
+        if isinstance(err, WriterError):
+            raise err
+        msg = (
+            f"writing {path} failed: {err!r}. The file is a valid TIFF holding {frames} "
+            "frames; mmtiffsink.repair() turns it into a hyperstack"
+        )
+        raise WriterError(msg) from err
+
     def deposit(self, job: Job) -> list[Job]:
-        """Park a job and append whatever is next in line; return jobs whose turn passed."""
+        """Park a job and append whatever is next in line; return jobs whose turn passed.
+
+        A job is taken once: a second deposit of its number (a KeyboardInterrupt raised in
+        ``submit`` after the pool took the job) is ignored.
+        """
         with self.cond:
+            if job.seq < self._write_seq or job.seq in self._ready:
+                return []
             self._ready[job.seq] = job
         return self.pump()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from typing import Any, final
 
 __all__ = [
     "Budget",
+    "abandoned",
     "acquire_pool",
     "budget",
     "default_budget_bytes",
@@ -130,6 +132,21 @@ def release_pool() -> None:
 def pool_users() -> int:
     """Number of open files holding the shared pool (for tests and diagnostics)."""
     return _users
+
+
+def abandoned(io: Any, holds_pool: list[bool]) -> None:
+    """Finalizer of a file that was never closed: release what it holds."""
+    if holds_pool and holds_pool[0]:
+        holds_pool[0] = False
+        release_pool()
+    if not io.closed:
+        io.close()
+        warnings.warn(
+            f"IJTiffFile {io.path} was never closed; it is a valid TIFF, "
+            "mmtiffsink.repair() finishes it",
+            ResourceWarning,
+            stacklevel=2,
+        )
 
 
 def register_file(file: Any) -> None:

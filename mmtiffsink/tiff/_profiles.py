@@ -194,4 +194,3 @@ Profile.ALL = {
         readers="ImageJ 1.x",
     ),
 }
-

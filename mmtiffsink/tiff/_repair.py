@@ -12,6 +12,8 @@ from typing import Any, final
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
+from ..limits import MAX_PLANES
+from ._appender import pack, rows_per_strip
 from ._codecs import Codec
 from ._file import IJTiffFile
 from ._io import FileIO
@@ -129,7 +131,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     profile = Profile.get("bigtiff" if bigtiff else "imagej")
     stored = Settings.from_json(settings)
     slots_at = _slots_start(first, planes, stored, codec, lay, height * width * dtype.itemsize)
-    tif = IJTiffFile._resume(
+    tif = _resume(
         path,
         profile=profile,
         frame_shape=(height, width),
@@ -144,6 +146,48 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     )
     tif.close()
     return RepairReport(path, len(planes), tif.shape, tif.blank_planes, False)
+
+
+def _resume(
+    path: Path,
+    *,
+    profile: Profile,
+    frame_shape: tuple[int, int],
+    dtype: np.dtype[Any],
+    codec: Codec,
+    settings: Settings,
+    planes: dict[tuple[int, int, int], tuple[int, int]],
+    arrival: list[tuple[int, int, int]],
+    link_pos: int,
+    end: int,
+    slots_at: int | None,
+) -> IJTiffFile:
+    """Re-open a file left unfinished so that its ``close`` finishes it."""
+    tif = IJTiffFile.__new__(IJTiffFile)
+    tif._profile = profile
+    tif._layout = Layout(bigtiff=profile.bigtiff)
+    tif._codec = codec
+    tif._dtype = dtype
+    tif._cast = "exact"
+    tif._max_planes = MAX_PLANES
+    tif._negative = any(min(coord) < 0 for coord in planes)
+    tif._settings = settings
+    tif._extratags = ()
+    tif._max_inflight = None
+    tif.path = Path(path)
+    slots = settings.shape if slots_at is not None else None
+    tif._setup(FileIO(tif.path, "update"), end=end, link_pos=link_pos, slots=slots)
+    app = tif._app
+    app.slots_at = slots_at
+    app.frame_shape = frame_shape
+    app.rows_per_strip = rows_per_strip(
+        frame_shape[0], compressed=codec.compressed, slots=slots is not None
+    )
+    app.planes = {coord: pack(*where) for coord, where in planes.items()}
+    app.arrival = list(arrival)
+    for coord in planes:
+        tif._extend(coord)
+    return tif
 
 
 def _slots_start(
@@ -169,8 +213,7 @@ def _slots_start(
     index = c + shape[0] * (z + shape[1] * t)
     start = int(offsets[0]) - index * frame_bytes
     if start < lay.header_size or any(
-        not (0 <= p[0] < shape[0] and 0 <= p[1] < shape[1] and 0 <= p[2] < shape[2])
-        for p in planes
+        not (0 <= p[0] < shape[0] and 0 <= p[1] < shape[1] and 0 <= p[2] < shape[2]) for p in planes
     ):
         return None
     return start

@@ -17,6 +17,8 @@ from typing import Any, final
 import numpy as np
 import tifffile
 
+from ..errors import ConfigError
+
 __all__ = ["Layout", "Tag", "TagsLike", "normalize_tags"]
 
 # TIFF field types: code -> (numpy dtype, bytes per value)
@@ -40,41 +42,57 @@ _TYPES: dict[int, str] = {
 }
 _BIGTIFF_ONLY = {16, 17, 18}
 
-# Tags the writer owns; user tags may not replace them.
-RESERVED_TAGS = frozenset(
+# Tags that say how pixels decode, and pointers to other IFDs: a user value would make the
+# file unreadable, so the writer owns them (refused as extra tags, with the tag's name).
+DECODING_TAGS = frozenset(
     {
-        254,
-        256,
-        257,
-        258,
-        259,
-        262,
-        270,
-        273,
-        277,
-        278,
-        279,
-        282,
-        283,
-        284,
-        296,
-        305,
-        317,
-        320,
-        322,
-        323,
-        324,
-        325,
-        338,
-        339,
-        50838,
-        50839,
-        51123,
-        65421,
-        65422,
-        65423,
+        254,  # NewSubfileType
+        255,  # SubfileType
+        256,  # ImageWidth
+        257,  # ImageLength
+        258,  # BitsPerSample
+        259,  # Compression
+        262,  # PhotometricInterpretation
+        266,  # FillOrder
+        273,  # StripOffsets
+        274,  # Orientation
+        277,  # SamplesPerPixel
+        278,  # RowsPerStrip
+        279,  # StripByteCounts
+        284,  # PlanarConfiguration
+        292,  # T4Options
+        293,  # T6Options
+        317,  # Predictor
+        320,  # ColorMap
+        322,  # TileWidth
+        323,  # TileLength
+        324,  # TileOffsets
+        325,  # TileByteCounts
+        330,  # SubIFDs
+        338,  # ExtraSamples
+        339,  # SampleFormat
+        340,  # SMinSampleValue
+        341,  # SMaxSampleValue
+        347,  # JPEGTables
+        512,  # JPEGProc
+        513,  # JPEGInterchangeFormat
+        514,  # JPEGInterchangeFormatLength
+        529,  # YCbCrCoefficients
+        530,  # YCbCrSubSampling
+        531,  # YCbCrPositioning
+        532,  # ReferenceBlackWhite
+        32997,  # ImageDepth
+        32998,  # TileDepth
+        34665,  # ExifIFD
+        34853,  # GPSIFD
+        40965,  # InteroperabilityIFD
     }
 )
+# Tags whose values the writer writes from its own options.
+OWNED_TAGS = frozenset({270, 282, 283, 296, 305, 50838, 50839, 51123, 65421, 65422, 65423})
+RESERVED_TAGS = DECODING_TAGS | OWNED_TAGS
+_POINTER_TYPES = {13, 18}  # IFD, IFD8: readers follow them
+
 PLANE_TAG = 65421
 """Private tag holding a frame's (c, z, t) as three LONGs, so a crashed file can be repaired."""
 SETTINGS_TAG = 65422
@@ -106,26 +124,26 @@ class Tag:
     def __post_init__(self) -> None:
         if not 0 < self.code < 65536:
             msg = f"TIFF tag code must be in 1..65535, got {self.code}"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         if self.dtype not in _TYPES:
             msg = f"unknown TIFF field type {self.dtype}"
-            raise ValueError(msg)
+            raise ConfigError(msg)
 
     @classmethod
     def _numeric(cls, code: int, dtype: int, values: Any) -> Tag:
         arr = np.atleast_1d(np.asarray(values))
         if arr.ndim != 1:
             msg = f"tag {code}: values must be a scalar or a 1-D sequence"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         np_dtype = np.dtype(_TYPES[dtype])
         if np_dtype.kind in "iu" and arr.size:
             if not np.issubdtype(arr.dtype, np.integer) and not np.all(arr == np.round(arr)):
                 msg = f"tag {code}: integer field type {dtype} needs whole numbers"
-                raise ValueError(msg)
+                raise ConfigError(msg)
             info = np.iinfo(np_dtype)
             if arr.min() < info.min or arr.max() > info.max:
                 msg = f"tag {code}: value out of range for field type {dtype}"
-                raise ValueError(msg)
+                raise ConfigError(msg)
         data = arr.astype(np_dtype).tobytes()
         return cls(code, dtype, int(arr.size), data)
 
@@ -253,7 +271,7 @@ class Tag:
         if arr.dtype.kind == "f":
             return cls._numeric(num, 12, arr)
         msg = f"cannot infer a TIFF field type for tag {code!r} from {type(value).__name__}"
-        raise TypeError(msg)
+        raise ConfigError(msg)
 
 
 def tag_code(code: int | str) -> int:
@@ -267,9 +285,9 @@ def tag_code(code: int | str) -> int:
             return int(tifffile.TIFF.TAGS[code])
         except KeyError:
             msg = f"unknown TIFF tag name {code!r}; give its numeric code instead"
-            raise ValueError(msg) from None
+            raise ConfigError(msg) from None
     msg = f"a tag is given by its code or name, not {type(code).__name__}"
-    raise TypeError(msg)
+    raise ConfigError(msg)
 
 
 TagsLike = Mapping[int | str, Any] | Iterable[Tag] | None
@@ -288,25 +306,36 @@ def normalize_tags(tags: TagsLike, *, bigtiff: bool) -> tuple[Tag, ...]:
     )
     seen: set[int] = set()
     for tag in items:
-        if tag.code in RESERVED_TAGS:
+        name = tifffile.TIFF.TAGS.get(tag.code, "")
+        label = f"tag {tag.code}{f' ({name})' if name else ''}"
+        if tag.code in DECODING_TAGS:
             msg = (
-                f"tag {tag.code} is written by mmtiffsink itself and cannot be given as an extra "
-                "tag (use comment=, metadata=, pxsize= ... instead)"
+                f"{label} says how the pixels decode (or points at other IFDs); the writer owns "
+                "it, and a given value would make the file unreadable: leave it out"
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
+        if tag.code in OWNED_TAGS:
+            msg = (
+                f"{label} is written by mmtiffsink itself and cannot be given as an extra tag "
+                "(use comment=, metadata=, pxsize= ... instead)"
+            )
+            raise ConfigError(msg)
+        if tag.dtype in _POINTER_TYPES:
+            msg = f"{label}: field types IFD/IFD8 point at other IFDs; use LONG or LONG8"
+            raise ConfigError(msg)
         if tag.dtype in _BIGTIFF_ONLY and not bigtiff:
-            msg = f"tag {tag.code}: 64-bit field types need the 'bigtiff' profile"
-            raise ValueError(msg)
+            msg = f"{label}: 64-bit field types need the 'bigtiff' profile"
+            raise ConfigError(msg)
         if tag.code in seen:
-            msg = f"tag {tag.code} given twice"
-            raise ValueError(msg)
+            msg = f"{label} given twice"
+            raise ConfigError(msg)
         seen.add(tag.code)
     return tuple(items)
 
 
 def _bad_tag(obj: object) -> Tag:
     msg = f"extra tags are Tag objects or a {{name_or_code: value}} dict, not {obj!r}"
-    raise TypeError(msg)
+    raise ConfigError(msg)
 
 
 @final

@@ -1,0 +1,227 @@
+"""The settable attributes of an open file and tiffwrite's methods (a base of IJTiffFile).
+
+Calibration, colors, channel names and comment may change until the file is closed (a sink
+learns the calibration from the images); each change rebuilds the tags every later IFD carries.
+tiffwrite >= 2024.10 names the calibration ``px_size``, ``delta_z`` and ``time_interval``: the
+same settings here. ``IJTiffFile`` has ``__slots__``, so a misspelt attribute is an
+``AttributeError``, never a silent no-op.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ._appender import Appender
+from ._codecs import Codec
+from ._frames import Coord, coordinate
+from ._order import Sequencer
+from ._profiles import Profile, ProfileName
+from ._settings import Settings, positive_or_none
+from ._tags import Layout, Tag, normalize_tags
+
+__all__ = ["FileAttributes"]
+
+
+class FileAttributes:
+    """Properties and tiffwrite's methods of :class:`~mmtiffsink.tiff.IJTiffFile`."""
+
+    # every attribute of IJTiffFile (which adds none): a typo is an AttributeError
+    __slots__ = (
+        "__weakref__",
+        "_app",
+        "_budget",
+        "_cast",
+        "_claimed",
+        "_close_lock",
+        "_closed",
+        "_closing",
+        "_codec",
+        "_cond",
+        "_dtype",
+        "_extratags",
+        "_finalizer",
+        "_high",
+        "_holds_pool",
+        "_inflight_bytes",
+        "_inherited",
+        "_io",
+        "_layout",
+        "_low",
+        "_max_inflight",
+        "_max_planes",
+        "_negative",
+        "_plane_tags",
+        "_pool",
+        "_profile",
+        "_seq",
+        "_settings",
+        "_static",
+        "blank_planes",
+        "path",
+    )
+
+    # set by IJTiffFile
+    _app: Appender
+    _claimed: set[Coord]
+    _closed: bool
+    _codec: Codec
+    _cond: threading.Condition
+    _dtype: np.dtype[Any]
+    _extratags: tuple[Tag, ...]
+    _high: Coord
+    _layout: Layout
+    _low: Coord
+    _negative: bool
+    _plane_tags: dict[Coord, list[Tag]]
+    _profile: Profile
+    _seq: Sequencer
+    _settings: Settings
+    _static: tuple[Tag, ...] | None
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The file's pixel type."""
+        return self._dtype
+
+    @property
+    def profile(self) -> ProfileName:
+        """``"bigtiff"`` or ``"imagej"``."""
+        return self._profile.name
+
+    @property
+    def compression(self) -> Codec:
+        """The codec used for every frame."""
+        return self._codec
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has finished."""
+        return self._closed
+
+    @property
+    def shape(self) -> Coord:
+        """``(C, Z, T)``: the declared shape, or the one implied by the frames saved so far."""
+        if self._settings.shape is not None:
+            return self._settings.shape
+        if self._high[0] < self._low[0]:  # nothing saved yet
+            return (0, 0, 0)
+        lo, hi = self._low, self._high
+        return (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1)
+
+    @property
+    def frames_written(self) -> int:
+        """Frames whose IFD is linked into the file (durable on the OS level)."""
+        return len(self._app.planes)
+
+    def _setting(name: str, doc: str) -> Any:  # type: ignore[misc]
+        def fget(self: FileAttributes) -> float | None:
+            return getattr(self._settings, name)  # type: ignore[no-any-return]
+
+        def fset(self: FileAttributes, value: float | None) -> None:
+            checked = positive_or_none(name, value)
+            with self._cond:
+                setattr(self._settings, name, checked)
+                self._static = None
+
+        return property(fget, fset, doc=doc)
+
+    pxsize = _setting("pxsize", "Pixel size in µm (``None``: uncalibrated). Settable until close.")
+    deltaz = _setting("deltaz", "Z step in µm. Settable until close.")
+    timeinterval = _setting("timeinterval", "Time-point interval in s. Settable until close.")
+    # tiffwrite >= 2024.10 names of the same settings
+    px_size = _setting("pxsize", "Pixel size in µm (tiffwrite's name of :attr:`pxsize`).")
+    delta_z = _setting("deltaz", "Z step in µm (tiffwrite's name of :attr:`deltaz`).")
+    time_interval = _setting("timeinterval", "Interval in s (tiffwrite's :attr:`timeinterval`).")
+    del _setting
+
+    def _set(self, setter: Any, value: Any) -> None:
+        with self._cond:
+            setter(value)
+            self._static = None
+
+    @property
+    def channel_names(self) -> list[str] | None:
+        """Channel names, in channel order. Settable until close."""
+        names = self._settings.channel_names
+        return None if names is None else list(names)
+
+    @channel_names.setter
+    def channel_names(self, names: Sequence[str] | None) -> None:
+        self._set(self._settings.set_channel_names, names)
+
+    @property
+    def colors(self) -> list[Any] | None:
+        """One color per channel. Settable until close."""
+        colors = self._settings.colors
+        return None if colors is None else list(colors)
+
+    @colors.setter
+    def colors(self, colors: Sequence[str | Sequence[float]] | None) -> None:
+        self._set(self._settings.set_colors, colors)
+
+    @property
+    def colormap(self) -> str | None:
+        """One colorcet colormap for every channel. Settable until close."""
+        return self._settings.colormap
+
+    @colormap.setter
+    def colormap(self, name: str | None) -> None:
+        self._set(self._settings.set_colormap, name)
+
+    @property
+    def comment(self) -> str | None:
+        """Free text stored in the ImageJ ``Info`` field. Settable until close."""
+        return self._settings.comment
+
+    @comment.setter
+    def comment(self, text: str | None) -> None:
+        self._set(lambda v: setattr(self._settings, "comment", None if v is None else str(v)), text)
+
+    # ---------------------------------------------------------------- tiffwrite's methods
+    def append_extra_tag(self, tag: Tag, czt: tuple[int, int, int] | None = None) -> None:
+        """Add a tag to every frame (``czt=None``, before the first save) or to one plane.
+
+        tiffwrite's call form. A plane's tags are used when the plane is saved.
+
+        Raises
+        ------
+        ConfigError
+            A global tag after the first save, or a plane's tag after that plane was saved.
+
+        """
+        tags = normalize_tags([tag], bigtiff=self._layout.bigtiff)
+        with self._cond:
+            if czt is None:
+                if self._seq.pending or self._app.planes:
+                    msg = "global extra tags must be added before the first save"
+                    raise ConfigError(msg)
+                self._extratags = normalize_tags(
+                    [*self._extratags, *tags], bigtiff=self._layout.bigtiff
+                )
+                self._static = None
+                return
+            coord = tuple(
+                coordinate(n, v, negative=self._negative) for n, v in zip("czt", czt, strict=True)
+            )
+            if coord in self._claimed or coord in self._app.planes:
+                msg = f"plane {coord} was already saved: pass its tags to save(..., extratags=)"
+                raise ConfigError(msg)
+            self._plane_tags.setdefault(coord, []).extend(tags)  # type: ignore[arg-type]
+
+    def set_compression(self, compression: int | str, level: int | None = None) -> None:
+        """Change the codec before the first save (tiffwrite's call form: code or name, level)."""
+        with self._cond:
+            if self._seq.pending or self._app.planes:
+                msg = "the compression can only be changed before the first save"
+                raise ConfigError(msg)
+            spec = compression if level is None else (compression, level)
+            self._codec = self._profile.codec(spec, shape_known=self._settings.shape is not None)
+            if self._app.slots is not None and self._codec.compressed:
+                self._app.slots = None
+            self._static = None
