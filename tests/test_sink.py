@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 import tifffile
-
 from pydantic import ValidationError
 
 from mmtiffsink.errors import (
@@ -217,12 +216,14 @@ def test_close_keeps_every_error(tmp_path: Path) -> None:
 def test_negative_z_and_time_map_to_planes_in_order(tmp_path: Path) -> None:
     """Explore/Magellan datasets and ndstorage's unordered z axis have negative z."""
     order = [(z, t) for t in (-1, 0, 1) for z in (2, -3, 0, -1)]
-    with pytest.warns(MissingFramesWarning, match="6 of 18"):  # z = -2 and 1: not acquired
-        with TiffSink(tmp_path, "neg", template="{name}.tif") as sink:
-            for z, t in order:
-                sink.put(frame(0, z + 5, t + 5), {"z": z, "time": t})
-            image, _ = sink.read({"z": -3, "time": -1})
-            np.testing.assert_array_equal(image, frame(0, 2, 4))
+    with (  # z = -2 and 1 were not acquired
+        pytest.warns(MissingFramesWarning, match="6 of 18"),
+        TiffSink(tmp_path, "neg", template="{name}.tif") as sink,
+    ):
+        for z, t in order:
+            sink.put(frame(0, z + 5, t + 5), {"z": z, "time": t})
+        image, _ = sink.read({"z": -3, "time": -1})
+        np.testing.assert_array_equal(image, frame(0, 2, 4))
     with tifffile.TiffFile(tmp_path / "neg.tif") as tif:
         data = tif.series[0].asarray()
         assert tif.imagej_metadata["slices"] == 6 and tif.imagej_metadata["frames"] == 3
