@@ -149,18 +149,9 @@ class MicroscopeConfig(_Model):
     @model_validator(mode="after")
     def _check_kind(self) -> MicroscopeConfig:
         given = self.model_fields_set
-        allowed = {
-            "demo": set(),
-            "micromanager": {"path", "config"},
-            "java": {"port"},
-        }[self.kind]
-        for key in ("path", "config", "port"):
-            if key in given and key not in allowed:
-                msg = f"'{key}' is not used with kind '{self.kind}'"
-                if key in ("path", "config"):
-                    msg += " (only with kind 'micromanager')"
-                else:
-                    msg += " (only with kind 'java')"
+        for key, kind in (("path", "micromanager"), ("config", "micromanager"), ("port", "java")):
+            if key in given and kind != self.kind:
+                msg = f"'{key}' is not used with kind '{self.kind}' (only with kind '{kind}')"
                 raise _error(msg, key)
         if self.kind == "java" and "buffer_size_mb" in given:
             msg = "'buffer_size_mb' is set in the running Micro-Manager, not here (kind 'java')"
@@ -169,7 +160,8 @@ class MicroscopeConfig(_Model):
             try:
                 self._check_installation()
             except OSError as exc:  # a name too long, a folder we may not list
-                raise _error(f"cannot look at {exc.filename}: {exc.strerror}", "path") from None
+                msg = f"cannot look at {exc.filename or self.path}: {exc.strerror}"
+                raise _error(msg, "path") from None
         return self
 
     def _check_installation(self) -> None:
