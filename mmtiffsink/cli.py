@@ -133,15 +133,16 @@ def _compression(text: str | None) -> object:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from ._runreport import format_plan, format_result
     from .config import load_config
-    from .run import format_plan, run
+    from .run import run
 
     config = load_config(args.config)
     if args.dry_run:
         print(format_plan(config))
         return EXIT_OK
     result = run(config, progress=not args.no_progress)
-    print(result.format())
+    print(format_result(result))
     return EXIT_OK if result.ok else EXIT_FAILED
 
 

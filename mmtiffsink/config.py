@@ -21,31 +21,29 @@ installation), as pycro-manager does.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
+import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     StrictFloat,
     StrictInt,
     StrictStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from mmtiffsink.errors import ConfigError
+from mmtiffsink._yamlfile import FileModel as _Model
+from mmtiffsink._yamlfile import FiniteFloat, PositiveFloat, Text, load_model, resolve_path
+from mmtiffsink._yamlfile import located_error as _error
+from mmtiffsink.limits import MAX_PLANES
 
 __all__ = [
     "DEFAULT_JAVA_PORT",
@@ -64,32 +62,6 @@ DEFAULT_JAVA_PORT = 4827
 #: More z slices than this in one stack is taken for a typo in the z range or step.
 MAX_Z_SLICES = 10_000
 _ORDER_LETTERS = frozenset("tpcz")
-_BASE_DIR = "base_dir"
-
-
-def _error(message: str, key: str | None = None) -> PydanticCustomError:
-    """A validation error; ``key`` (dotted, relative to the model) says which key it is about."""
-    context: dict[str, Any] = {"message": message}
-    if key is not None:
-        context["key"] = key
-    return PydanticCustomError("config", "{message}", context)
-
-
-def _scalar_text(value: Any) -> Any:
-    """Accept numbers where Micro-Manager wants text (``Binning: 2``); refuse YAML booleans."""
-    if isinstance(value, bool):
-        word = "true/yes/on" if value else "false/no/off"
-        msg = f"YAML reads an unquoted {word} as a boolean; quote the value, e.g. 'No'"
-        raise _error(msg)
-    if isinstance(value, (int, float)):
-        return str(value)
-    return value
-
-
-#: Text that may be written as a number in YAML (preset names, property values, labels).
-Text = Annotated[StrictStr, BeforeValidator(_scalar_text), Field(min_length=1)]
-PositiveFloat = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
-FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 
 def _check_color(value: str) -> str:
@@ -104,20 +76,6 @@ def _check_color(value: str) -> str:
 
 #: A channel color: a CSS name (``magenta``) or ``#rrggbb``.
 Color = Annotated[StrictStr, AfterValidator(_check_color)]
-
-
-def _resolve(path: Path, info: ValidationInfo) -> Path:
-    """``path`` made absolute: relative to the run file's folder (or the cwd without one)."""
-    path = path.expanduser()
-    if path.is_absolute():
-        return path
-    context = info.context if isinstance(info.context, Mapping) else {}
-    base = Path(context.get(_BASE_DIR) or Path.cwd())
-    return (base / path).absolute()
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PropertySetting(_Model):
@@ -186,29 +144,24 @@ class MicroscopeConfig(_Model):
     @field_validator("path")
     @classmethod
     def _resolve_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else _resolve(value, info)
+        return None if value is None else resolve_path(value, info)
 
     @model_validator(mode="after")
     def _check_kind(self) -> MicroscopeConfig:
         given = self.model_fields_set
-        allowed = {
-            "demo": set(),
-            "micromanager": {"path", "config"},
-            "java": {"port"},
-        }[self.kind]
-        for key in ("path", "config", "port"):
-            if key in given and key not in allowed:
-                msg = f"'{key}' is not used with kind '{self.kind}'"
-                if key in ("path", "config"):
-                    msg += " (only with kind 'micromanager')"
-                else:
-                    msg += " (only with kind 'java')"
+        for key, kind in (("path", "micromanager"), ("config", "micromanager"), ("port", "java")):
+            if key in given and kind != self.kind:
+                msg = f"'{key}' is not used with kind '{self.kind}' (only with kind '{kind}')"
                 raise _error(msg, key)
         if self.kind == "java" and "buffer_size_mb" in given:
             msg = "'buffer_size_mb' is set in the running Micro-Manager, not here (kind 'java')"
             raise _error(msg, "buffer_size_mb")
         if self.kind == "micromanager":
-            self._check_installation()
+            try:
+                self._check_installation()
+            except OSError as exc:  # a name too long, a folder we may not list
+                msg = f"cannot look at {exc.filename or self.path}: {exc.strerror}"
+                raise _error(msg, "path") from None
         return self
 
     def _check_installation(self) -> None:
@@ -334,6 +287,8 @@ class AcquisitionConfig(_Model):
                     "the stack goes up from start to end with a positive step"
                 )
                 raise _error(msg, "z_end_um")
+            if not math.isfinite(span := (self.z_end_um - self.z_start_um) / self.z_step_um):
+                raise _error(f"the z range is too large ({span} steps)", "z_end_um")
             if self.num_z_slices > MAX_Z_SLICES:
                 msg = (
                     f"the z range {self.z_start_um}..{self.z_end_um} um in steps of "
@@ -341,6 +296,8 @@ class AcquisitionConfig(_Model):
                     f"{MAX_Z_SLICES}); check z_step_um"
                 )
                 raise _error(msg, "z_step_um")
+        self._check_order_axes()
+        self._check_planes()
         if self.num_time_points is None and "time_interval_s" in self.model_fields_set:
             msg = "time_interval_s needs num_time_points (how many time points)"
             raise _error(msg, "time_interval_s")
@@ -365,6 +322,36 @@ class AcquisitionConfig(_Model):
                 raise _error(f"position labels must be unique, got {labels!r}", "positions")
         return self
 
+    def _check_order_axes(self) -> None:
+        """Every axis given is in ``order`` (pycro-manager would skip it, or worse, see z)."""
+        given = {
+            "t": ("num_time_points", self.num_time_points is not None),
+            "p": ("positions", bool(self.positions)),
+            "c": ("channels", self.channels is not None),
+            "z": ("z_step_um", self.z_step_um is not None),
+        }
+        for letter, (key, present) in given.items():
+            if present and letter not in self.order:
+                msg = f"order {self.order!r} has no {letter!r}, so {key} would not be acquired"
+                raise _error(msg, "order")
+
+    def _check_planes(self) -> None:
+        """A file (one position) holds at most ``limits.MAX_PLANES`` planes: C x Z x T."""
+        factors = [
+            ("num_time_points", self.num_time_points or 1, "time points"),
+            ("z_step_um", self.num_z_slices, "z slices"),
+            ("channels", len(self.channels or ()), "channels"),
+        ]
+        planes = math.prod(max(n, 1) for _, n, _ in factors)
+        if planes > MAX_PLANES:
+            key = max(factors, key=lambda factor: factor[1])[0]
+            product = " x ".join(f"{n} {what}" for _, n, what in factors if n > 1)
+            msg = (
+                f"{product} make {planes} planes in one file, more than {MAX_PLANES} "
+                "(mmtiffsink.limits.MAX_PLANES)"
+            )
+            raise _error(msg, key)
+
     @property
     def num_z_slices(self) -> int:
         """Slices of the z stack as pycro-manager makes them (1 without a stack)."""
@@ -376,27 +363,6 @@ class AcquisitionConfig(_Model):
     def position_labels(self) -> list[str | int]:
         """The label of each position (its index when it has none)."""
         return [p.label if p.label is not None else i for i, p in enumerate(self.positions or ())]
-
-    def event_arguments(self) -> dict[str, Any]:
-        """The keyword arguments of ``pycromanager.multi_d_acquisition_events``."""
-        kwargs: dict[str, Any] = {"order": self.order}
-        if self.num_time_points is not None:
-            kwargs["num_time_points"] = self.num_time_points
-            kwargs["time_interval_s"] = self.time_interval_s
-        if self.z_step_um is not None:
-            kwargs.update(z_start=self.z_start_um, z_end=self.z_end_um, z_step=self.z_step_um)
-        if self.channels is not None:
-            kwargs["channel_group"] = self.channel_group
-            kwargs["channels"] = list(self.channels)
-            if self.channel_exposures_ms is not None:
-                kwargs["channel_exposures_ms"] = list(self.channel_exposures_ms)
-        if self.positions:
-            if self.positions[0].z_um is not None:
-                kwargs["xyz_positions"] = [[p.x_um, p.y_um, p.z_um] for p in self.positions]
-            else:
-                kwargs["xy_positions"] = [[p.x_um, p.y_um] for p in self.positions]
-            kwargs["position_labels"] = self.position_labels
-        return kwargs
 
 
 class OutputConfig(_Model):
@@ -444,7 +410,7 @@ class OutputConfig(_Model):
     @field_validator("directory")
     @classmethod
     def _resolve_directory(cls, value: Path, info: ValidationInfo) -> Path:
-        return _resolve(value, info)
+        return resolve_path(value, info)
 
     @field_validator("name")
     @classmethod
@@ -459,6 +425,9 @@ class OutputConfig(_Model):
         from mmtiffsink.mapping import file_name
 
         try:
+            specs = "".join(spec or "" for _, _, spec, _ in string.Formatter().parse(value))
+            if any(len(digits) > 3 for digits in re.findall(r"\d+", specs)):
+                raise ValueError("a field width of more than 3 digits")
             sample = file_name(value, "name", (("position", 0),))
         except (ValueError, IndexError, KeyError) as exc:
             raise _error(f"bad template {value!r}: {exc}") from None
@@ -577,7 +546,6 @@ class RunConfig(_Model):
 
 # -- loading ----------------------------------------------------------------------------------
 
-Loc = tuple[str | int, ...]
 #: Keys people write from habit (tiffwrite, pycro-manager), and what they mean here.
 _HINTS = {
     "overwrite": "if_exists: overwrite",
@@ -591,108 +559,6 @@ _HINTS = {
     "xyz_positions": "positions",
     "position_labels": "positions",
 }
-
-
-def _lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[str]) -> None:
-    """Record the line of every key and list item under ``node``; note duplicate keys."""
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                problems.append(f"line {line}: {_dotted((*loc, key))}: duplicate key")
-            seen.add(key)
-            lines.setdefault((*loc, key), line)
-            _lines(value_node, (*loc, key), lines, problems)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            item_loc: Loc = (*loc, index)
-            lines[item_loc] = item.start_mark.line + 1
-            _lines(item, item_loc, lines, problems)
-
-
-def _dotted(loc: Loc) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text or "(top level)"
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The model class that validates the mapping at ``loc`` (None if not a model)."""
-    model: Any = RunConfig
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not isinstance(model, type) or not issubclass(model, BaseModel):
-            return None
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        model = _inner_model(field.annotation)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _inner_model(annotation: Any) -> Any:
-    """The BaseModel inside ``X``, ``list[X]`` or ``X | None``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _describe(error: Mapping[str, Any], lines: Mapping[Loc, int]) -> tuple[int, str]:
-    """``(line, "line N: key.path: message")`` for one pydantic error."""
-    loc: Loc = tuple(error["loc"])
-    context = error.get("ctx") or {}
-    key = context.get("key")
-    if key:
-        loc = (*loc, *str(key).split("."))
-    # drop parts that are not in the file (pydantic's union/tag names), except a final key
-    kept: list[str | int] = []
-    for i, part in enumerate(loc):
-        candidate = (*kept, part)
-        if candidate in lines or i == len(loc) - 1:
-            kept.append(part)
-    loc = tuple(kept)
-    line = 0
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            line = lines[loc[:end]]
-            break
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        message = "unknown key"
-        model = _model_at(loc[:-1])
-        if model is not None:
-            names = list(model.model_fields)
-            close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
-            hint = _HINTS.get(str(loc[-1]))
-            if hint is not None and hint.split(":")[0] in names:
-                message += f"; did you mean '{hint}'?"
-            elif close:
-                message += f"; did you mean '{close[0]}'?"
-            else:
-                message += f" (allowed: {', '.join(names)})"
-    elif kind == "missing":
-        message = "required key is missing"
-    elif kind == "config":
-        message = str(context.get("message", error["msg"]))
-    else:
-        message = str(error["msg"])
-        if "input" in error and kind not in ("missing",):
-            value = error["input"]
-            if not isinstance(value, (dict, list)):
-                message += f" (got {value!r})"
-    where = f"line {line}: " if line else ""
-    return line, f"{where}{_dotted(loc)}: {message}"
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:
@@ -719,51 +585,10 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
         values such as a negative z step or zero time points).
 
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        msg = f"run file {path} does not exist"
-        raise ConfigError(msg) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        msg = f"cannot read run file {path}: {exc}"
-        raise ConfigError(msg) from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "not valid YAML"
-        msg = f"run file {path} is not valid YAML{where}: {problem}"
-        raise ConfigError(msg) from None
-    except yaml.YAMLError as exc:
-        msg = f"run file {path} is not valid YAML: {exc}"
-        raise ConfigError(msg) from None
-    finally:
-        loader.dispose()
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        msg = (
-            f"run file {path} must be a mapping with the sections microscope, acquisition "
-            f"and output; it holds a {type(data).__name__}"
-        )
-        raise ConfigError(msg)
-    lines: dict[Loc, int] = {}
-    problems: list[str] = []
-    if node is not None:
-        _lines(node, (), lines, problems)
-    config: RunConfig | None = None
-    try:
-        config = RunConfig.model_validate(data, context={_BASE_DIR: path.parent.absolute()})
-    except ValidationError as exc:
-        described = [_describe(error, lines) for error in exc.errors(include_url=False)]
-        problems += [text for _, text in sorted(described, key=lambda item: item[0])]
-    if problems or config is None:
-        listing = "\n".join(f"  {problem}" for problem in problems)
-        count = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
-        msg = f"run file {path} is invalid ({count}):\n{listing}"
-        raise ConfigError(msg)
-    return config
+    return load_model(
+        path,
+        RunConfig,
+        what="run file",
+        contents="the sections microscope, acquisition and output",
+        hints=_HINTS,
+    )

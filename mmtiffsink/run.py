@@ -1,9 +1,10 @@
 """Run the acquisition a run file describes (``mmtiffsink run CONFIG.yaml``).
 
-:func:`run` plans the events (pycro-manager's ``multi_d_acquisition_events``), checks the output
-files against ``output.if_exists``, starts the microscope (or connects to a running one), applies
-the presets, properties and exposure, acquires through pycro-manager with a
-:class:`~mmtiffsink.sink.TiffSink` as the ``image_process_fn``, and reports a :class:`RunResult`.
+:func:`run` plans the events (an :class:`EventPlan`: pycro-manager's
+``multi_d_acquisition_events``, computed on demand), checks the output files against
+``output.if_exists``, starts the microscope and sets it up (:mod:`mmtiffsink.microscope`),
+acquires through pycro-manager with a :class:`~mmtiffsink.sink.TiffSink` as the
+``image_process_fn``, and returns a :class:`RunResult` (the CLI reports it).
 
 The run owns the microscope it starts: it is always stopped, and the sink always closed (every
 frame written stays in a valid file), also after an error or Ctrl-C. Problems found before the
@@ -15,52 +16,142 @@ acquisition and re-raises ``KeyboardInterrupt``.
 
 from __future__ import annotations
 
-import json
+import itertools
+import math
+import operator
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-from mmtiffsink.config import AcquisitionConfig, MicroscopeConfig, RunConfig
-from mmtiffsink.errors import FileExistsError_, MicroscopeError, MMTiffSinkError
-from mmtiffsink.info import FileInfo, file_info, summary_table
+import numpy as np
+
+from mmtiffsink.config import AcquisitionConfig, RunConfig
+from mmtiffsink.errors import FileExistsError_
 from mmtiffsink.mapping import AxisMapper, FileKey, file_name
+from mmtiffsink.microscope import microscope, set_up
 from mmtiffsink.sink import DEFAULT, TiffSink
 
 __all__ = [
+    "EventPlan",
     "PlannedFile",
     "RunResult",
-    "format_plan",
     "plan_events",
     "planned_files",
     "run",
 ]
 
-#: Events shown at each end of the ``--dry-run`` listing.
-PLAN_EVENTS_SHOWN = 3
-_EXTRA_HINT = "install the pycromanager extra: pip install 'mmtiffsink[pycromanager]'"
-
 
 # -- planning ---------------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """``value`` with numpy scalars and arrays turned into plain Python (JSON-able) values."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
-    if callable(tolist):
-        return tolist()
-    return value
+@dataclass(frozen=True)
+class _Axis:
+    """One loop of the plan: its order letter and one item per step."""
+
+    letter: str
+    items: tuple[Any, ...]
 
 
-def plan_events(config: RunConfig) -> list[dict[str, Any]]:
-    """The acquisition events of the run, from pycro-manager's ``multi_d_acquisition_events``.
+class EventPlan(Sequence[dict[str, Any]]):
+    """The acquisition events of a run, computed on demand: a sequence that holds no events.
+
+    The events are those of pycro-manager's ``multi_d_acquisition_events`` for the run's
+    ``acquisition`` (same keys, key order and values, as plain Python values), except that a z
+    stack has the run file's :attr:`~mmtiffsink.config.AcquisitionConfig.num_z_slices` slices
+    (``numpy.arange`` there can add a slice beyond ``z_end_um``). ``len(plan)`` is computed,
+    ``plan[i]`` is built from ``i``, and iterating builds one event at a time, so a plan of
+    10**7 events costs no memory.
+
+    Parameters
+    ----------
+    acquisition
+        The validated acquisition section (every axis it has is in its ``order``).
+
+    """
+
+    def __init__(self, acquisition: AcquisitionConfig) -> None:
+        acq = acquisition
+        self._interval = acq.time_interval_s
+        self._group = acq.channel_group
+        self._z: tuple[float, ...] = ()
+        if acq.z_start_um is not None and acq.z_end_um is not None and acq.z_step_um:
+            n = acq.num_z_slices
+            stop = acq.z_end_um + acq.z_step_um
+            z = np.arange(acq.z_start_um, stop, acq.z_step_um)[:n].tolist()  # pycro-manager's
+            self._z = tuple(z + [acq.z_start_um + i * acq.z_step_um for i in range(len(z), n)])
+        exposures: list[float | None] = [None] * len(acq.channels or ())
+        if acq.channel_exposures_ms is not None:
+            exposures = list(acq.channel_exposures_ms)
+        positions = acq.positions or ()
+        labels = acq.position_labels
+        items = {
+            "t": tuple(range(acq.num_time_points or 0)),
+            "p": tuple(zip(labels, positions, strict=True)),
+            "c": tuple(zip(acq.channels or (), exposures, strict=True)),
+            "z": tuple(range(len(self._z))),
+        }
+        self._axes = tuple(_Axis(letter, items[letter]) for letter in acq.order if items[letter])
+        self._len = math.prod(len(axis.items) for axis in self._axes)
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(self._len)[index]]
+        i = operator.index(index)
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            msg = f"event {index} of a plan of {self._len}"
+            raise IndexError(msg)
+        picked: list[Any] = []
+        for axis in reversed(self._axes):  # the last letter turns fastest
+            i, step = divmod(i, len(axis.items))
+            picked.append(axis.items[step])
+        return self._event(reversed(picked))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for picked in itertools.product(*(axis.items for axis in self._axes)):
+            yield self._event(picked)
+
+    def _event(self, picked: Iterable[Any]) -> dict[str, Any]:
+        axes: dict[str, Any] = {}
+        event: dict[str, Any] = {"axes": axes}
+        z_base: float | None = None  # the position's z_um, when the stack is relative to it
+        for axis, item in zip(self._axes, picked, strict=True):
+            if axis.letter == "t":
+                axes["time"] = item
+                if self._interval != 0:
+                    event["min_start_time"] = item * self._interval
+            elif axis.letter == "p":
+                label, position = item
+                axes["position"] = label
+                event["x"], event["y"] = position.x_um, position.y_um
+                z_base = position.z_um
+            elif axis.letter == "c":
+                channel, exposure = item
+                event["config_group"] = [self._group, channel]
+                axes["channel"] = channel
+                if exposure is not None:
+                    event["exposure"] = exposure
+            else:
+                axes["z"] = item
+                event["z"] = self._z[item] if z_base is None else z_base + self._z[item]
+        return event
+
+
+def plan_events(config: RunConfig) -> EventPlan:
+    """The acquisition events of the run, as pycro-manager's ``multi_d_acquisition_events``.
 
     Parameters
     ----------
@@ -69,28 +160,13 @@ def plan_events(config: RunConfig) -> list[dict[str, Any]]:
 
     Returns
     -------
-    list of dict
-        One event per frame, in acquisition order, with plain Python values (numpy scalars
-        converted), e.g. ``{'axes': {'time': 0, 'channel': 'DAPI', 'z': 0}, 'z': -2.0,
-        'config_group': ['Channel', 'DAPI'], 'exposure': 5.0, 'min_start_time': 0.0}``.
-
-    Raises
-    ------
-    MMTiffSinkError
-        pycro-manager is not installed, or rejects the arguments.
+    EventPlan
+        One event per frame, in acquisition order, computed on demand, e.g. ``{'axes':
+        {'time': 0, 'channel': 'DAPI', 'z': 0}, 'config_group': ['Channel', 'DAPI'],
+        'exposure': 5.0, 'z': -2.0}``.
 
     """
-    try:
-        from pycromanager import multi_d_acquisition_events
-    except ImportError as exc:
-        msg = f"planning the events needs pycro-manager ({exc}); {_EXTRA_HINT}"
-        raise MMTiffSinkError(msg) from None
-    try:
-        events = multi_d_acquisition_events(**config.acquisition.event_arguments())
-    except ValueError as exc:  # pycro-manager's own checks; the config checks the same first
-        msg = f"pycro-manager rejects the acquisition: {exc}"
-        raise MMTiffSinkError(msg) from None
-    return [_plain(event) for event in events]
+    return EventPlan(config.acquisition)
 
 
 @dataclass(frozen=True)
@@ -116,46 +192,35 @@ class PlannedFile:
     frames: int
 
 
-def planned_files(
-    config: RunConfig,
-    events: Sequence[dict[str, Any]],
-    name: str | None = None,
-) -> list[PlannedFile]:
-    """The files the events will make, with the names the sink will give them.
+def planned_files(config: RunConfig, name: str | None = None) -> list[PlannedFile]:
+    """The files the run will make, with the names the sink will give them.
 
     Parameters
     ----------
     config
-        The run configuration (output directory and template, channel order).
-    events
-        From :func:`plan_events`.
+        The run configuration (output directory and template, channels, positions).
     name
         The dataset name (default: ``output.name``).
 
     Returns
     -------
     list of PlannedFile
-        In order of their first event.
+        One per position (one file without positions), in order of their first event.
 
     """
-    out = config.output
-    mapper = AxisMapper(config.acquisition.channels)
-    shapes: dict[FileKey, list[int]] = {}
-    for event in events:
-        placement = mapper.map(event.get("axes") or {})
-        dims = shapes.setdefault(placement.file_key, [0, 0, 0, 0])
-        dims[0] = max(dims[0], placement.c + 1)
-        dims[1] = max(dims[1], placement.z + 1)
-        dims[2] = max(dims[2], placement.t + 1)
-        dims[3] += 1
+    acq, out = config.acquisition, config.output
+    shape = (max(len(acq.channels or ()), 1), acq.num_z_slices, acq.num_time_points or 1)
+    frames = math.prod(shape)
+    mapper = AxisMapper(acq.channels)
+    keys = [mapper.file_key({"position": label}) for label in acq.position_labels] or [()]
     stem = out.name if name is None else name
     return [
-        PlannedFile(out.directory / file_name(out.template, stem, key), key, (c, z, t), frames)
-        for key, (c, z, t, frames) in shapes.items()
+        PlannedFile(out.directory / file_name(out.template, stem, key), key, shape, frames)
+        for key in keys
     ]
 
 
-def _output_name(config: RunConfig, events: Sequence[dict[str, Any]]) -> str:
+def _output_name(config: RunConfig) -> str:
     """The dataset name to use, after ``output.if_exists``.
 
     Raises
@@ -170,11 +235,11 @@ def _output_name(config: RunConfig, events: Sequence[dict[str, Any]]) -> str:
     if out.if_exists == "rename":
         for n in range(100_000):
             name = out.name if n == 0 else f"{out.name}_{n}"
-            if not any(f.path.exists() for f in planned_files(config, events, name)):
+            if not any(f.path.exists() for f in planned_files(config, name)):
                 return name
         msg = f"no free name for {out.name!r} in {out.directory}"  # pragma: no cover
         raise FileExistsError_(msg)  # pragma: no cover
-    existing = [f.path for f in planned_files(config, events) if f.path.exists()]
+    existing = [f.path for f in planned_files(config) if f.path.exists()]
     if existing:
         listing = ", ".join(str(path) for path in existing)
         msg = (
@@ -183,167 +248,6 @@ def _output_name(config: RunConfig, events: Sequence[dict[str, Any]]) -> str:
         )
         raise FileExistsError_(msg)
     return out.name
-
-
-# -- describing -------------------------------------------------------------------------------
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
-def _describe_microscope(mic: MicroscopeConfig) -> list[str]:
-    if mic.kind == "demo":
-        head = (
-            "demo: Micro-Manager's demo configuration (mm-test-adapters), started headless "
-            "in this process (Python backend)"
-        )
-    elif mic.kind == "micromanager":
-        head = (
-            f"micromanager: {mic.path} with {mic.config_path}, started headless in this "
-            "process (Python backend)"
-        )
-    else:
-        head = f"java: the running Micro-Manager on port {mic.java_port} (Java backend)"
-    lines = [f"Microscope: {head}"]
-    if mic.presets:
-        presets = ", ".join(f"{group}={preset}" for group, preset in mic.presets.items())
-        lines.append(f"  presets: {presets}")
-    if mic.properties:
-        props = ", ".join(f"{p.device}.{p.property}={p.value}" for p in mic.properties)
-        lines.append(f"  properties: {props}")
-    if mic.exposure_ms is not None:
-        lines.append(f"  exposure: {_number(mic.exposure_ms)} ms")
-    return lines
-
-
-def _describe_acquisition(acq: AcquisitionConfig) -> str:
-    parts: list[str] = []
-    if acq.num_time_points is not None:
-        every = f" every {_number(acq.time_interval_s)} s" if acq.time_interval_s else " (no wait)"
-        parts.append(f"{acq.num_time_points} time points{every}")
-    if acq.z_step_um is not None and acq.z_start_um is not None and acq.z_end_um is not None:
-        parts.append(
-            f"{acq.num_z_slices} z slices from {_number(acq.z_start_um)} to "
-            f"{_number(acq.z_end_um)} um in steps of {_number(acq.z_step_um)} um"
-        )
-    if acq.channels:
-        exposures: list[float | None] = (
-            list(acq.channel_exposures_ms)
-            if acq.channel_exposures_ms
-            else [None] * len(acq.channels)
-        )
-        names = ", ".join(
-            name + (f" {_number(ms)} ms" if ms is not None else "")
-            for name, ms in zip(acq.channels, exposures, strict=True)
-        )
-        parts.append(f"{len(acq.channels)} channels ({acq.channel_group}: {names})")
-    if acq.positions:
-        labels = ", ".join(str(label) for label in acq.position_labels)
-        parts.append(f"{len(acq.positions)} positions ({labels})")
-    return f"Acquisition: {', '.join(parts) or 'one frame'}; order {acq.order}"
-
-
-def _calibration_text(config: RunConfig) -> str:
-    out = config.output
-    items = [
-        ("pixel size", out.pixel_size_um, "um"),
-        ("z step", out.z_step_um, "um"),
-        ("interval", out.interval_s, "s"),
-    ]
-    return ", ".join(
-        f"{what} {_number(value)} {unit}" if value is not None else f"{what} from metadata"
-        for what, value, unit in items
-    )
-
-
-def format_plan(config: RunConfig) -> str:
-    """The ``--dry-run`` report: microscope, acquisition, files expected, first/last events.
-
-    Parameters
-    ----------
-    config
-        The run configuration.
-
-    Returns
-    -------
-    str
-        A readable multi-line text.
-
-    Raises
-    ------
-    MMTiffSinkError
-        From :func:`plan_events`.
-
-    """
-    events = plan_events(config)
-    out = config.output
-    lines = _describe_microscope(config.microscope)
-    lines.append(_describe_acquisition(config.acquisition))
-    lines.append(f"Events: {len(events)} ({len(events)} frames expected)")
-    compression = out.compression or "the profile's default"
-    lines.append(
-        f"Output: profile {out.profile}, compression {compression}, if a file exists: "
-        f"{out.if_exists}"
-    )
-    lines.append(f"  calibration: {_calibration_text(config)}")
-    for planned in planned_files(config, events):
-        c, z, t = planned.shape
-        note = ""
-        if planned.path.exists():
-            note = {
-                "error": "  EXISTS: the run would stop before acquiring (if_exists: error)",
-                "overwrite": "  exists: would be replaced (if_exists: overwrite)",
-                "rename": "  exists: a free name would be chosen (if_exists: rename)",
-            }[out.if_exists]
-        lines.append(f"  {planned.path}  C={c} Z={z} T={t}, {planned.frames} frames{note}")
-    width = len(str(len(events)))
-    shown = list(enumerate(events, 1))
-    if len(events) > 2 * PLAN_EVENTS_SHOWN:
-        head, tail = shown[:PLAN_EVENTS_SHOWN], shown[-PLAN_EVENTS_SHOWN:]
-        lines.append("First events:")
-        lines += [f"  {i:>{width}} {json.dumps(event)}" for i, event in head]
-        lines.append("Last events:")
-        lines += [f"  {i:>{width}} {json.dumps(event)}" for i, event in tail]
-    else:
-        lines.append("Events:")
-        lines += [f"  {i:>{width}} {json.dumps(event)}" for i, event in shown]
-    lines.append("Dry run: nothing was acquired.")
-    return "\n".join(lines)
-
-
-# -- the result -------------------------------------------------------------------------------
-
-
-def _calibration_line(info: FileInfo) -> str:
-    """``name: pixel 0.5 um, z step 1 um, interval 0.5 s; channels DAPI, FITC``."""
-    parts = [
-        f"{what} {value:.6g} {unit}"
-        for what, value, unit in (
-            ("pixel", info.pixel_size_um, "um"),
-            ("z step", info.z_step_um, "um"),
-            ("interval", info.interval_s, "s"),
-        )
-        if value is not None
-    ]
-    text = ", ".join(parts) if parts else "no calibration"
-    if info.channel_names:
-        text += f"; channels {', '.join(info.channel_names)}"
-    return f"  {info.path.name}: {text}"
-
-
-def _summary(files: Sequence[Path]) -> str:
-    """:func:`mmtiffsink.info.summary_table` of the files, then their calibration."""
-    infos: list[FileInfo] = []
-    unreadable: list[str] = []
-    for path in files:
-        try:
-            infos.append(file_info(path))
-        except (MMTiffSinkError, OSError) as exc:  # must not hide the run's own result
-            unreadable.append(f"  {path}: cannot be read back: {exc}")
-    lines = [summary_table(infos)] if infos else []
-    lines += [_calibration_line(info) for info in infos]
-    return "\n".join(lines + unreadable)
 
 
 @dataclass(frozen=True)
@@ -376,185 +280,11 @@ class RunResult:
         """True when every planned frame was written and nothing failed."""
         return self.error is None and self.frames == self.expected_frames
 
-    def format(self) -> str:
-        """The end-of-run summary: files, frames, sizes, calibration, time, and any error."""
-        count = f"{len(self.files)} file" + ("" if len(self.files) == 1 else "s")
-        head = (
-            f"{'Done' if self.ok else 'FAILED'}: {self.frames} of {self.expected_frames} frames "
-            f"in {count}, {self.elapsed_s:.1f} s"
-        )
-        lines = [head]
-        if self.files:
-            lines.append(_summary(self.files))
-        if self.error is not None:
-            lines.append(f"error: {self.error}")
-            if self.files:
-                lines.append("Every frame written before the error is in the files above.")
-        return "\n".join(lines)
+
+# -- running ----------------------------------------------------------------------------------
 
 
-# -- the microscope ---------------------------------------------------------------------------
-
-
-def _strings(vector: Any) -> list[str]:
-    """A Micro-Manager StrVector (pymmcore or a Java object) as a list."""
-    try:
-        return [str(item) for item in vector]
-    except TypeError:  # a Java StrVector through the ZMQ bridge
-        return [str(vector.get(i)) for i in range(int(vector.size()))]
-
-
-def _stop_headless() -> None:
-    """Stop the headless core; drop the engine singleton so a later start is a clean one."""
-    from pycromanager import stop_headless
-    from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
-
-    stop_headless()
-    if hasattr(Engine, "singleton"):
-        del Engine.singleton
-
-
-def _headless_paths(mic: MicroscopeConfig) -> tuple[Path, Path]:
-    if mic.kind == "micromanager":
-        assert mic.path is not None  # checked by the config
-        return mic.path, mic.config_path
-    try:
-        import mm_test_adapters
-    except ImportError as exc:
-        msg = f"the demo microscope needs mm-test-adapters ({exc}); {_EXTRA_HINT}"
-        raise MicroscopeError(msg) from None
-    adapters = Path(mm_test_adapters.device_adapter_path())
-    return adapters, adapters / "MMConfig_demo.cfg"
-
-
-@contextmanager
-def _microscope(mic: MicroscopeConfig) -> Iterator[Any]:
-    """The core of the configured microscope; a headless one is stopped on the way out."""
-    try:
-        from mmpycorex import is_pymmcore_active
-        from pycromanager import Core, start_headless
-    except ImportError as exc:
-        msg = f"acquiring needs pycro-manager ({exc}); {_EXTRA_HINT}"
-        raise MicroscopeError(msg) from None
-    if mic.kind == "java":
-        # Not run in the tests: it needs a running Micro-Manager with its ZMQ server on.
-        try:
-            core = Core(port=mic.java_port)
-        except Exception as exc:
-            msg = (
-                f"cannot reach Micro-Manager on port {mic.java_port}: {exc} (is it running, "
-                "with Tools > Options > 'Run server on port' checked?)"
-            )
-            raise MicroscopeError(msg) from None
-        yield core
-        return
-    if is_pymmcore_active():
-        msg = (
-            "a headless Micro-Manager core already runs in this process; a run starts and "
-            "stops its own (run it in a fresh process, e.g. with the mmtiffsink command)"
-        )
-        raise MicroscopeError(msg)
-    adapters, cfg = _headless_paths(mic)
-    try:
-        try:
-            start_headless(
-                str(adapters),
-                str(cfg),
-                python_backend=True,
-                buffer_size_mb=mic.buffer_size_mb,
-            )
-        except Exception as exc:
-            msg = f"cannot start Micro-Manager from {adapters} with {cfg}: {exc}"
-            raise MicroscopeError(msg) from None
-        yield Core()
-    finally:
-        _stop_headless()
-
-
-def _check_pixel_type(core: Any) -> None:
-    """pycro-manager's Python backend acquires 8- and 16-bit grayscale cameras only.
-
-    With 4 bytes per pixel it fails while building the acquisition and leaves threads that keep
-    the process from exiting (pycromanager 1.0.2), so refuse before acquiring.
-    """
-    depth = int(core.get_bytes_per_pixel())
-    components = int(core.get_number_of_components())
-    if depth not in (1, 2) or components != 1:
-        camera = core.get_camera_device()
-        pixel_type = ""
-        if "PixelType" in _strings(core.get_device_property_names(camera)):
-            pixel_type = f" (PixelType {core.get_property(camera, 'PixelType')})"
-        msg = (
-            f"the camera {camera!r} gives {depth} bytes per pixel{pixel_type}; pycro-manager's "
-            "Python backend acquires 8- and 16-bit grayscale images only: set an 8- or 16-bit "
-            "pixel type in microscope.properties"
-        )
-        raise MicroscopeError(msg)
-
-
-def _set_up(core: Any, config: RunConfig) -> None:
-    """Apply presets, properties and exposure; check the channels exist.
-
-    Raises
-    ------
-    MicroscopeError
-        For a group, preset, device, property or value the microscope does not have.
-
-    """
-    mic = config.microscope
-    groups = _strings(core.get_available_config_groups())
-
-    def check_preset(key: str, group: str, preset: str) -> None:
-        if group not in groups:
-            msg = f"{key}: the microscope has no config group {group!r} (groups: {groups})"
-            raise MicroscopeError(msg)
-        presets = _strings(core.get_available_configs(group))
-        if preset not in presets:
-            msg = f"{key}: group {group!r} has no preset {preset!r} (presets: {presets})"
-            raise MicroscopeError(msg)
-
-    try:
-        for group, preset in mic.presets.items():
-            check_preset("microscope.presets", group, preset)
-            core.set_config(group, preset)
-            core.wait_for_config(group, preset)
-        devices = _strings(core.get_loaded_devices())
-        for i, setting in enumerate(mic.properties):
-            key = f"microscope.properties[{i}]"
-            if setting.device not in devices:
-                msg = f"{key}: no device {setting.device!r} (devices: {devices})"
-                raise MicroscopeError(msg)
-            names = _strings(core.get_device_property_names(setting.device))
-            if setting.property not in names:
-                msg = f"{key}: device {setting.device!r} has no property {setting.property!r}"
-                raise MicroscopeError(msg)
-            allowed = _strings(core.get_allowed_property_values(setting.device, setting.property))
-            if allowed and setting.value not in allowed:
-                msg = (
-                    f"{key}: {setting.device}.{setting.property} cannot be {setting.value!r} "
-                    f"(allowed: {allowed})"
-                )
-                raise MicroscopeError(msg)
-            core.set_property(setting.device, setting.property, setting.value)
-        if mic.exposure_ms is not None:
-            core.set_exposure(float(mic.exposure_ms))
-        if mic.kind != "java":
-            _check_pixel_type(core)
-        acq = config.acquisition
-        if acq.channel_group is not None:
-            for channel in acq.channels or ():
-                check_preset("acquisition.channels", acq.channel_group, channel)
-        core.wait_for_system()
-    except MicroscopeError:
-        raise
-    except Exception as exc:  # the core's own errors (pymmcore CMMError, Java exceptions)
-        msg = f"setting up the microscope failed: {exc}"
-        raise MicroscopeError(msg) from None
-
-
-def _acquire(
-    config: RunConfig, events: list[dict[str, Any]], name: str, hook: Any
-) -> BaseException | None:
+def _acquire(config: RunConfig, events: EventPlan, name: str, hook: Any) -> BaseException | None:
     """Run the acquisition; return the exception that ended it, or None.
 
     Ctrl-C aborts the acquisition, waits for its threads and re-raises ``KeyboardInterrupt``.
@@ -579,7 +309,7 @@ def _acquire(
     waiter = threading.Thread(target=wait, name="mmtiffsink-run-wait", daemon=True)
     try:
         try:
-            acq.acquire(events)
+            acq.acquire(list(events))  # pycro-manager takes a list or a generator
         except Exception as exc:  # pycro-manager aborted the acquisition; let it end
             failure.append(exc)
         acq.mark_finished()
@@ -628,7 +358,7 @@ def run(config: RunConfig, *, progress: bool = True) -> RunResult:
 
     started = time.monotonic()
     events = plan_events(config)
-    name = _output_name(config, events)
+    name = _output_name(config)
     out = config.output
     codec = out.codec()
     sink = TiffSink(
@@ -661,8 +391,8 @@ def run(config: RunConfig, *, progress: bool = True) -> RunResult:
 
     failure: BaseException | None = None
     try:
-        with _microscope(config.microscope) as core:
-            _set_up(core, config)
+        with microscope(config.microscope) as core:
+            set_up(core, config)
             failure = _acquire(config, events, name, hook)
     finally:
         bar.close()

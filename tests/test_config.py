@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from mmtiffsink._runreport import format_plan, format_result
 from mmtiffsink.config import DEFAULT_JAVA_PORT, RunConfig, load_config
 from mmtiffsink.errors import ConfigError, MMTiffSinkError
-from mmtiffsink.run import RunResult, format_plan, plan_events, planned_files
+from mmtiffsink.run import RunResult, plan_events, planned_files
 from mmtiffsink.tiff import IJTiffFile
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
@@ -242,7 +243,7 @@ def test_empty_file_is_one_frame_on_the_demo(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, "# nothing\n"))
     assert config.microscope.kind == "demo"
     assert config.output.directory == tmp_path
-    assert plan_events(config) == [{"axes": {}}]
+    assert list(plan_events(config)) == [{"axes": {}}]
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:
@@ -362,7 +363,7 @@ def test_plan_is_pycromanagers_events(tmp_path: Path) -> None:
           order: tpcz
         """,
     )
-    events = plan_events(load_config(path))
+    events = list(plan_events(load_config(path)))
     expected = pycromanager.multi_d_acquisition_events(
         num_time_points=2,
         time_interval_s=1.5,
@@ -385,7 +386,7 @@ def test_plan_is_pycromanagers_events(tmp_path: Path) -> None:
         200.5,
         201.0,
     }
-    files = planned_files(load_config(path), events)
+    files = planned_files(load_config(path))
     assert [(f.path.name, f.shape, f.frames) for f in files] == [
         ("acq_A1.tif", (2, 5, 2), 20),
         ("acq_B2.tif", (2, 5, 2), 20),
@@ -429,7 +430,7 @@ def test_run_result_format(tmp_path: Path) -> None:
         tif.save(np.zeros((8, 8), np.uint16), 1, 0, 0)
     good = RunResult(files=[path], frames=2, expected_frames=2, elapsed_s=1.25)
     assert good.ok
-    text = good.format()
+    text = format_result(good)
     assert text.startswith("Done: 2 of 2 frames in 1 file, 1.2 s") or text.startswith(
         "Done: 2 of 2 frames in 1 file, 1.3 s"
     )
@@ -439,11 +440,11 @@ def test_run_result_format(tmp_path: Path) -> None:
     assert not short.ok
     failed = RunResult([path], 1, 2, 1.0, error="the acquisition failed: boom")
     assert not failed.ok
-    assert failed.format().startswith("FAILED: 1 of 2 frames")
-    assert "error: the acquisition failed: boom" in failed.format()
+    assert format_result(failed).startswith("FAILED: 1 of 2 frames")
+    assert "error: the acquisition failed: boom" in format_result(failed)
     broken = tmp_path / "broken.tif"
     broken.write_bytes(b"not a tiff")
-    assert "cannot be read back" in RunResult([broken], 0, 0, 0.0).format()
+    assert "cannot be read back" in format_result(RunResult([broken], 0, 0, 0.0))
 
 
 @pytest.mark.acquisition
