@@ -23,6 +23,7 @@ from .errors import (
     WriterError,
 )
 from .limits import MAX_PLANES
+from ._preview import preview
 from .sink import TiffSink
 from .tiff import IJTiffFile, RepairReport, Tag, repair, tiffwrite
 
@@ -47,6 +48,7 @@ __all__ = [
     "WriterClosedError",
     "WriterError",
     "__version__",
+    "preview",
     "repair",
     "tiffwrite",
 ]
