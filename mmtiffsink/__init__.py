@@ -5,6 +5,7 @@ and writes BigTIFF (or classic ImageJ) hyperstacks that Fiji, ImageJ and tifffil
 the right dimensions and calibration. The file on disk stays valid while it is written.
 """
 
+from ._preview import preview
 from ._version import __version__
 from .errors import (
     CalibrationWarning,
@@ -23,7 +24,6 @@ from .errors import (
     WriterError,
 )
 from .limits import MAX_PLANES
-from ._preview import preview
 from .sink import TiffSink
 from .tiff import IJTiffFile, RepairReport, Tag, repair, tiffwrite
 

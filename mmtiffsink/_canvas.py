@@ -24,6 +24,8 @@ class Canvas:
     def __init__(self, height: int, width: int, background: Color) -> None:
         self.pixels = np.empty((height, width, 3), dtype=np.uint8)
         self.pixels[:] = background
+        self.boxes: dict[str, tuple[int, int, int, int]] = {}
+        """Named rectangles ``(x, y, w, h)`` of what was drawn (``"title"``, ``"tile 0 1"``)."""
 
     @property
     def width(self) -> int:

@@ -35,7 +35,7 @@ from ._sheet import Row, Tile, render
 from .errors import ConfigError, DatasetError, MMTiffSinkError
 from .info import FileInfo, file_info
 
-__all__ = ["MAX_ROWS", "preview", "preview_path", "write_previews"]
+__all__ = ["MAX_ROWS", "preview", "preview_path", "sheet", "write_previews"]
 
 Projection = Literal["max", "mid"]
 TimeChoice = Literal["first", "last", "all"]
@@ -132,9 +132,20 @@ def preview(
         raise ConfigError(msg)
     src = Path(path)
     dest = Path(out) if out is not None else preview_path(src)
-    info = file_info(src)  # the one-line errors for missing, non-TIFF or truncated files
+    canvas = sheet(src, projection=projection, time=time)
     try:
-        with tifffile.TiffFile(src) as tif:
+        canvas.save_png(dest)
+    except OSError as exc:
+        msg = f"cannot write the preview {dest}: {exc.strerror or exc}"
+        raise MMTiffSinkError(msg) from exc
+    return dest
+
+
+def sheet(path: Path, *, projection: Projection, time: TimeChoice) -> Canvas:
+    """The contact sheet of ``path``, drawn but not written (its ``boxes`` name what is where)."""
+    info = file_info(path)  # the one-line errors for missing, non-TIFF or truncated files
+    try:
+        with tifffile.TiffFile(path) as tif:
             stacks = stacks_of(tif, info, tile=TILE)
             rows = [
                 row for stack in stacks for row in _rows(stack, projection, time, info.interval_s)
@@ -142,15 +153,9 @@ def preview(
     except DatasetError:
         raise
     except READ_ERRORS as exc:
-        msg = f"{src}: cannot read it for a preview ({type(exc).__name__}: {exc})"
+        msg = f"{path}: cannot read it for a preview ({type(exc).__name__}: {exc})"
         raise DatasetError(msg) from exc
-    canvas = _render(info, stacks, rows, projection, time)
-    try:
-        canvas.save_png(dest)
-    except OSError as exc:
-        msg = f"cannot write the preview {dest}: {exc.strerror or exc}"
-        raise MMTiffSinkError(msg) from exc
-    return dest
+    return _render(info, stacks, rows, projection, time)
 
 
 def write_previews(

@@ -82,14 +82,22 @@ def render(title: Sequence[tuple[str, Color]], rows: Sequence[Row]) -> Canvas:
     for text, color in title_lines:
         canvas.text(PAD, y, text, color, title_scale)
         y += (GLYPH_H + 4) * title_scale
+    canvas.boxes["title"] = (PAD, PAD, inner, y - PAD)
     y += PAD
-    for row in rows:
+    for r, row in enumerate(rows):
         canvas.text(PAD, y, fit(row.header, inner, label_scale), TEXT, label_scale)
+        canvas.boxes[f"header {r}"] = (PAD, y, inner, line)
         y += line
         for i, tile in enumerate(row.tiles):
             x = PAD + i * (cell_w + GAP)
             canvas.text(x, y, fit(tile.label, cell_w, label_scale), tile.color, label_scale)
+            canvas.boxes[f"label {r} {i}"] = (x, y, cell_w, line)
             _draw_tile(canvas, x, y + line, cell_w, cell_h, tile, label_scale)
+            if tile.rgb is not None:
+                h, w = tile.rgb.shape[:2]
+                canvas.boxes[f"tile {r} {i}"] = (x, y + line, w, h)
+            else:
+                canvas.boxes[f"tile {r} {i}"] = (x, y + line, cell_w, cell_h)
         if row.um_per_px and row.tiles and row.tiles[-1].rgb is not None:
             last = row.tiles[-1]
             assert last.rgb is not None
