@@ -364,3 +364,23 @@ def test_write_previews_never_raises_for_one_file(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert write_previews([bad]) == []  # logged, not raised
+
+
+def test_imagej_stack_with_one_ifd(tmp_path: Path) -> None:
+    """ImageJ itself writes uncompressed stacks as one IFD and ``images=N`` contiguous planes."""
+    path = tmp_path / "imagej.tif"
+    data = np.stack([[spot_frame(c, z) for c in range(2)] for z in range(3)])  # ZCYX
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "ZCYX"})
+    with tifffile.TiffFile(path) as tif:  # cut the chain after the first IFD, as ImageJ writes
+        first = tif.pages.first.offset
+    with open(path, "r+b") as fh:
+        fh.seek(first)
+        count = int.from_bytes(fh.read(2), "little")
+        fh.seek(first + 2 + 12 * count)
+        fh.write(b"\0\0\0\0")
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 1 and tif.series[0].shape == (3, 2, H, W)
+    rgb = decode(mmtiffsink.preview(path))
+    boxes = sheet(path, projection="max", time="first").boxes
+    assert near(at(rgb, boxes["tile 0 0"], *SPOTS[0]), (255, 0, 0))
+    assert near(at(rgb, boxes["tile 0 1"], *SPOTS[1]), (0, 255, 0))
