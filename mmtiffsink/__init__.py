@@ -5,6 +5,7 @@ and writes BigTIFF (or classic ImageJ) hyperstacks that Fiji, ImageJ and tifffil
 the right dimensions and calibration. The file on disk stays valid while it is written.
 """
 
+from ._preview import preview
 from ._version import __version__
 from .errors import (
     CalibrationWarning,
@@ -47,6 +48,7 @@ __all__ = [
     "WriterClosedError",
     "WriterError",
     "__version__",
+    "preview",
     "repair",
     "tiffwrite",
 ]

@@ -1,4 +1,4 @@
-"""The ``mmtiffsink`` command: ``run``, ``replay``, ``info`` and ``repair``.
+"""The ``mmtiffsink`` command: ``run``, ``replay``, ``info``, ``repair`` and ``preview``.
 
 Every subcommand prints a readable message and exits non-zero on failure; a traceback is
 shown only with ``--traceback``. Exit status: 0 success, 1 failure (some dataset or file
@@ -111,6 +111,32 @@ def _parser() -> argparse.ArgumentParser:
         description="Finish, in place, a hyperstack whose writer was killed.",
     )
     repair.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    preview = sub.add_parser(
+        "preview",
+        help="draw a PNG preview (contact sheet) of each TIFF",
+        description=(
+            "One PNG per file, beside it (FILE.preview.png, the .tif suffix dropped): a tile "
+            "per channel in its colour and a composite, titled with the dimensions and "
+            "calibration. Reads only the planes the picture needs."
+        ),
+    )
+    preview.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    preview.add_argument(
+        "-o", "--out", type=Path, default=None, metavar="OUT.png", help="the PNG (one FILE only)"
+    )
+    preview.add_argument(
+        "--projection",
+        choices=("max", "mid"),
+        default="max",
+        help="z maximum projection (default) or the middle slice",
+    )
+    preview.add_argument(
+        "--time",
+        choices=("first", "last", "all"),
+        default="first",
+        help="the first (default) or last time point, or a row per time point (at most 8)",
+    )
     return parser
 
 
@@ -216,7 +242,31 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     return status
 
 
-_COMMANDS = {"run": _cmd_run, "replay": _cmd_replay, "info": _cmd_info, "repair": _cmd_repair}
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from ._preview import preview
+
+    if args.out is not None and len(args.files) > 1:
+        print("mmtiffsink preview: error: -o/--out takes one FILE only", file=sys.stderr)
+        return EXIT_USAGE
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            png = preview(path, args.out, projection=args.projection, time=args.time)
+        except MMTiffSinkError as exc:
+            print(f"mmtiffsink preview: error: {exc}", file=sys.stderr)
+            status = EXIT_FAILED
+            continue
+        print(f"{path} -> {png}")
+    return status
+
+
+_COMMANDS = {
+    "run": _cmd_run,
+    "replay": _cmd_replay,
+    "info": _cmd_info,
+    "repair": _cmd_repair,
+    "preview": _cmd_preview,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
