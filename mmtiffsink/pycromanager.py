@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -33,8 +33,8 @@ from pycromanager.acquisition.python_backend_acquisitions import PythonBackendAc
 
 from mmtiffsink.errors import CoordinateError, MMTiffSinkError
 from mmtiffsink.mapping import Placement
-from mmtiffsink.sink import DEFAULT, TiffSink
-from mmtiffsink.tiff import ProfileName as Profile
+from mmtiffsink.options import SinkOptions
+from mmtiffsink.sink import TiffSink
 
 from ._closing import close_after_block
 
@@ -83,11 +83,13 @@ class TiffStorage(NDStorageBase, WritableNDStorageAPI):  # type: ignore[misc]
         sink: TiffSink,
         *,
         on_error: Callable[[BaseException], None] | None = None,
+        on_finish: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.sink = sink
         self.error: BaseException | None = None
         self._on_error = on_error
+        self._on_finish = on_finish
         self._index: dict[frozenset[tuple[str, Any]], Placement] = {}
         self._order: list[frozenset[tuple[str, Any]]] = []
         self._finished = threading.Event()
@@ -136,6 +138,8 @@ class TiffStorage(NDStorageBase, WritableNDStorageAPI):  # type: ignore[misc]
             self.error = self.error or exc
         finally:
             self._finished.set()
+            if self._on_finish is not None:
+                self._on_finish()
 
     def block_until_finished(self, timeout: float | None = None) -> bool:
         """Wait for :meth:`finish`; True when it happened within ``timeout``."""
@@ -180,6 +184,8 @@ class TiffStorage(NDStorageBase, WritableNDStorageAPI):  # type: ignore[misc]
         placement = self._placement(axes)
         if placement is None:
             msg = f"no image with axes {axes!r} in this dataset"
+            if self.error is not None:
+                msg += f" (storing stopped after an error: {self.error})"
             raise CoordinateError(msg)
         return self.sink.read_placement(placement)
 
@@ -266,9 +272,11 @@ post_camera_hook_fn, notification_callback_fn, napari_viewer, image_saved_fn, de
     show_display
         Accepted for code written for the Java backend and ignored, as pycro-manager's Python
         backend does.
-    template, profile, compression, channel_names, pxsize, deltaz, timeinterval, colors, \
-colormap, overwrite
-        As in :class:`~mmtiffsink.sink.TiffSink`.
+    options, **sink_options
+        How the files are written: a :class:`~mmtiffsink.options.SinkOptions` and/or its
+        fields, as :class:`~mmtiffsink.sink.TiffSink` takes them. Unlike a ``TiffSink``, the
+        default ``if_exists`` is ``"rename"``: as pycro-manager's own storage does, an
+        acquisition whose files exist is written under a new name (``name_1``, ...).
 
     Raises
     ------
@@ -306,35 +314,18 @@ colormap, overwrite
         debug: bool = False,
         *,
         show_display: bool | None = None,
-        template: str = "{name}_{position}.tif",
-        profile: Profile = "bigtiff",
-        compression: Any = DEFAULT,
-        channel_names: Sequence[str] | None = None,
-        pxsize: float | None = None,
-        deltaz: float | None = None,
-        timeinterval: float | None = None,
-        colors: Sequence[str | Sequence[float]] | None = None,
-        colormap: str | None = None,
-        overwrite: bool = False,
+        options: SinkOptions | None = None,
+        **sink_options: Any,
     ) -> None:
         _require_python_backend()
         del show_display  # the Python backend has no display
-        sink = TiffSink(
-            directory,
-            name,
-            template=template,
-            profile=profile,
-            compression=compression,
-            channel_names=channel_names,
-            pxsize=pxsize,
-            deltaz=deltaz,
-            timeinterval=timeinterval,
-            colors=colors,
-            colormap=colormap,
-            overwrite=overwrite,
-        )
+        if options is None and "if_exists" not in sink_options and "overwrite" not in sink_options:
+            sink_options["if_exists"] = "rename"  # pycro-manager's convention for a used name
+        sink = TiffSink(directory, name, options, **sink_options)
         self._constructed = False
-        self.storage = TiffStorage(sink, on_error=self._storage_failed)
+        self.storage = TiffStorage(
+            sink, on_error=self._storage_failed, on_finish=self._release_futures
+        )
         with _engine_dataset(self.storage):
             super().__init__(
                 directory=None,
@@ -355,6 +346,28 @@ colormap, overwrite
         """From the saving thread: stop acquiring into a sink that cannot store (non-blocking)."""
         if self._constructed:
             self.abort(exc)
+
+    def _release_futures(self) -> None:
+        """Storing is over: no future may wait for an image that will never be stored.
+
+        After an error or an abort, events that were never acquired (or images that were
+        dropped) would leave ``AcquisitionFuture.await_image_saved`` waiting forever; they are
+        marked as done, so the wait returns and reading the image raises a clear
+        :class:`~mmtiffsink.errors.CoordinateError` instead.
+        """
+        for ref in list(getattr(self, "_acq_futures", ())):
+            future = ref()
+            if future is None:
+                continue
+            received = getattr(future, "_notification_recieved", None)
+            condition = getattr(future, "_condition", None)
+            if not isinstance(received, dict) or condition is None:
+                continue
+            with condition:
+                for milestones in received.values():
+                    for milestone in milestones:
+                        milestones[milestone] = True
+                condition.notify_all()
 
     @property
     def sink(self) -> TiffSink:
