@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,6 +30,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -44,6 +43,8 @@ from mmtiffsink._yamlfile import FileModel as _Model
 from mmtiffsink._yamlfile import FiniteFloat, PositiveFloat, Text, load_model, resolve_path
 from mmtiffsink._yamlfile import located_error as _error
 from mmtiffsink.limits import MAX_PLANES
+from mmtiffsink.options import SinkOptions
+from mmtiffsink.tiff import DEFAULT
 
 __all__ = [
     "DEFAULT_JAVA_PORT",
@@ -365,8 +366,13 @@ class AcquisitionConfig(_Model):
         return [p.label if p.label is not None else i for i, p in enumerate(self.positions or ())]
 
 
-class OutputConfig(_Model):
+class OutputConfig(SinkOptions):
     """Where and how the hyperstacks are written (one file per position).
+
+    Every field of :class:`~mmtiffsink.options.SinkOptions` (``template``, ``profile``,
+    ``compression`` such as ``zstd``, ``zstd:9``, ``deflate`` or ``none``, ``colors`` or
+    ``colormap``, ``pixel_size_um``, ``z_step_um``, ``interval_s``, ``if_exists``,
+    ``max_planes``), plus:
 
     Parameters
     ----------
@@ -374,38 +380,14 @@ class OutputConfig(_Model):
         Output folder, created if missing. Relative: to the run file's folder.
     name
         Dataset name: the ``{name}`` of ``template`` and the pycro-manager acquisition's name.
-    template
-        File name template: ``{name}`` and axis fields such as ``{position}``; a field the
-        acquisition lacks is dropped with its separator.
-    profile
-        ``bigtiff`` (default; Fiji/Bio-Formats, tifffile, napari) or ``imagej`` (classic TIFF,
-        also plain ImageJ 1.x, at most 4 GiB).
-    compression
-        ``zstd``, ``deflate``, ``none``, or with a level ``zstd:9``; default: the profile's
-        (zstd level 3 for bigtiff, deflate level 1 for imagej).
-    colors
-        One color per channel (CSS name such as ``magenta`` or ``#rrggbb``).
-    colormap
-        One colorcet colormap for all channels instead (e.g. ``glasbey``).
-    if_exists
-        When an output file exists: ``error`` (default; nothing is acquired), ``overwrite``,
-        or ``rename`` (``name_1``, ``name_2``, ... as Micro-Manager does).
-    pixel_size_um, z_step_um, interval_s
-        Calibration that wins over the metadata (default: from the microscope's metadata).
+    preview
+        Write a preview picture beside each file at the end of the run (default true).
 
     """
 
     directory: Path = Field(default=Path("."), validate_default=True)
     name: Annotated[StrictStr, Field(min_length=1)] = "acq"
-    template: StrictStr = "{name}_{position}.tif"
-    profile: Literal["bigtiff", "imagej"] = "bigtiff"
-    compression: Text | None = None
-    colors: list[Color] | None = None
-    colormap: Annotated[StrictStr, Field(min_length=1)] | None = None
-    if_exists: Literal["error", "overwrite", "rename"] = "error"
-    pixel_size_um: PositiveFloat | None = None
-    z_step_um: PositiveFloat | None = None
-    interval_s: PositiveFloat | None = None
+    preview: StrictBool = True
 
     @field_validator("directory")
     @classmethod
@@ -419,95 +401,20 @@ class OutputConfig(_Model):
             raise _error(f"name is a file name part, not a path; got {value!r}")
         return value
 
-    @field_validator("template")
+    @field_validator("compression", mode="before")
     @classmethod
-    def _check_template(cls, value: str) -> str:
-        from mmtiffsink.mapping import file_name
-
-        try:
-            specs = "".join(spec or "" for _, _, spec, _ in string.Formatter().parse(value))
-            if any(len(digits) > 3 for digits in re.findall(r"\d+", specs)):
-                raise ValueError("a field width of more than 3 digits")
-            sample = file_name(value, "name", (("position", 0),))
-        except (ValueError, IndexError, KeyError) as exc:
-            raise _error(f"bad template {value!r}: {exc}") from None
-        if "/" in sample or "\\" in sample:
-            raise _error(f"template makes file names, not paths; got {value!r}")
-        if not sample.lower().endswith((".tif", ".tiff")):
-            raise _error(f"template must end with .tif or .tiff, got {value!r}")
-        return value
-
-    @field_validator("compression")
-    @classmethod
-    def _check_compression(cls, value: str | None) -> str | None:
+    def _absent_is_default(cls, value: Any) -> Any:
+        # in a run file, no compression (or null) means the profile's default; 'none' is none
         if value is None:
-            return None
-        from mmtiffsink.tiff import parse_compression
-
-        try:
-            parse_compression(_compression_argument(value))
-        except ValueError as exc:
-            msg = f"{exc} (write zstd, deflate, none, or with a level such as zstd:9)"
-            raise _error(msg) from None
+            return DEFAULT
+        if isinstance(value, bool) or not isinstance(value, str):
+            raise _error("write zstd, deflate, none, or with a level such as zstd:9")
         return value
 
-    @field_validator("colormap")
-    @classmethod
-    def _check_colormap(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from mmtiffsink.tiff._colors import colormap_lut
-
-        try:
-            colormap_lut(value)
-        except ValueError as exc:
-            raise _error(str(exc)) from None
-        return value
-
-    @model_validator(mode="after")
-    def _check_profile(self) -> OutputConfig:
-        if self.colors is not None and self.colormap is not None:
-            raise _error("give colors or colormap, not both", "colormap")
-        if self.profile == "imagej" and self.compression is not None:
-            from mmtiffsink.tiff import parse_compression
-
-            parsed = parse_compression(self.codec()).name
-            if parsed == "zstd":
-                msg = (
-                    "the imagej profile cannot use zstd (ImageJ 1.x cannot read it); use "
-                    "deflate, or profile bigtiff"
-                )
-                raise _error(msg, "compression")
-            if parsed == "none":
-                msg = (
-                    "uncompressed imagej files need their size up front, which a run does not "
-                    "give; use deflate (the imagej default), or profile bigtiff"
-                )
-                raise _error(msg, "compression")
-        return self
-
-    def codec(self) -> Any:
-        """The writer's ``compression`` argument: ``"zstd"``, ``("zstd", 9)``, None (none).
-
-        Returns the string ``"default"`` when the profile's default is meant.
-        """
-        if self.compression is None:
-            return "default"
-        return _compression_argument(self.compression)
-
-
-def _compression_argument(text: str) -> Any:
-    """``zstd`` -> "zstd"; ``zstd:9`` -> ("zstd", 9); ``none`` -> None."""
-    name, sep, level = text.partition(":")
-    if name.strip().lower() in ("none", "raw"):
-        return None
-    if sep:
-        try:
-            return (name.strip(), int(level))
-        except ValueError:
-            msg = f"the level after ':' must be an integer, got {text!r}"
-            raise ValueError(msg) from None
-    return name.strip()
+    def options(self) -> SinkOptions:
+        """The sink options of this section (without the run's own keys)."""
+        fields = {k: v for k, v in self.__dict__.items() if k in SinkOptions.model_fields}
+        return SinkOptions.of(**fields)
 
 
 class RunConfig(_Model):

@@ -9,11 +9,16 @@ file exists, the plane cap). :class:`~mmtiffsink.sink.TiffSink`, the pycro-manag
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Annotated, Any, Literal
+import re
+import string
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictStr,
@@ -21,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from mmtiffsink.errors import ConfigError, MMTiffSinkError
 from mmtiffsink.limits import MAX_PLANES
@@ -29,6 +35,28 @@ from mmtiffsink.tiff import DEFAULT, Codec, Profile, ProfileName
 __all__ = ["IfExists", "SinkOptions"]
 
 IfExists = Literal["error", "overwrite", "rename"]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _problem(exc: MMTiffSinkError, key: str | None = None) -> PydanticCustomError:
+    """A validation error that keeps mmtiffsink's own error (and, for run files, its key)."""
+    context: dict[str, Any] = {"message": str(exc), "error": exc}
+    if key is not None:
+        context["key"] = key
+    return PydanticCustomError("config", "{message}", context)
+
+
+def _checked(fn: _F) -> _F:
+    """Turn an mmtiffsink error raised by a validator into a pydantic error that keeps it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MMTiffSinkError as exc:
+            raise _problem(exc) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _positive(value: Any) -> Any:
@@ -41,6 +69,15 @@ def _positive(value: Any) -> Any:
         msg = f"must be a positive, finite number, got {value!r}"
         raise ConfigError(msg)
     return float(value)
+
+
+@_checked
+def _color(value: Any) -> Any:
+    """One channel color, checked (CSS name, ``#rrggbb`` or an RGB triple)."""
+    from mmtiffsink.tiff._colors import parse_color
+
+    parse_color(value)
+    return value if isinstance(value, str) else tuple(value)
 
 
 class SinkOptions(BaseModel):
@@ -81,7 +118,7 @@ class SinkOptions(BaseModel):
     profile: ProfileName = "bigtiff"
     compression: Any = DEFAULT
     channel_names: tuple[StrictStr, ...] | None = None
-    colors: tuple[Any, ...] | None = None
+    colors: tuple[Annotated[Any, BeforeValidator(_color)], ...] | None = None
     colormap: Annotated[StrictStr, Field(min_length=1)] | None = None
     pixel_size_um: float | None = None
     z_step_um: float | None = None
@@ -91,10 +128,15 @@ class SinkOptions(BaseModel):
 
     @field_validator("template")
     @classmethod
+    @_checked
     def _check_template(cls, value: str) -> str:
         from mmtiffsink.mapping import file_name
 
         try:
+            specs = "".join(spec or "" for _, _, spec, _ in string.Formatter().parse(value))
+            if any(len(digits) > 3 for digits in re.findall(r"\d+", specs)):
+                msg = "a field width of more than 3 digits"
+                raise ValueError(msg)
             sample = file_name(value, "name", (("position", 0),))
         except (ValueError, IndexError, KeyError) as exc:
             msg = f"bad template {value!r}: {exc}"
@@ -109,11 +151,13 @@ class SinkOptions(BaseModel):
 
     @field_validator("profile", mode="before")
     @classmethod
+    @_checked
     def _check_profile_name(cls, value: Any) -> Any:
         return Profile.get(value).name
 
     @field_validator("compression", mode="before")
     @classmethod
+    @_checked
     def _parse_compression(cls, value: Any) -> Any:
         if value is DEFAULT or isinstance(value, Codec):
             return value
@@ -121,22 +165,17 @@ class SinkOptions(BaseModel):
 
     @field_validator("colors", mode="before")
     @classmethod
+    @_checked
     def _check_colors(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        from mmtiffsink.tiff._colors import parse_color
-
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        listed = isinstance(value, (list, tuple))
+        if value is not None and not listed:
             msg = f"colors is a list with one color per channel, got {value!r}"
             raise ConfigError(msg)
-        out = []
-        for color in value:
-            parse_color(color)
-            out.append(color if isinstance(color, str) else tuple(color))
-        return tuple(out)
+        return value
 
     @field_validator("colormap")
     @classmethod
+    @_checked
     def _check_colormap(cls, value: str | None) -> str | None:
         if value is not None:
             from mmtiffsink.tiff._colors import colormap_lut
@@ -146,6 +185,7 @@ class SinkOptions(BaseModel):
 
     @field_validator("pixel_size_um", "z_step_um", "interval_s", mode="before")
     @classmethod
+    @_checked
     def _check_positive(cls, value: Any) -> Any:
         return _positive(value)
 
@@ -153,8 +193,11 @@ class SinkOptions(BaseModel):
     def _check_profile(self) -> SinkOptions:
         if self.colors is not None and self.colormap is not None:
             msg = "give colors (one per channel) or colormap (for all channels), not both"
-            raise ConfigError(msg)
-        Profile.get(self.profile).codec(self.compression, shape_known=False)
+            raise _problem(ConfigError(msg), "colormap")
+        try:
+            Profile.get(self.profile).codec(self.compression, shape_known=False)
+        except MMTiffSinkError as exc:
+            raise _problem(exc, "compression") from None
         return self
 
     # ------------------------------------------------------------------ building

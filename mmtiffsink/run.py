@@ -32,7 +32,7 @@ from mmtiffsink.config import AcquisitionConfig, RunConfig
 from mmtiffsink.errors import FileExistsError_
 from mmtiffsink.mapping import AxisMapper, FileKey, file_name
 from mmtiffsink.microscope import microscope, set_up
-from mmtiffsink.sink import DEFAULT, TiffSink
+from mmtiffsink.sink import TiffSink
 
 __all__ = [
     "EventPlan",
@@ -360,21 +360,10 @@ def run(config: RunConfig, *, progress: bool = True) -> RunResult:
     events = plan_events(config)
     name = _output_name(config)
     out = config.output
-    codec = out.codec()
-    sink = TiffSink(
-        out.directory,
-        name,
-        template=out.template,
-        profile=out.profile,
-        compression=DEFAULT if codec == "default" else codec,
-        channel_names=config.acquisition.channels,
-        pxsize=out.pixel_size_um,
-        deltaz=out.z_step_um,
-        timeinterval=out.interval_s,
-        colors=out.colors,
-        colormap=out.colormap,
-        overwrite=out.if_exists == "overwrite",
-    )
+    options = out.options()
+    if options.channel_names is None and config.acquisition.channels:
+        options = options.replace(channel_names=tuple(config.acquisition.channels))
+    sink = TiffSink(out.directory, name, options)
     frames = 0
     hook_errors: list[BaseException] = []
     bar = tqdm(total=len(events), unit="frame", desc=name, disable=not progress, leave=True)

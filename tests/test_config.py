@@ -203,7 +203,7 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("output:\n  template: '{name'\n", "line 2: output.template", "bad template"),
     ("output:\n  name: a/b\n", "line 2: output.name", "not a path"),
     ("output:\n  colormap: notacolormap\n", "line 2: output.colormap", "colorcet"),
-    ("output:\n  pixel_size_um: 0\n", "line 2: output.pixel_size_um", "greater than 0"),
+    ("output:\n  pixel_size_um: 0\n", "line 2: output.pixel_size_um", "positive"),
     ("output:\n  if_exists: replace\n", "line 2: output.if_exists", "'overwrite'"),
     (
         "acquisition:\n  channel_group: Channel\n  channels: [DAPI, FITC]\n"

@@ -48,7 +48,11 @@ def parse_color(color: str | Sequence[float]) -> tuple[int, int, int]:
                 pass
         msg = f"unknown color {color!r}: use a CSS color name (e.g. 'magenta') or '#rrggbb'"
         raise ConfigError(msg)
-    rgb = np.asarray(color, dtype=float)
+    try:
+        rgb = np.asarray(color, dtype=float)
+    except (TypeError, ValueError, OverflowError):
+        msg = f"a color is a CSS name, '#rrggbb' or three RGB values, got {color!r}"
+        raise ConfigError(msg) from None
     if rgb.shape != (3,) or not np.all(np.isfinite(rgb)) or rgb.min() < 0:
         msg = f"an RGB color has three non-negative values, got {color!r}"
         raise ConfigError(msg)
