@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from mmtiffsink._replayreport import format_results, split_replay_paths
 from mmtiffsink.cli import main
 from mmtiffsink.errors import (
     ConfigError,
@@ -32,14 +33,7 @@ from mmtiffsink.errors import (
     MissingFramesWarning,
     ProfileError,
 )
-from mmtiffsink.replay import (
-    ReplayOptions,
-    ReplayResult,
-    format_results,
-    replay,
-    replay_many,
-    split_replay_paths,
-)
+from mmtiffsink.replay import ReplayOptions, ReplayResult, replay, replay_many
 from mmtiffsink.sink import DEFAULT
 from tests.readers import bioformats_info
 
