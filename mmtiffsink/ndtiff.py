@@ -77,6 +77,8 @@ _LENGTH = struct.Struct("<I")
 #: NDTiff pixel types -> bytes per pixel (8-bit; 16-bit; 10, 12, 14, 11-bit in 16-bit words).
 _PIXEL_BYTES: Final = {0: 1, 1: 2, 3: 2, 4: 2, 5: 2, 6: 2}
 _RGB_PIXEL_TYPE: Final = 2
+#: Entries an image's IFD may hold before it is taken as corrupted (NDTiff writes 13).
+_MAX_IFD_TAGS: Final = 64
 #: Bad index entries described one by one in an error message; the rest are counted.
 _MAX_PROBLEMS_SHOWN: Final = 5
 _NATIVE: Final = "<" if sys.byteorder == "little" else ">"
@@ -210,6 +212,18 @@ def _parse_axes(raw: bytes, number: int, offset: int) -> dict[str, int | str]:
     return axes  # type: ignore[no-any-return]
 
 
+def _nonzero_after(fh: IO[bytes]) -> int | None:
+    """Offset of the first non-zero byte from the current position on, or None."""
+    while True:
+        at = fh.tell()
+        chunk = fh.read(1 << 16)
+        if not chunk:
+            return None
+        stripped = chunk.lstrip(b"\0")
+        if stripped:
+            return at + len(chunk) - len(stripped)
+
+
 def _iter_index(path: Path) -> Iterator[IndexEntry]:
     """Stream the entries of an ``NDTiff.index`` file, in file (acquisition) order.
 
@@ -235,7 +249,14 @@ def _iter_index(path: Path) -> Iterator[IndexEntry]:
                 raise _IndexBroken(msg, number)
             (axes_length,) = _LENGTH.unpack(head)
             if axes_length == 0:
-                return
+                rest = _nonzero_after(fh)
+                if rest is None:
+                    return  # the zeros an index not closed by its writer ends with
+                msg = (
+                    f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): its axes "
+                    f"length is 0, yet data follow at byte {rest}"
+                )
+                raise _IndexBroken(msg, number)
             if axes_length > _MAX_FIELD_BYTES:
                 msg = (
                     f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): "
@@ -333,6 +354,84 @@ def _read_header(path: Path) -> _TiffHeader:
     return _TiffHeader(size, order, (major, minor), summary)
 
 
+class _Images:
+    """The images an NDTiff ``.tif`` holds, from its own IFD chain, and which entry claims each.
+
+    Every NDTiff image has an IFD (pixels at StripOffsets, metadata at tag 51123) linked in
+    file order; the chain of a file whose writer died points past its end. Kept as arrays
+    (about 30 bytes per image) so that every index entry can be checked against the image it
+    points at, and every image no entry points at can be counted.
+    """
+
+    def __init__(self, fh: IO[bytes], header: _TiffHeader) -> None:
+        order, size = header.byteorder, header.size
+        found: list[tuple[int, int, int]] = []  # pixel offset, pixel bytes, metadata offset
+        self.broken_at: int | None = None
+        """Where the chain stops making sense: images past it are unknown (not checked)."""
+        fh.seek(4)
+        (offset,) = struct.unpack(order + "I", fh.read(4))
+        while offset:
+            if offset >= size:  # the link to an image its writer never wrote
+                break
+            fh.seek(offset)
+            raw = fh.read(2)
+            (n,) = struct.unpack(order + "H", raw) if len(raw) == 2 else (0,)
+            block = fh.read(12 * n + 4) if 0 < n <= _MAX_IFD_TAGS else b""
+            tags = _ifd_tags(block, n, order) if len(block) == 12 * n + 4 else None
+            if tags is None or not {273, 279} <= tags.keys():
+                self.broken_at = offset
+                break
+            found.append((tags[273], tags[279], tags.get(51123, -1)))
+            (nxt,) = struct.unpack(order + "I", block[-4:])
+            if nxt and nxt <= offset:  # NDTiff links forward only: a loop or garbage
+                self.broken_at = offset
+                break
+            offset = nxt
+        found.sort()
+        table = np.array(found, dtype=np.int64).reshape(-1, 3)
+        self.pixels, self.nbytes, self.metadata = table[:, 0], table[:, 1], table[:, 2]
+        self.claimed = np.full(len(found), -1, dtype=np.int64)
+        """The number of the entry that points at each image; -1: none yet."""
+
+    def claim(self, entry: IndexEntry) -> str | None:
+        """Check that ``entry`` points at one image of the file, none claimed before."""
+        i = int(np.searchsorted(self.pixels, entry.pixel_offset))
+        if i == len(self.pixels) or self.pixels[i] != entry.pixel_offset:
+            if self.broken_at is not None and entry.pixel_offset > self.broken_at:
+                return None  # past a broken chain: only the bounds checks apply
+            where = f"byte {entry.pixel_offset} of {entry.filename}"
+            return f"{entry.describe()}: it points at {where}, where no image starts"
+        if self.nbytes[i] != entry.pixel_bytes or self.metadata[i] not in (
+            -1,
+            entry.metadata_offset,
+        ):
+            return (
+                f"{entry.describe()}: it does not match the image at byte {entry.pixel_offset} "
+                f"of {entry.filename} (size or metadata offset differ)"
+            )
+        if self.claimed[i] >= 0:
+            return f"{entry.describe()}: it points at the image of entry {self.claimed[i]}"
+        self.claimed[i] = entry.number
+        return None
+
+    @property
+    def unclaimed(self) -> int:
+        """Images in the file that no index entry points at."""
+        return int(np.count_nonzero(self.claimed < 0))
+
+
+def _ifd_tags(block: bytes, n: int, order: str) -> dict[int, int] | None:
+    """The tags of one classic TIFF IFD that hold one SHORT or LONG (and 51123's offset)."""
+    tags: dict[int, int] = {}
+    for i in range(n):
+        code, dtype, count = struct.unpack_from(order + "HHI", block, 12 * i)
+        if dtype == 3 and count == 1:
+            (tags[code],) = struct.unpack_from(order + "H", block, 12 * i + 8)
+        elif (dtype == 4 and count == 1) or (code == 51123 and count > 4):
+            (tags[code],) = struct.unpack_from(order + "I", block, 12 * i + 8)
+    return tags
+
+
 def _summary_channel_names(summary: dict[str, Any]) -> list[str]:
     """``ChNames`` of a Micro-Manager Studio summary (labels for integer channels), if valid."""
     names = summary.get("ChNames")
@@ -368,31 +467,31 @@ class Problems:
         self.shown = 0
         self.messages: list[str] = []
         self.truncated: str | None = None
+        self.damaged = False
 
     def add(self, message: str, count: int = 1) -> None:
-        """Record ``count`` images left out for one reason."""
+        """Record ``count`` images left out (or a damage that lost none) for one reason."""
+        self.damaged = True
         self.count += count
         if len(self.messages) < _MAX_PROBLEMS_SHOWN:
             self.messages.append(message)
             self.shown += count
 
     def __bool__(self) -> bool:
-        return self.count > 0 or self.truncated is not None
+        return self.damaged or self.truncated is not None
 
-    def describe(self, total: int) -> str:
-        """The problems in one sentence, ``total`` being the number of index entries."""
-        parts: list[str] = []
-        if self.count:
-            more = self.count - self.shown
-            listed = "; ".join(self.messages)
-            extra = f"; and {more} more" if more > 0 else ""
-            parts.append(
-                f"{self.count} of {total} images could not be read and were left out: "
-                f"{listed}{extra}"
+    def describe(self, images: int, placed: int) -> str:
+        """The problems in one sentence: ``placed`` of the dataset's ``images`` were written."""
+        more = self.count - self.shown
+        parts = ["; ".join(self.messages) + (f"; and {more} more" if more > 0 else "")]
+        if images > placed:
+            parts[0] = (
+                f"{images - placed} of {images} images could not be read or placed and were "
+                f"left out: {parts[0]}"
             )
         if self.truncated is not None:
             parts.append(self.truncated)
-        return "; ".join(parts)
+        return "; ".join(p for p in parts if p)
 
 
 @dataclass
@@ -401,6 +500,9 @@ class Scan:
 
     entries: int = 0
     """Entries parsed (the index may end early at a broken entry)."""
+    images: int = 0
+    """Images the dataset holds as far as can be told: those of each file's own IFD chain
+    (the entries pointing into it where the chain is broken, or the file unreadable)."""
     frames: int = 0
     """Entries that look readable."""
     channel_names: list[str] = field(default_factory=list)
@@ -461,6 +563,7 @@ class NDTiffSource:
         self.summary: dict[str, Any] = {}
         """The summary metadata (of the first readable file; filled by :meth:`scan`)."""
         self._headers: dict[str, _TiffHeader] = {}
+        self._images: dict[str, _Images] = {}
 
     @property
     def name(self) -> str:
@@ -479,8 +582,12 @@ class NDTiffSource:
         if name not in self._headers:
             try:
                 header = _read_header(self.root / name)
+                with (self.root / name).open("rb") as fh:
+                    self._images[name] = _Images(fh, header)
             except DatasetError as exc:
                 return str(exc)
+            except OSError as exc:
+                return f"{name} cannot be read: {exc}"
             self._headers[name] = header
             if not self.summary:
                 self.summary = header.summary
@@ -509,7 +616,7 @@ class NDTiffSource:
                 f"{entry.describe()}: its metadata (bytes {entry.metadata_offset}-{end}) lie "
                 f"past the end of {entry.filename} ({size} bytes)"
             )
-        return None
+        return self._images[entry.filename].claim(entry)
 
     def scan(
         self,
@@ -546,13 +653,12 @@ class NDTiffSource:
                 if stop is not None and stop.is_set():
                     raise KeyboardInterrupt
                 scan.entries += 1
+                file_entries[entry.filename] = file_entries.get(entry.filename, 0) + 1
                 if entry.filename in scan.bad_files:
-                    file_entries[entry.filename] += 1
                     continue
                 problem = self._file_problem(entry)
                 if problem is not None:
                     scan.bad_files[entry.filename] = problem
-                    file_entries[entry.filename] = 1
                     continue
                 problem = self._entry_problem(entry)
                 if problem is None and check is not None:
@@ -571,9 +677,11 @@ class NDTiffSource:
             scan.problems.truncated = f"{exc}; the {exc.number} entries before it were converted"
         for filename, problem in scan.bad_files.items():
             count = file_entries[filename]
+            scan.images += count
             scan.problems.add(
                 f"{problem} ({count} image{'s' if count != 1 else ''} listed in it)", count
             )
+        self._count_images(scan, file_entries)
         if scan.entries == 0 and scan.problems.truncated is None:
             msg = f"{self.path} holds no images (its {INDEX_NAME} is empty)"
             raise DatasetError(msg)
@@ -582,6 +690,35 @@ class NDTiffSource:
         elif integer_channels:
             scan.channel_names = _summary_channel_names(self.summary)
         return scan
+
+    def _count_images(self, scan: Scan, file_entries: dict[str, int]) -> None:
+        """Count the images of every file, and those no index entry points at."""
+        for path in sorted(self.root.glob("*.tif")):  # NDTiff files the index never names
+            if path.name in self._images or path.name in scan.bad_files:
+                continue
+            try:
+                header = _read_header(path)
+                with path.open("rb") as fh:
+                    self._images[path.name] = _Images(fh, header)
+            except (DatasetError, OSError):
+                continue  # not an NDTiff file: not part of the dataset
+        for name, images in self._images.items():
+            found = len(images.pixels)
+            listed = file_entries.get(name, 0)
+            scan.images += found if images.broken_at is None else max(found, listed)
+            lost = images.unclaimed
+            if lost:
+                scan.problems.add(
+                    f"{lost} image{'s' if lost != 1 else ''} of {name} "
+                    f"{'are' if lost != 1 else 'is'} in no index entry",
+                    lost,
+                )
+            if images.broken_at is not None:
+                scan.problems.add(
+                    f"{name} is corrupted at byte {images.broken_at} (its images after it "
+                    "cannot be counted)",
+                    0,
+                )
 
     # ------------------------------------------------------------------ reading
     def images(self, scan: Scan) -> Iterator[tuple[IndexEntry, np.ndarray, dict[str, Any] | None]]:
@@ -652,5 +789,14 @@ class NDTiffSource:
             if not isinstance(parsed, dict):
                 msg = f"{entry.describe()}: its metadata are not a JSON object"
                 raise DatasetError(msg)
+            axes = parsed.get("Axes")
+            if isinstance(axes, dict) and _set_axes(axes) != _set_axes(entry.axes):
+                msg = f"{entry.describe()}: the image it points at has the Axes {axes}"
+                raise DatasetError(msg)
             metadata = parsed
         return image, metadata
+
+
+def _set_axes(axes: dict[str, Any]) -> dict[str, Any]:
+    """Axes as compared between an entry and its image's metadata: None values dropped."""
+    return {k: v for k, v in axes.items() if v is not None}

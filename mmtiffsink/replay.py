@@ -21,10 +21,11 @@ dataset's failure is recorded in its :class:`ReplayResult` and never stops the o
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from mmtiffsink.errors import (
     MMTiffSinkError,
     ProfileError,
 )
+from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.mapping import AxisMapper, FileKey, file_name
 from mmtiffsink.ndtiff import IndexEntry, NDTiffSource, dataset_dir
 from mmtiffsink.sink import DEFAULT, TiffSink
@@ -229,18 +231,50 @@ def _check_outputs(
         raise FileExistsError_(msg)
 
 
-def _file_key_check(file_keys: dict[FileKey, None]) -> Callable[[IndexEntry], str | None]:
-    """The scan's check of an entry's file-splitting axes, collecting each file's key."""
-    mapper = AxisMapper()
+class _Places:
+    """The scan's check of each entry's place: its file, in a hyperstack within MAX_PLANES.
 
-    def check(entry: IndexEntry) -> str | None:
+    A legal but absurd coordinate (``time: 10**9``) is refused here, before anything is written,
+    rather than letting the writer build that many planes at close.
+    """
+
+    def __init__(self) -> None:
+        self.mapper = AxisMapper()
+        self.files: dict[FileKey, list[tuple[int, int]]] = {}  # (lowest, highest) of c, z, t
+        self.names: dict[str, None] = {}
+
+    def __call__(self, entry: IndexEntry) -> str | None:
         try:
-            file_keys.setdefault(mapper.file_key(entry.axes), None)
+            key = self.mapper.file_key(entry.axes)
         except CoordinateError as exc:
             return f"{entry.describe()}: {exc}"
+        channel = entry.axes.get("channel")
+        if isinstance(channel, str):
+            c = list(self.names).index(channel) if channel in self.names else len(self.names)
+        else:
+            c = _integer(channel)
+        place = (c, _integer(entry.axes.get("z")), _integer(entry.axes.get("time")))
+        spans = [
+            (min(lo, v), max(hi, v))
+            for (lo, hi), v in zip(self.files.get(key, [(0, 0)] * 3), place, strict=True)
+        ]
+        sizes = [hi - lo + 1 for lo, hi in spans]
+        if math.prod(sizes) > MAX_PLANES:
+            where = f"the file of {dict(key)}" if key else "its file"
+            return (
+                f"{entry.describe()}: it would make {where} a hyperstack of {math.prod(sizes)} "
+                f"planes (C, Z, T = {tuple(sizes)}), more than {MAX_PLANES} "
+                "(mmtiffsink.limits.MAX_PLANES)"
+            )
+        self.files[key] = spans
+        if isinstance(channel, str):
+            self.names.setdefault(channel, None)
         return None
 
-    return check
+
+def _integer(value: object) -> int:
+    """An axis value as an index (0 for what is not an integer: the sink refuses it)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _written(files: list[Path], frames: int) -> str:
@@ -269,9 +303,9 @@ def _replay_one(
         target = out if out is not None else _default_out(dataset)
         _check_out(target)
         name = options.name if options.name is not None else source.name
-        file_keys: dict[FileKey, None] = {}
-        scan = source.scan(stop, _file_key_check(file_keys))
-        _check_outputs(source, file_keys, target, name, options)
+        places = _Places()
+        scan = source.scan(stop, places)
+        _check_outputs(source, dict.fromkeys(places.files), target, name, options)
         if progress is not None:
             progress.add_total(scan.frames)
         problems = scan.problems
@@ -311,7 +345,7 @@ def _replay_one(
         finally:
             files = [f for f in files if f.exists()]  # a file whose every frame failed is gone
         if problems:
-            msg = f"{dataset}: {problems.describe(scan.entries)}; {_written(files, frames)}"
+            msg = f"{dataset}: {problems.describe(scan.images, frames)}; {_written(files, frames)}"
             error = DatasetError(msg)
     except Exception as exc:
         error = exc
