@@ -8,10 +8,10 @@ channels in the order they first appear in the index, calibration from the datas
 and per-image metadata, each image's metadata kept with its frame (tag 51123).
 
 Damaged datasets: before anything is written, the whole index is checked against the files
-(a missing tiff, an entry pointing past the end of its file, an index cut off mid-entry, an
-unsupported pixel type). Every readable image is converted, the unreadable ones are left out
-(their planes are blank), and the conversion is reported as failed, naming the bad entries and
-the files written. Those files are complete, valid hyperstacks.
+and their own IFD chains (see :meth:`~mmtiffsink.ndtiff.NDTiffSource.scan`), and every entry's
+place against :data:`~mmtiffsink.limits.MAX_PLANES`. Every image that can be placed is
+converted, the others are left out (their planes are blank), and the conversion fails,
+counting the images not placed and naming why. The files written are valid hyperstacks.
 
 :func:`replay_many` converts several datasets at once, on a thread pool here or on an existing
 dask.distributed cluster (``scheduler=``, the optional extra ``mmtiffsink[cluster]``); one
@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,22 +60,9 @@ _CONNECT_TIMEOUT_S = 15.0
 
 
 # ==================================================================================== values
-def _rebuild_options(
-    name: str | None,
-    template: str,
-    profile: Profile,
-    compression: Any,
-    default_compression: bool,
-    overwrite: bool,
-) -> ReplayOptions:
+def _rebuild_options(values: dict[str, Any], default_compression: bool) -> ReplayOptions:
     """Unpickle :class:`ReplayOptions` (the ``DEFAULT`` sentinel is not picklable by identity)."""
-    return ReplayOptions(
-        name=name,
-        template=template,
-        profile=profile,
-        compression=DEFAULT if default_compression else compression,
-        overwrite=overwrite,
-    )
+    return ReplayOptions(**(dict(values, compression=DEFAULT) if default_compression else values))
 
 
 @dataclass(frozen=True)
@@ -110,18 +97,11 @@ class ReplayOptions:
     overwrite: bool = False
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        default = self.compression is DEFAULT
-        return (
-            _rebuild_options,
-            (
-                self.name,
-                self.template,
-                self.profile,
-                None if default else self.compression,
-                default,
-                self.overwrite,
-            ),
-        )
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        default = values["compression"] is DEFAULT
+        if default:
+            values["compression"] = None
+        return (_rebuild_options, (values, default))
 
 
 @dataclass(frozen=True)
@@ -241,7 +221,7 @@ class _Places:
     def __init__(self) -> None:
         self.mapper = AxisMapper()
         self.files: dict[FileKey, list[tuple[int, int]]] = {}  # (lowest, highest) of c, z, t
-        self.names: dict[str, None] = {}
+        self.names: dict[str, int] = {}  # channel name -> index, in order of arrival
 
     def __call__(self, entry: IndexEntry) -> str | None:
         try:
@@ -249,16 +229,11 @@ class _Places:
         except CoordinateError as exc:
             return f"{entry.describe()}: {exc}"
         channel = entry.axes.get("channel")
-        if isinstance(channel, str):
-            c = list(self.names).index(channel) if channel in self.names else len(self.names)
-        else:
-            c = _integer(channel)
-        place = (c, _integer(entry.axes.get("z")), _integer(entry.axes.get("time")))
-        spans = [
-            (min(lo, v), max(hi, v))
-            for (lo, hi), v in zip(self.files.get(key, [(0, 0)] * 3), place, strict=True)
-        ]
-        sizes = [hi - lo + 1 for lo, hi in spans]
+        c = self.names.get(channel, len(self.names)) if isinstance(channel, str) else channel
+        place = [v if isinstance(v, int) else 0 for v in (c, *map(entry.axes.get, ("z", "time")))]
+        known = self.files.get(key, [(0, 0)] * 3)
+        spans = [(min(a, v), max(b, v)) for (a, b), v in zip(known, place, strict=True)]
+        sizes = [hi - lo + 1 for lo, hi in spans]  # a non-integer is 0 here: the sink refuses it
         if math.prod(sizes) > MAX_PLANES:
             where = f"the file of {dict(key)}" if key else "its file"
             return (
@@ -268,13 +243,8 @@ class _Places:
             )
         self.files[key] = spans
         if isinstance(channel, str):
-            self.names.setdefault(channel, None)
+            self.names.setdefault(channel, len(self.names))
         return None
-
-
-def _integer(value: object) -> int:
-    """An axis value as an index (0 for what is not an integer: the sink refuses it)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _written(files: list[Path], frames: int) -> str:
@@ -391,10 +361,9 @@ def replay(
     Raises
     ------
     DatasetError
-        ``dataset`` is not an NDTiff dataset or cannot be read; or it is damaged (a missing
-        tiff, an index entry pointing past the end of its file, a truncated index): then every
-        readable image was converted into valid hyperstacks, and the message names the bad
-        entries and the files written.
+        ``dataset`` is not an NDTiff dataset or cannot be read; or it is damaged (see the
+        module notes): the message counts the images not placed, says why, and names the
+        files written.
     FileExistsError_
         An output file exists and ``options.overwrite`` is False; nothing was written.
     CoordinateError
@@ -407,8 +376,7 @@ def replay(
 
     Notes
     -----
-    To get the result of a failed conversion (its partial files) rather than an exception,
-    use :func:`replay_many` with one dataset.
+    :func:`replay_many` with one dataset returns a failed conversion's result instead.
 
     """
     _check_options(options)
