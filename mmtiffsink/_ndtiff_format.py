@@ -223,7 +223,11 @@ def iter_index(path: Path) -> Iterator[IndexEntry]:
                 raise IndexBroken(msg, number)
             raw_name = _read_exact(fh, name_length, number, offset, "file name")
             filename = raw_name.decode("utf-8", errors="replace")
-            if os.path.basename(filename) != filename or filename in (".", ".."):
+            if (
+                os.path.basename(filename) != filename
+                or filename in (".", "..")
+                or not filename.isprintable()
+            ):
                 msg = (
                     f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): "
                     f"file name {filename!r}"
