@@ -173,7 +173,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import ReplayOptions, format_results, replay_many, split_replay_paths
+    from ._replayreport import format_results, split_replay_paths
+    from .replay import ReplayOptions, replay_many
 
     datasets, out = split_replay_paths(args.paths, args.out)
     options = ReplayOptions(

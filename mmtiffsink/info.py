@@ -344,7 +344,14 @@ def _inspect(
     keys: set[object] = set()
     whole_frames = settings is not None  # mmtiffsink stores a frame as one contiguous block
     for index in range(npages):
-        page = pages[index]
+        try:
+            page = pages[index]
+        except RuntimeError:  # tifffile's "incompatible keyframe": not the first page's layout
+            msg = (
+                f"{path}: corrupt TIFF: IFD {index} does not have the width or strip layout of "
+                "the first image (or the file holds images of several sizes, not one stack)"
+            )
+            raise DatasetError(msg) from None
         if page is None:
             raise _corrupt(path, records, f"IFD {index} cannot be read")
         offsets = tuple(int(o) for o in page.dataoffsets)

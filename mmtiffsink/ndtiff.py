@@ -3,32 +3,18 @@
 An NDTiff dataset (written by pycro-manager / ndstorage, or by Micro-Manager's AcqEngJ) is a
 directory holding ``NDTiff.index`` and one or more ``*_NDTiffStack*.tif`` files; a
 multi-resolution dataset keeps its full-resolution images in a ``Full resolution``
-subdirectory laid out the same way. The format read here is NDTiff 2 and 3, the one
-``ndstorage`` and ``tifffile.read_ndtiff_index`` read:
-
-``NDTiff.index``
-    A sequence of entries, one per image, in acquisition order. Each entry is a little-endian
-    ``uint32`` axes length, the image's axes as a UTF-8 JSON object (axis name -> integer or
-    text label), a ``uint32`` file name length, the name of the ``.tif`` file holding the
-    image (a bare name in the index's directory), then eight ``uint32``: pixel offset, width,
-    height, pixel type, pixel compression, metadata offset, metadata length and metadata
-    compression. A zero axes length ends the index (an index its writer did not close).
-``*.tif`` header
-    A TIFF header (``II`` or ``MM``, the byte order of the whole file), then at byte 8 five
-    ``uint32``: the NDTiff magic number 483729, the major and minor version, the summary
-    metadata header 2355492 and the summary metadata length; the summary metadata (a JSON
-    object) follows at byte 28.
-Pixel types
-    0: 8-bit; 1: 16-bit; 3, 4, 5, 6: 10, 12, 14 and 11-bit in 16-bit words; 2 (RGB) is not
-    supported. Pixels are stored uncompressed, in the file's byte order, row by row; each
-    image's metadata is a JSON object at its own offset.
+subdirectory laid out the same way. The byte format (NDTiff 2 and 3) is described and parsed
+in :mod:`mmtiffsink._ndtiff_format`.
 
 :class:`NDTiffSource` reads the index as a stream (never whole into memory) and one image at a
 time at the offsets it gives. :meth:`NDTiffSource.scan` first checks every entry against the
-files without reading pixels (a missing tiff, an entry pointing past the end of its file, an
-index cut off mid-entry, an unsupported pixel type); :meth:`NDTiffSource.images` then yields
-the readable images in index order. Unreadable entries are recorded in :class:`Problems`,
-never raised, so a damaged dataset still gives every image it holds.
+files without reading pixels (a missing tiff, an entry pointing past the end of its file or
+at no image of its file's own IFD chain, an index cut off or zeroed mid-entry, an unsupported
+pixel type) and counts the images of each file that no entry points at: an index that ends
+before the data do is damage, not the end. :meth:`NDTiffSource.images` then yields the
+readable images in index order, leaving out any whose own ``Axes`` metadata disagree with
+its entry. Unreadable entries are recorded in :class:`Problems`, never raised, so a damaged
+dataset still gives every image it holds.
 
 Written here rather than with ``ndstorage``'s reader, which reads the whole index into memory,
 prints progress to stdout, and raises bare ``Exception`` without checking offsets against the
@@ -39,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -49,6 +34,18 @@ from typing import IO, Any, Final
 
 import numpy as np
 
+from mmtiffsink._ndtiff_format import (
+    INDEX_NAME,
+    PIXEL_BYTES,
+    RGB_PIXEL_TYPE,
+    Images,
+    IndexBroken,
+    IndexEntry,
+    TiffHeader,
+    iter_index,
+    iter_index_prefix,
+    read_header,
+)
 from mmtiffsink.errors import DatasetError
 
 __all__ = [
@@ -63,20 +60,8 @@ __all__ = [
     "is_ndtiff_dataset",
 ]
 
-#: Name of a dataset's index file.
-INDEX_NAME: Final = "NDTiff.index"
 #: Subdirectory holding the full-resolution images of a multi-resolution dataset.
 FULL_RESOLUTION: Final = "Full resolution"
-_NDTIFF_MAGIC: Final = 483729
-_SUMMARY_MD_HEADER: Final = 2355492
-_HEADER_BYTES: Final = 28
-#: Longest axes JSON / file name an index entry may hold before it is taken as corrupted.
-_MAX_FIELD_BYTES: Final = 1 << 20
-_ENTRY_TAIL = struct.Struct("<8I")
-_LENGTH = struct.Struct("<I")
-#: NDTiff pixel types -> bytes per pixel (8-bit; 16-bit; 10, 12, 14, 11-bit in 16-bit words).
-_PIXEL_BYTES: Final = {0: 1, 1: 2, 3: 2, 4: 2, 5: 2, 6: 2}
-_RGB_PIXEL_TYPE: Final = 2
 #: Bad index entries described one by one in an error message; the rest are counted.
 _MAX_PROBLEMS_SHOWN: Final = 5
 _NATIVE: Final = "<" if sys.byteorder == "little" else ">"
@@ -117,222 +102,6 @@ def dataset_dir(path: Path) -> Path:
     return path.parent if path.name == INDEX_NAME else path
 
 
-# ==================================================================================== index
-@dataclass(frozen=True, slots=True)
-class IndexEntry:
-    """One entry of ``NDTiff.index``: where one image and its metadata are.
-
-    Parameters
-    ----------
-    number
-        Position of the entry in the index, from 0.
-    offset
-        Byte offset of the entry in the index file.
-    axes
-        The image's axes (name -> integer or text label).
-    filename
-        The ``.tif`` file holding the image, in the index's directory.
-    pixel_offset
-        Byte offset of the pixels in ``filename``.
-    width, height
-        Image size in pixels.
-    pixel_type
-        NDTiff pixel type (see the module notes).
-    pixel_compression
-        0: uncompressed (the only one supported).
-    metadata_offset, metadata_length
-        Byte range of the image's JSON metadata in ``filename``.
-    metadata_compression
-        0: uncompressed (the only one supported).
-
-    """
-
-    number: int
-    offset: int
-    axes: dict[str, int | str]
-    filename: str
-    pixel_offset: int
-    width: int
-    height: int
-    pixel_type: int
-    pixel_compression: int
-    metadata_offset: int
-    metadata_length: int
-    metadata_compression: int
-
-    @property
-    def pixel_bytes(self) -> int:
-        """Size of the pixels in bytes (0 for an unknown pixel type)."""
-        return self.width * self.height * _PIXEL_BYTES.get(self.pixel_type, 0)
-
-    def describe(self) -> str:
-        """The entry as named in messages: its number and axes."""
-        return f"index entry {self.number} (axes {self.axes})"
-
-
-class _IndexBroken(DatasetError):
-    """``NDTiff.index`` cannot be parsed past some entry."""
-
-    def __init__(self, message: str, number: int) -> None:
-        super().__init__(message)
-        self.number = number
-
-
-def _read_exact(fh: IO[bytes], size: int, number: int, offset: int, what: str) -> bytes:
-    data = fh.read(size)
-    if len(data) != size:
-        msg = (
-            f"{INDEX_NAME} is truncated in entry {number} (at byte {offset}): its {what} "
-            f"needs {size} bytes, {len(data)} are left"
-        )
-        raise _IndexBroken(msg, number)
-    return data
-
-
-def _parse_axes(raw: bytes, number: int, offset: int) -> dict[str, int | str]:
-    try:
-        axes = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): axes {exc}"
-        raise _IndexBroken(msg, number) from None
-    valid = isinstance(axes, dict) and all(
-        isinstance(k, str)
-        and (isinstance(v, str) or (isinstance(v, int) and v is not True))
-        and v is not False
-        for k, v in axes.items()
-    )
-    if not valid:
-        msg = (
-            f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): the axes "
-            f"{raw[:200]!r} are not a mapping of names to integers or labels"
-        )
-        raise _IndexBroken(msg, number)
-    return axes  # type: ignore[no-any-return]
-
-
-def _iter_index(path: Path) -> Iterator[IndexEntry]:
-    """Stream the entries of an ``NDTiff.index`` file, in file (acquisition) order.
-
-    Raises
-    ------
-    _IndexBroken
-        At the first entry that is cut off or cannot be parsed; the entries before it were
-        yielded. A zero axes length ends the index (an index not closed by its writer).
-
-    """
-    with path.open("rb") as fh:
-        number = 0
-        while True:
-            offset = fh.tell()
-            head = fh.read(4)
-            if not head:
-                return
-            if len(head) < 4:
-                msg = (
-                    f"{INDEX_NAME} is truncated in entry {number} (at byte {offset}): "
-                    f"{len(head)} stray bytes at its end"
-                )
-                raise _IndexBroken(msg, number)
-            (axes_length,) = _LENGTH.unpack(head)
-            if axes_length == 0:
-                return
-            if axes_length > _MAX_FIELD_BYTES:
-                msg = (
-                    f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): "
-                    f"axes length {axes_length}"
-                )
-                raise _IndexBroken(msg, number)
-            axes = _parse_axes(_read_exact(fh, axes_length, number, offset, "axes"), number, offset)
-            (name_length,) = _LENGTH.unpack(_read_exact(fh, 4, number, offset, "file name length"))
-            if name_length == 0 or name_length > _MAX_FIELD_BYTES:
-                msg = (
-                    f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): "
-                    f"file name length {name_length}"
-                )
-                raise _IndexBroken(msg, number)
-            raw_name = _read_exact(fh, name_length, number, offset, "file name")
-            filename = raw_name.decode("utf-8", errors="replace")
-            if os.path.basename(filename) != filename or filename in (".", ".."):
-                msg = (
-                    f"{INDEX_NAME} is corrupted in entry {number} (at byte {offset}): "
-                    f"file name {filename!r}"
-                )
-                raise _IndexBroken(msg, number)
-            fields = _ENTRY_TAIL.unpack(
-                _read_exact(fh, _ENTRY_TAIL.size, number, offset, "offsets")
-            )
-            yield IndexEntry(number, offset, axes, filename, *fields)
-            number += 1
-
-
-def _iter_index_prefix(path: Path, count: int) -> Iterator[IndexEntry]:
-    """The first ``count`` entries of the index (those the scan could parse)."""
-    if count == 0:
-        return
-    for entry in _iter_index(path):
-        yield entry
-        if entry.number + 1 >= count:
-            return
-
-
-# ==================================================================================== headers
-@dataclass
-class _TiffHeader:
-    """What the NDTiff header of one ``.tif`` file says, and its size."""
-
-    size: int
-    byteorder: str
-    version: tuple[int, int]
-    summary: dict[str, Any]
-
-
-def _read_header(path: Path) -> _TiffHeader:
-    """Read and check the header of one NDTiff ``.tif`` file.
-
-    Raises
-    ------
-    DatasetError
-        The file is missing, unreadable or not an NDTiff file; OSError is wrapped.
-
-    """
-    try:
-        with path.open("rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            head = fh.read(_HEADER_BYTES)
-            if len(head) < _HEADER_BYTES or head[:2] not in (b"II", b"MM"):
-                msg = f"{path.name} is not an NDTiff file (no TIFF header)"
-                raise DatasetError(msg)
-            order = "<" if head[:2] == b"II" else ">"
-            magic, major, minor, md_header, md_length = struct.unpack(order + "5I", head[8:28])
-            if magic != _NDTIFF_MAGIC or md_header != _SUMMARY_MD_HEADER:
-                msg = f"{path.name} is not an NDTiff file (no NDTiff header)"
-                raise DatasetError(msg)
-            if _HEADER_BYTES + md_length > size:
-                msg = (
-                    f"{path.name} is truncated: its summary metadata ({md_length} bytes) "
-                    f"runs past the end of the file ({size} bytes)"
-                )
-                raise DatasetError(msg)
-            raw = fh.read(md_length)
-    except FileNotFoundError:
-        msg = f"{path.name} is missing"
-        raise DatasetError(msg) from None
-    except OSError as exc:
-        msg = f"{path.name} cannot be read: {exc}"
-        raise DatasetError(msg) from exc
-    try:
-        summary = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"{path.name}: the summary metadata is not valid JSON ({exc})"
-        raise DatasetError(msg) from None
-    if summary is None:
-        summary = {}
-    if not isinstance(summary, dict):
-        msg = f"{path.name}: the summary metadata is not a JSON object"
-        raise DatasetError(msg)
-    return _TiffHeader(size, order, (major, minor), summary)
-
-
 def _summary_channel_names(summary: dict[str, Any]) -> list[str]:
     """``ChNames`` of a Micro-Manager Studio summary (labels for integer channels), if valid."""
     names = summary.get("ChNames")
@@ -368,31 +137,31 @@ class Problems:
         self.shown = 0
         self.messages: list[str] = []
         self.truncated: str | None = None
+        self.damaged = False
 
     def add(self, message: str, count: int = 1) -> None:
-        """Record ``count`` images left out for one reason."""
+        """Record ``count`` images left out (or a damage that lost none) for one reason."""
+        self.damaged = True
         self.count += count
         if len(self.messages) < _MAX_PROBLEMS_SHOWN:
             self.messages.append(message)
             self.shown += count
 
     def __bool__(self) -> bool:
-        return self.count > 0 or self.truncated is not None
+        return self.damaged or self.truncated is not None
 
-    def describe(self, total: int) -> str:
-        """The problems in one sentence, ``total`` being the number of index entries."""
-        parts: list[str] = []
-        if self.count:
-            more = self.count - self.shown
-            listed = "; ".join(self.messages)
-            extra = f"; and {more} more" if more > 0 else ""
-            parts.append(
-                f"{self.count} of {total} images could not be read and were left out: "
-                f"{listed}{extra}"
+    def describe(self, images: int, placed: int) -> str:
+        """The problems in one sentence: ``placed`` of the dataset's ``images`` were written."""
+        more = self.count - self.shown
+        parts = ["; ".join(self.messages) + (f"; and {more} more" if more > 0 else "")]
+        if images > placed:
+            parts[0] = (
+                f"{images - placed} of {images} images could not be read or placed and were "
+                f"left out: {parts[0]}"
             )
         if self.truncated is not None:
             parts.append(self.truncated)
-        return "; ".join(parts)
+        return "; ".join(p for p in parts if p)
 
 
 @dataclass
@@ -401,6 +170,9 @@ class Scan:
 
     entries: int = 0
     """Entries parsed (the index may end early at a broken entry)."""
+    images: int = 0
+    """Images the dataset holds as far as can be told: those of each file's own IFD chain
+    (the entries pointing into it where the chain is broken, or the file unreadable)."""
     frames: int = 0
     """Entries that look readable."""
     channel_names: list[str] = field(default_factory=list)
@@ -460,7 +232,8 @@ class NDTiffSource:
         """The directory of the index and its ``.tif`` files."""
         self.summary: dict[str, Any] = {}
         """The summary metadata (of the first readable file; filled by :meth:`scan`)."""
-        self._headers: dict[str, _TiffHeader] = {}
+        self._headers: dict[str, TiffHeader] = {}
+        self._images: dict[str, Images] = {}
 
     @property
     def name(self) -> str:
@@ -478,9 +251,13 @@ class NDTiffSource:
         name = entry.filename
         if name not in self._headers:
             try:
-                header = _read_header(self.root / name)
+                header = read_header(self.root / name)
+                with (self.root / name).open("rb") as fh:
+                    self._images[name] = Images(fh, header)
             except DatasetError as exc:
                 return str(exc)
+            except OSError as exc:
+                return f"{name} cannot be read: {exc}"
             self._headers[name] = header
             if not self.summary:
                 self.summary = header.summary
@@ -488,9 +265,9 @@ class NDTiffSource:
 
     def _entry_problem(self, entry: IndexEntry) -> str | None:
         """Why an entry cannot be read, or None."""
-        if entry.pixel_type == _RGB_PIXEL_TYPE:
+        if entry.pixel_type == RGB_PIXEL_TYPE:
             return f"{entry.describe()}: RGB images are not supported"
-        if entry.pixel_type not in _PIXEL_BYTES:
+        if entry.pixel_type not in PIXEL_BYTES:
             return f"{entry.describe()}: unknown pixel type {entry.pixel_type}"
         if entry.pixel_compression != 0 or entry.metadata_compression != 0:
             return f"{entry.describe()}: compressed NDTiff images are not supported"
@@ -509,7 +286,7 @@ class NDTiffSource:
                 f"{entry.describe()}: its metadata (bytes {entry.metadata_offset}-{end}) lie "
                 f"past the end of {entry.filename} ({size} bytes)"
             )
-        return None
+        return self._images[entry.filename].claim(entry)
 
     def scan(
         self,
@@ -542,17 +319,16 @@ class NDTiffSource:
         integer_channels = False
         file_entries: dict[str, int] = {}
         try:
-            for entry in _iter_index(self.index):
+            for entry in iter_index(self.index):
                 if stop is not None and stop.is_set():
                     raise KeyboardInterrupt
                 scan.entries += 1
+                file_entries[entry.filename] = file_entries.get(entry.filename, 0) + 1
                 if entry.filename in scan.bad_files:
-                    file_entries[entry.filename] += 1
                     continue
                 problem = self._file_problem(entry)
                 if problem is not None:
                     scan.bad_files[entry.filename] = problem
-                    file_entries[entry.filename] = 1
                     continue
                 problem = self._entry_problem(entry)
                 if problem is None and check is not None:
@@ -567,13 +343,15 @@ class NDTiffSource:
                 elif channel is not None:
                     integer_channels = True
                 scan.frames += 1
-        except _IndexBroken as exc:
+        except IndexBroken as exc:
             scan.problems.truncated = f"{exc}; the {exc.number} entries before it were converted"
         for filename, problem in scan.bad_files.items():
             count = file_entries[filename]
+            scan.images += count
             scan.problems.add(
                 f"{problem} ({count} image{'s' if count != 1 else ''} listed in it)", count
             )
+        self._count_images(scan, file_entries)
         if scan.entries == 0 and scan.problems.truncated is None:
             msg = f"{self.path} holds no images (its {INDEX_NAME} is empty)"
             raise DatasetError(msg)
@@ -582,6 +360,35 @@ class NDTiffSource:
         elif integer_channels:
             scan.channel_names = _summary_channel_names(self.summary)
         return scan
+
+    def _count_images(self, scan: Scan, file_entries: dict[str, int]) -> None:
+        """Count the images of every file, and those no index entry points at."""
+        for path in sorted(self.root.glob("*.tif")):  # NDTiff files the index never names
+            if path.name in self._images or path.name in scan.bad_files:
+                continue
+            try:
+                header = read_header(path)
+                with path.open("rb") as fh:
+                    self._images[path.name] = Images(fh, header)
+            except (DatasetError, OSError):
+                continue  # not an NDTiff file: not part of the dataset
+        for name, images in self._images.items():
+            found = len(images.pixels)
+            listed = file_entries.get(name, 0)
+            scan.images += found if images.broken_at is None else max(found, listed)
+            lost = images.unclaimed
+            if lost:
+                scan.problems.add(
+                    f"{lost} image{'s' if lost != 1 else ''} of {name} "
+                    f"{'are' if lost != 1 else 'is'} in no index entry",
+                    lost,
+                )
+            if images.broken_at is not None:
+                scan.problems.add(
+                    f"{name} is corrupted at byte {images.broken_at} (its images after it "
+                    "cannot be counted)",
+                    0,
+                )
 
     # ------------------------------------------------------------------ reading
     def images(self, scan: Scan) -> Iterator[tuple[IndexEntry, np.ndarray, dict[str, Any] | None]]:
@@ -609,7 +416,7 @@ class NDTiffSource:
         """
         handles: dict[str, IO[bytes]] = {}
         try:
-            for entry in _iter_index_prefix(self.index, scan.entries):
+            for entry in iter_index_prefix(self.index, scan.entries):
                 if entry.filename in scan.bad_files or entry.number in scan.bad_entries:
                     continue
                 fh = handles.get(entry.filename)
@@ -632,7 +439,7 @@ class NDTiffSource:
         if fh.readinto(buffer) != len(buffer):  # type: ignore[attr-defined]
             msg = f"{entry.describe()}: its pixels are cut off in {entry.filename}"
             raise DatasetError(msg)
-        bytes_per_pixel = _PIXEL_BYTES[entry.pixel_type]
+        bytes_per_pixel = PIXEL_BYTES[entry.pixel_type]
         dtype = np.dtype(f"{header.byteorder}u{bytes_per_pixel}")
         image = np.frombuffer(buffer, dtype=dtype).reshape(entry.height, entry.width)
         if dtype.byteorder not in ("=", "|") and dtype.byteorder != _NATIVE:
@@ -652,5 +459,14 @@ class NDTiffSource:
             if not isinstance(parsed, dict):
                 msg = f"{entry.describe()}: its metadata are not a JSON object"
                 raise DatasetError(msg)
+            axes = parsed.get("Axes")
+            if isinstance(axes, dict) and _set_axes(axes) != _set_axes(entry.axes):
+                msg = f"{entry.describe()}: the image it points at has the Axes {axes}"
+                raise DatasetError(msg)
             metadata = parsed
         return image, metadata
+
+
+def _set_axes(axes: dict[str, Any]) -> dict[str, Any]:
+    """Axes as compared between an entry and its image's metadata: None values dropped."""
+    return {k: v for k, v in axes.items() if v is not None}

@@ -8,10 +8,10 @@ channels in the order they first appear in the index, calibration from the datas
 and per-image metadata, each image's metadata kept with its frame (tag 51123).
 
 Damaged datasets: before anything is written, the whole index is checked against the files
-(a missing tiff, an entry pointing past the end of its file, an index cut off mid-entry, an
-unsupported pixel type). Every readable image is converted, the unreadable ones are left out
-(their planes are blank), and the conversion is reported as failed, naming the bad entries and
-the files written. Those files are complete, valid hyperstacks.
+and their own IFD chains (see :meth:`~mmtiffsink.ndtiff.NDTiffSource.scan`), and every entry's
+place against :data:`~mmtiffsink.limits.MAX_PLANES`. Every image that can be placed is
+converted, the others are left out (their planes are blank), and the conversion fails,
+counting the images not placed and naming why. The files written are valid hyperstacks.
 
 :func:`replay_many` converts several datasets at once, on a thread pool here or on an existing
 dask.distributed cluster (``scheduler=``, the optional extra ``mmtiffsink[cluster]``); one
@@ -21,17 +21,18 @@ dataset's failure is recorded in its :class:`ReplayResult` and never stops the o
 from __future__ import annotations
 
 import importlib
+import math
 import os
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from mmtiffsink._closing import close_after_block
+from mmtiffsink._replayreport import Progress
 from mmtiffsink.errors import (
     ConfigError,
     CoordinateError,
@@ -41,8 +42,9 @@ from mmtiffsink.errors import (
     MMTiffSinkError,
     ProfileError,
 )
+from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.mapping import AxisMapper, FileKey, file_name
-from mmtiffsink.ndtiff import IndexEntry, NDTiffSource, dataset_dir, is_ndtiff_dataset
+from mmtiffsink.ndtiff import IndexEntry, NDTiffSource, dataset_dir
 from mmtiffsink.sink import DEFAULT, TiffSink
 from mmtiffsink.tiff import ProfileName as Profile
 from mmtiffsink.tiff import parse_compression
@@ -50,10 +52,8 @@ from mmtiffsink.tiff import parse_compression
 __all__ = [
     "ReplayOptions",
     "ReplayResult",
-    "format_results",
     "replay",
     "replay_many",
-    "split_replay_paths",
 ]
 
 #: Seconds to reach a dask scheduler before giving up.
@@ -61,22 +61,9 @@ _CONNECT_TIMEOUT_S = 15.0
 
 
 # ==================================================================================== values
-def _rebuild_options(
-    name: str | None,
-    template: str,
-    profile: Profile,
-    compression: Any,
-    default_compression: bool,
-    overwrite: bool,
-) -> ReplayOptions:
+def _rebuild_options(values: dict[str, Any], default_compression: bool) -> ReplayOptions:
     """Unpickle :class:`ReplayOptions` (the ``DEFAULT`` sentinel is not picklable by identity)."""
-    return ReplayOptions(
-        name=name,
-        template=template,
-        profile=profile,
-        compression=DEFAULT if default_compression else compression,
-        overwrite=overwrite,
-    )
+    return ReplayOptions(**(dict(values, compression=DEFAULT) if default_compression else values))
 
 
 @dataclass(frozen=True)
@@ -111,18 +98,11 @@ class ReplayOptions:
     overwrite: bool = False
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        default = self.compression is DEFAULT
-        return (
-            _rebuild_options,
-            (
-                self.name,
-                self.template,
-                self.profile,
-                None if default else self.compression,
-                default,
-                self.overwrite,
-            ),
-        )
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        default = values["compression"] is DEFAULT
+        if default:
+            values["compression"] = None
+        return (_rebuild_options, (values, default))
 
 
 @dataclass(frozen=True)
@@ -154,47 +134,6 @@ class ReplayResult:
     def ok(self) -> bool:
         """True when the dataset converted completely."""
         return self.error is None
-
-
-# ==================================================================================== progress
-class _Progress:
-    """One tqdm bar (on stderr) shared by the datasets being converted; thread-safe.
-
-    The bar appears with the first work announced (:meth:`add_total`), so a run that fails
-    before converting anything prints no empty bar.
-    """
-
-    def __init__(self, enabled: bool, unit: str = "frame", total: int = 0) -> None:
-        self._lock = threading.Lock()
-        self._enabled = enabled
-        self._unit = unit
-        self._bar: Any = None
-        if total:
-            self.add_total(total)
-
-    def add_total(self, count: int) -> None:
-        if not self._enabled or not count:
-            return
-        with self._lock:
-            if self._bar is None:
-                from tqdm import tqdm
-
-                self._bar = tqdm(
-                    total=count, unit=self._unit, desc="replay", file=sys.stderr, dynamic_ncols=True
-                )
-            else:
-                self._bar.total += count
-                self._bar.refresh()
-
-    def advance(self, count: int = 1) -> None:
-        if self._bar is not None:
-            with self._lock:
-                self._bar.update(count)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._bar is not None:
-                self._bar.close()
 
 
 # ==================================================================================== replay
@@ -273,18 +212,40 @@ def _check_outputs(
         raise FileExistsError_(msg)
 
 
-def _file_key_check(file_keys: dict[FileKey, None]) -> Callable[[IndexEntry], str | None]:
-    """The scan's check of an entry's file-splitting axes, collecting each file's key."""
-    mapper = AxisMapper()
+class _Places:
+    """The scan's check of each entry's place: its file, in a hyperstack within MAX_PLANES.
 
-    def check(entry: IndexEntry) -> str | None:
+    A legal but absurd coordinate (``time: 10**9``) is refused here, before anything is written,
+    rather than letting the writer build that many planes at close.
+    """
+
+    def __init__(self) -> None:
+        self.mapper = AxisMapper()
+        self.files: dict[FileKey, list[tuple[int, int]]] = {}  # (lowest, highest) of c, z, t
+        self.names: dict[str, int] = {}  # channel name -> index, in order of arrival
+
+    def __call__(self, entry: IndexEntry) -> str | None:
         try:
-            file_keys.setdefault(mapper.file_key(entry.axes), None)
+            key = self.mapper.file_key(entry.axes)
         except CoordinateError as exc:
             return f"{entry.describe()}: {exc}"
+        channel = entry.axes.get("channel")
+        c = self.names.get(channel, len(self.names)) if isinstance(channel, str) else channel
+        place = [v if isinstance(v, int) else 0 for v in (c, *map(entry.axes.get, ("z", "time")))]
+        known = self.files.get(key, [(0, 0)] * 3)
+        spans = [(min(a, v), max(b, v)) for (a, b), v in zip(known, place, strict=True)]
+        sizes = [hi - lo + 1 for lo, hi in spans]  # a non-integer is 0 here: the sink refuses it
+        if math.prod(sizes) > MAX_PLANES:
+            where = f"the file of {dict(key)}" if key else "its file"
+            return (
+                f"{entry.describe()}: it would make {where} a hyperstack of {math.prod(sizes)} "
+                f"planes (C, Z, T = {tuple(sizes)}), more than {MAX_PLANES} "
+                "(mmtiffsink.limits.MAX_PLANES)"
+            )
+        self.files[key] = spans
+        if isinstance(channel, str):
+            self.names.setdefault(channel, len(self.names))
         return None
-
-    return check
 
 
 def _written(files: list[Path], frames: int) -> str:
@@ -300,7 +261,7 @@ def _replay_one(
     dataset: Path,
     out: Path | None,
     options: ReplayOptions,
-    progress: _Progress | None,
+    progress: Progress | None,
     stop: threading.Event | None = None,
 ) -> tuple[ReplayResult, BaseException | None]:
     """Convert one dataset; never raises an ``Exception`` (it is returned with the result)."""
@@ -313,9 +274,9 @@ def _replay_one(
         target = out if out is not None else _default_out(dataset)
         _check_out(target)
         name = options.name if options.name is not None else source.name
-        file_keys: dict[FileKey, None] = {}
-        scan = source.scan(stop, _file_key_check(file_keys))
-        _check_outputs(source, file_keys, target, name, options)
+        places = _Places()
+        scan = source.scan(stop, places)
+        _check_outputs(source, dict.fromkeys(places.files), target, name, options)
         if progress is not None:
             progress.add_total(scan.frames)
         problems = scan.problems
@@ -355,7 +316,7 @@ def _replay_one(
         finally:
             files = [f for f in files if f.exists()]  # a file whose every frame failed is gone
         if problems:
-            msg = f"{dataset}: {problems.describe(scan.entries)}; {_written(files, frames)}"
+            msg = f"{dataset}: {problems.describe(scan.images, frames)}; {_written(files, frames)}"
             error = DatasetError(msg)
     except Exception as exc:
         error = exc
@@ -401,10 +362,9 @@ def replay(
     Raises
     ------
     DatasetError
-        ``dataset`` is not an NDTiff dataset or cannot be read; or it is damaged (a missing
-        tiff, an index entry pointing past the end of its file, a truncated index): then every
-        readable image was converted into valid hyperstacks, and the message names the bad
-        entries and the files written.
+        ``dataset`` is not an NDTiff dataset or cannot be read; or it is damaged (see the
+        module notes): the message counts the images not placed, says why, and names the
+        files written.
     FileExistsError_
         An output file exists and ``options.overwrite`` is False; nothing was written.
     CoordinateError
@@ -417,12 +377,11 @@ def replay(
 
     Notes
     -----
-    To get the result of a failed conversion (its partial files) rather than an exception,
-    use :func:`replay_many` with one dataset.
+    :func:`replay_many` with one dataset returns a failed conversion's result instead.
 
     """
     _check_options(options)
-    bar = _Progress(progress)
+    bar = Progress(progress)
     try:
         result, error = _replay_one(Path(dataset), None if out is None else Path(out), options, bar)
     finally:
@@ -540,7 +499,7 @@ def _replay_here(
         return []
     count = workers or min(len(datasets), os.cpu_count() or 1)
     count = max(1, min(count, len(datasets)))
-    bar = _Progress(progress)
+    bar = Progress(progress)
     stop = threading.Event()
     results: dict[int, ReplayResult] = {}
     try:
@@ -598,7 +557,7 @@ def _replay_on_cluster(
         msg = f"cannot connect to the dask scheduler at {scheduler}: {exc}"
         raise MMTiffSinkError(msg) from None
     results: dict[int, ReplayResult] = {}
-    bar = _Progress(progress, unit="dataset", total=len(datasets))
+    bar = Progress(progress, unit="dataset", total=len(datasets))
     try:
         futures = {}
         for i, path in enumerate(datasets):
@@ -630,107 +589,3 @@ def _replay_on_cluster(
     return [results[i] for i in range(len(datasets))]
 
 
-# ==================================================================================== CLI help
-def split_replay_paths(paths: Sequence[Path], out: Path | None) -> tuple[list[Path], Path]:
-    """Tell the datasets from the output directory in ``replay DATASET [OUT]``.
-
-    Parameters
-    ----------
-    paths
-        The positional paths of the command line.
-    out
-        The ``--out`` directory, or None.
-
-    Returns
-    -------
-    datasets : list of Path
-        The datasets.
-    out : Path
-        The output directory: ``out`` when given; else the second path when there are two
-        and it is not an NDTiff dataset; else, for one dataset, its parent directory.
-
-    Raises
-    ------
-    DatasetError
-        No path, or several datasets without ``--out`` (where the files should go is
-        ambiguous).
-
-    """
-    items = list(paths)
-    if not items:
-        msg = "no dataset given"
-        raise DatasetError(msg)
-    if out is not None:
-        return items, out
-    if len(items) == 1:
-        return items, _default_out(items[0])
-    if len(items) == 2 and not is_ndtiff_dataset(items[1]):
-        return [items[0]], items[1]
-    if len(items) == 2:
-        msg = (
-            f"{items[1]} is an NDTiff dataset, not an output directory: to convert both "
-            "datasets give the output directory with --out OUTDIR"
-        )
-    else:
-        msg = (
-            f"{len(items)} paths given without --out: convert several datasets with "
-            "`mmtiffsink replay DS1 DS2 ... --out OUTDIR`, one with `replay DATASET [OUT]`"
-        )
-    raise DatasetError(msg)
-
-
-def format_results(results: Sequence[ReplayResult]) -> str:
-    """The end-of-job summary: per dataset its files, frames and time; failures with errors.
-
-    Parameters
-    ----------
-    results
-        The results of :func:`replay_many` (or of :func:`replay`).
-
-    Returns
-    -------
-    str
-        Readable text; the last line counts converted and failed datasets.
-
-    """
-    blocks: list[str] = []
-    for result in results:
-        state = "converted" if result.ok else "FAILED"
-        head = (
-            f"{result.dataset}: {state}, {result.frames} frame"
-            f"{'s' if result.frames != 1 else ''} in {result.elapsed_s:.1f} s"
-        )
-        lines = [head]
-        if result.error is not None:
-            lines.append(f"  error: {result.error}")
-        if result.files:
-            lines.append(_indent(_files_table(result.files)))
-        blocks.append("\n".join(lines))
-    failed = [r for r in results if not r.ok]
-    total = (
-        f"{len(results)} dataset{'s' if len(results) != 1 else ''}: "
-        f"{len(results) - len(failed)} converted, {len(failed)} failed"
-    )
-    if failed:
-        total += " (" + ", ".join(str(r.dataset) for r in failed) + ")"
-    blocks.append(total)
-    return "\n\n".join(blocks)
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"  {line}" for line in text.splitlines())
-
-
-def _files_table(files: Sequence[Path]) -> str:
-    """``summary_table`` of :mod:`mmtiffsink.info` over ``files``; a plain list if unreadable."""
-    from mmtiffsink.info import file_info, summary_table
-
-    infos = []
-    unreadable: list[str] = []
-    for path in files:
-        try:
-            infos.append(file_info(path))
-        except (MMTiffSinkError, OSError) as exc:
-            unreadable.append(f"{path}: cannot be described: {exc}")
-    parts = [summary_table(infos)] if infos else []
-    return "\n".join(parts + unreadable)

@@ -84,3 +84,27 @@ def test_not_a_dataset(tmp_path: Path) -> None:
         NDTiffSource(tmp_path)
     with pytest.raises(DatasetError, match="does not exist"):
         NDTiffSource(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("name", ["ds\0.tif", "ds\n.tif", "../ds.tif"])
+def test_garbled_file_name_breaks_the_index(
+    written: tuple[Path, dict[tuple[int, str], np.ndarray]], name: str
+) -> None:
+    """A file name no real tif can have ends the index there, with no OS-level exception."""
+    import json
+    import struct
+
+    import tifffile
+
+    path, _ = written
+    index = path / INDEX_NAME
+    entries = list(tifffile.read_ndtiff_index(index))
+    with index.open("wb") as fh:
+        for number, (axes, filename, *fields) in enumerate(entries):
+            raw = json.dumps(axes).encode()
+            fname = (name if number == 2 else filename).encode()
+            fh.write(struct.pack("<I", len(raw)) + raw + struct.pack("<I", len(fname)) + fname)
+            fh.write(struct.pack("<8I", *fields))
+    scan = NDTiffSource(path).scan()
+    assert scan.entries == 2 and scan.problems
+    assert scan.problems.truncated is not None and "corrupted in entry 2" in scan.problems.truncated

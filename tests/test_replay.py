@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from mmtiffsink._replayreport import format_results, split_replay_paths
 from mmtiffsink.cli import main
 from mmtiffsink.errors import (
     ConfigError,
@@ -32,14 +33,7 @@ from mmtiffsink.errors import (
     MissingFramesWarning,
     ProfileError,
 )
-from mmtiffsink.replay import (
-    ReplayOptions,
-    ReplayResult,
-    format_results,
-    replay,
-    replay_many,
-    split_replay_paths,
-)
+from mmtiffsink.replay import ReplayOptions, ReplayResult, replay, replay_many
 from mmtiffsink.sink import DEFAULT
 from tests.readers import bioformats_info
 
@@ -408,15 +402,12 @@ def test_truncated_index(tmp_path: Path) -> None:
     check_position(source, result.files[0], 0, CHANNELS, missing)
 
 
-def _rewrite_index(
-    index: Path, rename: dict[Any, str] | None = None, offsets: dict[int, int] | None = None
-) -> None:
-    """Rewrite NDTiff.index (parsed by tifffile): move positions to other files, set offsets."""
+def _rewrite_index(index: Path, offsets: dict[int, int]) -> None:
+    """Rewrite NDTiff.index (parsed by tifffile) with other pixel offsets for some entries."""
     entries = list(tifffile.read_ndtiff_index(index))
     with index.open("wb") as fh:
         for number, (axes, filename, *fields) in enumerate(entries):
-            filename = (rename or {}).get(axes.get("position"), filename)
-            fields[0] = (offsets or {}).get(number, fields[0])
+            fields[0] = offsets.get(number, fields[0])
             raw_axes = json.dumps(axes).encode()
             raw_name = filename.encode()
             fh.write(struct.pack("<I", len(raw_axes)) + raw_axes)
@@ -424,11 +415,33 @@ def _rewrite_index(
             fh.write(struct.pack("<8I", *fields))
 
 
+def two_file_dataset(root: Path, name: str) -> Source:
+    """A dataset whose position 1 lives in a second tif (as a dataset past 4 GB has it).
+
+    Written by ndstorage as two datasets, the second's tif and index entries then moved into
+    the first under the name NDTiff gives a second file.
+    """
+    first = make_dataset(root / "a", name, positions=(0,), nt=1)
+    second = make_dataset(root / "b", name, positions=(1,), nt=1)
+    moved = f"{name}_NDTiffStack_1.tif"
+    _tif(second).rename(first.path / moved)
+    with (first.path / "NDTiff.index").open("ab") as fh:
+        for axes, _filename, *fields in tifffile.read_ndtiff_index(second.path / "NDTiff.index"):
+            raw_axes = json.dumps(axes).encode()
+            fh.write(struct.pack("<I", len(raw_axes)) + raw_axes)
+            fh.write(struct.pack("<I", len(moved)) + moved.encode())
+            fh.write(struct.pack("<8I", *fields))
+    first.frames.update(second.frames)
+    first.order += second.order
+    return first
+
+
 @allow_blank_planes
 def test_missing_tiff(tmp_path: Path) -> None:
     """Position 1 lives in a second tif that was deleted: position 0 is still converted."""
-    source = make_dataset(tmp_path / "src", "two", positions=(0, 1), nt=1)
-    _rewrite_index(source.path / "NDTiff.index", rename={1: "two_NDTiffStack_1.tif"})
+    source = two_file_dataset(tmp_path / "src", "two")
+    assert replay(source.path, tmp_path / "whole", progress=False).frames == 18
+    (source.path / "two_NDTiffStack_1.tif").unlink()
     (result,) = replay_many([source.path], tmp_path / "out", progress=False)
     assert result.error is not None
     assert "9 of 18 images could not be read" in result.error
@@ -437,7 +450,7 @@ def test_missing_tiff(tmp_path: Path) -> None:
     check_position(source, result.files[0], 0, CHANNELS)
 
     # every tif gone: nothing is written, and the error says why
-    _tif(source).unlink()
+    (source.path / "two_NDTiffStack.tif").unlink()
     with pytest.raises(DatasetError, match=r"two_NDTiffStack\.tif is missing"):
         replay(source.path, tmp_path / "none", progress=False)
     assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())
@@ -605,7 +618,7 @@ def test_unreachable_scheduler(
 def test_blank_planes_warning(tmp_path: Path) -> None:
     """An unreadable image inside the hyperstack is a blank plane, and the writer says so."""
     source = make_dataset(tmp_path / "src", "w", positions=(0,), channels=("A",), nz=2, nt=1)
-    _rewrite_index(source.path / "NDTiff.index", offsets={0: 1 << 30})
+    _rewrite_index(source.path / "NDTiff.index", {0: 1 << 30})
     with pytest.warns(MissingFramesWarning, match="1 of 2 planes"):
         (result,) = replay_many([source.path], tmp_path / "out", progress=False)
     assert result.error is not None and "index entry 0" in result.error

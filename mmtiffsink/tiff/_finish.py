@@ -124,8 +124,9 @@ def write_final_chain(
         for ents, nxt in zip(copies, [*offsets[1:], 0], strict=True):
             alloc(lay.encode_ifd(ents, nxt))
         second = offsets[0]
-    else:
+    else:  # the chain on disk is already in canonical order: it ends at the last IFD
         second = unpack(planes[canonical[1]])[0] if nplanes > 1 else 0
+        appender.io.write([lay.pack_offset(0)], appender.link_pos)
     first_off, first_size = unpack(planes[canonical[0]])
     entries, _ = lay.parse_ifd(read(first_off, first_size))
     replaced = {tag.code for tag in first_extra} | {282, 283, 296}

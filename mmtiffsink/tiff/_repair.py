@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, final
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError, MissingFramesWarning
 from ..limits import MAX_PLANES
 from ._appender import pack, rows_per_strip
 from ._codecs import Codec
+from ._colors import color_lut, colormap_lut
 from ._file import IJTiffFile
 from ._io import FileIO
 from ._profiles import Profile
 from ._settings import Settings
-from ._tags import PLANE_TAG, SETTINGS_TAG, Layout, decode_values
+from ._tags import _TYPES, PLANE_TAG, SETTINGS_TAG, Layout, decode_values
 
 __all__ = ["RepairReport", "repair"]
 
+_CODECS = frozenset(Codec.TIFF_CODES.values())
 _KINDS = {1: "u", 2: "i", 3: "f"}
 
 
@@ -42,12 +47,200 @@ class RepairReport:
     """The file was already a finished hyperstack and was left unchanged."""
 
 
-def _read(io: FileIO, offset: int, size: int) -> bytes:
-    data = io.read(offset, size)
-    if len(data) != size:
-        msg = f"truncated TIFF: {size} bytes at offset {offset} run past the end of the file"
-        raise DatasetError(msg)
-    return data
+_MAX_TAGS = 1000
+"""Entries an IFD may hold before it is taken as corrupt (the writer writes about 20)."""
+_INTEGER_TYPES = frozenset({1, 3, 4, 9, 16})  # BYTE, SHORT, LONG, SLONG (planes), LONG8
+
+
+def _corrupt(path: Path, offset: int, what: str) -> DatasetError:
+    return DatasetError(f"{path}: corrupt TIFF: the IFD at byte {offset} {what}")
+
+
+class _Chain:
+    """What the IFD chain of an unfinished file holds, every value checked against the file."""
+
+    def __init__(self, path: Path, io: FileIO, size: int, bigtiff: bool) -> None:
+        self.path, self.io, self.size = path, io, size
+        self.first: dict[int, tuple[int, bytes]] | None = None
+        self.lay = Layout(bigtiff=bigtiff)
+        self.planes: dict[tuple[int, int, int], tuple[int, int]] = {}
+        self.arrival: list[tuple[int, int, int]] = []
+        self.settings: dict[str, Any] | None = None
+        self.link_pos = self.lay.first_ifd_pointer
+        self.frame: tuple[int, ...] | None = None  # width, height, bits, codec, kind, strips
+
+    def read(self, offset: int, nbytes: int) -> bytes:
+        """``nbytes`` at ``offset``, checked against the file's size before allocating.
+
+        Every count and offset read from the file reaches the disk through here.
+        """
+        if offset < 0 or nbytes < 0 or offset + nbytes > self.size:
+            msg = (
+                f"{self.path}: truncated or corrupt TIFF: {nbytes} bytes at offset {offset} "
+                f"run past the end of the file ({self.size} bytes)"
+            )
+            raise DatasetError(msg)
+        data = self.io.read(offset, nbytes)
+        if len(data) != nbytes:
+            msg = f"{self.path}: the file shrank while it was read"
+            raise DatasetError(msg)
+        return data
+
+    def ifd(self, offset: int) -> tuple[dict[int, tuple[int, bytes]], int, int]:
+        """(tag code -> (field type, value bytes), IFD size, next IFD offset) of one IFD."""
+        lay = self.lay
+        count = self.read(offset, 8 if lay.bigtiff else 2)
+        (n,) = struct.unpack("<Q" if lay.bigtiff else "<H", count)
+        if not 0 < n <= _MAX_TAGS:
+            raise _corrupt(self.path, offset, f"claims {n} entries")
+        ifd_size = lay.ifd_size(n)
+        entries, nxt = lay.parse_ifd(self.read(offset, ifd_size))
+        values: dict[int, tuple[int, bytes]] = {}
+        for entry in entries:
+            code, dtype = struct.unpack_from("<HH", entry, 0)
+            if dtype not in _TYPES:
+                raise _corrupt(self.path, offset, f"gives tag {code} the unknown type {dtype}")
+            values[code] = lay.entry_value(entry, self.read)
+        return values, ifd_size, nxt
+
+    def ints(self, values: dict[int, tuple[int, bytes]], code: int, offset: int) -> list[int]:
+        """The integer values of a tag the writer always writes."""
+        if code not in values:
+            raise _corrupt(self.path, offset, f"lacks tag {code}")
+        dtype, raw = values[code]
+        if dtype not in _INTEGER_TYPES or not raw:
+            raise _corrupt(self.path, offset, f"holds tag {code} of type {dtype}")
+        return [int(v) for v in decode_values(dtype, raw)]
+
+    def add(self, values: dict[int, tuple[int, bytes]], offset: int, ifd_size: int) -> None:
+        """Check one frame's IFD against the first and the file, then record its plane."""
+        if PLANE_TAG not in values:
+            msg = f"{self.path} has an IFD without mmtiffsink's plane tag; it was not written by us"
+            raise DatasetError(msg)
+        coord = self.ints(values, PLANE_TAG, offset)
+        if len(coord) != 3 or max(abs(v) for v in coord) >= MAX_PLANES:
+            raise _corrupt(self.path, offset, f"holds the plane {coord}")
+        c, z, t = coord
+        if (c, z, t) in self.planes:
+            raise _corrupt(self.path, offset, f"repeats the plane (c, z, t) = {(c, z, t)}")
+        one = [self.ints(values, code, offset) for code in (256, 257, 258, 259)]
+        if any(len(v) != 1 for v in one):
+            raise _corrupt(self.path, offset, "holds several values in a one-value tag")
+        width, height, bits, codec = (v[0] for v in one)
+        kind = self.ints(values, 339, offset)[0] if 339 in values else 1
+        strips, counts = self.ints(values, 273, offset), self.ints(values, 279, offset)
+        frame = (width, height, bits, codec, kind, len(strips))
+        if self.frame is None:
+            self._check_frame(frame, offset)
+            self.frame = frame
+        elif frame != self.frame:
+            raise _corrupt(self.path, offset, f"describes a frame unlike the first: {frame}")
+        if len(counts) != len(strips) or any(
+            o + n > self.size or n <= 0 for o, n in zip(strips, counts, strict=False)
+        ):
+            raise _corrupt(self.path, offset, "has pixel strips past the end of the file")
+        if codec == 1 and sum(counts) != width * height * (bits // 8):
+            raise _corrupt(self.path, offset, f"stores {sum(counts)} bytes of raw pixels")
+        if SETTINGS_TAG in values and self.settings is None:
+            self.settings = _parse_settings(self.path, values[SETTINGS_TAG][1])
+        if self.first is None:
+            self.first = values
+        self.planes[(c, z, t)] = (offset, ifd_size)
+        self.arrival.append((c, z, t))
+
+    def _check_frame(self, frame: tuple[int, ...], offset: int) -> None:
+        width, height, bits, codec, kind, nstrips = frame
+        if not (0 < width < 1 << 31 and 0 < height < 1 << 31) or codec not in _CODECS:
+            raise _corrupt(self.path, offset, f"describes a {width}x{height} frame, codec {codec}")
+        if kind not in _KINDS or bits not in (8, 16, 32, 64) or (kind == 3 and bits < 32):
+            raise _corrupt(self.path, offset, f"describes {bits}-bit pixels of kind {kind}")
+        if nstrips not in (1, 2):
+            raise _corrupt(self.path, offset, f"has {nstrips} strips")
+
+    def shape_check(self) -> None:
+        """The hyperstack the planes and settings ask for stays within MAX_PLANES."""
+        extent = [
+            1 + max(p[i] for p in self.planes) - min(0, *(p[i] for p in self.planes))
+            for i in range(3)
+        ]
+        shape = (self.settings or {}).get("shape")
+        if shape is not None:
+            if any(not 0 <= p[i] < shape[i] for p in self.planes for i in range(3)):
+                msg = f"{self.path}: corrupt TIFF: a plane lies outside the shape {shape}"
+                raise DatasetError(msg)
+            extent = shape
+        if math.prod(extent) > MAX_PLANES:
+            msg = (
+                f"{self.path}: corrupt TIFF: its planes ask for a hyperstack of "
+                f"{math.prod(extent)} planes (C, Z, T = {tuple(extent)}), more than {MAX_PLANES}"
+            )
+            raise DatasetError(msg)
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_positive(value: Any) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
+
+
+def _is_texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+_SETTING_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "shape": lambda v: isinstance(v, list) and len(v) == 3 and all(map(_is_size, v)),
+    "pxsize": _is_positive,
+    "deltaz": _is_positive,
+    "timeinterval": _is_positive,
+    "colors": _is_texts,
+    "channel_names": _is_texts,
+    "colormap": lambda v: isinstance(v, str),
+    "comment": lambda v: isinstance(v, str),
+}
+"""The settings ``_resume`` uses -> the check of a value that is not None."""
+
+
+def _parse_settings(path: Path, raw: bytes) -> dict[str, Any]:
+    """The writer's settings JSON (tag 65422), each value checked as ``_resume`` will use it."""
+    bad = DatasetError(f"{path}: corrupt TIFF: mmtiffsink's settings (tag {SETTINGS_TAG})")
+    try:
+        settings = json.loads(raw.rstrip(b"\0").decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise bad from None
+    if not isinstance(settings, dict):
+        raise bad
+
+    for key, value in settings.items():
+        check = _SETTING_CHECKS.get(key)
+        if value is not None and check is not None and not check(value):
+            raise bad
+    try:
+        for color in settings.get("colors") or ():
+            color_lut(color)
+        if settings.get("colormap") is not None:
+            colormap_lut(settings["colormap"])
+    except (ValueError, TypeError):
+        raise bad from None
+    return settings
+
+
+def _cut_chain(path: Path, chain: _Chain, dangling: int) -> None:
+    """End the chain at its last readable IFD, so the file is a valid TIFF from now on."""
+    io = FileIO(path, "update")
+    try:
+        io.write([chain.lay.pack_offset(0)], chain.link_pos)
+        io.sync()
+    finally:
+        io.close()
+    warnings.warn(
+        f"the IFD chain of {path} points past the end of the file (to byte {dangling}) after "
+        f"{len(chain.planes)} frames: the file was cut short, the frames after them are lost",
+        MissingFramesWarning,
+        stacklevel=3,
+    )
 
 
 def repair(path: str | os.PathLike[str]) -> RepairReport:
@@ -61,7 +254,8 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     Raises
     ------
     DatasetError
-        The file is not a TIFF written by mmtiffsink, or holds no frame.
+        The file is not a TIFF written by mmtiffsink, holds no frame, or is corrupt (every
+        count, offset and value read from it is checked before it is used).
 
     """
     path = Path(path)
@@ -77,75 +271,62 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
             msg = f"{path} is not a little-endian TIFF written by mmtiffsink"
             raise DatasetError(msg)
         bigtiff = head[2:4] == b"+\0"
-        lay = Layout(bigtiff=bigtiff)
-
-        def read(off: int, n: int) -> bytes:
-            return _read(io, off, n)
-
+        chain = _Chain(path, io, size, bigtiff)
+        lay = chain.lay
+        if len(head) < lay.header_size:
+            msg = f"{path}: truncated TIFF: the file ends inside its header"
+            raise DatasetError(msg)
         (offset,) = struct.unpack_from("<Q" if bigtiff else "<I", head, lay.first_ifd_pointer)
-        link_pos = lay.first_ifd_pointer
-        planes: dict[tuple[int, int, int], tuple[int, int]] = {}
-        arrival: list[tuple[int, int, int]] = []
-        first: dict[int, tuple[int, bytes]] | None = None
-        settings: dict[str, Any] = {}
         seen: set[int] = set()
-        while offset and offset not in seen and offset < size:
+        dangling = 0
+        while offset and offset < size:
+            if offset in seen:
+                msg = f"{path}: corrupt TIFF: the IFD chain loops back to byte {offset}"
+                raise DatasetError(msg)
             seen.add(offset)
-            count_size = 8 if bigtiff else 2
-            (n,) = struct.unpack("<Q" if bigtiff else "<H", read(offset, count_size))
-            ifd_size = lay.ifd_size(n)
-            entries, nxt = lay.parse_ifd(read(offset, ifd_size))
-            values = {lay.entry_code(e): lay.entry_value(e, read) for e in entries}
-            if first is None:
-                first = values
+            values, ifd_size, nxt = chain.ifd(offset)
+            if not chain.planes:
                 desc = values.get(270)
                 if desc is not None and desc[1].startswith(b"ImageJ="):
-                    plane_count = len(seen)
-                    return RepairReport(path, plane_count, (0, 0, 0), 0, True)
-            if PLANE_TAG not in values:
-                msg = f"{path} has an IFD without mmtiffsink's plane tag; it was not written by us"
-                raise DatasetError(msg)
-            c, z, t = (int(v) for v in decode_values(*values[PLANE_TAG]))
-            planes[(c, z, t)] = (offset, ifd_size)
-            arrival.append((c, z, t))
-            if SETTINGS_TAG in values:
-                settings = json.loads(values[SETTINGS_TAG][1].rstrip(b"\0").decode())
-            link_pos = offset + ifd_size - lay.offset_size
+                    return RepairReport(path, len(seen), (0, 0, 0), 0, True)
+            chain.add(values, offset, ifd_size)
+            chain.link_pos = offset + ifd_size - lay.offset_size
             offset = nxt
+        if offset:  # a link past the end of a truncated file (or a corrupt one): cut it there
+            dangling = offset
     finally:
         io.close()
-    if first is None:
+    if not chain.planes or chain.frame is None or chain.first is None:
         msg = f"{path} holds no frame: nothing to repair"
         raise DatasetError(msg)
-    width = int(decode_values(*first[256])[0])
-    height = int(decode_values(*first[257])[0])
-    bits = int(decode_values(*first[258])[0])
-    kind = _KINDS[int(decode_values(*first[339])[0])] if 339 in first else "u"
-    dtype = np.dtype(f"<{kind}{bits // 8}")
-    compression = int(decode_values(*first[259])[0])
+    chain.shape_check()
+    if dangling:
+        _cut_chain(path, chain, dangling)
+    width, height, bits, compression, kind, _ = chain.frame
+    dtype = np.dtype(f"<{_KINDS[kind]}{bits // 8}")
     try:
         codec = Codec.from_tiff(compression)
     except ConfigError:
         msg = f"{path}: unexpected compression {compression}"
         raise DatasetError(msg) from None
-    profile = Profile.get("bigtiff" if bigtiff else "imagej")
-    stored = Settings.from_json(settings)
-    slots_at = _slots_start(first, planes, stored, codec, lay, height * width * dtype.itemsize)
+    stored = Settings.from_json(chain.settings or {})
+    frame_bytes = height * width * dtype.itemsize
+    slots_at = _slots_start(chain.first, chain.planes, stored, codec, chain.lay, frame_bytes)
     tif = _resume(
         path,
-        profile=profile,
+        profile=Profile.get("bigtiff" if bigtiff else "imagej"),
         frame_shape=(height, width),
         dtype=dtype,
         codec=codec,
         settings=stored,
-        planes=planes,
-        arrival=arrival,
-        link_pos=link_pos,
+        planes=chain.planes,
+        arrival=chain.arrival,
+        link_pos=chain.link_pos,
         end=size,
         slots_at=slots_at,
     )
     tif.close()
-    return RepairReport(path, len(planes), tif.shape, tif.blank_planes, False)
+    return RepairReport(path, len(chain.planes), tif.shape, tif.blank_planes, False)
 
 
 def _resume(
