@@ -141,12 +141,15 @@ def test_read_frame_races_close(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ 2. BaseException
 INTERRUPT_CHILD = """
-    import signal, sys, threading
+    import faulthandler, signal, sys, threading
+    faulthandler.dump_traceback_later(60, exit=True)  # a hang shows where it is
     import numpy as np
     from mmtiffsink import IJTiffFile
     from tests.writer_support import coded_frame
     path, compression = sys.argv[1], sys.argv[2]
     # a real SIGINT from a timer: KeyboardInterrupt lands wherever the saving thread is
+    # (a child of a background job starts with SIGINT ignored: put Python's handler back)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.setitimer(signal.ITIMER_REAL, 0.05)
     signal.signal(signal.SIGALRM, lambda *a: signal.raise_signal(signal.SIGINT))
     tif = IJTiffFile(path, compression=None if compression == "none" else compression)

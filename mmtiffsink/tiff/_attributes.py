@@ -51,6 +51,7 @@ class FileAttributes:
         "_inherited",
         "_io",
         "_layout",
+        "_lock",
         "_low",
         "_max_inflight",
         "_max_planes",
@@ -75,6 +76,7 @@ class FileAttributes:
     _extratags: tuple[Tag, ...]
     _high: Coord
     _layout: Layout
+    _lock: threading.Lock
     _low: Coord
     _negative: bool
     _plane_tags: dict[Coord, list[Tag]]
@@ -109,7 +111,7 @@ class FileAttributes:
         """``(C, Z, T)``: the declared shape, or the one implied by the frames saved so far."""
         if self._settings.shape is not None:
             return self._settings.shape
-        if self._high[0] < self._low[0]:  # nothing saved yet
+        if self._high[0] < -(2**62):  # nothing saved yet
             return (0, 0, 0)
         lo, hi = self._low, self._high
         return (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1)
@@ -125,7 +127,7 @@ class FileAttributes:
 
         def fset(self: FileAttributes, value: float | None) -> None:
             checked = positive_or_none(name, value)
-            with self._cond:
+            with self._lock:
                 setattr(self._settings, name, checked)
                 self._static = None
 
@@ -141,7 +143,7 @@ class FileAttributes:
     del _setting
 
     def _set(self, setter: Any, value: Any) -> None:
-        with self._cond:
+        with self._lock:
             setter(value)
             self._static = None
 
@@ -196,7 +198,7 @@ class FileAttributes:
 
         """
         tags = normalize_tags([tag], bigtiff=self._layout.bigtiff)
-        with self._cond:
+        with self._lock:
             if czt is None:
                 if self._seq.pending or self._app.planes:
                     msg = "global extra tags must be added before the first save"
@@ -216,7 +218,7 @@ class FileAttributes:
 
     def set_compression(self, compression: int | str, level: int | None = None) -> None:
         """Change the codec before the first save (tiffwrite's call form: code or name, level)."""
-        with self._cond:
+        with self._lock:
             if self._seq.pending or self._app.planes:
                 msg = "the compression can only be changed before the first save"
                 raise ConfigError(msg)

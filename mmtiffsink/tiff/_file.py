@@ -71,7 +71,6 @@ from ._tags import METADATA_TAG, Layout, Tag, TagsLike, normalize_tags
 
 __all__ = ["IJTiffFile"]
 
-_NO_COORD: Coord = (sys.maxsize, sys.maxsize, sys.maxsize)
 _NONE_SAVED: Coord = (-sys.maxsize, -sys.maxsize, -sys.maxsize)
 
 
@@ -133,8 +132,9 @@ class IJTiffFile(FileAttributes):
         Cap on the planes (C x Z x T) of this file, checked at every ``save`` before anything
         is queued (default :data:`mmtiffsink.limits.MAX_PLANES`, 10**7).
     allow_negative
-        Accept negative coordinates (e.g. z below the focus): each axis is numbered from its
-        smallest saved coordinate at close. Only without ``shape``.
+        Accept negative coordinates (e.g. z below the focus): an axis with negative
+        coordinates is numbered from its smallest one at close (-3..3 become planes 0..6).
+        Only without ``shape``.
 
     Examples
     --------
@@ -222,16 +222,19 @@ class IJTiffFile(FileAttributes):
     # ---------------------------------------------------------------- set-up
     def _setup(self, io: FileIO, *, end: int, link_pos: int, slots: Coord | None) -> None:
         self._io = io
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # see Sequencer: blocks hold the lock, never the condition
+        self._cond = threading.Condition(self._lock)
         self._close_lock = threading.Lock()
         self._app = Appender(
             io, self._layout, self._static_tags, end=end, link_pos=link_pos, slots=slots
         )
-        self._seq = Sequencer(self._cond, self._append_job, self._landed, self._job_finished)
+        self._seq = Sequencer(
+            self._lock, self._cond, self._append_job, self._landed, self._job_finished
+        )
         self._claimed: set[Coord] = set()  # saved, not yet in the file (in flight)
         # the span of the saved coordinates: from 0 (or, with negative coordinates, from the
         # smallest) to the largest
-        self._low: Coord = _NO_COORD if self._negative else (0, 0, 0)
+        self._low: Coord = (0, 0, 0)
         self._high: Coord = _NONE_SAVED
         self._inflight_bytes = 0
         self._closing = False
@@ -258,9 +261,10 @@ class IJTiffFile(FileAttributes):
 
     def _detach_after_fork(self) -> None:
         """In a fork child: this file belongs to the parent; the child never writes it."""
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._close_lock = threading.Lock()
-        self._seq.cond = self._cond
+        self._seq.lock, self._seq.cond = self._lock, self._cond
         self._io.reset_lock_after_fork()
         self._inherited = True
         self._closing = True  # only the parent writes it
@@ -322,11 +326,11 @@ class IJTiffFile(FileAttributes):
         if not self._budget.acquire(
             charge, self._full, lambda: self._closing or self._seq.error is not None
         ):
-            with self._cond:
+            with self._lock:
                 self._raise_error()
             raise self._closed_error()
         try:
-            with self._cond:
+            with self._lock:
                 self._raise_error()
                 if self._closing:
                     raise self._closed_error()
@@ -362,7 +366,7 @@ class IJTiffFile(FileAttributes):
         if not self._codec.compressed:
             # nothing to compress: appending here costs less than a hand-off to the pool
             self._process(job, arr, caller=True)
-            with self._cond:
+            with self._lock:
                 self._raise_error()
             return
         try:
@@ -432,7 +436,7 @@ class IJTiffFile(FileAttributes):
 
     def _static_tags(self) -> tuple[Tag, ...]:
         """Tags every IFD of this file carries (rebuilt when a setting changed)."""
-        with self._cond:
+        with self._lock:
             if self._static is None:
                 args = (self._dtype, self._codec, self._settings, self.profile, self._extratags)
                 self._static = static_tags(self._app, *args)
@@ -462,7 +466,7 @@ class IJTiffFile(FileAttributes):
         """
         coord = self._coord(c, z, t)
         while True:
-            with self._cond:
+            with self._lock:
                 packed = self._app.planes.get(coord)
                 if packed is not None:
                     break
@@ -497,7 +501,7 @@ class IJTiffFile(FileAttributes):
         if self._closed or self._closing:
             raise self._closed_error()
         self._seq.wait_idle(self._release_jobs)
-        with self._cond:
+        with self._lock:
             self._raise_error()
         self._check_identity()
         try:
@@ -531,7 +535,7 @@ class IJTiffFile(FileAttributes):
                 self._finalizer.detach()
                 self._io.close()
                 return
-            with self._cond:
+            with self._lock:
                 self._closing = True
             self._budget.wake()
             error: BaseException | None = None
@@ -544,13 +548,13 @@ class IJTiffFile(FileAttributes):
             except BaseException as exc:
                 error = exc
             finally:
-                with self._cond:
+                with self._lock:
                     self._closed = True
                     self._cond.notify_all()
                 self._release()
             if remove:
                 os.unlink(self.path)
-        with self._cond:
+        with self._lock:
             self._raise_error()
         if error is not None:
             if isinstance(error, OSError) and not isinstance(error, WriterError):

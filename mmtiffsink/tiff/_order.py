@@ -50,8 +50,11 @@ class Sequencer:
 
     Parameters
     ----------
-    cond
-        The file's lock; every field here is guarded by it.
+    lock, cond
+        The file's lock (every field here is guarded by it) and a condition on it. Blocks
+        hold the plain lock (``with lock``), whose C-level ``__enter__`` a KeyboardInterrupt
+        cannot split from the block; ``Condition.__enter__`` is Python code, and a signal
+        landing in it would leave the lock held.
     append
         Appends a job's frame (called with the role held, the lock released).
     landed
@@ -63,11 +66,13 @@ class Sequencer:
 
     def __init__(
         self,
+        lock: threading.Lock,
         cond: threading.Condition,
         append: Callable[[Job], None],
         landed: Callable[[Job], bool],
         finished: Callable[[Job, bool], None],
     ) -> None:
+        self.lock = lock
         self.cond = cond
         self._append = append
         self._landed = landed
@@ -110,7 +115,7 @@ class Sequencer:
         A job is taken once: a second deposit of its number (a KeyboardInterrupt raised in
         ``submit`` after the pool took the job) is ignored.
         """
-        with self.cond:
+        with self.lock:
             if job.seq < self._write_seq or job.seq in self._ready:
                 return []
             self._ready[job.seq] = job
@@ -131,7 +136,7 @@ class Sequencer:
         """
         passed: list[Job] = []
         while True:
-            with self.cond:
+            with self.lock:
                 if not self._idle_or_ready():
                     return passed
                 self._appending = True
@@ -151,7 +156,7 @@ class Sequencer:
                         raise
                     done.append((job, landed))
             finally:
-                with self.cond:
+                with self.lock:
                     for job in rest:
                         self._ready[job.seq] = job
                     if rest:
@@ -167,7 +172,7 @@ class Sequencer:
         if job.skip:
             return False
         if job.error is not None:
-            with self.cond:
+            with self.lock:
                 self.latch(job.error)
             return False
         if self.error is not None:
@@ -175,7 +180,7 @@ class Sequencer:
         try:
             self._append(job)
         except Exception as exc:
-            with self.cond:
+            with self.lock:
                 self.latch(exc)
             return False
         return True
@@ -183,7 +188,7 @@ class Sequencer:
     def wait_idle(self, release: Callable[[list[Job]], Any]) -> None:
         """Wait until no job is pending, appending parked jobs if no thread does."""
         while True:
-            with self.cond:
+            with self.lock:
                 if self.pending == 0:
                     return
                 if not self._idle_or_ready():

@@ -74,11 +74,12 @@ class Budget:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.used = 0
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # blocks hold the lock itself (see Sequencer)
+        self._cond = threading.Condition(self._lock)
 
     def acquire(self, nbytes: int, blocked: Callable[[], bool], stop: Callable[[], bool]) -> bool:
         """Take ``nbytes``; wait while full or ``blocked()``; give up (False) once ``stop()``."""
-        with self._cond:
+        with self._lock:
             while True:
                 if stop():
                     return False
@@ -90,13 +91,13 @@ class Budget:
 
     def release(self, nbytes: int) -> None:
         """Give back ``nbytes`` and wake the waiters."""
-        with self._cond:
+        with self._lock:
             self.used -= nbytes
             self._cond.notify_all()
 
     def wake(self) -> None:
         """Wake every waiter so it re-checks its file's state (a file is closing)."""
-        with self._cond:
+        with self._lock:
             self._cond.notify_all()
 
 
