@@ -7,8 +7,8 @@
   (:func:`reset_demo`), and checked for leaked acquisition threads after it.
 * :func:`tzc_events` (function fixture): the events of the recorded ``tzc`` acquisition.
 * :func:`set_objective`, :func:`reset_demo`, :func:`record_acquisition`, :func:`multi_d_events`,
-  :func:`demo_events`: plain helpers; the recorded metadata (``DEMO_*``) comes from
-  ``tests/data/demo_recordings.json``.
+  :func:`small_tzc_events`, :func:`demo_events`: plain helpers; the recorded metadata
+  (``DEMO_*``) comes from ``tests/data/demo_recordings.json``.
 * :func:`release_leaked_acquisition_threads`: unblocks pycro-manager threads left waiting forever.
 
 Facts measured here (pycromanager 1.0.2, mm-test-adapters 75, 2 cores):
@@ -209,6 +209,19 @@ def multi_d_events(**kwargs: Any) -> list[dict[str, Any]]:
     from pycromanager import multi_d_acquisition_events
 
     return list(multi_d_acquisition_events(**kwargs))
+
+
+def small_tzc_events(channels: Sequence[str]) -> list[dict[str, Any]]:
+    """2 time points 0.1 s apart x z 0-2 um step 1 (3 slices) x ``channels``, order 'tpcz'."""
+    return multi_d_events(
+        num_time_points=2,
+        time_interval_s=0.1,
+        z_start=0,
+        z_end=2,
+        z_step=1,
+        channel_group="Channel",
+        channels=list(channels),
+    )
 
 
 def demo_events(name: str) -> list[dict[str, Any]]:

@@ -577,10 +577,9 @@ def bioformats_pixels(
     """Decode all pixels of series 0 with Bio-Formats.
 
     Bio-Formats converts the file (``bfconvert -nolookup``, in the session's Bio-Formats
-    server) to an uncompressed OME-TIFF in
-    ``tmp_path``, which tifffile then reads; planes are placed by the OME ``<TiffData>`` elements
-    (or the dimension order), so the result does not depend on tifffile's interpretation of the
-    original file.
+    server) to an uncompressed OME-TIFF in ``tmp_path``, which tifffile then reads; planes are
+    placed by the OME ``<TiffData>`` elements (or the dimension order), so the result does not
+    depend on tifffile's interpretation of the original file.
 
     Parameters
     ----------

@@ -16,6 +16,7 @@ from tests.microscope import (
     multi_d_events,
     record_acquisition,
     set_objective,
+    small_tzc_events,
 )
 
 pytestmark = pytest.mark.acquisition
@@ -78,15 +79,7 @@ def test_storage_adapter_acquisition(
     set_objective(microscope, "20X")
     storage = TiffStorage(TiffSink(tmp_path, "storage"))
     monkeypatch.setattr(python_backend_acquisitions, "NDRAMDataset", lambda: storage)
-    events = multi_d_events(
-        num_time_points=2,
-        time_interval_s=0.1,
-        z_start=0,
-        z_end=2,
-        z_step=1,
-        channel_group="Channel",
-        channels=["DAPI", "FITC"],
-    )
+    events = small_tzc_events(["DAPI", "FITC"])
     with Acquisition(directory=None, name="storage", show_display=False) as acq:
         acq.acquire(events)
     assert storage.is_finished()

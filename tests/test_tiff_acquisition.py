@@ -14,7 +14,13 @@ import tifffile
 
 from mmtiffsink.errors import CoordinateError, FileExistsError_, MMTiffSinkError
 from mmtiffsink.sink import TiffSink
-from tests.microscope import DEFAULT_HEIGHT, DEFAULT_WIDTH, multi_d_events, set_objective
+from tests.microscope import (
+    DEFAULT_HEIGHT,
+    DEFAULT_WIDTH,
+    multi_d_events,
+    set_objective,
+    small_tzc_events,
+)
 
 pytestmark = pytest.mark.acquisition
 
@@ -34,15 +40,7 @@ def test_tzc_through_tiff_acquisition(microscope: Any, tmp_path: Path) -> None:
         seen.append((image.copy(), dict(metadata)))
         return image, metadata
 
-    events = multi_d_events(
-        num_time_points=2,
-        time_interval_s=0.1,
-        z_start=0,
-        z_end=2,
-        z_step=1,
-        channel_group="Channel",
-        channels=["FITC", "DAPI"],
-    )
+    events = small_tzc_events(["FITC", "DAPI"])
     with TiffAcquisition(
         tmp_path, name="tacq", image_saved_fn=image_saved, image_process_fn=keep_copy
     ) as acq:
