@@ -173,33 +173,41 @@ class _BioFormatsServer:
         line = " ".join(urllib.parse.quote(arg, safe="") for arg in args) + "\n"
         with self._lock:
             proc = self._running()
-            assert proc.stdin is not None
-            deadline = time.monotonic() + timeout
             try:
-                proc.stdin.write(line.encode("utf-8"))
-                proc.stdin.flush()
-            except BrokenPipeError:
-                self._died(f"before answering {args[:1]}")
-            head = self._read_line(deadline)
-            if head is None:
-                self._stop()
-                return _Run(None, "", f"no answer from the Bio-Formats server in {timeout} s")
-            fields = head.split()
-            if len(fields) != 6 or fields[:2] != ["MMTS-BF", "DONE"]:
-                self._stop()
-                raise ReaderError(f"Bio-Formats server: unexpected answer {head!r}")
-            code, fatal, n_out, n_err = (int(v) for v in fields[2:])
-            body = self._read_exactly(n_out + n_err, deadline)
-            if body is None:
-                self._stop()
-                return _Run(None, "", f"Bio-Formats server answer incomplete after {timeout} s")
-            if fatal:  # a java.lang.Error: the server exits; the next request starts a new JVM
-                self._stop()
-            return _Run(
-                code,
-                body[:n_out].decode("utf-8", "replace"),
-                body[n_out:].decode("utf-8", "replace"),
-            )
+                return self._request(proc, line, args, timeout)
+            except BaseException:
+                # e.g. pytest-timeout or Ctrl-C while waiting: the answer would be read by the
+                # next request, so this JVM cannot serve again
+                self._stop(kill=True)
+                raise
+
+    def _request(
+        self, proc: subprocess.Popen[bytes], line: str, args: Sequence[str], timeout: float
+    ) -> _Run:
+        assert proc.stdin is not None
+        deadline = time.monotonic() + timeout
+        try:
+            proc.stdin.write(line.encode("utf-8"))
+            proc.stdin.flush()
+        except BrokenPipeError:
+            self._died(f"before answering {args[:1]}")
+        head = self._read_line(deadline)
+        if head is None:
+            self._stop(kill=True)
+            return _Run(None, "", f"no answer from the Bio-Formats server in {timeout} s")
+        fields = head.split()
+        if len(fields) != 6 or fields[:2] != ["MMTS-BF", "DONE"]:
+            raise ReaderError(f"Bio-Formats server: unexpected answer {head!r}")
+        code, fatal, n_out, n_err = (int(v) for v in fields[2:])
+        body = self._read_exactly(n_out + n_err, deadline)
+        if body is None:
+            self._stop(kill=True)
+            return _Run(None, "", f"Bio-Formats server answer incomplete after {timeout} s")
+        if fatal:  # a java.lang.Error: the server exits; the next request starts a new JVM
+            self._stop()
+        return _Run(
+            code, body[:n_out].decode("utf-8", "replace"), body[n_out:].decode("utf-8", "replace")
+        )
 
     def close(self) -> None:
         """End the JVM (closing its input makes it exit; killed if it does not)."""
@@ -254,7 +262,7 @@ class _BioFormatsServer:
         ready = self._read_line(time.monotonic() + SERVER_START_TIMEOUT)
         if ready is None or not ready.startswith("MMTS-BF READY"):
             if ready is None and self._proc.poll() is None:
-                self._stop()
+                self._stop(kill=True)
                 raise ReaderError(
                     f"the Bio-Formats server did not start in {SERVER_START_TIMEOUT} s"
                 )
@@ -315,9 +323,12 @@ class _BioFormatsServer:
         del self._buffer[:n]
         return data
 
-    def _stop(self) -> None:
+    def _stop(self, *, kill: bool = False) -> None:
+        """End the JVM: close its input and let it exit, or (``kill``) end its process group."""
         proc, self._proc = self._proc, None
         if proc is not None:
+            if kill:
+                _kill_group(proc)
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()

@@ -226,6 +226,34 @@ def test_bioformats_server_timeout_fails_one_request(bioformats_jar: Path, tmp_p
     assert server.pid not in (None, old_pid)
 
 
+def test_bioformats_server_interrupted_request_is_not_answered_later(
+    bioformats_jar: Path, tmp_path: Path
+) -> None:
+    """An exception while waiting (pytest-timeout, Ctrl-C) must not leave an answer pending."""
+    small = write_imagej(tmp_path / "small.tif", encoded_stack("uint8"))
+    other = tmp_path / "other.tif"
+    tifffile.imwrite(other, np.zeros((5, 9, 11), np.uint16), imagej=True)
+    bioformats_info(small, bioformats_jar)  # a running JVM
+
+    class Interrupted(BaseException):
+        """What pytest-timeout or Ctrl-C raise in the middle of a call."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.002)
+        with pytest.raises(Interrupted):
+            bioformats_info(small, bioformats_jar)
+            pytest.fail("the request was answered within 2 ms: nothing was interrupted")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    info = bioformats_info(other, bioformats_jar)  # this file's answer, not the pending one
+    assert (info.size_x, info.size_y) == (11, 9)
+
+
 def test_bioformats_server_crash_fails_one_request(bioformats_jar: Path, tmp_path: Path) -> None:
     path = write_imagej(tmp_path / "hyperstack.tif", encoded_stack("uint16"))
     server = bioformats_server(bioformats_jar)
