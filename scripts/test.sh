@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # The one test command of the project: installs what the tests need (idempotent, fast when
 # already there), then runs ruff, mypy and pytest. Extra arguments go to pytest:
-#   bash scripts/test.sh                      # everything
-#   bash scripts/test.sh tests/test_x.py -k y # a subset
+#   bash scripts/test.sh                      # everything (what CI runs)
+#   bash scripts/test.sh tests/test_x.py -k y # a subset, on this interpreter only
+# Without arguments it also runs
+#   - the writer tests again with MMTIFFSINK_PORTABLE_IO=1 (the seek+write fallback I/O), and
+#   - the core tests on the oldest and newest Python the package claims (3.10 and 3.13), each in
+#     its own venv under .tools/venvs/ (made once per pyproject.toml), with pyenv's interpreters;
+#     one that is missing fails the run in CI (CI set) and is skipped with a message elsewhere.
+# Every run goes on after a failure; the summary at the end lists each run, and the exit status
+# is non-zero if any run failed or ran no test (pytest's exit 5 counts as a failure).
 # Needs root (or sudo) only the first time, for Debian packages.
 set -euo pipefail
 
@@ -18,23 +25,30 @@ if [[ -z "$PY" ]]; then
     if command -v python >/dev/null 2>&1; then PY=python; else PY=python3; fi
 fi
 
-# --- 1. Debian packages: Java, ImageJ 1.x, a virtual X server ------------------------------
-section "Debian packages (java, imagej, xvfb)"
-if command -v java >/dev/null 2>&1 && command -v xvfb-run >/dev/null 2>&1 \
+# --- 1. Debian packages: Java (a JDK: the Bio-Formats oracle compiles its server), ImageJ 1.x,
+#        a virtual X server ----------------------------------------------------------------
+section "Debian packages (java, javac, imagej, xvfb)"
+APT_PACKAGES=(default-jre-headless default-jdk-headless imagej xvfb xauth)
+javac_beside_java() {  # tests/readers.py uses the javac of the JDK that `java` belongs to
+    local java
+    java="$(command -v java 2>/dev/null)" || return 1
+    [[ -x "$(dirname "$(readlink -f "$java")")/javac" ]]
+}
+if javac_beside_java && command -v xvfb-run >/dev/null 2>&1 \
     && command -v xauth >/dev/null 2>&1 && [[ -f /usr/share/java/ij.jar ]]; then
     echo "already installed"
 else
     SUDO=()
     if [[ "$(id -u)" != 0 ]]; then
         if command -v sudo >/dev/null 2>&1; then SUDO=(sudo); else
-            echo "need root (or sudo) to install: default-jre-headless imagej xvfb xauth" >&2
+            echo "need root (or sudo) to install: ${APT_PACKAGES[*]}" >&2
             exit 1
         fi
     fi
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update -qq
-    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends \
-        default-jre-headless imagej xvfb xauth >/dev/null
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+    javac_beside_java || { echo "no javac beside $(command -v java) after installing" >&2; exit 1; }
     echo "installed"
 fi
 
@@ -99,5 +113,113 @@ for p in mmtiffsink tests benchmarks; do [[ -e "$p" ]] && lint_paths+=("$p"); do
 section "mypy"
 "$PY" -m mypy
 
-section "pytest"
-"$PY" -m pytest "$@"
+# --- 5. Test runs ------------------------------------------------------------------------
+# Each run is recorded; a failure does not stop the others. pytest's exit 5 (no test ran) is a
+# failure: a run that tests nothing must not pass.
+RUN_NAMES=()
+RUN_RESULTS=()
+FAILED=0
+record() {  # record NAME RESULT FAILED(0|1)
+    RUN_NAMES+=("$1")
+    RUN_RESULTS+=("$2")
+    if [[ "$3" != 0 ]]; then FAILED=1; fi
+}
+run_pytest() {  # run_pytest NAME PYTHON [env NAME=VALUE ...] -- PYTEST ARGS...
+    local name="$1" python="$2" rc=0
+    shift 2
+    local envs=()
+    while [[ "$1" != "--" ]]; do envs+=("$1"); shift; done
+    shift
+    section "pytest: $name"
+    local start=$SECONDS
+    env "${envs[@]}" "$python" -m pytest "$@" || rc=$?
+    local took=$((SECONDS - start))
+    case "$rc" in
+        0) record "$name" "passed (${took} s)" 0 ;;
+        5) echo "pytest ran no test in run '$name': that is a failure" >&2
+           record "$name" "FAILED: no test ran (pytest exit 5)" 1 ;;
+        *) record "$name" "FAILED (pytest exit $rc, ${took} s)" 1 ;;
+    esac
+}
+
+run_pytest "main suite, $("$PY" -c 'import sys; print(sys.version.split()[0])')" "$PY" -- "$@"
+
+if [[ $# -gt 0 ]]; then
+    echo
+    echo "(arguments given: the portable-I/O run and the other Pythons are skipped;"
+    echo " run 'bash scripts/test.sh' without arguments for everything)"
+else
+    # The writer once more with its seek+write fallback (the I/O used where the OS has no
+    # positional writes, e.g. Windows).
+    run_pytest "portable I/O (MMTIFFSINK_PORTABLE_IO=1)" "$PY" MMTIFFSINK_PORTABLE_IO=1 -- \
+        tests/test_writer.py tests/test_crash.py tests/test_info.py
+
+    # The core tests on the oldest and the newest Python the package claims.
+    CORE_TESTS=(tests/test_writer.py tests/test_crash.py tests/test_sink.py tests/test_replay.py
+        tests/test_info.py)
+    OTHER_PYTHONS=(3.10 3.13)
+    pyenv_root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
+    find_python() {  # find_python 3.10 -> the newest 3.10.x interpreter that can make a venv
+        local minor="$1" candidate
+        local candidates=()
+        while IFS= read -r candidate; do candidates+=("$candidate"); done < <(
+            ls -d "$pyenv_root/versions/$minor".*/bin/python 2>/dev/null | sort -V -r)
+        candidate="$(command -v "python$minor" 2>/dev/null)" && candidates+=("$candidate")
+        for candidate in "${candidates[@]}"; do
+            if "$candidate" -c "import sys, venv, ensurepip
+sys.exit(sys.version_info[:2] != tuple(map(int, '$minor'.split('.'))))" 2>/dev/null; then
+                echo "$candidate"
+                return 0
+            fi
+        done
+        return 1
+    }
+    repo_key="$(printf '%s' "$REPO" | sha256sum | cut -c1-8)"
+    pyproject_key="$(sha256sum pyproject.toml | cut -c1-12)"
+    for minor in "${OTHER_PYTHONS[@]}"; do
+        name="core tests, Python $minor"
+        if ! python_exe="$(find_python "$minor")"; then
+            msg="no Python $minor interpreter (looked in $pyenv_root/versions/$minor.*, python$minor on PATH)"
+            if [[ -n "${CI:-}" ]]; then
+                section "pytest: $name"
+                echo "$msg: required in CI" >&2
+                record "$name" "FAILED: $msg" 1
+            else
+                record "$name" "SKIPPED: $msg" 0
+            fi
+            continue
+        fi
+        version="$("$python_exe" -c 'import sys; print(sys.version.split()[0])')"
+        # One venv per (checkout, interpreter version, pyproject.toml): an editable install
+        # points at one checkout, and .tools/ may be shared by several git worktrees.
+        venv="$TOOLS/venvs/py$version-$repo_key-$pyproject_key"
+        section "venv for Python $version: ${venv#"$REPO/"}"
+        if [[ -f "$venv/.mmtiffsink-ready" ]]; then
+            echo "already made"
+        else
+            # venvs of this checkout for an older pyproject.toml or another patch release
+            for old in "$TOOLS/venvs/py$minor."*"-$repo_key-"*; do
+                if [[ -e "$old" && "$old" != "$venv" ]]; then rm -rf "$old"; fi
+            done
+            rm -rf "$venv"
+            start=$SECONDS
+            if "$python_exe" -m venv "$venv" \
+                && PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+                    "$venv/bin/python" -m pip install -q -e ".[test,pycromanager]"; then
+                touch "$venv/.mmtiffsink-ready"
+                echo "made in $((SECONDS - start)) s"
+            else
+                rm -rf "$venv"
+                record "$name" "FAILED: could not make its venv" 1
+                continue
+            fi
+        fi
+        run_pytest "core tests, Python $version" "$venv/bin/python" -- "${CORE_TESTS[@]}"
+    done
+fi
+
+section "summary"
+for i in "${!RUN_NAMES[@]}"; do
+    printf '  %-45s %s\n' "${RUN_NAMES[$i]}:" "${RUN_RESULTS[$i]}"
+done
+exit "$FAILED"

@@ -5,7 +5,10 @@
   per session; yields the core (``pycromanager.Core()``, a snake_case ``pymmcore.CMMCore``).
 * :func:`microscope` (function fixture): the same core, reset to a known state before the test
   (:func:`reset_demo`), and checked for leaked acquisition threads after it.
-* :func:`set_objective`, :func:`reset_demo`, :func:`record_acquisition`: plain helpers.
+* :func:`tzc_events` (function fixture): the events of the recorded ``tzc`` acquisition.
+* :func:`set_objective`, :func:`reset_demo`, :func:`record_acquisition`, :func:`multi_d_events`,
+  :func:`small_tzc_events`, :func:`demo_events`: plain helpers; the recorded metadata
+  (``DEMO_*``) comes from ``tests/data/demo_recordings.json``.
 * :func:`release_leaked_acquisition_threads`: unblocks pycro-manager threads left waiting forever.
 
 Facts measured here (pycromanager 1.0.2, mm-test-adapters 75, 2 cores):
@@ -29,6 +32,8 @@ Facts measured here (pycromanager 1.0.2, mm-test-adapters 75, 2 cores):
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import threading
 import time
@@ -156,7 +161,8 @@ def record_acquisition(
 ) -> list[Frame]:
     """Run one acquisition (``with Acquisition(...)``) and return every ``(image, metadata)``.
 
-    The hook records each frame and returns what ``image_process_fn`` returns (None when no
+    The hook records a copy of each frame and of its metadata dict (as they arrived, before
+    ``image_process_fn`` sees them) and returns what ``image_process_fn`` returns (None when no
     function is given: the frame is consumed). ``kwargs`` go to ``Acquisition``.
     """
     from pycromanager import Acquisition
@@ -164,7 +170,7 @@ def record_acquisition(
     frames: list[Frame] = []
 
     def hook(image: Any, metadata: dict[str, Any]) -> Any:
-        frames.append((image, metadata))
+        frames.append((image.copy(), dict(metadata)))
         return image_process_fn(image, metadata) if image_process_fn is not None else None
 
     with Acquisition(directory=None, image_process_fn=hook, **kwargs) as acq:
@@ -173,451 +179,57 @@ def record_acquisition(
 
 
 # -- metadata recorded from the demo microscope -------------------------------------------------
-# Recorded with this module's helpers (reset_demo: 64x48 frames, 10 ms exposure, 10X) by
-# record_acquisition(...), pycromanager 1.0.2 Python backend, mm-test-adapters 75; dicts exactly as
-# the image_process_fn received them, in arrival order. test_microscope.py checks that a live
-# acquisition still gives the same keys and values (times excepted).
+# tests/data/demo_recordings.json: for each recording, how it was acquired (objective, the
+# arguments of multi_d_acquisition_events or a literal event list) and every frame's metadata,
+# exactly as the image_process_fn received it. test_microscope.py acquires each one again
+# (through demo_events) and checks that a live acquisition still gives the same keys and values
+# (times excepted); the calibration and mapping tests use the frames by value.
 
-#: multi_d_acquisition_events(num_time_points=3, time_interval_s=0.1, z_start=0, z_end=4,
-#: z_step=2, channel_group='Channel', channels=['DAPI', 'FITC']) at 10X (order 'tpcz').
-DEMO_TZC_FRAMES: list[dict[str, Any]] = [
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 0.0,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 0, "channel": "DAPI", "z": 0},
-        "ZPosition_um_Intended": 0.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 11.40625,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 0, "channel": "DAPI", "z": 1},
-        "ZPosition_um_Intended": 2.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 22.775634765625,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 0, "channel": "DAPI", "z": 2},
-        "ZPosition_um_Intended": 4.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 34.099609375,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 0, "channel": "FITC", "z": 0},
-        "ZPosition_um_Intended": 0.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 45.341552734375,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 0, "channel": "FITC", "z": 1},
-        "ZPosition_um_Intended": 2.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 56.8896484375,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 0, "channel": "FITC", "z": 2},
-        "ZPosition_um_Intended": 4.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 111.290283203125,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 1, "channel": "DAPI", "z": 0},
-        "ZPosition_um_Intended": 0.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 122.70947265625,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 1, "channel": "DAPI", "z": 1},
-        "ZPosition_um_Intended": 2.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 134.009521484375,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 1, "channel": "DAPI", "z": 2},
-        "ZPosition_um_Intended": 4.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 144.8251953125,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 1, "channel": "FITC", "z": 0},
-        "ZPosition_um_Intended": 0.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 159.041748046875,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 1, "channel": "FITC", "z": 1},
-        "ZPosition_um_Intended": 2.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 170.32421875,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 1, "channel": "FITC", "z": 2},
-        "ZPosition_um_Intended": 4.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 211.1357421875,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 2, "channel": "DAPI", "z": 0},
-        "ZPosition_um_Intended": 0.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 222.359619140625,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 2, "channel": "DAPI", "z": 1},
-        "ZPosition_um_Intended": 2.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 233.5654296875,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 2, "channel": "DAPI", "z": 2},
-        "ZPosition_um_Intended": 4.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 244.7255859375,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 2, "channel": "FITC", "z": 0},
-        "ZPosition_um_Intended": 0.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 255.94140625,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 2, "channel": "FITC", "z": 1},
-        "ZPosition_um_Intended": 2.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 1.0,
-        "ElapsedTime-ms": 267.063720703125,
-        "Time": "2026-11-21 22:08:32 -",
-        "Axes": {"time": 2, "channel": "FITC", "z": 2},
-        "ZPosition_um_Intended": 4.0,
-        "Exposure": 10.0,
-    },
-]
+RECORDINGS_PATH = Path(__file__).resolve().parent / "data" / "demo_recordings.json"
+_RECORDED: dict[str, Any] = json.loads(RECORDINGS_PATH.read_text(encoding="utf-8"))
+#: The recordings by name: ``{"objective": ..., "multi_d" or "events": ..., "frames": [...]}``.
+RECORDINGS: dict[str, dict[str, Any]] = _RECORDED["recordings"]
 
-#: multi_d_acquisition_events(num_time_points=4): no interval, so the engine sequences the
-#: camera; Width/Height etc. arrive as text, ElapsedTime-ms is 0.0 for all.
-DEMO_SEQUENCED_FRAMES: list[dict[str, Any]] = [
-    {
-        "Binning": "1",
-        "Camera": "Camera",
-        "ElapsedTime-ms": 0.0,
-        "Height": "48",
-        "ImageNumber": "0",
-        "PixelType": "GRAY16",
-        "ROI-X-start": "0",
-        "ROI-Y-start": "0",
-        "TimeReceivedByCore": "2026-11-21 22:08:33.064216",
-        "Width": "64",
-        "PixelSize_um": 1.0,
-        "Time": "2026-11-21 22:08:33 -",
-        "Axes": {"time": 0},
-        "Exposure": 10.0,
-    },
-    {
-        "Binning": "1",
-        "Camera": "Camera",
-        "ElapsedTime-ms": 0.0,
-        "Height": "48",
-        "ImageNumber": "1",
-        "PixelType": "GRAY16",
-        "ROI-X-start": "0",
-        "ROI-Y-start": "0",
-        "TimeReceivedByCore": "2026-11-21 22:08:33.076784",
-        "Width": "64",
-        "PixelSize_um": 1.0,
-        "Time": "2026-11-21 22:08:33 -",
-        "Axes": {"time": 1},
-        "Exposure": 10.0,
-    },
-    {
-        "Binning": "1",
-        "Camera": "Camera",
-        "ElapsedTime-ms": 0.0,
-        "Height": "48",
-        "ImageNumber": "2",
-        "PixelType": "GRAY16",
-        "ROI-X-start": "0",
-        "ROI-Y-start": "0",
-        "TimeReceivedByCore": "2026-11-21 22:08:33.087418",
-        "Width": "64",
-        "PixelSize_um": 1.0,
-        "Time": "2026-11-21 22:08:33 -",
-        "Axes": {"time": 2},
-        "Exposure": 10.0,
-    },
-    {
-        "Binning": "1",
-        "Camera": "Camera",
-        "ElapsedTime-ms": 0.0,
-        "Height": "48",
-        "ImageNumber": "3",
-        "PixelType": "GRAY16",
-        "ROI-X-start": "0",
-        "ROI-Y-start": "0",
-        "TimeReceivedByCore": "2026-11-21 22:08:33.098025",
-        "Width": "64",
-        "PixelSize_um": 1.0,
-        "Time": "2026-11-21 22:08:33 -",
-        "Axes": {"time": 3},
-        "Exposure": 10.0,
-    },
-]
-
-#: multi_d_acquisition_events(xy_positions=[[0, 0], [5, 5]], position_labels=['A1', 'B 2'],
-#: z_start=-1, z_end=1, z_step=1) at 40X: z indices start at 0 although positions are negative.
-DEMO_POSITIONS_FRAMES: list[dict[str, Any]] = [
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 0.25,
-        "ElapsedTime-ms": 0.0,
-        "Time": "2026-11-21 22:08:33 -",
-        "Axes": {"position": "A1", "z": 0},
-        "XPosition_um_Intended": 0.0,
-        "YPosition_um_Intended": 0.0,
-        "PositionName": "A1",
-        "ZPosition_um_Intended": -1.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 0.25,
-        "ElapsedTime-ms": 21.278076171875,
-        "Time": "2026-11-21 22:08:33 -",
-        "Axes": {"position": "A1", "z": 1},
-        "XPosition_um_Intended": 0.0,
-        "YPosition_um_Intended": 0.0,
-        "PositionName": "A1",
-        "ZPosition_um_Intended": 0.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 0.25,
-        "ElapsedTime-ms": 42.6005859375,
-        "Time": "2026-11-21 22:08:33 -",
-        "Axes": {"position": "A1", "z": 2},
-        "XPosition_um_Intended": 0.0,
-        "YPosition_um_Intended": 0.0,
-        "PositionName": "A1",
-        "ZPosition_um_Intended": 1.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 0.25,
-        "ElapsedTime-ms": 68.8330078125,
-        "Time": "2026-11-21 22:08:33 -",
-        "Axes": {"position": "B 2", "z": 0},
-        "XPosition_um_Intended": 5.0,
-        "YPosition_um_Intended": 5.0,
-        "PositionName": "B 2",
-        "ZPosition_um_Intended": -1.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 0.25,
-        "ElapsedTime-ms": 90.15576171875,
-        "Time": "2026-11-21 22:08:33 -",
-        "Axes": {"position": "B 2", "z": 1},
-        "XPosition_um_Intended": 5.0,
-        "YPosition_um_Intended": 5.0,
-        "PositionName": "B 2",
-        "ZPosition_um_Intended": 0.0,
-        "Exposure": 10.0,
-    },
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 0.25,
-        "ElapsedTime-ms": 111.536376953125,
-        "Time": "2026-11-21 22:08:33 -",
-        "Axes": {"position": "B 2", "z": 2},
-        "XPosition_um_Intended": 5.0,
-        "YPosition_um_Intended": 5.0,
-        "PositionName": "B 2",
-        "ZPosition_um_Intended": 1.0,
-        "Exposure": 10.0,
-    },
-]
-
-#: [{'axes': {'time': 0}}] with the objective turret on 'Objective-2', which has no pixel size
-#: configuration: PixelSize_um is 0.0.
-DEMO_UNCALIBRATED_FRAMES: list[dict[str, Any]] = [
-    {
-        "Camera": "Camera",
-        "Height": 48,
-        "Width": 64,
-        "PixelType": None,
-        "CameraChannelIndex": 0,
-        "PixelSize_um": 0.0,
-        "ElapsedTime-ms": 0.0,
-        "Time": "2026-11-21 22:08:33 -",
-        "Axes": {"time": 0},
-        "Exposure": 10.0,
-    },
-]
-
+#: ``tzc``: snapped t/c/z (3 time points 0.1 s apart, z 0-4 um step 2, DAPI and FITC) at 10X.
+DEMO_TZC_FRAMES: list[dict[str, Any]] = RECORDINGS["tzc"]["frames"]
+#: ``sequenced``: 4 time points, no interval: the engine sequences the camera; Width/Height etc.
+#: arrive as text, ElapsedTime-ms is 0.0 for all.
+DEMO_SEQUENCED_FRAMES: list[dict[str, Any]] = RECORDINGS["sequenced"]["frames"]
+#: ``positions``: positions 'A1' and 'B 2', z -1..1 um at 40X: z indices start at 0.
+DEMO_POSITIONS_FRAMES: list[dict[str, Any]] = RECORDINGS["positions"]["frames"]
+#: ``uncalibrated``: one frame with the objective turret on 'Objective-2' (no pixel size
+#: configuration): PixelSize_um is 0.0.
+DEMO_UNCALIBRATED_FRAMES: list[dict[str, Any]] = RECORDINGS["uncalibrated"]["frames"]
 #: Summary metadata given to the dataset's initialize() (NDRAMDataset.summary_metadata).
-DEMO_SUMMARY_METADATA: dict[str, Any] = {
-    "DateAndTime": "2026/11/21 22:08:33",
-    "PixelType": "GRAY16",
-    "PixelSize_um": 1.0,
-    "Core-XYStage": "XY",
-    "Core-Focus": "Z",
-    "Core-Autofocus": "Autofocus",
-    "Core-Camera": "Camera",
-    "Core-Galvo": "",
-    "Core-ImageProcessor": "",
-    "Core-SLM": "",
-    "Core-Shutter": "White Light Shutter",
-}
+DEMO_SUMMARY_METADATA: dict[str, Any] = _RECORDED["summary_metadata"]["metadata"]
+
+
+def multi_d_events(**kwargs: Any) -> list[dict[str, Any]]:
+    """``pycromanager.multi_d_acquisition_events(**kwargs)`` as a list of events."""
+    from pycromanager import multi_d_acquisition_events
+
+    return list(multi_d_acquisition_events(**kwargs))
+
+
+def small_tzc_events(channels: Sequence[str]) -> list[dict[str, Any]]:
+    """2 time points 0.1 s apart x z 0-2 um step 1 (3 slices) x ``channels``, order 'tpcz'."""
+    return multi_d_events(
+        num_time_points=2,
+        time_interval_s=0.1,
+        z_start=0,
+        z_end=2,
+        z_step=1,
+        channel_group="Channel",
+        channels=list(channels),
+    )
+
+
+def demo_events(name: str) -> list[dict[str, Any]]:
+    """The events of recording ``name`` of :data:`RECORDINGS` (a fresh list every call)."""
+    recording = RECORDINGS[name]
+    if "multi_d" in recording:
+        return multi_d_events(**recording["multi_d"])
+    return copy.deepcopy(list(recording["events"]))
 
 
 # -- leaked threads ---------------------------------------------------------------------------
@@ -774,3 +386,11 @@ def microscope(demo_core: Any) -> Iterator[Any]:
     leaked = release_leaked_acquisition_threads()
     if leaked:
         pytest.fail(f"the test leaked pycro-manager acquisition threads: {leaked}")
+
+
+@pytest.fixture
+def tzc_events() -> list[dict[str, Any]]:
+    """Events of the recorded ``tzc`` acquisition: 3 time points 0.1 s apart, z 0-4 um step 2
+    (3 slices), channels DAPI and FITC, order 'tpcz' (18 frames)."""
+    _require_pycromanager()
+    return demo_events("tzc")

@@ -1,15 +1,24 @@
 """Reader oracles (Bio-Formats, ImageJ 1.x) as pytest fixtures and plain functions.
 
-The oracles run the real Java readers in a subprocess, each call in a fresh JVM:
+The oracles run the real Java readers in subprocesses:
 
 * :func:`bioformats_info` - dimensions and calibration as Bio-Formats reports them (OME-XML).
 * :func:`bioformats_pixels` - every plane as Bio-Formats decodes it, shape (T, Z, C, Y, X).
 * :func:`imagej_read` - dimensions, calibration and sampled pixels as plain ImageJ 1.x sees them
   (``File > Open``, no Bio-Formats plugin).
 
+Bio-Formats runs in one long-lived JVM per test session (``tests/data/BioFormatsServer.java``,
+compiled and started on first use, ended with the session): it answers each request with the
+very tools ``showinf`` and ``bfconvert`` run (``ImageInfo.testRead`` /
+``ImageConverter.testConvert``), so the output is the command line's, without paying a JVM start
+(~2 s) per call. A request that times out kills that JVM; one during which the JVM dies raises
+:class:`ReaderError` with its exit code and stderr; either way the next request starts a fresh
+JVM, so one failure fails one test.
+ImageJ 1.x starts a fresh JVM (under Xvfb) per call: that is what a user runs.
+
 Fixtures :func:`bioformats_jar` and :func:`imagej_jar` give the jar to pass; when a reader is not
 installed they skip the test locally and fail it when the environment variable ``CI`` is set.
-``bash scripts/test.sh`` installs both readers.
+``bash scripts/test.sh`` installs both readers (and the JDK the Bio-Formats server needs).
 """
 
 from __future__ import annotations
@@ -17,12 +26,16 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import selectors
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
+import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +47,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BIOFORMATS_JAR = REPO_ROOT / ".tools" / "bioformats_package.jar"
 DEFAULT_IMAGEJ_JAR = Path("/usr/share/java/ij.jar")
 DEFAULT_TIMEOUT = 120.0
+#: The Bio-Formats server's source (one Java file, compiled by ``javac`` once per session).
+BIOFORMATS_SERVER_SOURCE = Path(__file__).resolve().parent / "data" / "BioFormatsServer.java"
+#: Seconds a new Bio-Formats server gets to compile and load Bio-Formats (not counted in requests).
+SERVER_START_TIMEOUT = 120.0
 
 # Java writes stdout in the locale's charset ("µm" becomes "?m" under LANG=C): force UTF-8.
 _JAVA_UTF8 = ("-Dfile.encoding=UTF-8", "-Dsun.stdout.encoding=UTF-8", "-Dsun.stderr.encoding=UTF-8")
@@ -100,17 +117,21 @@ def _run(
         code: int | None = proc.returncode
     except subprocess.TimeoutExpired:
         code = None
-        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                out, err = proc.communicate(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        else:  # pragma: no cover - a process that survives SIGKILL
-            out, err = b"", b""
+        out, err = _kill_group(proc)
     return _Run(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """End ``proc``'s process group (TERM, then KILL); return what it still printed."""
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            out, err = proc.communicate(timeout=grace)
+            return out or b"", err or b""
+        except subprocess.TimeoutExpired:
+            continue
+    return b"", b""  # pragma: no cover - a process that survives SIGKILL
 
 
 def _unavailable(reason: str) -> None:
@@ -121,19 +142,265 @@ def _unavailable(reason: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# the Bio-Formats server: one JVM for many requests
+
+
+class _BioFormatsServer:
+    """``BioFormatsServer.java`` in a child JVM, started on demand, restarted after a failure.
+
+    One request at a time (a lock). :meth:`run` returns a :class:`_Run` like :func:`_run` does
+    for a command: the tool's exit code (None after a timeout, which kills the JVM), stdout and
+    stderr.
+    """
+
+    def __init__(self, jar: Path) -> None:
+        self.jar = jar
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: tempfile._TemporaryFileWrapper[bytes] | None = None
+        self._buffer = bytearray()
+        self._classes: Path | None = None  # BioFormatsServer.class, compiled once per session
+        self.starts = 0  # how many JVMs this server has started (the self-checks read it)
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running JVM, None when none runs."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def run(self, args: Sequence[str], timeout: float) -> _Run:
+        """Send one request (``[tool, *tool_args]``); wait at most ``timeout`` s for the answer."""
+        line = " ".join(urllib.parse.quote(arg, safe="") for arg in args) + "\n"
+        with self._lock:
+            proc = self._running()
+            try:
+                return self._request(proc, line, args, timeout)
+            except BaseException:
+                # e.g. pytest-timeout or Ctrl-C while waiting: the answer would be read by the
+                # next request, so this JVM cannot serve again
+                self._stop(kill=True)
+                raise
+
+    def _request(
+        self, proc: subprocess.Popen[bytes], line: str, args: Sequence[str], timeout: float
+    ) -> _Run:
+        assert proc.stdin is not None
+        deadline = time.monotonic() + timeout
+        try:
+            proc.stdin.write(line.encode("utf-8"))
+            proc.stdin.flush()
+        except BrokenPipeError:
+            self._died(f"before answering {args[:1]}")
+        head = self._read_line(deadline)
+        if head is None:
+            self._stop(kill=True)
+            return _Run(None, "", f"no answer from the Bio-Formats server in {timeout} s")
+        fields = head.split()
+        if len(fields) != 6 or fields[:2] != ["MMTS-BF", "DONE"]:
+            raise ReaderError(f"Bio-Formats server: unexpected answer {head!r}")
+        code, fatal, n_out, n_err = (int(v) for v in fields[2:])
+        body = self._read_exactly(n_out + n_err, deadline)
+        if body is None:
+            self._stop(kill=True)
+            return _Run(None, "", f"Bio-Formats server answer incomplete after {timeout} s")
+        if fatal:  # a java.lang.Error: the server exits; the next request starts a new JVM
+            self._stop()
+        return _Run(
+            code, body[:n_out].decode("utf-8", "replace"), body[n_out:].decode("utf-8", "replace")
+        )
+
+    def close(self) -> None:
+        """End the JVM (closing its input makes it exit; killed if it does not)."""
+        with self._lock:
+            self._stop()
+            if self._classes is not None:
+                shutil.rmtree(self._classes, ignore_errors=True)
+                self._classes = None
+
+    # -- internals (called with the lock held) ---------------------------------------------
+
+    def _compiled(self) -> Path:
+        """Compile the server once (``java File.java`` would recompile at every start: ~3 s)."""
+        if self._classes is not None:
+            return self._classes
+        javac = java_compiler()
+        if javac is None:
+            raise ReaderError("no `javac` beside `java`: install a JDK (default-jdk-headless)")
+        out = Path(tempfile.mkdtemp(prefix="mmts-bfserver-"))
+        cmd = [javac, "-encoding", "UTF-8", "-cp", os.fspath(self.jar), "-d", os.fspath(out)]
+        run = _run([*cmd, os.fspath(BIOFORMATS_SERVER_SOURCE)], timeout=SERVER_START_TIMEOUT)
+        if run.returncode != 0:
+            shutil.rmtree(out, ignore_errors=True)
+            why = "timed out" if run.timed_out else f"failed (exit {run.returncode})"
+            raise ReaderError(f"compiling {BIOFORMATS_SERVER_SOURCE.name} {why}:\n{run.tail()}")
+        self._classes = out
+        return out
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        self._stop()  # a JVM that died between requests: its last answer was complete
+        classes = self._compiled()
+        # the JVM's own stderr (crash reports); lives as long as the JVM, closed by _stop()
+        self._stderr = tempfile.NamedTemporaryFile(prefix="mmts-bfserver-", suffix=".err")  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            [
+                "java",
+                *_JAVA_UTF8,
+                "-cp",
+                os.pathsep.join([os.fspath(self.jar), os.fspath(classes)]),
+                "BioFormatsServer",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            bufsize=0,
+            start_new_session=True,
+        )
+        self.starts += 1
+        self._buffer.clear()
+        ready = self._read_line(time.monotonic() + SERVER_START_TIMEOUT)
+        if ready is None or not ready.startswith("MMTS-BF READY"):
+            if ready is None and self._proc.poll() is None:
+                self._stop(kill=True)
+                raise ReaderError(
+                    f"the Bio-Formats server did not start in {SERVER_START_TIMEOUT} s"
+                )
+            self._died("while starting", got=ready)
+        return self._proc
+
+    def _died(self, when: str, got: str | None = None) -> None:
+        """Raise the :class:`ReaderError` for a JVM that ended ``when``, with its stderr."""
+        proc = self._proc
+        code = None
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = proc.wait(timeout=10)
+        tail = self._stderr_tail()
+        self._stop()
+        extra = f"; it printed {got!r}" if got else ""
+        raise ReaderError(
+            f"the Bio-Formats server JVM died {when} (exit {code}){extra}; its stderr:\n{tail}"
+        )
+
+    def _stderr_tail(self, n: int = 4000) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.flush()
+        with open(self._stderr.name, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - n))
+            return f.read().decode("utf-8", "replace")
+
+    def _fill(self, deadline: float) -> bool:
+        """Read what the JVM has sent; False at the deadline; :meth:`_died` at end of file."""
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sel.select(remaining):
+                return False
+        chunk = os.read(proc.stdout.fileno(), 1 << 20)
+        if not chunk:
+            self._died("during a request")
+        self._buffer += chunk
+        return True
+
+    def _read_line(self, deadline: float) -> str | None:
+        while (end := self._buffer.find(b"\n")) < 0:
+            if not self._fill(deadline):
+                return None
+        line = bytes(self._buffer[:end]).decode("utf-8", "replace")
+        del self._buffer[: end + 1]
+        return line
+
+    def _read_exactly(self, n: int, deadline: float) -> bytes | None:
+        while len(self._buffer) < n:
+            if not self._fill(deadline):
+                return None
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+    def _stop(self, *, kill: bool = False) -> None:
+        """End the JVM: close its input and let it exit, or (``kill``) end its process group."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if kill:
+                _kill_group(proc)
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        self._buffer.clear()
+
+
+_SERVERS: dict[Path, _BioFormatsServer] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def bioformats_server(jar: str | os.PathLike[str]) -> _BioFormatsServer:
+    """The session's Bio-Formats server for ``jar`` (created on first use)."""
+    key = Path(jar).resolve()
+    with _SERVERS_LOCK:
+        server = _SERVERS.get(key)
+        if server is None:
+            server = _SERVERS[key] = _BioFormatsServer(key)
+        return server
+
+
+def close_bioformats_servers() -> None:
+    """End every Bio-Formats server JVM (at the end of the test session)."""
+    with _SERVERS_LOCK:
+        servers = list(_SERVERS.values())
+        _SERVERS.clear()
+    for server in servers:
+        server.close()
+
+
+def java_compiler() -> str | None:
+    """The ``javac`` of the JDK that ``java`` belongs to (so both are one version), or None."""
+    java = shutil.which("java")
+    if java is None:
+        return None
+    javac = Path(os.path.realpath(java)).with_name("javac")
+    return os.fspath(javac) if javac.is_file() and os.access(javac, os.X_OK) else None
+
+
+# --------------------------------------------------------------------------------------------
 # Bio-Formats
 
 
 @pytest.fixture(scope="session")
-def bioformats_jar() -> Path:
-    """Path of ``bioformats_package.jar`` (env ``MMTIFFSINK_BIOFORMATS_JAR`` or ``.tools/``)."""
+def bioformats_jar() -> Iterator[Path]:
+    """Path of ``bioformats_package.jar`` (env ``MMTIFFSINK_BIOFORMATS_JAR`` or ``.tools/``).
+
+    Its session also owns the Bio-Formats server JVM(s), ended when the session ends.
+    """
     env = os.environ.get("MMTIFFSINK_BIOFORMATS_JAR")
     jar = Path(env) if env else DEFAULT_BIOFORMATS_JAR
     if shutil.which("java") is None:
         _unavailable("Bio-Formats oracle unavailable: no `java` on PATH")
     if not jar.is_file():
         _unavailable(f"Bio-Formats oracle unavailable: {jar} not found")
-    return jar
+    if java_compiler() is None:
+        _unavailable(
+            "Bio-Formats oracle unavailable: no `javac` beside `java` to compile "
+            f"{BIOFORMATS_SERVER_SOURCE.name}; install a JDK (Debian default-jdk-headless)"
+        )
+    try:
+        yield jar
+    finally:
+        close_bioformats_servers()
 
 
 @dataclass(frozen=True)
@@ -223,8 +490,9 @@ def bioformats_info(
 ) -> BioFormatsInfo:
     """Read a file's dimensions and calibration with Bio-Formats (``showinf``).
 
-    Runs ``java -cp JAR loci.formats.tools.ImageInfo -nopix -omexml -novalid FILE`` and parses the
-    first ``<Pixels>`` element of the generated OME-XML.
+    Runs ``loci.formats.tools.ImageInfo -nopix -omexml -novalid -no-upgrade FILE`` (in the
+    session's Bio-Formats server, see :func:`bioformats_server`) and parses the first
+    ``<Pixels>`` element of the generated OME-XML.
 
     Parameters
     ----------
@@ -233,7 +501,7 @@ def bioformats_info(
     jar
         ``bioformats_package.jar`` (see the ``bioformats_jar`` fixture).
     timeout
-        Seconds before the JVM is killed.
+        Seconds to wait for the answer; then the server's JVM is killed.
 
     Returns
     -------
@@ -245,19 +513,8 @@ def bioformats_info(
     ReaderError
         When Bio-Formats cannot read the file, times out or reports an unknown unit.
     """
-    cmd = [
-        "java",
-        *_JAVA_UTF8,
-        "-cp",
-        os.fspath(jar),
-        "loci.formats.tools.ImageInfo",
-        "-nopix",
-        "-omexml",
-        "-novalid",
-        "-no-upgrade",
-        os.fspath(path),
-    ]
-    run = _run(cmd, timeout)
+    args = ["info", "-nopix", "-omexml", "-novalid", "-no-upgrade", os.fspath(path)]
+    run = bioformats_server(jar).run(args, timeout)
     if run.timed_out:
         raise ReaderError(f"Bio-Formats ImageInfo timed out after {timeout} s on {path}")
     if run.returncode != 0:
@@ -330,10 +587,10 @@ def bioformats_pixels(
 ) -> np.ndarray:
     """Decode all pixels of series 0 with Bio-Formats.
 
-    Bio-Formats converts the file (``bfconvert -nolookup``) to an uncompressed OME-TIFF in
-    ``tmp_path``, which tifffile then reads; planes are placed by the OME ``<TiffData>`` elements
-    (or the dimension order), so the result does not depend on tifffile's interpretation of the
-    original file.
+    Bio-Formats converts the file (``bfconvert -nolookup``, in the session's Bio-Formats
+    server) to an uncompressed OME-TIFF in ``tmp_path``, which tifffile then reads; planes are
+    placed by the OME ``<TiffData>`` elements (or the dimension order), so the result does not
+    depend on tifffile's interpretation of the original file.
 
     Parameters
     ----------
@@ -344,7 +601,7 @@ def bioformats_pixels(
     tmp_path
         A directory for the converted copy (e.g. pytest's ``tmp_path``).
     timeout
-        Seconds before the JVM is killed.
+        Seconds to wait for the conversion; then the server's JVM is killed.
 
     Returns
     -------
@@ -358,12 +615,8 @@ def bioformats_pixels(
     """
     out_dir = Path(tempfile.mkdtemp(prefix="bfconvert-", dir=tmp_path))
     out = out_dir / "converted.ome.tif"
-    cmd = [
-        "java",
-        *_JAVA_UTF8,
-        "-cp",
-        os.fspath(jar),
-        "loci.formats.tools.ImageConverter",
+    args = [
+        "convert",
         "-no-upgrade",
         "-nolookup",
         "-overwrite",
@@ -374,7 +627,7 @@ def bioformats_pixels(
         os.fspath(out),
     ]
     try:
-        run = _run(cmd, timeout)
+        run = bioformats_server(jar).run(args, timeout)
         if run.timed_out:
             raise ReaderError(f"Bio-Formats ImageConverter timed out after {timeout} s on {path}")
         if run.returncode != 0 or not out.is_file():

@@ -39,7 +39,13 @@ from tests.acquisition_support import (
     stamp,
     storage_route,
 )
-from tests.microscope import DEFAULT_HEIGHT, DEFAULT_WIDTH, reset_demo, set_objective
+from tests.microscope import (
+    DEFAULT_HEIGHT,
+    DEFAULT_WIDTH,
+    multi_d_events,
+    reset_demo,
+    set_objective,
+)
 from tests.readers import bioformats_info
 
 pytestmark = pytest.mark.timeout(120)
@@ -164,12 +170,10 @@ def test_calibration_read_back(
     compression: str,
 ) -> None:
     """40X, z step 0.5 um, 0.25 s interval: tifffile and Bio-Formats read what the scope did."""
-    from pycromanager import multi_d_acquisition_events
-
     pixel_size = set_objective(microscope, "40X")
     microscope.set_exposure(1.0)
     channels = ["FITC", "DAPI"]  # not alphabetical: names must keep the acquisition's order
-    events = multi_d_acquisition_events(
+    events = multi_d_events(
         num_time_points=3,
         time_interval_s=0.25,
         z_start=0,
@@ -274,9 +278,7 @@ def test_out_of_order_with_stated_channel_order(
 
 
 def _two_positions(order: str = "tpcz") -> list[dict[str, Any]]:
-    from pycromanager import multi_d_acquisition_events
-
-    events: list[dict[str, Any]] = multi_d_acquisition_events(
+    events = multi_d_events(
         xy_positions=[[0, 0], [10, 10]],
         z_start=0,
         z_end=2,
@@ -409,9 +411,7 @@ def test_abort_leaves_valid_file(
     microscope: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, route: Route
 ) -> None:
     """acq.abort() after 20 frames (storage route: from the hook; others: from a thread)."""
-    from pycromanager import multi_d_acquisition_events
-
-    events = multi_d_acquisition_events(num_time_points=400, time_interval_s=0.001)
+    events = multi_d_events(num_time_points=400, time_interval_s=0.001)
     started: list[Any] = []
     reached = threading.Event()
     recorder = Recorder()
@@ -459,7 +459,7 @@ BASELINE_FRAME = 300
 def test_memory_flat_over_2000_frames(microscope: Any, tmp_path: Path) -> None:
     """2,000 frames of 512x512 uint16 (1 GiB raw) through the hook with zstd: RSS stays flat."""
     import psutil
-    from pycromanager import Acquisition, multi_d_acquisition_events
+    from pycromanager import Acquisition
 
     reset_demo(microscope, width=MEMORY_SIDE, height=MEMORY_SIDE, exposure_ms=0.1)
     process = psutil.Process()
@@ -485,7 +485,7 @@ def test_memory_flat_over_2000_frames(microscope: Any, tmp_path: Path) -> None:
         # a (tiny) interval makes the engine snap frame by frame instead of running a camera
         # sequence: a sequence overflows the 64 MB circular buffer (128 frames of 512x512) as
         # soon as a loaded machine consumes slower than the camera makes frames
-        events = multi_d_acquisition_events(num_time_points=MEMORY_FRAMES, time_interval_s=1e-4)
+        events = multi_d_events(num_time_points=MEMORY_FRAMES, time_interval_s=1e-4)
         with Acquisition(directory=None, image_process_fn=hook) as acq:
             acq.acquire(events)
     elapsed = time.monotonic() - start

@@ -32,6 +32,7 @@ from tests.microscope import (
     DEMO_TZC_FRAMES,
     DEMO_UNCALIBRATED_FRAMES,
     OBJECTIVES,
+    multi_d_events,
     record_acquisition,
     set_objective,
 )
@@ -566,24 +567,11 @@ def test_update_is_cheap_and_bounded() -> None:
 # -- a real acquisition on the demo microscope --------------------------------------------------
 
 
-def _tzc_events() -> list[dict[str, Any]]:
-    from pycromanager import multi_d_acquisition_events
-
-    events: list[dict[str, Any]] = multi_d_acquisition_events(
-        num_time_points=3,
-        time_interval_s=0.1,
-        z_start=0,
-        z_end=4,
-        z_step=2,
-        channel_group="Channel",
-        channels=["DAPI", "FITC"],
-    )
-    return events
-
-
 @pytest.mark.acquisition
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
-def test_demo_acquisition_through_mapper_and_tracker(microscope: Any, objective: str) -> None:
+def test_demo_acquisition_through_mapper_and_tracker(
+    microscope: Any, tzc_events: list[dict[str, Any]], objective: str
+) -> None:
     set_objective(microscope, objective)
     mapper = AxisMapper()
     tracker = CalibrationTracker()
@@ -593,7 +581,7 @@ def test_demo_acquisition_through_mapper_and_tracker(microscope: Any, objective:
         placements.append(mapper.map(metadata["Axes"]))
         tracker.update(metadata["Axes"], metadata)
 
-    record_acquisition(_tzc_events(), image_process_fn=hook)
+    record_acquisition(tzc_events, image_process_fn=hook)
     assert mapper.channel_names == ["DAPI", "FITC"]
     assert {p.file_key for p in placements} == {()}
     assert sorted((p.c, p.z, p.t) for p in placements) == [
@@ -608,10 +596,8 @@ def test_demo_acquisition_through_mapper_and_tracker(microscope: Any, objective:
 @pytest.mark.acquisition
 def test_demo_sequenced_acquisition_interval(microscope: Any) -> None:
     """Sequenced frames (ElapsedTime-ms all 0.0): the interval is the camera's frame period."""
-    from pycromanager import multi_d_acquisition_events
-
     tracker = CalibrationTracker()
-    frames = record_acquisition(multi_d_acquisition_events(num_time_points=8))
+    frames = record_acquisition(multi_d_events(num_time_points=8))
     for _, metadata in frames:
         tracker.update(metadata["Axes"], metadata)
     assert {md["ElapsedTime-ms"] for _, md in frames} == {0.0}

@@ -10,24 +10,21 @@ import pytest
 import tifffile
 
 from mmtiffsink.sink import TiffSink
-from tests.microscope import DEFAULT_HEIGHT, DEFAULT_WIDTH, set_objective
+from tests.microscope import (
+    DEFAULT_HEIGHT,
+    DEFAULT_WIDTH,
+    multi_d_events,
+    record_acquisition,
+    set_objective,
+    small_tzc_events,
+)
 
 pytestmark = pytest.mark.acquisition
 
 
 def _acquire(sink: TiffSink, events: Any, name: str) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """Run the acquisition through the sink; return copies of the frames it got."""
-    from pycromanager import Acquisition
-
-    frames: list[tuple[np.ndarray, dict[str, Any]]] = []
-
-    def hook(image: np.ndarray, metadata: dict[str, Any]) -> Any:
-        frames.append((image.copy(), dict(metadata)))
-        return sink.image_process_fn(image, metadata)
-
-    with Acquisition(directory=None, name=name, image_process_fn=hook, show_display=False) as acq:
-        acq.acquire(events)
-    return frames
+    return record_acquisition(events, sink.image_process_fn, name=name, show_display=False)
 
 
 def _read(path: Path) -> tuple[np.ndarray, dict[str, Any], float]:
@@ -38,21 +35,10 @@ def _read(path: Path) -> tuple[np.ndarray, dict[str, Any], float]:
     return data, meta, den / num
 
 
-def test_tzc_acquisition(microscope: Any, tmp_path: Path) -> None:
-    from pycromanager import multi_d_acquisition_events
-
+def test_tzc_acquisition(microscope: Any, tmp_path: Path, tzc_events: list[dict[str, Any]]) -> None:
     set_objective(microscope, "20X")
-    events = multi_d_acquisition_events(
-        num_time_points=3,
-        time_interval_s=0.1,
-        z_start=0,
-        z_end=4,
-        z_step=2,
-        channel_group="Channel",
-        channels=["DAPI", "FITC"],
-    )
     with TiffSink(tmp_path, "tzc") as sink:
-        frames = _acquire(sink, events, "tzc")
+        frames = _acquire(sink, tzc_events, "tzc")
     assert sink.files == [tmp_path / "tzc.tif"]
     data, meta, pixel_size = _read(tmp_path / "tzc.tif")
     assert data.shape == (3, 3, 2, DEFAULT_HEIGHT, DEFAULT_WIDTH)
@@ -70,11 +56,7 @@ def test_tzc_acquisition(microscope: Any, tmp_path: Path) -> None:
 
 
 def test_positions_acquisition(microscope: Any, tmp_path: Path) -> None:
-    from pycromanager import multi_d_acquisition_events
-
-    events = multi_d_acquisition_events(
-        xy_positions=[[0, 0], [10, 10]], z_start=0, z_end=2, z_step=1
-    )
+    events = multi_d_events(xy_positions=[[0, 0], [10, 10]], z_start=0, z_end=2, z_step=1)
     with TiffSink(tmp_path, "pos", pass_through=True) as sink:
         _acquire(sink, events, "pos")
     assert sink.files == [tmp_path / "pos_0.tif", tmp_path / "pos_1.tif"]
@@ -89,7 +71,7 @@ def test_storage_adapter_acquisition(
     microscope: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """TiffStorage as the engine's dataset (replacing the NDRAMDataset of directory=None)."""
-    from pycromanager import Acquisition, multi_d_acquisition_events
+    from pycromanager import Acquisition
     from pycromanager.acquisition import python_backend_acquisitions
 
     from mmtiffsink.pycromanager import TiffStorage
@@ -97,15 +79,7 @@ def test_storage_adapter_acquisition(
     set_objective(microscope, "20X")
     storage = TiffStorage(TiffSink(tmp_path, "storage"))
     monkeypatch.setattr(python_backend_acquisitions, "NDRAMDataset", lambda: storage)
-    events = multi_d_acquisition_events(
-        num_time_points=2,
-        time_interval_s=0.1,
-        z_start=0,
-        z_end=2,
-        z_step=1,
-        channel_group="Channel",
-        channels=["DAPI", "FITC"],
-    )
+    events = small_tzc_events(["DAPI", "FITC"])
     with Acquisition(directory=None, name="storage", show_display=False) as acq:
         acq.acquire(events)
     assert storage.is_finished()

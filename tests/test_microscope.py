@@ -1,7 +1,7 @@
 """What a real pycro-manager acquisition on the demo microscope hands to ``image_process_fn``.
 
 These tests pin down the facts DESIGN.md section 2 relies on, and keep the metadata recorded in
-``tests/microscope.py`` (used by-value by the calibration and mapping tests) honest.
+``tests/data/demo_recordings.json`` (used by-value by the calibration and mapping tests) honest.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from tests.microscope import (
     DEMO_TZC_FRAMES,
     DEMO_UNCALIBRATED_FRAMES,
     OBJECTIVES,
+    RECORDINGS,
+    demo_events,
+    multi_d_events,
     record_acquisition,
     set_objective,
 )
@@ -70,21 +73,6 @@ SEQUENCE_KEYS = {
 VARYING = {"ElapsedTime-ms", "Time", "TimeReceivedByCore"}
 
 
-def _tzc_events() -> list[dict[str, Any]]:
-    from pycromanager import multi_d_acquisition_events
-
-    events: list[dict[str, Any]] = multi_d_acquisition_events(
-        num_time_points=3,
-        time_interval_s=0.1,
-        z_start=0,
-        z_end=4,
-        z_step=2,
-        channel_group="Channel",
-        channels=["DAPI", "FITC"],
-    )
-    return events
-
-
 def _without_times(metadata: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metadata.items() if k not in VARYING}
 
@@ -103,9 +91,20 @@ def test_demo_config(microscope: Any) -> None:
         set_objective(core, "60X")
 
 
-def test_hook_metadata_tzc(microscope: Any) -> None:
+def test_recordings_say_how_they_were_made() -> None:
+    """Each recording re-acquired below is described by its objective and its events."""
+    assert set(RECORDINGS) == {"tzc", "sequenced", "positions", "uncalibrated"}
+    for name, recording in RECORDINGS.items():
+        assert ("multi_d" in recording) != ("events" in recording), name
+        assert recording["objective"] in (*OBJECTIVES, None), name
+        assert recording["frames"], name
+    assert RECORDINGS["tzc"]["frames"] is DEMO_TZC_FRAMES
+
+
+def test_hook_metadata_tzc(microscope: Any, tzc_events: list[dict[str, Any]]) -> None:
     """Per-image keys and values of a snapped t/c/z acquisition (DESIGN.md section 2)."""
-    frames = record_acquisition(_tzc_events())
+    assert RECORDINGS["tzc"]["objective"] == "10X"  # what the microscope fixture sets
+    frames = record_acquisition(tzc_events)
     assert len(frames) == 3 * 2 * 3
     expected_order = [
         (t, c, z) for t in range(3) for c in ("DAPI", "FITC") for z in range(3)
@@ -144,9 +143,8 @@ def test_hook_metadata_tzc(microscope: Any) -> None:
 
 def test_hook_metadata_sequenced(microscope: Any) -> None:
     """No interval, no z: the engine sequences the camera; text values and ElapsedTime 0.0."""
-    from pycromanager import multi_d_acquisition_events
-
-    frames = record_acquisition(multi_d_acquisition_events(num_time_points=4))
+    set_objective(microscope, RECORDINGS["sequenced"]["objective"])
+    frames = record_acquisition(demo_events("sequenced"))
     assert [m["Axes"] for _, m in frames] == [{"time": t} for t in range(4)]
     for _, metadata in frames:
         assert set(metadata) == SEQUENCE_KEYS
@@ -164,17 +162,9 @@ def test_hook_metadata_sequenced(microscope: Any) -> None:
 
 def test_hook_metadata_positions(microscope: Any) -> None:
     """Labelled positions at 40X; negative z positions still have z indices from 0."""
-    from pycromanager import multi_d_acquisition_events
-
+    assert RECORDINGS["positions"]["objective"] == "40X"
     set_objective(microscope, "40X")
-    events = multi_d_acquisition_events(
-        xy_positions=[[0, 0], [5, 5]],
-        position_labels=["A1", "B 2"],
-        z_start=-1,
-        z_end=1,
-        z_step=1,
-    )
-    frames = record_acquisition(events)
+    frames = record_acquisition(demo_events("positions"))
     assert [m["Axes"] for _, m in frames] == [
         {"position": p, "z": z} for p in ("A1", "B 2") for z in range(3)
     ]
@@ -187,7 +177,7 @@ def test_hook_metadata_positions(microscope: Any) -> None:
     ]
 
     # without labels, positions are integers and PositionName is absent
-    frames = record_acquisition(multi_d_acquisition_events(xy_positions=[[0, 0], [5, 5]]))
+    frames = record_acquisition(multi_d_events(xy_positions=[[0, 0], [5, 5]]))
     assert [m["Axes"] for _, m in frames] == [{"position": 0}, {"position": 1}]
     assert all("PositionName" not in m for _, m in frames)
 
@@ -195,7 +185,8 @@ def test_hook_metadata_positions(microscope: Any) -> None:
 def test_uncalibrated_pixel_size_is_zero(microscope: Any) -> None:
     microscope.set_property("Objective", "Label", "Objective-2")
     assert microscope.get_pixel_size_um() == 0.0
-    frames = record_acquisition([{"axes": {"time": 0}}])
+    assert RECORDINGS["uncalibrated"]["objective"] is None
+    frames = record_acquisition(demo_events("uncalibrated"))
     assert [_without_times(m) for _, m in frames] == [
         _without_times(m) for m in DEMO_UNCALIBRATED_FRAMES
     ]
@@ -234,7 +225,7 @@ def test_summary_metadata(microscope: Any) -> None:
 
 def test_process_fn_return_value(microscope: Any) -> None:
     """None consumes the image; ``(image, metadata)`` passes it on to the RAM dataset."""
-    from pycromanager import Acquisition, multi_d_acquisition_events
+    from pycromanager import Acquisition
 
     def consume(image: Any, metadata: Any) -> None:
         return None
@@ -246,7 +237,7 @@ def test_process_fn_return_value(microscope: Any) -> None:
         metadata["Added"] = "by the hook"
         return image + 1, metadata
 
-    events = multi_d_acquisition_events(num_time_points=2, z_start=0, z_end=2, z_step=2)
+    events = multi_d_events(num_time_points=2, z_start=0, z_end=2, z_step=2)
     with Acquisition(directory=None, image_process_fn=consume) as acq:
         acq.acquire(events)
     dataset = acq.get_dataset()
@@ -261,7 +252,7 @@ def test_process_fn_return_value(microscope: Any) -> None:
 
 
 def test_process_fn_exception_aborts(microscope: Any) -> None:
-    from pycromanager import Acquisition, multi_d_acquisition_events
+    from pycromanager import Acquisition
 
     def fail(image: Any, metadata: Any) -> None:
         raise RuntimeError("boom")
@@ -270,7 +261,7 @@ def test_process_fn_exception_aborts(microscope: Any) -> None:
         pytest.raises(Exception, match="exception in image processor: boom"),
         Acquisition(directory=None, image_process_fn=fail) as acq,
     ):
-        acq.acquire(multi_d_acquisition_events(num_time_points=3))
+        acq.acquire(multi_d_events(num_time_points=3))
 
 
 # -- in a subprocess: things that break the process-wide headless state -----------------------
@@ -385,9 +376,9 @@ def test_start_time() -> None:
     assert import_s < 20 and start_s < 10 and stop_s < 5, (import_s, start_s, stop_s)
 
 
-def test_acquisition_speed(microscope: Any) -> None:
+def test_acquisition_speed(microscope: Any, tzc_events: list[dict[str, Any]]) -> None:
     """18 snapped 64x48 frames at 10 ms exposure, 0.1 s interval: well under a few seconds."""
     start = time.perf_counter()
-    frames = record_acquisition(_tzc_events())
+    frames = record_acquisition(tzc_events)
     assert len(frames) == 18
     assert time.perf_counter() - start < 10.0

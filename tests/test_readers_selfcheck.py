@@ -6,6 +6,8 @@ reshape in an oracle cannot go unnoticed.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -14,10 +16,14 @@ import pytest
 import tifffile
 
 from tests.readers import (
+    _JAVA_UTF8,
     ReaderError,
+    _extract_xml,
+    _run,
     _unavailable,
     bioformats_info,
     bioformats_pixels,
+    bioformats_server,
     imagej_read,
 )
 
@@ -155,6 +161,115 @@ def test_bioformats_errors_are_clear(bioformats_jar: Path, tmp_path: Path) -> No
         bioformats_info(junk, bioformats_jar)
     with pytest.raises(ReaderError, match="ImageConverter failed"):
         bioformats_pixels(tmp_path / "missing.tif", bioformats_jar, tmp_path)
+
+
+# --- the Bio-Formats server (one JVM for the session) --------------------------------------
+
+
+def test_bioformats_server_answers_like_the_command_line(
+    bioformats_jar: Path, tmp_path: Path
+) -> None:
+    """The server's OME-XML and converted pixels are those of ``showinf`` / ``bfconvert``."""
+    data = encoded_stack("uint16")
+    path = write_imagej(tmp_path / "hyperstack.tif", data)
+    java = ["java", *_JAVA_UTF8, "-cp", os.fspath(bioformats_jar)]
+    flags = ["-nopix", "-omexml", "-novalid", "-no-upgrade", os.fspath(path)]
+    cli = _run([*java, "loci.formats.tools.ImageInfo", *flags], timeout=120)
+    assert cli.returncode == 0, cli.tail()
+    info = bioformats_info(path, bioformats_jar)
+    assert info.ome_xml == _extract_xml(cli.stdout)
+    assert "µm" in info.ome_xml  # UTF-8 end to end
+
+    convert = ["-no-upgrade", "-nolookup", "-overwrite", "-novalid", "-series", "0"]
+    cli_out, server_out = tmp_path / "cli.ome.tif", tmp_path / "server.ome.tif"
+    cli = _run(
+        [*java, "loci.formats.tools.ImageConverter", *convert, os.fspath(path), str(cli_out)],
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.tail()
+    run = bioformats_server(bioformats_jar).run(
+        ["convert", *convert, os.fspath(path), str(server_out)], timeout=120
+    )
+    assert run.returncode == 0, run.tail()
+    with tifffile.TiffFile(cli_out) as a, tifffile.TiffFile(server_out) as b:
+        assert len(a.pages) == len(b.pages) == T * Z * C
+        np.testing.assert_array_equal(a.asarray(), b.asarray())
+    np.testing.assert_array_equal(bioformats_pixels(path, bioformats_jar, tmp_path), data)
+
+
+def test_bioformats_server_is_reused(bioformats_jar: Path, tmp_path: Path) -> None:
+    path = write_imagej(tmp_path / "hyperstack.tif", encoded_stack("uint8"))
+    server = bioformats_server(bioformats_jar)
+    bioformats_info(path, bioformats_jar)
+    pid, starts = server.pid, server.starts
+    assert pid is not None
+    for _ in range(3):
+        assert bioformats_info(path, bioformats_jar).shape == (T, Z, C, Y, X)
+    bioformats_pixels(path, bioformats_jar, tmp_path)
+    assert (server.pid, server.starts) == (pid, starts)
+
+
+def test_bioformats_server_timeout_fails_one_request(bioformats_jar: Path, tmp_path: Path) -> None:
+    path = write_imagej(tmp_path / "hyperstack.tif", encoded_stack("uint16"))
+    server = bioformats_server(bioformats_jar)
+    bioformats_info(path, bioformats_jar)  # a running JVM, so the timeout hits the request
+    old_pid = server.pid
+    assert old_pid is not None
+    start = time.monotonic()
+    with pytest.raises(ReaderError, match=r"ImageInfo timed out after 0\.001 s"):
+        bioformats_info(path, bioformats_jar, timeout=0.001)
+    assert time.monotonic() - start < 20
+    assert server.pid is None  # the JVM that missed its deadline was ended
+    with pytest.raises(ProcessLookupError):
+        os.kill(old_pid, 0)
+    assert bioformats_info(path, bioformats_jar).shape == (T, Z, C, Y, X)  # a new JVM
+    assert server.pid not in (None, old_pid)
+
+
+def test_bioformats_server_interrupted_request_is_not_answered_later(
+    bioformats_jar: Path, tmp_path: Path
+) -> None:
+    """An exception while waiting (pytest-timeout, Ctrl-C) must not leave an answer pending."""
+    small = write_imagej(tmp_path / "small.tif", encoded_stack("uint8"))
+    other = tmp_path / "other.tif"
+    tifffile.imwrite(other, np.zeros((5, 9, 11), np.uint16), imagej=True)
+    bioformats_info(small, bioformats_jar)  # a running JVM
+
+    class Interrupted(BaseException):
+        """What pytest-timeout or Ctrl-C raise in the middle of a call."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.002)
+        with pytest.raises(Interrupted):
+            bioformats_info(small, bioformats_jar)
+            pytest.fail("the request was answered within 2 ms: nothing was interrupted")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    info = bioformats_info(other, bioformats_jar)  # this file's answer, not the pending one
+    assert (info.size_x, info.size_y) == (11, 9)
+
+
+def test_bioformats_server_crash_fails_one_request(bioformats_jar: Path, tmp_path: Path) -> None:
+    path = write_imagej(tmp_path / "hyperstack.tif", encoded_stack("uint16"))
+    server = bioformats_server(bioformats_jar)
+    with pytest.raises(ReaderError, match=r"JVM died during a request \(exit 134\)"):
+        server.run(["selftest-halt", "134"], timeout=60)
+    assert server.pid is None
+    assert bioformats_info(path, bioformats_jar).shape == (T, Z, C, Y, X)
+    # killed between two requests (e.g. by the OOM killer): the next request starts a new JVM
+    pid = server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead (not reaped) before the request
+    np.testing.assert_array_equal(
+        bioformats_pixels(path, bioformats_jar, tmp_path), encoded_stack("uint16")
+    )
+    assert server.pid not in (None, pid)
 
 
 # --- ImageJ 1.x ----------------------------------------------------------------------------

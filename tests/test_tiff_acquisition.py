@@ -14,15 +14,15 @@ import tifffile
 
 from mmtiffsink.errors import CoordinateError, FileExistsError_, MMTiffSinkError
 from mmtiffsink.sink import TiffSink
-from tests.microscope import DEFAULT_HEIGHT, DEFAULT_WIDTH, set_objective
+from tests.microscope import (
+    DEFAULT_HEIGHT,
+    DEFAULT_WIDTH,
+    multi_d_events,
+    set_objective,
+    small_tzc_events,
+)
 
 pytestmark = pytest.mark.acquisition
-
-
-def _events(**kwargs: Any) -> list[dict[str, Any]]:
-    from pycromanager import multi_d_acquisition_events
-
-    return list(multi_d_acquisition_events(**kwargs))
 
 
 def test_tzc_through_tiff_acquisition(microscope: Any, tmp_path: Path) -> None:
@@ -40,15 +40,7 @@ def test_tzc_through_tiff_acquisition(microscope: Any, tmp_path: Path) -> None:
         seen.append((image.copy(), dict(metadata)))
         return image, metadata
 
-    events = _events(
-        num_time_points=2,
-        time_interval_s=0.1,
-        z_start=0,
-        z_end=2,
-        z_step=1,
-        channel_group="Channel",
-        channels=["FITC", "DAPI"],
-    )
+    events = small_tzc_events(["FITC", "DAPI"])
     with TiffAcquisition(
         tmp_path, name="tacq", image_saved_fn=image_saved, image_process_fn=keep_copy
     ) as acq:
@@ -95,10 +87,8 @@ def test_tzc_through_tiff_acquisition(microscope: Any, tmp_path: Path) -> None:
 def test_positions_through_tiff_acquisition(microscope: Any, tmp_path: Path) -> None:
     from mmtiffsink.pycromanager import TiffAcquisition
 
-    events = _events(xy_positions=[[0, 0], [5, 5]], num_time_points=2)
-    with TiffAcquisition(
-        tmp_path, name="pos", compression="deflate", show_display=False
-    ) as acq:
+    events = multi_d_events(xy_positions=[[0, 0], [5, 5]], num_time_points=2)
+    with TiffAcquisition(tmp_path, name="pos", compression="deflate", show_display=False) as acq:
         acq.acquire(events)
     assert acq.files == [tmp_path / "pos_0.tif", tmp_path / "pos_1.tif"]
     dataset = acq.get_dataset()
@@ -118,7 +108,7 @@ def test_writer_error_aborts_and_surfaces(microscope: Any, tmp_path: Path) -> No
     existing = tmp_path / "taken_1.tif"
     existing.write_bytes(b"precious")
     microscope.set_exposure(5.0)
-    events = _events(xy_positions=[[0, 0], [5, 5]], num_time_points=40)
+    events = multi_d_events(xy_positions=[[0, 0], [5, 5]], num_time_points=40)
     received: list[int] = []
 
     def count(image: np.ndarray, metadata: dict[str, Any]) -> Any:
@@ -150,7 +140,7 @@ def test_error_in_user_hook_finishes_files(microscope: Any, tmp_path: Path) -> N
         pytest.raises(Exception, match="user hook failed"),
         TiffAcquisition(tmp_path, name="hookfail", image_process_fn=fail_at_fifth) as acq,
     ):
-        acq.acquire(_events(num_time_points=8))
+        acq.acquire(multi_d_events(num_time_points=8))
     with tifffile.TiffFile(tmp_path / "hookfail.tif") as tif:
         data = tif.series[0].asarray()
     stored = acq.get_dataset().get_image_coordinates_list()
