@@ -93,6 +93,8 @@ def _run(
     began = started.append if started is not None else (lambda acq: None)
     storage: TiffStorage | None = None
     if route == "tiffacq":
+        # the sink's default for an existing file (TiffAcquisition's own default renames)
+        options = {"if_exists": "error", **options}
         acquisition = TiffAcquisition(directory, name, image_process_fn=recorder, **options)
         sink, storage = acquisition.sink, acquisition.storage
     else:

@@ -117,7 +117,9 @@ def test_writer_error_aborts_and_surfaces(microscope: Any, tmp_path: Path) -> No
 
     done = threading.Event()
     with pytest.raises(FileExistsError_, match=r"taken_1\.tif"):
-        with TiffAcquisition(tmp_path, name="taken", image_process_fn=count) as acq:
+        with TiffAcquisition(
+            tmp_path, name="taken", image_process_fn=count, if_exists="error"
+        ) as acq:
             acq.acquire(events)
         done.set()
     assert not done.is_set()
