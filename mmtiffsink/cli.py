@@ -181,7 +181,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         name=args.name,
         profile=args.profile or "bigtiff",
         compression=_compression(args.compression),
-        overwrite=args.overwrite,
+        if_exists="overwrite" if args.overwrite else "error",
     )
     results = replay_many(
         datasets,

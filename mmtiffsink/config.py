@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     Field,
     StrictBool,
     StrictFloat,
@@ -389,6 +390,10 @@ class OutputConfig(SinkOptions):
     name: Annotated[StrictStr, Field(min_length=1)] = "acq"
     preview: StrictBool = True
 
+    # validated as part of a run file, with line numbers and the run file's folder: pydantic's
+    # own __init__, not the one of SinkOptions that turns errors into mmtiffsink's
+    __init__ = BaseModel.__init__
+
     @field_validator("directory")
     @classmethod
     def _resolve_directory(cls, value: Path, info: ValidationInfo) -> Path:
@@ -413,8 +418,7 @@ class OutputConfig(SinkOptions):
 
     def options(self) -> SinkOptions:
         """The sink options of this section (without the run's own keys)."""
-        fields = {k: v for k, v in self.__dict__.items() if k in SinkOptions.model_fields}
-        return SinkOptions.of(**fields)
+        return SinkOptions.of(**self.sink_fields())
 
 
 class RunConfig(_Model):

@@ -126,6 +126,13 @@ class SinkOptions(BaseModel):
     if_exists: IfExists = "error"
     max_planes: Annotated[int, Field(ge=1, strict=True)] = MAX_PLANES
 
+    def __init__(self, /, **data: Any) -> None:
+        # built in Python: mmtiffsink's own errors (a run file validates with line numbers)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _first_error(exc) from None
+
     @field_validator("template")
     @classmethod
     @_checked
@@ -211,16 +218,17 @@ class SinkOptions(BaseModel):
             For a bad value: the first one, with the option's name in the message.
 
         """
-        data = {} if options is None else dict(options.__dict__)
+        data = {} if options is None else options.sink_fields()
         data.update(changes)
-        try:
-            return cls(**data)
-        except ValidationError as exc:
-            raise _first_error(exc) from None
+        return cls(**data)
 
     def replace(self, **changes: Any) -> SinkOptions:
         """A copy with some options changed (checked like :meth:`of`)."""
         return SinkOptions.of(self, **changes)
+
+    def sink_fields(self) -> dict[str, Any]:
+        """The values of the sink's own fields (a subclass's extra fields left out)."""
+        return {name: getattr(self, name) for name in SinkOptions.model_fields}
 
     @property
     def codec(self) -> Codec:

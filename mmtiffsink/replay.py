@@ -27,9 +27,11 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import model_validator
 
 from mmtiffsink._closing import close_after_block
 from mmtiffsink._replayreport import Progress
@@ -40,14 +42,12 @@ from mmtiffsink.errors import (
     FileExistsError_,
     FrameError,
     MMTiffSinkError,
-    ProfileError,
 )
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.mapping import AxisMapper, FileKey, file_name
 from mmtiffsink.ndtiff import IndexEntry, NDTiffSource, dataset_dir
-from mmtiffsink.sink import DEFAULT, TiffSink
-from mmtiffsink.tiff import ProfileName as Profile
-from mmtiffsink.tiff import parse_compression
+from mmtiffsink.options import SinkOptions
+from mmtiffsink.sink import TiffSink
 
 __all__ = [
     "ReplayOptions",
@@ -61,48 +61,43 @@ _CONNECT_TIMEOUT_S = 15.0
 
 
 # ==================================================================================== values
-def _rebuild_options(values: dict[str, Any], default_compression: bool) -> ReplayOptions:
-    """Unpickle :class:`ReplayOptions` (the ``DEFAULT`` sentinel is not picklable by identity)."""
-    return ReplayOptions(**(dict(values, compression=DEFAULT) if default_compression else values))
-
-
-@dataclass(frozen=True)
-class ReplayOptions:
-    """How datasets are written.
+class ReplayOptions(SinkOptions):
+    """How datasets are written: the fields of :class:`~mmtiffsink.options.SinkOptions`, and more.
 
     Parameters
     ----------
     name
         File name prefix (the ``{name}`` field of ``template``); default: the dataset
         directory's name.
-    template
-        File name template, as :class:`~mmtiffsink.sink.TiffSink`'s.
-    profile
-        ``"bigtiff"`` (default) or ``"imagej"``.
-    compression
-        Compression of every file; :data:`mmtiffsink.sink.DEFAULT`: the profile's default.
     overwrite
-        Replace output files that exist; when False (default) a dataset whose output exists
-        is refused before anything is written.
+        Accepted as ``if_exists="overwrite"`` (True) or ``"error"`` (False). With
+        ``if_exists="error"`` (default) a dataset whose output exists is refused before
+        anything is written; ``"rename"`` writes under ``name_1``, ``name_2``, ...
 
     Notes
     -----
-    Picklable (sent to dask workers), keeping ``compression=DEFAULT`` as the default.
+    Frozen and picklable (sent to dask workers), ``compression=DEFAULT`` included.
 
     """
 
     name: str | None = None
-    template: str = "{name}_{position}.tif"
-    profile: Profile = "bigtiff"
-    compression: Any = DEFAULT
-    overwrite: bool = False
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        default = values["compression"] is DEFAULT
-        if default:
-            values["compression"] = None
-        return (_rebuild_options, (values, default))
+    @model_validator(mode="before")
+    @classmethod
+    def _overwrite(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "overwrite" in data:
+            data = dict(data)
+            value = data.pop("overwrite")
+            if not isinstance(value, bool):
+                msg = f"overwrite is True or False, got {value!r}"
+                raise ConfigError(msg)
+            data.setdefault("if_exists", "overwrite" if value else "error")
+        return data
+
+    @property
+    def overwrite(self) -> bool:
+        """True when existing outputs are replaced."""
+        return self.if_exists == "overwrite"
 
 
 @dataclass(frozen=True)
@@ -149,24 +144,10 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _check_options(options: ReplayOptions) -> None:
-    """Refuse options no dataset could be written with, before any work."""
-    if options.profile not in ("bigtiff", "imagej"):
-        msg = f"profile must be 'bigtiff' or 'imagej', got {options.profile!r}"
+    """Options are checked when built; a plain SinkOptions is refused here."""
+    if not isinstance(options, ReplayOptions):
+        msg = f"options are a ReplayOptions, got {type(options).__name__}"
         raise ConfigError(msg)
-    if options.compression is DEFAULT:
-        return
-    try:
-        codec = parse_compression(options.compression)
-    except (ValueError, TypeError) as exc:
-        msg = f"bad compression {options.compression!r}: {exc}"
-        raise ConfigError(msg) from None
-    if options.profile == "imagej" and codec.name == "none":
-        msg = (
-            "replay cannot write uncompressed files of the imagej profile (the writer needs "
-            "each file's shape up front for them); use deflate (the imagej default) or the "
-            "bigtiff profile"
-        )
-        raise ProfileError(msg)
 
 
 def _check_out(out: Path) -> None:
@@ -199,7 +180,7 @@ def _check_outputs(
     if clobbered:
         msg = f"the output {clobbered[0]} would overwrite the dataset's own file"
         raise FileExistsError_(msg)
-    if options.overwrite:
+    if options.if_exists != "error":
         return
     existing = [p for p in paths if p.exists()]
     if existing:
@@ -280,18 +261,10 @@ def _replay_one(
         if progress is not None:
             progress.add_total(scan.frames)
         problems = scan.problems
-        sink_options: dict[str, Any] = {}
-        if options.compression is not DEFAULT:
-            sink_options["compression"] = options.compression
-        sink = TiffSink(
-            target,
-            name,
-            template=options.template,
-            profile=options.profile,
-            channel_names=scan.channel_names or None,
-            overwrite=options.overwrite,
-            **sink_options,
-        )
+        sink_options = SinkOptions.of(**options.sink_fields())
+        if sink_options.channel_names is None and scan.channel_names:
+            sink_options = sink_options.replace(channel_names=tuple(scan.channel_names))
+        sink = TiffSink(target, name, sink_options)
         try:
             sink.update_summary(source.summary)
             for entry, image, metadata in source.images(scan):
@@ -337,7 +310,7 @@ def _replay_one(
 def replay(
     dataset: str | os.PathLike[str],
     out: str | os.PathLike[str] | None,
-    options: ReplayOptions = ReplayOptions(),
+    options: ReplayOptions | None = None,
     *,
     progress: bool = True,
 ) -> ReplayResult:
@@ -380,6 +353,7 @@ def replay(
     :func:`replay_many` with one dataset returns a failed conversion's result instead.
 
     """
+    options = ReplayOptions() if options is None else options
     _check_options(options)
     bar = Progress(progress)
     try:
@@ -422,7 +396,7 @@ def _duplicate_names(
 def replay_many(
     datasets: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str] | None,
-    options: ReplayOptions = ReplayOptions(),
+    options: ReplayOptions | None = None,
     *,
     workers: int | None = None,
     scheduler: str | None = None,
@@ -471,6 +445,7 @@ def replay_many(
     if workers is not None and workers < 1:
         msg = f"workers must be at least 1, got {workers}"
         raise ConfigError(msg)
+    options = ReplayOptions() if options is None else options
     _check_options(options)
     if target is not None:
         _check_out(target)
@@ -587,5 +562,3 @@ def _replay_on_cluster(
         bar.close()
         client.close()
     return [results[i] for i in range(len(datasets))]
-
-

@@ -35,6 +35,7 @@ from mmtiffsink.errors import (
 )
 from mmtiffsink.replay import ReplayOptions, ReplayResult, replay, replay_many
 from mmtiffsink.sink import DEFAULT
+from mmtiffsink.tiff import Codec
 from tests.readers import bioformats_info
 
 # Planes left out of a damaged dataset are filled blank, with this warning from the writer.
@@ -253,7 +254,8 @@ def test_options_pickle_keeps_default_compression() -> None:
     assert options.compression is DEFAULT
     assert options.profile == "imagej"
     explicit = pickle.loads(pickle.dumps(ReplayOptions(compression=None, overwrite=True)))
-    assert explicit.compression is None and explicit.overwrite
+    assert explicit.compression == Codec("none", 0) and explicit.overwrite
+    assert explicit.if_exists == "overwrite"
 
 
 @pytest.mark.parametrize(
@@ -275,10 +277,12 @@ def test_replay_profile_and_compression(
 def test_bad_options_refused_before_writing(tmp_path: Path) -> None:
     source = make_dataset(tmp_path / "src", "o", positions=(0,), channels=("A",), nz=1, nt=1)
     out = tmp_path / "out"
-    with pytest.raises(ProfileError, match="replay cannot write uncompressed files of the imagej"):
+    with pytest.raises(ProfileError, match="needs each file's shape"):
         replay(source.path, out, ReplayOptions(profile="imagej", compression=None))
-    with pytest.raises(ConfigError, match="bad compression 'lzw'"):
+    with pytest.raises(ConfigError, match="unknown compression 'lzw'"):
         replay_many([source.path], out, ReplayOptions(compression="lzw"), progress=False)
+    with pytest.raises(ConfigError, match="bogus"):
+        ReplayOptions(bogus=1)
     with pytest.raises(ConfigError, match="workers must be at least 1"):
         replay_many([source.path], out, workers=0, progress=False)
     assert not out.exists()
@@ -586,7 +590,7 @@ def test_replay_many_local_cluster(tmp_path: Path, three: tuple[Source, Path, So
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # a free port: another cluster may hold 8787
     )
     try:
         results = replay_many(
