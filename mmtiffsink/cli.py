@@ -27,9 +27,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    from .tiff import Profile
+
     parser.add_argument(
         "--profile",
-        choices=("bigtiff", "imagej"),
+        choices=tuple(Profile.ALL),
         default=None,
         help="file profile (default: bigtiff)",
     )
@@ -66,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         help="validate the file and print the planned events; acquire nothing",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--no-preview", action="store_true", help="no preview PNG beside each file at the end"
+    )
 
     replay = sub.add_parser(
         "replay",
@@ -93,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_output_options(replay)
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay.add_argument(
+        "--no-preview", action="store_true", help="no preview PNG beside each file at the end"
+    )
 
     info = sub.add_parser(
         "info",
@@ -169,7 +177,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     result = run(config, progress=not args.no_progress)
     print(format_result(result))
+    if not args.no_preview and config.output.preview:
+        _previews("run", result.files)
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _previews(command: str, files: Sequence[Path]) -> None:
+    """Write a preview PNG beside each file; a failed preview is reported, never fatal."""
+    from ._preview import write_previews
+
+    def failed(path: Path, exc: Exception) -> None:
+        print(f"mmtiffsink {command}: no preview of {path}: {exc}", file=sys.stderr)
+
+    for png in write_previews([f for f in files if Path(f).exists()], on_error=failed):
+        print(f"preview: {png}")
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -192,6 +213,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(format_results(results))
+    if not args.no_preview:
+        _previews("replay", [f for result in results for f in result.files])
     for result in results:
         if not result.ok:
             print(f"mmtiffsink replay: {result.dataset}: {result.error}", file=sys.stderr)

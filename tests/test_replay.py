@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
@@ -39,9 +40,7 @@ from mmtiffsink.tiff import Codec
 from tests.readers import bioformats_info
 
 # Planes left out of a damaged dataset are filled blank, with this warning from the writer.
-allow_blank_planes = pytest.mark.filterwarnings(
-    "ignore::mmtiffsink.errors.MissingFramesWarning"
-)
+allow_blank_planes = pytest.mark.filterwarnings("ignore::mmtiffsink.errors.MissingFramesWarning")
 
 CHANNELS = ("FITC", "DAPI", "Cy5")  # arrival order, deliberately not alphabetical
 HEIGHT, WIDTH = 12, 20
@@ -365,6 +364,24 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, st
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
     return status, captured.out, captured.err
+
+
+def test_cli_writes_a_preview_beside_each_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = make_dataset(tmp_path / "src", "pv", positions=(0, 1), nt=1)
+    status, out, _ = _cli(capsys, source.path, tmp_path / "with", "--no-progress")
+    assert status == 0
+    pngs = sorted((tmp_path / "with").glob("*.preview.png"))
+    assert [p.name for p in pngs] == ["pv_1_0.preview.png", "pv_1_1.preview.png"]
+    for png in pngs:
+        assert f"preview: {png}" in out
+        assert imagecodecs.png_decode(png.read_bytes()).any()
+    status, out, _ = _cli(
+        capsys, source.path, tmp_path / "without", "--no-progress", "--no-preview"
+    )
+    assert status == 0 and "preview:" not in out
+    assert not list((tmp_path / "without").glob("*.png"))
 
 
 @allow_blank_planes

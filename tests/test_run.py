@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
@@ -173,6 +174,11 @@ def test_example_run(example_run: tuple[Path, subprocess.CompletedProcess[str]])
         assert len({planes[i].tobytes() for i in range(len(planes))}) > 1
         line = f"{name}: pixel {pixel_size:g} um"
         assert line in done.stdout
+        # the run ends with a preview picture beside each file
+        png = path.with_name(path.name[: -len(".tif")] + ".preview.png")
+        assert f"preview: {png}" in done.stdout
+        picture = imagecodecs.png_decode(png.read_bytes())
+        assert picture.ndim == 3 and picture.shape[2] in (3, 4) and picture.any()
 
 
 @pytest.mark.acquisition
@@ -327,6 +333,35 @@ def test_micromanager_kind(tmp_path: Path) -> None:
 
 
 @pytest.mark.acquisition
+@pytest.mark.acquisition
+def test_no_preview_by_option_or_yaml(tmp_path: Path) -> None:
+    _require_demo()
+    text = """
+        microscope:
+          properties:
+            - [Camera, OnCameraCCDXSize, 32]
+            - [Camera, OnCameraCCDYSize, 16]
+        output:
+          name: {name}
+          preview: {preview}
+        """
+    flag = mmtiffsink(
+        "run",
+        _write(tmp_path, text.format(name="a", preview="true"), "a.yaml"),
+        "--no-progress",
+        "--no-preview",
+        cwd=tmp_path,
+    )
+    assert flag.returncode == 0, flag.stderr
+    yaml_off = mmtiffsink(
+        "run", _write(tmp_path, text.format(name="b", preview="false"), "b.yaml"), cwd=tmp_path
+    )
+    assert yaml_off.returncode == 0, yaml_off.stderr
+    assert (tmp_path / "a.tif").exists() and (tmp_path / "b.tif").exists()
+    assert not list(tmp_path.glob("*.png"))
+    assert "preview:" not in flag.stdout + yaml_off.stdout
+
+
 def test_if_exists_rename_and_overwrite(tmp_path: Path) -> None:
     _require_demo()
     text = """
