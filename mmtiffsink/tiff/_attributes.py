@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,7 @@ class FileAttributes:
     _layout: Layout
     _lock: threading.Lock
     _low: Coord
+    path: Path
     _negative: bool
     _plane_tags: dict[Coord, list[Tag]]
     _profile: Profile
@@ -227,3 +229,18 @@ class FileAttributes:
             if self._app.slots is not None and self._codec.compressed:
                 self._app.slots = None
             self._static = None
+
+    def _coord(self, c: Any, z: Any, t: Any) -> Coord:
+        neg = self._negative
+        return (
+            coordinate("c", c, negative=neg),
+            coordinate("z", z, negative=neg),
+            coordinate("t", t, negative=neg),
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<IJTiffFile {str(self.path)!r} {state} {self.profile} {self._dtype.name} "
+            f"{self._codec} shape(C,Z,T)={self.shape}>"
+        )

@@ -58,7 +58,6 @@ from ._frames import (
     check_cast,
     check_plane_count,
     check_shape,
-    coordinate,
     widen,
 )
 from ._frames import metadata_json as _metadata_json
@@ -391,14 +390,6 @@ class IJTiffFile(FileAttributes):
     def _extend(self, coord: Coord) -> None:
         self._low, self._high = widen(self._low, self._high, coord)
 
-    def _coord(self, c: Any, z: Any, t: Any) -> Coord:
-        neg = self._negative
-        return (
-            coordinate("c", c, negative=neg),
-            coordinate("z", z, negative=neg),
-            coordinate("t", t, negative=neg),
-        )
-
     def _process(self, job: Job, arr: np.ndarray, caller: bool) -> None:
         """Compress and hash one frame (worker or saving thread), then take its turn."""
         try:
@@ -596,10 +587,3 @@ class IJTiffFile(FileAttributes):
         tb: TracebackType | None,
     ) -> None:
         close_after_block(self.close, exc, str(self.path))
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return (
-            f"<IJTiffFile {str(self.path)!r} {state} {self.profile} {self._dtype.name} "
-            f"{self._codec} shape(C,Z,T)={self.shape}>"
-        )
