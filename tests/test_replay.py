@@ -646,3 +646,29 @@ def test_blank_planes_warning(tmp_path: Path) -> None:
     assert "(bytes 1073741824-1073742304) lie past the end" in result.error
     assert result.frames == 1
     check_position(source, result.files[0], 0, ("A",), missing={(0, 0, 0, "A")})
+
+
+def test_negative_z_from_ndstorage_replays_in_order(tmp_path: Path) -> None:
+    """ndstorage's unordered z axis (and explore datasets) store negative z: planes in order."""
+    from ndstorage import NDTiffDataset
+
+    dataset = NDTiffDataset(str(tmp_path / "src"), name="negz", writable=True)
+    dataset.initialize({"PixelSize_um": 0.5, "PixelType": "GRAY16"})
+    zs = [0, -2, 1, -1]  # acquired out of order, below and above the start
+    for z in zs:
+        image = np.full((6, 8), 100 + z, dtype=np.uint16)
+        axes = {"z": z, "time": 0}
+        dataset.put_image(
+            axes, image, {"Axes": axes, "PixelSize_um": 0.5, "ZPosition_um_Intended": 0.5 * z}
+        )
+    writer = dataset.current_writer
+    dataset.finish()
+    dataset.close()
+    writer.reader.close()  # ndstorage 0.1.18's writer never closes the reader it opens
+    (result,) = replay_many([Path(dataset.path)], tmp_path / "out", progress=False)
+    assert result.ok, result.error
+    with tifffile.TiffFile(result.files[0]) as tif:
+        data = tif.series[0].asarray()
+        assert tif.imagej_metadata["slices"] == 4
+        assert tif.imagej_metadata["spacing"] == pytest.approx(0.5)
+    np.testing.assert_array_equal(data[:, 0, 0], [98, 99, 100, 101])  # z = -2, -1, 0, 1
