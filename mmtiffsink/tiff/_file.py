@@ -322,14 +322,17 @@ class IJTiffFile(FileAttributes):
             extra.append(Tag.ascii(METADATA_TAG, _metadata_json(metadata)))
         bound = size_bound(self._app, arr.nbytes, self._codec.compressed, extra)
         charge = arr.nbytes + bound
-        if not self._budget.acquire(
-            charge, self._full, lambda: self._closing or self._seq.error is not None
-        ):
-            with self._lock:
-                self._raise_error()
-            raise self._closed_error()
+        acquired = False
         try:
+            acquired = self._budget.acquire(
+                charge, self._full, lambda: self._closing or self._seq.error is not None
+            )
+            if not acquired:
+                with self._lock:
+                    self._raise_error()
+                raise self._closed_error()
             with self._lock:
+                self._seq.free_orphans()
                 self._raise_error()
                 if self._closing:
                     raise self._closed_error()
@@ -358,9 +361,12 @@ class IJTiffFile(FileAttributes):
                 self._claimed.add(coord)
                 self._extend(coord)
                 self._inflight_bytes += bound
-                job = Job(self._seq.reserve(), coord, charge, bound, extra=tuple(extra))
+                job = self._seq.reserve(coord, charge, bound, tuple(extra))
         except BaseException:
-            self._budget.release(charge)
+            with self._lock:  # a reserved job gives its charge back when its turn passes
+                reserved = self._seq.holds(coord)
+            if acquired and not reserved:
+                self._budget.release(charge)
             raise
         if not self._codec.compressed:
             # nothing to compress: appending here costs less than a hand-off to the pool
@@ -370,6 +376,7 @@ class IJTiffFile(FileAttributes):
             return
         try:
             self._pool.submit(self._process, job, arr, False)
+            self._seq.handed(job)
         except BaseException as exc:  # pool gone (interpreter shutting down), or Ctrl-C
             failed = Job(job.seq, job.coord, job.charge, job.bound)
             if isinstance(exc, Exception):

@@ -43,6 +43,8 @@ class Job:
     """It failed before reaching the appender (latched when its turn comes)."""
     skip: bool = False
     """It was interrupted in the saving thread: its turn passes, its plane stays free."""
+    owner: int = 0
+    """The thread that will deposit it (0: a pool worker)."""
 
 
 class Sequencer:
@@ -78,18 +80,51 @@ class Sequencer:
         self._landed = landed
         self._finished = finished
         self._ready: dict[int, Job] = {}
+        self._reserved: dict[int, Job] = {}  # reserved, not deposited yet
+        self._role = 0  # the thread holding the appender role
         self._next_seq = 0
         self._write_seq = 0
         self._appending = False
         self.pending = 0
         self.error: BaseException | None = None
 
-    def reserve(self) -> int:
-        """A sequence number for a new job (lock held); counted as pending until its turn."""
-        seq = self._next_seq
+    def reserve(self, coord: Coord, charge: int, bound: int, extra: tuple[Tag, ...]) -> Job:
+        """A new job, next in save order (lock held); pending until its turn has passed.
+
+        The saving thread owns it until it deposits it or hands it to the pool (then
+        :meth:`handed` clears the owner). Should an interrupt stop that thread in between,
+        :meth:`wait_idle` in the same thread lets the job's turn pass (its plane stays free)
+        instead of waiting forever.
+        """
+        job = Job(self._next_seq, coord, charge, bound, extra=extra)
+        job.owner = threading.get_ident()
+        # no call between these stores, so no interrupt can separate them
+        self._reserved[job.seq] = job
         self._next_seq += 1
         self.pending += 1
-        return seq
+        return job
+
+    def handed(self, job: Job) -> None:
+        """The pool has the job: a worker will deposit it."""
+        with self.lock:
+            job.owner = 0
+
+    def free_orphans(self) -> None:
+        """Let the turn pass of every job this thread reserved and never deposited (lock held).
+
+        Called from ``save``, ``flush`` and ``close``: a thread there is not in the middle of
+        depositing a job of its own, so such a job was orphaned by an interrupt.
+        """
+        me = threading.get_ident()
+        for job in [j for j in self._reserved.values() if j.owner == me]:
+            del self._reserved[job.seq]
+            job.skip = True
+            self._ready[job.seq] = job
+
+    def holds(self, coord: Coord) -> bool:
+        """Whether this thread reserved a job for ``coord`` and still owns it (lock held)."""
+        me = threading.get_ident()
+        return any(j.coord == coord and j.owner == me for j in self._reserved.values())
 
     def latch(self, exc: BaseException) -> None:
         """Keep the first failure (lock held)."""
@@ -118,6 +153,7 @@ class Sequencer:
         with self.lock:
             if job.seq < self._write_seq or job.seq in self._ready:
                 return []
+            self._reserved.pop(job.seq, None)
             self._ready[job.seq] = job
         return self.pump()
 
@@ -140,6 +176,7 @@ class Sequencer:
                 if not self._idle_or_ready():
                     return passed
                 self._appending = True
+                self._role = threading.get_ident()
                 batch: list[Job] = []
                 while self._write_seq in self._ready:
                     batch.append(self._ready.pop(self._write_seq))
@@ -157,6 +194,7 @@ class Sequencer:
                     done.append((job, landed))
             finally:
                 with self.lock:
+                    self._appending = False  # first: an interrupt below cannot keep the role
                     for job in rest:
                         self._ready[job.seq] = job
                     if rest:
@@ -165,7 +203,6 @@ class Sequencer:
                         self.pending -= 1
                         self._finished(job, landed)
                         passed.append(job)
-                    self._appending = False
                     self.cond.notify_all()
 
     def _run(self, job: Job) -> bool:
@@ -186,11 +223,20 @@ class Sequencer:
         return True
 
     def wait_idle(self, release: Callable[[list[Job]], Any]) -> None:
-        """Wait until no job is pending, appending parked jobs if no thread does."""
+        """Wait until no job is pending, appending parked jobs if no thread does.
+
+        A job this thread reserved but never deposited (an interrupt struck between the two),
+        and an appender role this thread still holds (an interrupt struck while it gave the
+        role back), cannot be waited for: the job's turn passes, the role is freed.
+        """
+        me = threading.get_ident()
         while True:
             with self.lock:
                 if self.pending == 0:
                     return
+                if self._appending and self._role == me:
+                    self._appending = False
+                self.free_orphans()
                 if not self._idle_or_ready():
                     self.cond.wait()
                     continue
