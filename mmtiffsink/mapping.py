@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from mmtiffsink.errors import CoordinateError
+from mmtiffsink.errors import ConfigError, CoordinateError
 
 __all__ = ["HYPERSTACK_AXES", "AxisMapper", "FileKey", "Placement", "file_name", "sanitize"]
 
@@ -135,15 +135,15 @@ class AxisMapper:
         names = list(channel_names) if channel_names is not None else []
         if any(not isinstance(name, str) or not name for name in names):
             msg = f"channel names must be non-empty strings, got {names!r}"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         if len(set(names)) != len(names):
             msg = f"channel names must be unique, got {names!r}"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         if file_axes is not None:
             clash = HYPERSTACK_AXES.intersection(file_axes)
             if clash:
                 msg = f"file_axes cannot hold the hyperstack axes {sorted(clash)}"
-                raise ValueError(msg)
+                raise ConfigError(msg)
         self._named = channel_names is not None
         self._channels: dict[str, int] = {name: i for i, name in enumerate(names)}
         self._file_axes = frozenset(file_axes) if file_axes is not None else None
@@ -391,10 +391,10 @@ def file_name(template: str, name: str, file_key: FileKey) -> str:
             continue
         if not field.isidentifier() and not re.fullmatch(r"[A-Za-z_][\w-]*", field):
             msg = f"template field {{{field}}} must be 'name' or an axis name: {template!r}"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         if conversion:
             msg = f"template conversions (!{conversion}) are not supported: {template!r}"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         if field == "name":
             parts.append(format(name, spec or ""))
         elif field in values:

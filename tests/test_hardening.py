@@ -432,6 +432,20 @@ def test_every_bad_input_is_an_mmtiffsink_error(tmp_path: Path) -> None:
         assert "invalid literal" not in str(caught.value)
 
 
+def test_sink_and_tiffwrite_input_errors_are_ours(tmp_path: Path) -> None:
+    from mmtiffsink import TiffSink, tiffwrite
+
+    with pytest.raises(ConfigError, match="unique"):
+        TiffSink(tmp_path, "x", channel_names=["DAPI", "DAPI"])
+    with pytest.raises(ConfigError, match="template"):
+        TiffSink(tmp_path, "x", template="{name!r}.tif")
+    with pytest.raises(ConfigError, match="axes"):
+        tiffwrite(tmp_path / "t.tif", np.zeros((2, 3, 4)), "YXC")
+    with pytest.raises(ConfigError, match="2-D to 5-D"):
+        tiffwrite(tmp_path / "t.tif", np.zeros(4), "X")
+    assert not list(tmp_path.iterdir())
+
+
 def test_os_errors_are_writer_errors_that_say_what_to_do(tmp_path: Path) -> None:
     folder = tmp_path / "a_folder.tif"
     folder.mkdir()

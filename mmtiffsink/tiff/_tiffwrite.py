@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
 from ._file import IJTiffFile
 
 __all__ = ["tiffwrite"]
@@ -47,18 +48,18 @@ def tiffwrite(
     ndim = len(shape)
     if not 2 <= ndim <= 5:
         msg = f"tiffwrite takes 2-D to 5-D data, got shape {shape}"
-        raise ValueError(msg)
+        raise ConfigError(msg)
     letters = axes.upper()
     if len(letters) < ndim:
         msg = f"axes {axes!r} name fewer dimensions than data has ({ndim})"
-        raise ValueError(msg)
+        raise ConfigError(msg)
     letters = letters[-ndim:]
     if len(set(letters)) != ndim or not set(letters) <= set("TZCYX"):
         msg = f"axes {axes!r}: use each of T, Z, C, Y, X at most once"
-        raise ValueError(msg)
+        raise ConfigError(msg)
     if letters[-2:] not in ("YX", "XY"):
         msg = f"the last two axes must be the plane, YX or XY; got {letters!r}"
-        raise ValueError(msg)
+        raise ConfigError(msg)
     transpose = letters[-2:] == "XY"
     sizes = {letter: shape[i] for i, letter in enumerate(letters)}
     czt = (sizes.get("C", 1), sizes.get("Z", 1), sizes.get("T", 1))
