@@ -99,6 +99,17 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
     return str(value)
 
 
+def _event_json(event: Any) -> Any:
+    """An ``MDAEvent`` as JSON, without its ``sequence`` (the whole plan, in every frame)."""
+    dump = getattr(event, "model_dump", None)
+    if callable(dump):
+        try:
+            return jsonable(dump(mode="json", exclude_unset=True, exclude={"sequence"}))
+        except Exception:  # not a useq event after all
+            return str(event)
+    return jsonable(event)
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
         return None
@@ -114,10 +125,9 @@ def frame_metadata(event: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     (``runner_time_ms``), and ``Exposure`` (``exposure_ms``) and ``Camera``
     (``camera_device``), are added when known; every original key is kept.
     """
-    out = jsonable(meta)
+    out = jsonable({k: v for k, v in meta.items() if k != "mda_event"})
     assert isinstance(out, dict)
-    if "mda_event" not in out:
-        out["mda_event"] = jsonable(event)
+    out["mda_event"] = _event_json(meta.get("mda_event", event))
     extra = {
         "PixelSize_um": _number(meta.get("pixel_size_um")),
         "ZPosition_um_Intended": _number(getattr(event, "z_pos", None)),

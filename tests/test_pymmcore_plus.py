@@ -130,6 +130,7 @@ def test_metadata_and_channel_names(core: CMMCorePlus, tmp_path: Path) -> None:
     assert meta["PixelSize_um"] == pytest.approx(0.5)
     assert "ZPosition_um_Intended" in meta and "ElapsedTime-ms" in meta
     assert meta["mda_event"]["channel"]["config"] in ("FITC", "DAPI")
+    assert "sequence" not in meta["mda_event"]  # the whole plan, not in every frame
     assert handler.summary is not None and handler.summary["format"] == "summary-dict"
 
 
@@ -298,13 +299,38 @@ def test_yaml_run_through_the_cli(tmp_path: Path) -> None:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     files = sorted((tmp_path / "output").glob("*.tif"))
-    assert [f.name for f in files] == ["demo_pmmcp_A1.tif", "demo_pmmcp_B2.tif"]
+    assert [f.name for f in files] == ["demo_pymmcore_plus_A1.tif", "demo_pymmcore_plus_B2.tif"]
     with tifffile.TiffFile(files[0]) as tif:
         ij = tif.imagej_metadata
         assert ij is not None
         assert tif.series[0].shape == (3, 5, 3, 128, 128)
         assert ij["spacing"] == pytest.approx(1.0)
         assert ij["finterval"] == pytest.approx(0.2)
+
+
+def test_yaml_dry_run_lists_the_sequence(tmp_path: Path) -> None:
+    from mmtiffsink._runreport import format_plan
+    from mmtiffsink.config import load_config
+
+    config = tmp_path / "run.yaml"
+    config.write_text((REPO / "configs" / "demo_pymmcore_plus.yaml").read_text())
+    text = format_plan(load_config(config))
+    assert "Events: 90 (90 frames expected)" in text
+    assert "demo_pymmcore_plus_A1.tif  C=3 Z=5 T=3, 45 frames" in text
+    assert '"pos_name": "B2"' in text
+
+
+def test_yaml_engine_and_section_must_match(tmp_path: Path) -> None:
+    from mmtiffsink.config import load_config
+    from mmtiffsink.errors import ConfigError
+
+    config = tmp_path / "mix.yaml"
+    config.write_text("sequence:\n  channels: [DAPI]\n")
+    with pytest.raises(ConfigError, match="engine: pymmcore-plus"):
+        load_config(config)
+    config.write_text("microscope:\n  engine: pymmcore-plus\nacquisition:\n  num_time_points: 2\n")
+    with pytest.raises(ConfigError, match="not 'acquisition'"):
+        load_config(config)
 
 
 def test_yaml_typo_names_line_and_key(tmp_path: Path) -> None:
