@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -35,14 +36,27 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from mmtiffsink._yamlfile import (
+    BASE_DIR,
+    MAX_BYTES,
+    MAX_PROBLEMS_SHOWN,
+    FiniteFloat,
+    PositiveFloat,
+    Text,
+    describe_errors,
+    load_model,
+    read_yaml,
+    resolve_path,
+)
 from mmtiffsink._yamlfile import FileModel as _Model
-from mmtiffsink._yamlfile import FiniteFloat, PositiveFloat, Text, load_model, resolve_path
 from mmtiffsink._yamlfile import located_error as _error
+from mmtiffsink.errors import ConfigError
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.options import SinkOptions
 from mmtiffsink.tiff import DEFAULT
@@ -131,10 +145,15 @@ class MicroscopeConfig(_Model):
         Device properties set after the presets, in order, as ``[device, property, value]``.
     exposure_ms
         Camera exposure for channels without their own exposure.
+    engine
+        ``pycro-manager`` (default; the ``acquisition`` section) or ``pymmcore-plus``
+        (``CMMCorePlus`` runs the ``sequence`` section, a useq ``MDASequence``; kinds ``demo``
+        and ``micromanager``).
 
     """
 
     kind: Literal["demo", "micromanager", "java"] = "demo"
+    engine: Literal["pycro-manager", "pymmcore-plus"] = "pycro-manager"
     path: Path | None = None
     config: Path | None = None
     port: Annotated[StrictInt, Field(ge=1, le=65535)] | None = None
@@ -155,6 +174,9 @@ class MicroscopeConfig(_Model):
             if key in given and kind != self.kind:
                 msg = f"'{key}' is not used with kind '{self.kind}' (only with kind '{kind}')"
                 raise _error(msg, key)
+        if self.engine == "pymmcore-plus" and self.kind == "java":
+            msg = "engine 'pymmcore-plus' runs its own core: kind 'demo' or 'micromanager'"
+            raise _error(msg, "engine")
         if self.kind == "java" and "buffer_size_mb" in given:
             msg = "'buffer_size_mb' is set in the running Micro-Manager, not here (kind 'java')"
             raise _error(msg, "buffer_size_mb")
@@ -422,7 +444,10 @@ class OutputConfig(SinkOptions):
 
 
 class RunConfig(_Model):
-    """A run file: ``microscope``, ``acquisition`` and ``output`` sections.
+    """A run file: ``microscope``, ``acquisition`` (or ``sequence``) and ``output`` sections.
+
+    ``sequence`` is a useq-schema ``MDASequence`` as useq writes it (``MDASequence.yaml()``),
+    run by pymmcore-plus (``microscope.engine: pymmcore-plus``) instead of ``acquisition``.
 
     Build it with :func:`load_config` (which resolves relative paths against the file's folder
     and reports line numbers), or ``RunConfig.model_validate(data)`` (relative to the cwd).
@@ -431,6 +456,14 @@ class RunConfig(_Model):
     microscope: MicroscopeConfig = Field(default_factory=MicroscopeConfig)
     acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    sequence: Any = None
+
+    @field_validator("sequence")
+    @classmethod
+    def _check_sequence(cls, value: Any) -> Any:
+        from mmtiffsink._useqfile import validate_sequence
+
+        return validate_sequence(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -438,6 +471,14 @@ class RunConfig(_Model):
         """Validate absent sections too, so their defaults see the run file's folder."""
         if isinstance(data, Mapping):
             data = dict(data)
+            mic = data.get("microscope")
+            engine = mic.get("engine") if isinstance(mic, Mapping) else None
+            if engine == "pymmcore-plus" and data.get("acquisition"):
+                msg = "engine 'pymmcore-plus' runs the 'sequence' section, not 'acquisition'"
+                raise _error(msg, "acquisition")
+            if engine != "pymmcore-plus" and data.get("sequence") is not None:
+                msg = "a 'sequence' is run by pymmcore-plus: set microscope.engine: pymmcore-plus"
+                raise _error(msg, "sequence")
             for section in ("microscope", "acquisition", "output"):
                 if data.get(section) is None:
                     data[section] = {}
@@ -446,6 +487,8 @@ class RunConfig(_Model):
     @model_validator(mode="after")
     def _check_sections(self) -> RunConfig:
         channels = self.acquisition.channels
+        if self.sequence is not None:
+            channels = [str(ch.config) for ch in self.sequence.channels]
         n = len(channels) if channels else 1
         colors = self.output.colors
         if colors is not None and len(colors) != n:
@@ -496,10 +539,48 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
         values such as a negative z step or zero time points).
 
     """
+    from mmtiffsink._useqfile import sequence_errors
+
+    problems = _sequence_problems(Path(path), sequence_errors)
+    if problems:
+        listing = "\n".join(f"  {problem}" for problem in problems[:MAX_PROBLEMS_SHOWN])
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            listing += f"\n  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more"
+        count = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
+        msg = f"run file {path} is invalid ({count}):\n{listing}"
+        raise ConfigError(msg)
     return load_model(
         path,
         RunConfig,
         what="run file",
-        contents="the sections microscope, acquisition and output",
+        contents="the sections microscope, acquisition (or sequence) and output",
         hints=_HINTS,
     )
+
+
+def _sequence_problems(path: Path, sequence_errors: Any) -> list[str]:
+    """Every problem of a file whose ``sequence`` has problems (else none: load_model checks).
+
+    useq ignores unknown keys, so the sequence is checked key by key here, and the rest of the
+    file validated without it, to list every problem at once.
+    """
+    try:
+        with path.open("rb") as file:
+            text = read_yaml(file.read(MAX_BYTES + 1))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []  # load_model says why
+    value = text.value
+    if not isinstance(value, dict) or value.get("sequence") is None:
+        return []
+    errors = sequence_errors(value["sequence"])
+    if not errors:
+        return []
+    rest = {**value, "sequence": None}
+    mic = rest.get("microscope")
+    if isinstance(mic, Mapping) and mic.get("engine") == "pymmcore-plus":
+        rest.pop("sequence")
+    try:
+        RunConfig.model_validate(rest, context={BASE_DIR: path.parent.absolute()})
+    except ValidationError as exc:
+        errors = [*exc.errors(include_url=False), *errors]
+    return describe_errors(errors, text, RunConfig, _HINTS)

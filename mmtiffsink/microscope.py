@@ -19,15 +19,19 @@ from mmtiffsink.errors import MicroscopeError
 
 __all__ = [
     "EXTRA_HINT",
+    "PYMMCORE_PLUS_HINT",
+    "SnakeCore",
     "check_pixel_type",
     "headless_paths",
     "microscope",
+    "pymmcore_plus_core",
     "set_up",
     "stop_headless",
 ]
 
 #: How to get what acquiring needs.
 EXTRA_HINT = "install the pycromanager extra: pip install 'mmtiffsink[pycromanager]'"
+PYMMCORE_PLUS_HINT = "install the pymmcore-plus extra: pip install 'mmtiffsink[pymmcore-plus]'"
 
 
 def _strings(vector: Any) -> list[str]:
@@ -112,6 +116,47 @@ def microscope(mic: MicroscopeConfig) -> Iterator[Any]:
         yield Core()
     finally:
         stop_headless()
+
+
+class SnakeCore:
+    """A ``CMMCorePlus`` seen as pycro-manager's snake_case core (``get_loaded_devices()``)."""
+
+    def __init__(self, core: Any) -> None:
+        self.core = core
+
+    def __getattr__(self, name: str) -> Any:
+        first, *rest = name.split("_")
+        return getattr(self.core, first + "".join(part.title() for part in rest))
+
+
+@contextmanager
+def pymmcore_plus_core(mic: MicroscopeConfig) -> Iterator[Any]:
+    """A ``CMMCorePlus`` with the configured adapters and ``.cfg``; unloaded on the way out.
+
+    Raises
+    ------
+    MicroscopeError
+        pymmcore-plus is missing, or the configuration does not load.
+
+    """
+    try:
+        from pymmcore_plus import CMMCorePlus
+    except ImportError as exc:
+        msg = f"engine pymmcore-plus needs pymmcore-plus ({exc}); {PYMMCORE_PLUS_HINT}"
+        raise MicroscopeError(msg) from None
+    adapters, cfg = headless_paths(mic)
+    core = CMMCorePlus()
+    try:
+        try:
+            core.setDeviceAdapterSearchPaths([str(adapters)])
+            core.loadSystemConfiguration(str(cfg))
+            core.setCircularBufferMemoryFootprint(mic.buffer_size_mb)
+        except Exception as exc:
+            msg = f"cannot start Micro-Manager from {adapters} with {cfg}: {exc}"
+            raise MicroscopeError(msg) from None
+        yield core
+    finally:
+        core.unloadAllDevices()
 
 
 def check_pixel_type(core: Any) -> None:

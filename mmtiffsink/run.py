@@ -163,9 +163,14 @@ def plan_events(config: RunConfig) -> EventPlan:
     EventPlan
         One event per frame, in acquisition order, computed on demand, e.g. ``{'axes':
         {'time': 0, 'channel': 'DAPI', 'z': 0}, 'config_group': ['Channel', 'DAPI'],
-        'exposure': 5.0, 'z': -2.0}``.
+        'exposure': 5.0, 'z': -2.0}``. With ``microscope.engine: pymmcore-plus``, the
+        sequence's useq events as dicts.
 
     """
+    if config.microscope.engine == "pymmcore-plus":
+        from mmtiffsink._mda import sequence_plan
+
+        return sequence_plan(config)  # type: ignore[return-value]
     return EventPlan(config.acquisition)
 
 
@@ -208,6 +213,10 @@ def planned_files(config: RunConfig, name: str | None = None) -> list[PlannedFil
         One per position (one file without positions), in order of their first event.
 
     """
+    if config.microscope.engine == "pymmcore-plus":
+        from mmtiffsink._mda import planned_sequence_files
+
+        return planned_sequence_files(config, name)[0]
     acq, out = config.acquisition, config.output
     shape = (max(len(acq.channels or ()), 1), acq.num_z_slices, acq.num_time_points or 1)
     frames = math.prod(shape)
@@ -356,6 +365,10 @@ def run(config: RunConfig, *, progress: bool = True) -> RunResult:
     """
     from tqdm import tqdm
 
+    if config.microscope.engine == "pymmcore-plus":
+        from mmtiffsink._mda import run_sequence
+
+        return run_sequence(config, progress=progress)
     started = time.monotonic()
     events = plan_events(config)
     name = _output_name(config)

@@ -30,6 +30,8 @@ from mmtiffsink.config import load_config
 from tests.microscope import OBJECTIVES
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+# pycro-manager examples; the pymmcore-plus ones run in tests/test_pymmcore_plus.py
+CONFIGS = [path for path in CONFIGS if "engine: pymmcore-plus" not in path.read_text("utf-8")]
 #: Pixel size of the demo configuration at start-up (System/Startup: 10X).
 STARTUP_PIXEL_SIZE_UM = OBJECTIVES["10X"]
 TIMEOUT_S = 120

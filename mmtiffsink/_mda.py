@@ -1,0 +1,168 @@
+"""``mmtiffsink run`` with ``microscope.engine: pymmcore-plus``: a useq sequence on CMMCorePlus.
+
+The run file's ``sequence`` (a useq ``MDASequence``) runs on a ``CMMCorePlus`` started from the
+run file's microscope (:func:`mmtiffsink.microscope.pymmcore_plus_core`), set up as for
+pycro-manager (presets, properties, exposure), into a
+:class:`~mmtiffsink.pymmcore_plus.TiffHandler`. Existing output files are found before the
+microscope starts (``output.if_exists``); Ctrl-C cancels the MDA, the files are finished and
+``KeyboardInterrupt`` re-raised.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from mmtiffsink.config import RunConfig
+from mmtiffsink.errors import FileExistsError_, MicroscopeError
+from mmtiffsink.mapping import AxisMapper, FileKey, file_name
+from mmtiffsink.microscope import SnakeCore, pymmcore_plus_core, set_up
+from mmtiffsink.pymmcore_plus import TiffHandler, _Layout, event_axes
+from mmtiffsink.run import PlannedFile, RunResult
+
+__all__ = ["planned_sequence_files", "run_sequence", "sequence_plan"]
+
+
+def planned_sequence_files(
+    config: RunConfig, name: str | None = None
+) -> tuple[list[PlannedFile], int]:
+    """The files the sequence will make (as the handler names them) and its number of events.
+
+    Iterates the sequence's events once (about 10 µs each).
+    """
+    sequence = config.sequence
+    out = config.output
+    layout = _Layout.of(sequence, {})
+    mapper = AxisMapper(layout.channel_names)
+    stem = out.name if name is None else name
+    files: dict[FileKey, list[int]] = {}  # key -> [C, Z, T, frames]
+    events = 0
+    for event in sequence:
+        events += 1
+        axes = event_axes(event, None, layout)
+        placement = mapper.map(axes)
+        dims = files.setdefault(placement.file_key, [1, 1, 1, 0])
+        dims[0] = max(dims[0], placement.c + 1, len(mapper.channel_names))
+        dims[1] = max(dims[1], placement.z + 1)
+        dims[2] = max(dims[2], placement.t + 1)
+        dims[3] += 1
+    planned = [
+        PlannedFile(out.directory / file_name(out.template, stem, key), key, (c, z, t), frames)
+        for key, (c, z, t, frames) in files.items()
+    ]
+    return planned, events
+
+
+def sequence_plan(config: RunConfig) -> list[dict[str, Any]]:
+    """The sequence's events as JSON-able dicts (for ``--dry-run``)."""
+    return [
+        event.model_dump(mode="json", exclude_unset=True, exclude={"sequence"})
+        for event in config.sequence
+    ]
+
+
+def _output_name(config: RunConfig) -> str:
+    out = config.output
+    if out.if_exists == "overwrite":
+        return out.name
+    if out.if_exists == "rename":
+        for n in range(100_000):
+            name = out.name if n == 0 else f"{out.name}_{n}"
+            if not any(f.path.exists() for f in planned_sequence_files(config, name)[0]):
+                return name
+    existing = [f.path for f in planned_sequence_files(config)[0] if f.path.exists()]
+    if existing:
+        listing = ", ".join(str(path) for path in existing)
+        msg = (
+            f"output file exists: {listing}; nothing was acquired and the file was left as it "
+            "is. Set output.if_exists to overwrite or rename, or change output.name"
+        )
+        raise FileExistsError_(msg)
+    return out.name
+
+
+def _check_channels(core: Any, config: RunConfig) -> None:
+    groups = list(core.getAvailableConfigGroups())
+    for i, channel in enumerate(config.sequence.channels):
+        group, preset = str(channel.group), str(channel.config)
+        key = f"sequence.channels[{i}]"
+        if group not in groups:
+            msg = f"{key}: the microscope has no config group {group!r} (groups: {groups})"
+            raise MicroscopeError(msg)
+        presets = list(core.getAvailableConfigs(group))
+        if preset not in presets:
+            msg = f"{key}: group {group!r} has no preset {preset!r} (presets: {presets})"
+            raise MicroscopeError(msg)
+
+
+def run_sequence(config: RunConfig, *, progress: bool = True) -> RunResult:
+    """Run the file's ``sequence`` with pymmcore-plus; see :func:`mmtiffsink.run.run`."""
+    from tqdm import tqdm
+
+    started = time.monotonic()
+    name = _output_name(config)
+    expected = planned_sequence_files(config, name)[1]
+    out = config.output
+    options = out.options()
+    if out.if_exists == "rename":
+        options = options.replace(if_exists="error")  # the free name was chosen above
+    bar = tqdm(total=expected, unit="frame", desc=name, disable=not progress, leave=True)
+    handler: TiffHandler | None = None
+    failure: BaseException | None = None
+    try:
+        with pymmcore_plus_core(config.microscope) as core:
+            set_up(SnakeCore(core), config)
+            _check_channels(core, config)
+            handler = TiffHandler(out.directory, name, options, core=core)
+            failure = _acquire(core, config, handler, bar)
+    finally:
+        bar.close()
+        if handler is not None:
+            try:
+                handler.close(timeout=10)
+            except Exception as exc:
+                failure = handler.error or failure or exc
+    assert handler is not None
+    error: str | None = None
+    if failure is not None:
+        error = f"the acquisition failed: {failure}"
+    elif handler.frames != expected:
+        error = f"the acquisition ended after {handler.frames} of {expected} frames"
+    return RunResult(
+        files=handler.files,
+        frames=handler.frames,
+        expected_frames=expected,
+        elapsed_s=time.monotonic() - started,
+        error=error,
+    )
+
+
+def _acquire(core: Any, config: RunConfig, handler: TiffHandler, bar: Any) -> BaseException | None:
+    """Run the MDA on a thread; return its error. Ctrl-C cancels it, waits, re-raises."""
+    failure: list[BaseException] = []
+
+    def count(*_: Any) -> None:
+        bar.update(1)
+
+    def target() -> None:
+        try:
+            core.mda.run(config.sequence, output=handler)
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    core.mda.events.frameReady.connect(count)
+    thread = threading.Thread(target=target, name="mmtiffsink-mda")
+    try:
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.1)
+        except KeyboardInterrupt:
+            core.mda.cancel()
+            while thread.is_alive():  # a second Ctrl-C stops waiting
+                thread.join(0.1)
+            raise
+    finally:
+        core.mda.events.frameReady.disconnect(count)
+    return failure[0] if failure else handler.error
