@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mmtiffsink.config import AcquisitionConfig, MicroscopeConfig, RunConfig
 from mmtiffsink.errors import MMTiffSinkError
@@ -79,6 +80,15 @@ def _describe_acquisition(acq: AcquisitionConfig) -> str:
     return f"Acquisition: {', '.join(parts) or 'one frame'}; order {acq.order}"
 
 
+def _describe_sequence(sequence: Any) -> str:
+    """The useq ``MDASequence`` of a pymmcore-plus run, as its sizes and axis order."""
+    sizes = dict(getattr(sequence, "sizes", {}) or {})
+    names = {"t": "time points", "p": "positions", "c": "channels", "z": "z slices", "g": "grid"}
+    parts = [f"{n} {names.get(k, k)}" for k, n in sizes.items() if n]
+    order = "".join(getattr(sequence, "axis_order", ()) or ())
+    return f"Sequence (useq): {', '.join(parts) or 'one frame'}; order {order}"
+
+
 def _calibration_text(config: RunConfig) -> str:
     out = config.output
     items = [
@@ -110,7 +120,10 @@ def format_plan(config: RunConfig) -> str:
     n = len(events)
     out = config.output
     lines = _describe_microscope(config.microscope)
-    lines.append(_describe_acquisition(config.acquisition))
+    if config.sequence is not None:
+        lines.append(_describe_sequence(config.sequence))
+    else:
+        lines.append(_describe_acquisition(config.acquisition))
     lines.append(f"Events: {n} ({n} frames expected)")
     compression = out.compression or "the profile's default"
     lines.append(

@@ -316,6 +316,7 @@ def test_yaml_dry_run_lists_the_sequence(tmp_path: Path) -> None:
     config.write_text((REPO / "configs" / "demo_pymmcore_plus.yaml").read_text())
     text = format_plan(load_config(config))
     assert "Events: 90 (90 frames expected)" in text
+    assert "Sequence (useq): 3 time points, 2 positions, 3 channels, 5 z slices" in text
     assert "demo_pymmcore_plus_A1.tif  C=3 Z=5 T=3, 45 frames" in text
     assert '"pos_name": "B2"' in text
 
