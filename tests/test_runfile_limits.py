@@ -40,7 +40,7 @@ def _laughs(levels: int = 10, width: int = 9) -> str:
 
 
 #: (name, document, the line named, part of the one-line message)
-HOSTILE: list[tuple[str, bytes, int, str]] = [
+HOSTILE: list[tuple[str, bytes, int, str | tuple[str, ...]]] = [
     ("billion laughs", _laughs().encode(), 5, f"expands to more than {MAX_NODES} values"),
     (
         "laughs inside a section",
@@ -63,7 +63,13 @@ HOSTILE: list[tuple[str, bytes, int, str]] = [
     ("5000-digit float", b"output:\n  pixel_size_um: 0." + b"1" * 5000 + b"\n", 2, "a number of"),
     ("long sexagesimal", b"x: " + b":".join([b"59"] * 2000) + b"\n", 1, "a number of"),
     ("explicit !!int", b"x: !!int " + b"7" * 100 + b"\n", 1, "a number of 100 characters"),
-    ("deep flow lists", b"x: " + b"[" * 100_000 + b"\n", 1, f"more than {MAX_DEPTH} levels"),
+    # PyYAML >= 6.0.4's own parser stops such a document first, with its own words
+    (
+        "deep flow lists",
+        b"x: " + b"[" * 100_000 + b"\n",
+        1,
+        (f"more than {MAX_DEPTH} levels", "maximum nesting depth"),
+    ),
     ("deep mappings", b"x: " + b"{a: " * 50 + b"1" + b"}" * 50 + b"\n", 1, "levels deep"),
     (
         "deep through an alias",
@@ -82,7 +88,7 @@ HOSTILE: list[tuple[str, bytes, int, str]] = [
 
 @pytest.mark.parametrize(("name", "data", "line", "fragment"), HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_hostile_yaml_is_refused_quickly_naming_the_line(
-    tmp_path: Path, name: str, data: bytes, line: int, fragment: str
+    tmp_path: Path, name: str, data: bytes, line: int, fragment: str | tuple[str, ...]
 ) -> None:
     path = tmp_path / "bad.yaml"
     path.write_bytes(data)
@@ -98,7 +104,8 @@ def test_hostile_yaml_is_refused_quickly_naming_the_line(
     assert "\n" not in message, message
     if line:
         assert f", line {line}: " in message, message
-    assert fragment in message, message
+    fragments = fragment if isinstance(fragment, tuple) else (fragment,)
+    assert any(f in message for f in fragments), message
 
 
 @pytest.mark.parametrize(
@@ -110,7 +117,7 @@ def test_cli_dry_run_of_hostile_yaml_is_one_line(
     name: str,
     data: bytes,
     line: int,
-    fragment: str,
+    fragment: str | tuple[str, ...],
 ) -> None:
     path = tmp_path / "bad.yaml"
     path.write_bytes(data)
@@ -119,7 +126,8 @@ def test_cli_dry_run_of_hostile_yaml_is_one_line(
     assert captured.out == ""
     assert captured.err.count("\n") == 1, captured.err
     assert captured.err.startswith(f"mmtiffsink run: error: run file {path}")
-    assert fragment in captured.err
+    fragments = fragment if isinstance(fragment, tuple) else (fragment,)
+    assert any(f in captured.err for f in fragments), captured.err
     assert "Traceback" not in captured.err
 
 
