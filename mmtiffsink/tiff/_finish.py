@@ -49,16 +49,14 @@ def blank_planes(appender: Appender, canonical: Sequence[Coord], codec: Codec, d
     return len(missing)
 
 
-def first_ifd_tags(
-    shape: Coord, settings: Settings, *, profile: str, compressed: bool
-) -> list[Tag]:
+def first_ifd_tags(shape: Coord, settings: Settings, *, profile: str, images: bool) -> list[Tag]:
     """The ImageJ description, settings and IJMetadata of the finished file's first IFD."""
     c, z, t = shape
     luts = settings.channel_luts(c)
     mode = ("color" if luts else None) if c == 1 else "composite" if c <= 7 else "color"
     desc = imagej_description(
         shape,
-        compressed=compressed,
+        images=images,
         pxsize=settings.pxsize,
         deltaz=settings.deltaz,
         timeinterval=settings.timeinterval,
@@ -183,7 +181,9 @@ def finish(
         )
     blanks = blank_planes(appender, canonical, codec, dtype)
     shape = (high[0] - low[0] + 1, high[1] - low[1] + 1, high[2] - low[2] + 1)
-    first_extra = first_ifd_tags(shape, settings, profile=profile, compressed=codec.compressed)
+    # images= when the planes are compressed or lie in their slots, in plane order
+    images = codec.compressed or appender.slots is not None
+    first_extra = first_ifd_tags(shape, settings, profile=profile, images=images)
     h = appender.frame_shape[0] if appender.frame_shape else 1
     write_final_chain(appender, canonical, first_extra, two_strips=appender.rows_per_strip < h)
     appender.io.sync()
