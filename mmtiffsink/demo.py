@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .tiff import IJTiffFile
+from .tiff import IJTiffFile, Profile
 
 __all__ = ["demo_frame", "main"]
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     """Write the demo file and print what was written."""
     parser = argparse.ArgumentParser(prog="python -m mmtiffsink.demo", description=__doc__)
     parser.add_argument("out", nargs="?", default="demo.tif", type=Path)
-    parser.add_argument("--profile", choices=("bigtiff", "imagej"), default="bigtiff")
+    parser.add_argument("--profile", choices=tuple(Profile.ALL), default="bigtiff")
     args = parser.parse_args(argv)
     shape = (2, 10, 5)
     start = time.perf_counter()

@@ -93,7 +93,8 @@ class FileInfo:
     size_bytes: int
     """File size on disk."""
     profile: str
-    """``"bigtiff"``, ``"imagej"`` (classic ImageJ hyperstack) or ``"tiff"`` (anything else)."""
+    """``"bigtiff"``, ``"imagej"`` (classic ImageJ hyperstack), ``"ome"`` (an mmtiffsink OME-TIFF)
+    or ``"tiff"`` (anything else)."""
     codec: str
     """``"zstd"``, ``"deflate"``, ``"none"``, or tifffile's name of another compression."""
     dtype: str
@@ -335,7 +336,8 @@ def _inspect(
         software = first.software.strip() if first.software else ""
         written_by = software or None
     description = first.description or ""
-    finished = settings is None or description.startswith("ImageJ=")
+    finished = settings is None or description.startswith(("ImageJ=", "<?xml"))
+    ome = settings is not None and settings.get("profile") == "ome" and tif.is_ome
 
     # Every IFD of the main chain, as light TiffFrames (data offsets and byte counts only).
     pages.useframes = True
@@ -380,6 +382,10 @@ def _inspect(
         if c * z * t == images and images >= npages:  # as ImageJ and Bio-Formats see it
             shape = {"T": t, "Z": z, "C": c, **dict(zip(frame_axes, frame_shape, strict=True))}
             planes = images
+    if shape is None and ome:  # every OME dimension, also those of size 1
+        ome_series = tif.series[0]
+        axes, sizes = ome_series.get_axes(False), ome_series.get_shape(False)
+        shape = {ax: int(n) for ax, n in zip(axes, sizes, strict=True) if ax != "S" or n > 1}
     if shape is None:
         series = tif.series[0] if tif.series else None
         if series is not None and series.shape:
@@ -390,7 +396,8 @@ def _inspect(
     frames_stored = len(keys) + max(0, planes - npages)  # ImageJ "virtual" contiguous planes
     raw_bytes = planes * math.prod(frame_shape) * dtype.itemsize
 
-    pixel_size, z_step, interval = _calibration(first, ij, settings, finished)
+    # an OME-TIFF's final settings are what its OME-XML was written from
+    pixel_size, z_step, interval = _calibration(first, ij, settings, finished and not ome)
     return FileInfo(
         path=path,
         size_bytes=size,
@@ -438,7 +445,7 @@ def _settings(page: tifffile.TiffPage) -> dict[str, Any] | None:
 
 
 def _profile(tif: tifffile.TiffFile, settings: Mapping[str, Any] | None) -> str:
-    if settings is not None and settings.get("profile") in ("bigtiff", "imagej"):
+    if settings is not None and settings.get("profile") in ("bigtiff", "imagej", "ome"):
         return str(settings["profile"])
     if tif.is_bigtiff:
         return "bigtiff"

@@ -88,9 +88,11 @@ class SinkOptions(BaseModel):
     template
         File name template: ``{name}`` and axis fields such as ``{position}``; a field the
         images lack is dropped with its separator (see :func:`mmtiffsink.mapping.file_name`).
+        Default ``{name}_{position}.tif``; ``{name}_{position}.ome.tif`` for ``profile="ome"``.
     profile
-        ``"bigtiff"`` (default; Fiji/Bio-Formats, tifffile, napari) or ``"imagej"`` (classic
-        TIFF of at most 4 GiB that plain ImageJ 1.x also opens).
+        ``"bigtiff"`` (default; Fiji/Bio-Formats, tifffile, napari), ``"imagej"`` (classic
+        TIFF of at most 4 GiB that plain ImageJ 1.x also opens) or ``"ome"`` (OME-TIFF:
+        BigTIFF with OME-XML; Bio-Formats' OME reader, bioio, OMERO, QuPath).
     compression
         ``"zstd"``, ``"zstd:9"``, ``("zstd", 9)``, ``"deflate"``, ``None`` (none) or
         :data:`~mmtiffsink.tiff.DEFAULT` (the profile's default: zstd 3 for bigtiff, deflate 1
@@ -198,6 +200,10 @@ class SinkOptions(BaseModel):
 
     @model_validator(mode="after")
     def _check_profile(self) -> SinkOptions:
+        if "template" not in self.model_fields_set:  # the profile's conventional suffix
+            suffix = Profile.get(self.profile).suffix
+            if suffix != ".tif":
+                object.__setattr__(self, "template", "{name}_{position}" + suffix)
         if self.colors is not None and self.colormap is not None:
             msg = "give colors (one per channel) or colormap (for all channels), not both"
             raise _problem(ConfigError(msg), "colormap")
@@ -218,6 +224,7 @@ class SinkOptions(BaseModel):
             For a bad value: the first one, with the option's name in the message.
 
         """
+        # only the fields set explicitly: a default (the template) follows the profile
         data = {} if options is None else options.sink_fields()
         data.update(changes)
         return cls(**data)
@@ -227,8 +234,16 @@ class SinkOptions(BaseModel):
         return SinkOptions.of(self, **changes)
 
     def sink_fields(self) -> dict[str, Any]:
-        """The values of the sink's own fields (a subclass's extra fields left out)."""
-        return {name: getattr(self, name) for name in SinkOptions.model_fields}
+        """The sink's own fields that were set explicitly (a subclass's extra fields left out).
+
+        Defaults are left out so that they follow the other fields when rebuilt (the default
+        template follows the profile).
+        """
+        return {
+            name: getattr(self, name)
+            for name in self.model_fields_set
+            if name in SinkOptions.model_fields
+        }
 
     @property
     def codec(self) -> Codec:

@@ -9,6 +9,9 @@ images' metadata; explicit values given to the sink win.
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +30,7 @@ from mmtiffsink.errors import (
 )
 from mmtiffsink.mapping import AxisMapper, FileKey, Placement, file_name
 from mmtiffsink.options import SinkOptions
-from mmtiffsink.tiff import DEFAULT, IJTiffFile
+from mmtiffsink.tiff import DEFAULT, IJTiffFile, Profile
 
 from ._closing import add_note, close_after_block
 
@@ -50,6 +53,69 @@ def sink_options(options: SinkOptions | None, changes: Mapping[str, Any]) -> Sin
         else:
             fields[_ALIASES.get(key, key)] = value
     return SinkOptions.of(options, **fields)
+
+
+_PLANE_KEYS = {  # PlaneInfo field -> (metadata keys, first found wins; scale to s or µm)
+    "delta_t": (("ElapsedTime-ms",), 1e-3),
+    "exposure_time": (("Exposure", "Exposure-ms"), 1e-3),
+    "position_x": (("XPosition_um_Intended", "XPositionUm", "X-Position"), 1.0),
+    "position_y": (("YPosition_um_Intended", "YPositionUm", "Y-Position"), 1.0),
+    "position_z": (("ZPosition_um_Intended", "ZPositionUm", "Z-Position"), 1.0),
+}
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def plane_values(metadata: Mapping[str, Any]) -> dict[str, float]:
+    """An image's OME Plane values (DeltaT and exposure in s, stage position in µm).
+
+    From pycro-manager's ``ElapsedTime-ms``, ``Exposure`` (ms) and
+    ``X/Y/ZPosition_um_Intended``, or Micro-Manager's ``XPositionUm`` etc.; values that are
+    missing or not numbers are left out.
+    """
+    out: dict[str, float] = {}
+    for name, (keys, scale) in _PLANE_KEYS.items():
+        for key in keys:
+            number = _finite(metadata.get(key))
+            if number is not None and (name != "exposure_time" or number >= 0):
+                out[name] = number * scale
+                break
+    return out
+
+
+def acquisition_start(summary: Mapping[str, Any]) -> _dt.datetime | None:
+    """The acquisition's start from summary metadata (``StartTime`` or ``DateAndTime``)."""
+    for key in ("StartTime", "DateAndTime", "Date"):
+        text = summary.get(key)
+        if not isinstance(text, str):
+            continue
+        text = text.strip()
+        for form in ("%Y-%m-%d %H:%M:%S.%f %z", "%Y-%m-%d %H:%M:%S %z"):
+            try:
+                return _dt.datetime.strptime(text, form)
+            except ValueError:
+                pass
+        try:
+            return _dt.datetime.fromisoformat(text.replace(" ", "T", 1))
+        except ValueError:
+            continue
+    return None
+
+
+def summary_annotations(summary: Mapping[str, Any]) -> dict[str, str]:
+    """Summary metadata as key -> text (JSON for values that are not text)."""
+    return {
+        str(k): v if isinstance(v, str) else json.dumps(v, default=str)
+        for k, v in summary.items()
+    }
 
 
 class _Entry:
@@ -127,6 +193,7 @@ class TiffSink:
             interval_s=self.options.interval_s,
         )
         self._pass_through = pass_through
+        self._ome = Profile.get(self.options.profile).ome
         self._entries: dict[FileKey, _Entry] = {}
         self._paths: dict[Path, FileKey] = {}
         self._summary: dict[str, Any] | None = None
@@ -192,6 +259,7 @@ class TiffSink:
         entry = _Entry(key, file)
         if self._summary is not None:
             entry.tracker.update_summary(self._summary)
+            self._describe(file)
         self._entries[key] = entry
         self._paths[path] = key
         self._apply(entry)
@@ -219,6 +287,16 @@ class TiffSink:
         self._summary = dict(summary)
         for entry in self._entries.values():
             entry.tracker.update_summary(self._summary)
+            self._describe(entry.file)
+
+    def _describe(self, file: IJTiffFile) -> None:
+        """An OME-TIFF's acquisition date and summary metadata (its MapAnnotation)."""
+        if self._summary is None or not self._ome:
+            return
+        start = acquisition_start(self._summary)
+        if start is not None:
+            file.acquisition_date = start
+        file.annotations = summary_annotations(self._summary) or None
 
     def put(
         self,
@@ -263,7 +341,8 @@ class TiffSink:
             entry = self._open(placement.file_key, np.asarray(image))
         meta = dict(metadata) if metadata is not None else None
         entry.tracker.update(axes, meta or {})
-        entry.file.save(image, placement.c, placement.z, placement.t, metadata=meta)
+        plane = plane_values(meta) if self._ome and meta else None
+        entry.file.save(image, placement.c, placement.z, placement.t, metadata=meta, plane=plane)
         return placement
 
     def read(self, axes: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any] | None]:

@@ -296,7 +296,7 @@ def test_storage_adapter_keeps_errors_for_close(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"profile": "ome"}, ProfileError, "profile must be"),
+        ({"profile": "omexml"}, ProfileError, "profile must be"),
         ({"profile": "imagej", "compression": None}, ProfileError, "needs each file's"),
         ({"compression": "lzw"}, ValueError, "unknown compression"),
         ({"compression": ("zstd", 99)}, ValueError, "level"),

@@ -99,7 +99,9 @@ def test_roundtrip_random_order(tmp_path: Path, profile: str, compression: objec
                     compression[0] if isinstance(compression, tuple) else compression
                 ]
             )
-        if profile == "imagej":
+        if profile == "imagej":  # images= always (uncompressed: the planes lie in their slots)
+            assert meta["images"] == 24
+        else:  # uncompressed bigtiff planes are de-duplicated: never images= there
             assert "images" not in meta or compression is not None
 
 

@@ -2,6 +2,7 @@
 
 from ._codecs import Codec, parse_compression
 from ._file import IJTiffFile
+from ._ome import PlaneInfo
 from ._profiles import DEFAULT, Profile, ProfileName
 from ._repair import RepairReport, repair
 from ._tags import Tag
@@ -11,6 +12,7 @@ __all__ = [
     "DEFAULT",
     "Codec",
     "IJTiffFile",
+    "PlaneInfo",
     "Profile",
     "ProfileName",
     "RepairReport",

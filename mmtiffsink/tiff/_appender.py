@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 import imagecodecs
 
 from .._version import __version__
-from ..errors import ProfileError
+from ..errors import FrameError, ProfileError
 from ._codecs import Codec
 from ._frames import Coord
 from ._io import FileIO
@@ -162,6 +162,25 @@ class Appender:
         self._value_index: LRU[tuple[int, int, bytes], int] = LRU(_VALUE_INDEX_SIZE)
 
     # ------------------------------------------------------------------ strips
+    def check_frame_shape(self, shape: tuple[int, ...], *, compressed: bool) -> None:
+        """Take the first frame's (Y, X) as the file's; refuse a later frame of another shape.
+
+        Raises
+        ------
+        FrameError
+            The frame's shape differs from the file's.
+
+        """
+        shape2d = (int(shape[0]), int(shape[1]))
+        if self.frame_shape is None:
+            self.frame_shape = shape2d
+            self.rows_per_strip = rows_per_strip(
+                shape2d[0], compressed=compressed, slots=self.slots is not None
+            )
+        elif shape2d != self.frame_shape:
+            msg = f"frame shape {shape2d} differs from the file's frame shape {self.frame_shape}"
+            raise FrameError(msg)
+
     def strips(self, offset: int, nbytes: int) -> tuple[list[int], list[int]]:
         """Strip offsets and byte counts of a frame's data stored at ``offset``."""
         h = self.frame_shape[0] if self.frame_shape else 1

@@ -95,7 +95,7 @@ class FileAttributes:
 
     @property
     def profile(self) -> ProfileName:
-        """``"bigtiff"`` or ``"imagej"``."""
+        """``"bigtiff"``, ``"imagej"`` or ``"ome"``."""
         return self._profile.name
 
     @property
@@ -177,6 +177,35 @@ class FileAttributes:
     @colormap.setter
     def colormap(self, name: str | None) -> None:
         self._set(self._settings.set_colormap, name)
+
+    @property
+    def image_name(self) -> str | None:
+        """OME-XML's Image Name (None: the file name). Settable until close."""
+        return self._settings.image_name
+
+    @image_name.setter
+    def image_name(self, name: str | None) -> None:
+        text = None if name is None else str(name)
+        self._set(lambda v: setattr(self._settings, "image_name", v), text)
+
+    @property
+    def acquisition_date(self) -> str | None:
+        """OME-XML's AcquisitionDate, ISO 8601 text (set a datetime or text). Settable."""
+        return self._settings.acquisition_date
+
+    @acquisition_date.setter
+    def acquisition_date(self, value: Any) -> None:
+        self._set(self._settings.set_acquisition_date, value)
+
+    @property
+    def annotations(self) -> dict[str, str] | None:
+        """Key -> text pairs kept as an OME MapAnnotation. Settable until close."""
+        found = self._settings.annotations
+        return None if found is None else dict(found)
+
+    @annotations.setter
+    def annotations(self, value: Any) -> None:
+        self._set(self._settings.set_annotations, value)
 
     @property
     def comment(self) -> str | None:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import warnings
 import weakref
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any, final
@@ -31,9 +31,6 @@ from .._closing import close_after_block
 from ..errors import (
     ConfigError,
     CoordinateError,
-    FrameError,
-    MissingFramesWarning,
-    OutputExistsError,
     WriterClosedError,
     WriterError,
 )
@@ -43,13 +40,12 @@ from ._appender import (
     Appender,
     check_classic_room,
     data_key,
-    rows_per_strip,
     size_bound,
     static_tags,
 )
 from ._attributes import FileAttributes
 from ._codecs import Codec, CompressionLike
-from ._finish import finish
+from ._finish import finish_file
 from ._frames import (
     Cast,
     Coord,
@@ -61,7 +57,8 @@ from ._frames import (
     widen,
 )
 from ._frames import metadata_json as _metadata_json
-from ._io import FileIO
+from ._io import FileIO, open_output
+from ._ome import PlaneInfo
 from ._order import Job, Sequencer
 from ._profiles import DEFAULT, Profile, ProfileName
 from ._readback import read_plane
@@ -104,8 +101,9 @@ class IJTiffFile(FileAttributes):
         ``"zstd"``, ``"zstd:9"``, ``("zstd", level)``, ``"deflate"``, ``("deflate", level)``
         or ``None``. Default: zstd level 3 for ``bigtiff``, deflate level 1 for ``imagej``.
     profile
-        ``"bigtiff"`` (any size; Fiji/Bio-Formats, tifffile) or ``"imagej"`` (classic TIFF of
-        at most 4 GiB that plain ImageJ 1.x opens; no compression or deflate).
+        ``"bigtiff"`` (any size; Fiji/Bio-Formats, tifffile), ``"imagej"`` (classic TIFF of
+        at most 4 GiB that plain ImageJ 1.x opens; no compression or deflate) or ``"ome"``
+        (an OME-TIFF: BigTIFF with OME-XML, written at close; name it ``.ome.tif``).
     comment
         Free text stored in the ImageJ ``Info`` field.
     extratags
@@ -134,6 +132,10 @@ class IJTiffFile(FileAttributes):
         Accept negative coordinates (e.g. z below the focus): an axis with negative
         coordinates is numbered from its smallest one at close (-3..3 become planes 0..6).
         Only without ``shape``.
+    image_name, acquisition_date, annotations
+        OME-XML's Image Name (default: the file name), AcquisitionDate (a datetime or ISO
+        8601 text; default for ``"ome"``: when the file was created) and key -> text pairs
+        kept as a MapAnnotation. Settable until close.
 
     Examples
     --------
@@ -166,6 +168,9 @@ class IJTiffFile(FileAttributes):
         cast: Cast = "exact",
         max_planes: int = MAX_PLANES,
         allow_negative: bool = False,
+        image_name: str | None = None,
+        acquisition_date: Any = None,
+        annotations: Mapping[str, str] | None = None,
     ) -> None:
         self._profile = Profile.get(profile)
         self._layout = Layout(bigtiff=self._profile.bigtiff)
@@ -184,7 +189,12 @@ class IJTiffFile(FileAttributes):
             colormap=colormap,
             channel_names=channel_names,
             comment=comment,
+            image_name=image_name,
+            acquisition_date=acquisition_date,
+            annotations=annotations,
         )
+        if self._profile.ome and acquisition_date is None:
+            self._settings.set_acquisition_date(datetime.now(timezone.utc).astimezone())
         self._extratags = normalize_tags(extratags, bigtiff=self._layout.bigtiff)
         if max_inflight is not None and (
             isinstance(max_inflight, bool) or not isinstance(max_inflight, int) or max_inflight < 1
@@ -193,17 +203,7 @@ class IJTiffFile(FileAttributes):
             raise ConfigError(msg)
         self._max_inflight = max_inflight
         self.path = Path(path)
-        try:
-            io = FileIO(self.path, "create" if overwrite else "create_new")
-        except FileExistsError:
-            msg = f"{self.path} exists; pass overwrite=True to replace it"
-            raise OutputExistsError(msg) from None
-        except OSError as exc:
-            msg = (
-                f"cannot create {self.path}: {exc.strerror or exc}; choose a file in a "
-                "folder you can write to"
-            )
-            raise WriterError(msg) from exc
+        io = open_output(self.path, overwrite=overwrite)
         slots = (
             declared
             if self._profile.uncompressed_needs_shape and not self._codec.compressed
@@ -278,6 +278,7 @@ class IJTiffFile(FileAttributes):
         t: int,
         extratags: TagsLike = None,
         metadata: Mapping[str, Any] | None = None,
+        plane: PlaneInfo | Mapping[str, float | None] | None = None,
     ) -> None:
         """Queue a 2-D frame for plane (c, z, t) and return; the buffer may be reused at once.
 
@@ -291,6 +292,10 @@ class IJTiffFile(FileAttributes):
             Tags for this frame only (``{name_or_code: value}`` or :class:`Tag` objects).
         metadata
             A JSON-able dict stored in this frame's tag 51123 (Micro-Manager's convention).
+        plane
+            What is known of this plane's acquisition, for the OME-XML Plane: a
+            :class:`PlaneInfo` or a dict of its fields (``delta_t`` and ``exposure_time`` in
+            s, ``position_x/y/z`` in µm). Stored in the frame's IFD.
 
         Raises
         ------
@@ -320,6 +325,9 @@ class IJTiffFile(FileAttributes):
         extra = list(normalize_tags(extratags, bigtiff=self._layout.bigtiff))
         if metadata is not None:
             extra.append(Tag.ascii(METADATA_TAG, _metadata_json(metadata)))
+        info = PlaneInfo.of(plane)
+        if info is not None:
+            extra.append(info.tag())
         bound = size_bound(self._app, arr.nbytes, self._codec.compressed, extra)
         charge = arr.nbytes + bound
         acquired = False
@@ -339,19 +347,8 @@ class IJTiffFile(FileAttributes):
                 if coord in self._claimed or coord in self._app.planes:
                     msg = f"plane (c, z, t)={coord} was already saved to {self.path}"
                     raise CoordinateError(msg)
-                shape2d = (int(arr.shape[0]), int(arr.shape[1]))
                 app = self._app
-                if app.frame_shape is None:
-                    app.frame_shape = shape2d
-                    app.rows_per_strip = rows_per_strip(
-                        shape2d[0], compressed=self._codec.compressed, slots=app.slots is not None
-                    )
-                elif shape2d != app.frame_shape:
-                    msg = (
-                        f"frame shape {shape2d} differs from the file's frame shape "
-                        f"{app.frame_shape}"
-                    )
-                    raise FrameError(msg)
+                app.check_frame_shape(arr.shape, compressed=self._codec.compressed)
                 if not self._layout.bigtiff:
                     lo, hi = widen(self._low, self._high, coord)
                     span = declared or (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1)
@@ -562,27 +559,17 @@ class IJTiffFile(FileAttributes):
 
     def _finalize(self) -> bool:
         """Finish the file; True when no frame was saved (the file is then removed)."""
-        if self._app.frame_shape is None or not self._app.planes:
-            warnings.warn(
-                f"no frame was saved to {self.path}; the file was removed",
-                MissingFramesWarning,
-                stacklevel=4,
-            )
-            return True
-        low, high = self._low, self._high
-        if self._settings.shape is not None:
-            low, high = (0, 0, 0), (self.shape[0] - 1, self.shape[1] - 1, self.shape[2] - 1)
-        self.blank_planes = finish(
+        blanks = finish_file(
             self._app,
             self._settings,
-            low=low,
-            high=high,
+            low=self._low,
+            high=self._high,
             codec=self._codec,
             dtype=self._dtype,
             profile=self.profile,
-            stacklevel=5,
         )
-        return False
+        self.blank_planes = blanks or 0
+        return blanks is None
 
     def __enter__(self) -> IJTiffFile:
         return self

@@ -21,10 +21,12 @@ from ._appender import Appender, Tail, data_key, unpack
 from ._codecs import Codec
 from ._frames import Coord
 from ._imagej import imagej_description, imagej_metadata_tags
+from ._ome import StageLabel, ome_description, read_plane_infos
+from ._profiles import Profile
 from ._settings import Settings
 from ._tags import FIRST_METADATA_TAG, METADATA_TAG, SETTINGS_TAG, Tag, decode_values
 
-__all__ = ["canonical_order", "finish"]
+__all__ = ["canonical_order", "finish", "finish_file"]
 
 
 def canonical_order(low: Coord, high: Coord) -> list[Coord]:
@@ -49,16 +51,14 @@ def blank_planes(appender: Appender, canonical: Sequence[Coord], codec: Codec, d
     return len(missing)
 
 
-def first_ifd_tags(
-    shape: Coord, settings: Settings, *, profile: str, compressed: bool
-) -> list[Tag]:
+def first_ifd_tags(shape: Coord, settings: Settings, *, profile: str, images: bool) -> list[Tag]:
     """The ImageJ description, settings and IJMetadata of the finished file's first IFD."""
     c, z, t = shape
     luts = settings.channel_luts(c)
     mode = ("color" if luts else None) if c == 1 else "composite" if c <= 7 else "color"
     desc = imagej_description(
         shape,
-        compressed=compressed,
+        images=images,
         pxsize=settings.pxsize,
         deltaz=settings.deltaz,
         timeinterval=settings.timeinterval,
@@ -83,6 +83,37 @@ def first_ifd_tags(
         ]
     info = "\n".join(info_lines) + "\n" if info_lines else None
     tags += imagej_metadata_tags(luts=luts, labels=labels, info=info)
+    return tags
+
+
+def ome_first_ifd_tags(
+    appender: Appender,
+    canonical: Sequence[Coord],
+    shape: Coord,
+    settings: Settings,
+    *,
+    dtype: Any,
+    profile: str,
+    stage: StageLabel | None = None,
+) -> list[Tag]:
+    """The OME-XML description, settings and resolution of an OME-TIFF's first IFD."""
+    assert appender.frame_shape is not None
+    xml = ome_description(
+        path=appender.io.path,
+        settings=settings,
+        shape=shape,
+        frame_shape=appender.frame_shape,
+        dtype=np.dtype(dtype),
+        planes=read_plane_infos(appender, canonical),
+        stage=stage,
+    )
+    tags = [Tag.ascii(270, xml), Tag.ascii(SETTINGS_TAG, json.dumps(settings.to_json(profile)))]
+    if settings.pxsize is not None:
+        tags += [
+            Tag.rational(282, [1.0 / settings.pxsize]),
+            Tag.rational(283, [1.0 / settings.pxsize]),
+            Tag.short(296, [1]),
+        ]
     return tags
 
 
@@ -183,8 +214,51 @@ def finish(
         )
     blanks = blank_planes(appender, canonical, codec, dtype)
     shape = (high[0] - low[0] + 1, high[1] - low[1] + 1, high[2] - low[2] + 1)
-    first_extra = first_ifd_tags(shape, settings, profile=profile, compressed=codec.compressed)
+    if Profile.get(profile).ome:
+        first_extra = ome_first_ifd_tags(
+            appender, canonical, shape, settings, dtype=dtype, profile=profile
+        )
+    else:
+        # images= when the planes are compressed or lie in their slots, in plane order
+        images = codec.compressed or appender.slots is not None
+        first_extra = first_ifd_tags(shape, settings, profile=profile, images=images)
     h = appender.frame_shape[0] if appender.frame_shape else 1
     write_final_chain(appender, canonical, first_extra, two_strips=appender.rows_per_strip < h)
     appender.io.sync()
     return blanks
+
+
+def finish_file(
+    appender: Appender,
+    settings: Settings,
+    *,
+    low: Coord,
+    high: Coord,
+    codec: Codec,
+    dtype: Any,
+    profile: str,
+) -> int | None:
+    """Finish a file at close: the blank planes, or None when no frame was saved.
+
+    A file without frames is to be removed (with a :class:`MissingFramesWarning`).
+    """
+    if appender.frame_shape is None or not appender.planes:
+        warnings.warn(
+            f"no frame was saved to {appender.io.path}; the file was removed",
+            MissingFramesWarning,
+            stacklevel=5,
+        )
+        return None
+    if settings.shape is not None:
+        c, z, t = settings.shape
+        low, high = (0, 0, 0), (c - 1, z - 1, t - 1)
+    return finish(
+        appender,
+        settings,
+        low=low,
+        high=high,
+        codec=codec,
+        dtype=dtype,
+        profile=profile,
+        stacklevel=6,
+    )

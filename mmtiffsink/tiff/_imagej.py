@@ -20,7 +20,7 @@ def _fmt(value: float) -> str:
 def imagej_description(
     shape: tuple[int, int, int],
     *,
-    compressed: bool,
+    images: bool,
     pxsize: float | None,
     deltaz: float | None,
     timeinterval: float | None,
@@ -29,13 +29,15 @@ def imagej_description(
 ) -> str:
     """Build the ImageJ description for a (C, Z, T) hyperstack.
 
-    ``images=`` is written only for compressed files: ImageJ uses it for uncompressed files
-    and then assumes contiguous pixel data, which de-duplicated files do not have.
+    ``images=`` (``images=True``) is for compressed files and for uncompressed files whose
+    planes lie contiguously in plane order (the ``imagej`` profile's slots): ImageJ 1.x uses it
+    for uncompressed files, then assumes contiguous pixel data, and drops the channel LUTs
+    without it. De-duplicated or interleaved uncompressed data must not have it.
     ``finterval=`` (not tiffwrite's ``interval=``) is the key ImageJ and Bio-Formats read.
     """
     c, z, t = shape
     lines = ["ImageJ=1.11a"]
-    if compressed:
+    if images:
         lines.append(f"images={c * z * t}")
     if c > 1:
         lines.append(f"channels={c}")

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, final
 
-__all__ = ["FileIO", "portable_forced"]
+__all__ = ["FileIO", "open_output", "portable_forced"]
 
 Mode = Literal["create", "create_new", "update", "read"]
 _FLAGS = {
@@ -186,3 +186,27 @@ class FileIO:
     def reset_lock_after_fork(self) -> None:
         """A fork child's copy: a fresh lock (a parent thread may have held the old one)."""
         self._lock = threading.Lock()
+
+
+def open_output(path: Path, *, overwrite: bool) -> FileIO:
+    """Create a writer's file, with mmtiffsink's errors.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is False.
+    WriterError
+        The OS refused (no such folder, no permission).
+
+    """
+    from ..errors import OutputExistsError, WriterError
+
+    try:
+        return FileIO(path, "create" if overwrite else "create_new")
+    except FileExistsError:
+        msg = f"{path} exists; pass overwrite=True to replace it"
+        raise OutputExistsError(msg) from None
+    except OSError as exc:
+        why = exc.strerror or exc
+        msg = f"cannot create {path}: {why}; choose a file in a folder you can write to"
+        raise WriterError(msg) from exc

@@ -16,7 +16,7 @@ from ._codecs import Codec, CompressionLike
 
 __all__ = ["DEFAULT", "Profile", "ProfileName"]
 
-ProfileName = Literal["bigtiff", "imagej"]
+ProfileName = Literal["bigtiff", "imagej", "ome"]
 
 
 class _Default:
@@ -48,7 +48,7 @@ class Profile:
     Parameters
     ----------
     name
-        ``"bigtiff"`` or ``"imagej"``.
+        ``"bigtiff"``, ``"imagej"`` or ``"ome"``.
     bigtiff
         The container: BigTIFF (64-bit offsets) or classic TIFF.
     codecs
@@ -62,6 +62,13 @@ class Profile:
     uncompressed_needs_shape
         Uncompressed files need (C, Z, T) up front (ImageJ 1.x reads uncompressed planes in
         file order, so each plane gets a slot).
+    readers
+        Who opens it (for messages).
+    ome
+        The finished file's first IFD describes it in OME-XML (an OME-TIFF) instead of an
+        ImageJ description.
+    suffix
+        The conventional file-name ending.
 
     """
 
@@ -73,6 +80,8 @@ class Profile:
     max_bytes: int
     uncompressed_needs_shape: bool
     readers: str
+    ome: bool = False
+    suffix: str = ".tif"
 
     ALL: ClassVar[dict[str, Profile]]
 
@@ -157,7 +166,7 @@ class Profile:
             names = [d.name for d in order]
             listed = ", ".join(names[:-1]) + " or " + names[-1]
             msg = f"the {self.name!r} profile stores {listed}, not {dt.name}"
-            if not self.bigtiff:
+            if not self.bigtiff or self.ome:
                 msg += ": convert the data, or use profile='bigtiff' (read by Fiji/Bio-Formats)"
             raise ProfileError(msg)
         return dt
@@ -192,5 +201,18 @@ Profile.ALL = {
         max_bytes=2**32 - 1,
         uncompressed_needs_shape=True,
         readers="ImageJ 1.x",
+    ),
+    "ome": Profile(
+        name="ome",
+        bigtiff=True,
+        codecs=frozenset({"zstd", "deflate", "none"}),
+        # OME-XML 2016-06 has no 64-bit integer pixel type
+        dtypes=_dtypes("<u1", "<u2", "<u4", "i1", "<i2", "<i4", "<f4", "<f8"),
+        default_codec=Codec("zstd", 3),
+        max_bytes=2**63 - 1,
+        uncompressed_needs_shape=False,
+        readers="Fiji/Bio-Formats, tifffile, bioio, OMERO, QuPath",
+        ome=True,
+        suffix=".ome.tif",
     ),
 }

@@ -199,6 +199,7 @@ _SETTING_CHECKS: dict[str, Callable[[Any], bool]] = {
     "channel_names": _is_texts,
     "colormap": lambda v: isinstance(v, str),
     "comment": lambda v: isinstance(v, str),
+    "image_name": lambda v: isinstance(v, str),
 }
 """The settings ``_resume`` uses -> the check of a value that is not None."""
 
@@ -287,7 +288,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
             values, ifd_size, nxt = chain.ifd(offset)
             if not chain.planes:
                 desc = values.get(270)
-                if desc is not None and desc[1].startswith(b"ImageJ="):
+                if desc is not None and desc[1].startswith((b"ImageJ=", b"<?xml")):
                     return RepairReport(path, len(seen), (0, 0, 0), 0, True)
             chain.add(values, offset, ifd_size)
             chain.link_pos = offset + ifd_size - lay.offset_size
@@ -314,7 +315,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     slots_at = _slots_start(chain.first, chain.planes, stored, codec, chain.lay, frame_bytes)
     tif = _resume(
         path,
-        profile=Profile.get("bigtiff" if bigtiff else "imagej"),
+        profile=_profile(bigtiff, chain.settings),
         frame_shape=(height, width),
         dtype=dtype,
         codec=codec,
@@ -327,6 +328,14 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     )
     tif.close()
     return RepairReport(path, len(chain.planes), tif.shape, tif.blank_planes, False)
+
+
+def _profile(bigtiff: bool, settings: dict[str, Any] | None) -> Profile:
+    """The profile the file was written with: its container, and the stored name."""
+    if not bigtiff:
+        return Profile.get("imagej")
+    name = (settings or {}).get("profile")
+    return Profile.get("ome" if name == "ome" else "bigtiff")
 
 
 def _resume(

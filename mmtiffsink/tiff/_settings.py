@@ -1,4 +1,4 @@
-"""A file's hyperstack settings: calibration, colors, channel names, comment.
+"""A file's hyperstack settings: calibration, colors, channel names, comment, OME image facts.
 
 They are checked when given, may change until the file is closed (a sink learns the
 calibration from the images), and are stored once in the file as JSON (tag 65422) so that
@@ -8,6 +8,7 @@ calibration from the images), and are stored once in the file as JSON (tag 65422
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from ..errors import ConfigError
 from ._colors import color_lut, colormap_lut
 from ._frames import Coord
 
-__all__ = ["Settings", "positive_or_none"]
+__all__ = ["Settings", "acquisition_date", "positive_or_none"]
 
 SETTINGS_VERSION = 1
 
@@ -41,6 +42,38 @@ def positive_or_none(name: str, value: Any) -> float | None:
     return val
 
 
+def acquisition_date(value: Any) -> str | None:
+    """An ``acquisition_date`` argument as ISO 8601 (xsd:dateTime) text, or None.
+
+    Raises
+    ------
+    ConfigError
+        Neither a :class:`datetime.datetime` nor an ISO 8601 string.
+
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = _dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            msg = f"acquisition_date is an ISO 8601 date and time, got {value!r}"
+            raise ConfigError(msg) from None
+    if not isinstance(value, _dt.datetime):
+        msg = f"acquisition_date is a datetime or ISO 8601 text, got {value!r}"
+        raise ConfigError(msg)
+    return value.isoformat()
+
+
+def _annotations(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        msg = f"annotations is a dict of key -> text, got {value!r}"
+        raise ConfigError(msg)
+    return {str(k): str(v) for k, v in value.items()}
+
+
 def _names(names: Any, what: str) -> list[str] | None:
     if names is None:
         return None
@@ -54,12 +87,15 @@ class Settings:
     """The settable, stored part of a file's options (not thread-safe: the file locks)."""
 
     __slots__ = (
+        "acquisition_date",
+        "annotations",
         "channel_names",
         "colormap",
         "colormap_lut",
         "colors",
         "comment",
         "deltaz",
+        "image_name",
         "luts",
         "pxsize",
         "shape",
@@ -77,6 +113,9 @@ class Settings:
         colormap: Any = None,
         channel_names: Any = None,
         comment: Any = None,
+        image_name: Any = None,
+        acquisition_date: Any = None,
+        annotations: Any = None,
     ) -> None:
         self.shape = shape
         self.pxsize = positive_or_none("pxsize", pxsize)
@@ -93,6 +132,18 @@ class Settings:
         self.set_colormap(colormap)
         self.channel_names = _names(channel_names, "channel_names")
         self.comment = None if comment is None else str(comment)
+        self.image_name = None if image_name is None else str(image_name)
+        self.acquisition_date: str | None = None
+        self.set_acquisition_date(acquisition_date)
+        self.annotations = _annotations(annotations)
+
+    def set_acquisition_date(self, value: Any) -> None:
+        """Set the acquisition's start (a datetime or ISO 8601 text), or None."""
+        self.acquisition_date = acquisition_date(value)
+
+    def set_annotations(self, value: Any) -> None:
+        """Set key -> text annotations (the OME MapAnnotation), or None."""
+        self.annotations = _annotations(value)
 
     def set_colors(self, colors: Any) -> None:
         """Set one color per channel (CSS names, ``#rrggbb``, RGB triples) or None."""
@@ -134,7 +185,7 @@ class Settings:
 
     def to_json(self, profile: str) -> dict[str, Any]:
         """What :func:`repair` needs to finish the file."""
-        return {
+        data = {
             "writer": "mmtiffsink",
             "version": SETTINGS_VERSION,
             "profile": profile,
@@ -147,6 +198,14 @@ class Settings:
             "channel_names": self.channel_names,
             "comment": self.comment,
         }
+        # the OME image facts only when set: other files keep the settings they always had
+        ome = {
+            "image_name": self.image_name,
+            "acquisition_date": self.acquisition_date,
+            "annotations": self.annotations,
+        }
+        data.update({k: v for k, v in ome.items() if v is not None})
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Settings:
@@ -170,11 +229,15 @@ class Settings:
             (out.set_colors, "colors"),
             (out.set_colormap, "colormap"),
             (out.set_channel_names, "channel_names"),
+            (out.set_acquisition_date, "acquisition_date"),
+            (out.set_annotations, "annotations"),
         ):
             with contextlib.suppress(ConfigError, ValueError, TypeError):
                 setter(data.get(key))
         comment = data.get("comment")
         out.comment = None if comment is None else str(comment)
+        image_name = data.get("image_name")
+        out.image_name = image_name if isinstance(image_name, str) else None
         return out
 
 

@@ -89,7 +89,9 @@ DECODING_TAGS = frozenset(
     }
 )
 # Tags whose values the writer writes from its own options.
-OWNED_TAGS = frozenset({270, 282, 283, 296, 305, 50838, 50839, 51123, 65421, 65422, 65423})
+OWNED_TAGS = frozenset(
+    {270, 282, 283, 296, 305, 50838, 50839, 51123, 65421, 65422, 65423, 65424}
+)
 RESERVED_TAGS = DECODING_TAGS | OWNED_TAGS
 _POINTER_TYPES = {13, 18}  # IFD, IFD8: readers follow them
 
