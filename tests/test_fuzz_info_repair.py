@@ -26,7 +26,7 @@ import tifffile
 
 from mmtiffsink import IJTiffFile
 from mmtiffsink.cli import main
-from mmtiffsink.errors import MissingFramesWarning, MMTiffSinkError, MMTiffSinkWarning
+from mmtiffsink.errors import DatasetError, MissingFramesWarning, MMTiffSinkError, MMTiffSinkWarning
 from mmtiffsink.info import file_info
 from mmtiffsink.tiff import repair
 from tests.writer_support import coded_frame, read_hyperstack
@@ -233,3 +233,24 @@ def test_repair_cuts_a_dangling_chain(tmp_path: Path) -> None:
     for z in range(2):
         for c in range(2):
             np.testing.assert_array_equal(data[0, z, c], coded_frame(c, z, 0, FRAME))
+
+
+def test_repair_refuses_a_few_frames_spread_over_millions_of_planes(tmp_path: Path) -> None:
+    """A damaged plane tag asking for 10**6 planes: refused at once, not minutes of blanks."""
+    import time
+
+    from mmtiffsink import IJTiffFile
+
+    path = tmp_path / "spread.tif"
+    tif = IJTiffFile(path)
+    for t in range(3):
+        tif.save(np.full((4, 4), t, np.uint16), 0, 0, t)
+    tif.save(np.ones((4, 4), np.uint16), 0, 999, 999)  # legal, but what a flipped tag looks like
+    tif.flush()
+    tif._release()  # left unfinished, as a killed writer leaves it
+    started = time.perf_counter()
+    with pytest.raises(DatasetError, match="look damaged"):
+        repair(path)
+    assert time.perf_counter() - started < 5
+    with tifffile.TiffFile(path) as f:  # left as it was: a valid TIFF with its 4 frames
+        assert len(f.pages) == 4

@@ -49,6 +49,8 @@ class RepairReport:
 
 _MAX_TAGS = 1000
 """Entries an IFD may hold before it is taken as corrupt (the writer writes about 20)."""
+_SPARSE_LIMIT = 64  # planes per frame found before a file's plane tags are taken as damaged
+_SPARSE_SLACK = 100_000
 _INTEGER_TYPES = frozenset({1, 3, 4, 9, 16})  # BYTE, SHORT, LONG, SLONG (planes), LONG8
 
 
@@ -173,6 +175,16 @@ class _Chain:
             msg = (
                 f"{self.path}: corrupt TIFF: its planes ask for a hyperstack of "
                 f"{math.prod(extent)} planes (C, Z, T = {tuple(extent)}), more than {MAX_PLANES}"
+            )
+            raise DatasetError(msg)
+        frames = len(self.planes)
+        if shape is None and math.prod(extent) > _SPARSE_LIMIT * frames + _SPARSE_SLACK:
+            # a writer fills planes as they come; a few frames spread over millions of planes
+            # means damaged plane tags, and finishing would write millions of blank planes
+            msg = (
+                f"{self.path}: corrupt TIFF: {frames} frames span a hyperstack of "
+                f"{math.prod(extent):,} planes (C, Z, T = {tuple(extent)}); the frames' plane "
+                "tags look damaged, so the file was left as it is"
             )
             raise DatasetError(msg)
 
