@@ -61,7 +61,9 @@ def _settings(
         format=fmt,
         compression=compression,
         overwrite=True,
-        storage_order="acquisition",
+        # OME-Zarr must store T, C, Z (its chunks are addressed, any order of arrival is
+        # fine); OME-TIFF keeps the arrival order, so its pages need no reordering
+        storage_order="acquisition" if fmt == "ome-tiff" else "ome",
     )
 
 
@@ -91,7 +93,8 @@ def write_ome_writers(
     """Stream frames with ome-writers (pymmcore-plus's writer); return the bytes written.
 
     Frames arrive C fastest, then Z, then T (the benchmark's order), declared as the
-    acquisition order; ``storage_order="acquisition"`` so no reordering happens. OME-TIFF:
+    acquisition order; OME-TIFF stores them in that order (no reordering), OME-Zarr in its
+    required T, C, Z order (one chunk per frame, so nothing is buffered). OME-TIFF:
     tifffile on one writer thread per position, compression ``"lzw"`` or none (the only two
     it offers). OME-Zarr: its first available backend (tensorstore here), zstd level 3, one
     chunk per frame.
