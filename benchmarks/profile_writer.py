@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", type=int, default=3)
     parser.add_argument("--top", type=int, default=18)
     parser.add_argument("--no-cprofile", action="store_true")
+    parser.add_argument("--dir", default=None, help="write here (e.g. /dev/shm: no disk)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
     import mmtiffsink  # noqa: F401  (imported before any timing)
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = make_pool(args.size, args.size, 8)
     codec = None if args.compression == "none" else (args.compression, args.level)
     print(f"load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
-    with tempfile.TemporaryDirectory(prefix="profile-writer-") as name:
+    with tempfile.TemporaryDirectory(prefix="profile-writer-", dir=args.dir) as name:
         tmp = Path(name)
         print(f"\n{args.size}x{args.size} uint16, stages alone (µs per frame):")
         for stage, us in stages(pool, args.compression, args.level, tmp):
