@@ -1,4 +1,4 @@
-"""Side-by-side write benchmark: mmtiffsink against tiffwrite, tifffile, NDTiff and the codec.
+"""Side-by-side write benchmark: mmtiffsink against tiffwrite, tifffile, NDTiff, ome-writers.
 
 This is a benchmark, not a test: it prints markdown tables and never fails on a slow result.
 Every (workload, writer) case runs in a fresh subprocess of this same script, so peak memory
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _peers import fsync_tree, warm_up_ome_writers, write_ome_writers
 from numpy.typing import NDArray
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,11 +44,34 @@ Frame = NDArray[np.uint16]
 Shape = tuple[int, int, int]  # (C, Z, T), C fastest when frames are numbered
 
 #: writers in the order they are run and printed
-WRITERS = ("mmtiffsink", "tiffwrite", "tifffile", "tifffile-iter", "ndstorage", "codec", "source")
+WRITERS = (
+    "mmtiffsink",
+    "tiffwrite",
+    "tifffile",
+    "tifffile-iter",
+    "ndstorage",
+    "ome-tiff",
+    "ome-zarr",
+    "codec",
+    "source",
+)
 #: the writers that are timed on every throughput workload by default
 DEFAULT_WRITERS = WRITERS
 #: writers that take the codec and level (the others write uncompressed or encode nothing)
 COMPRESSING = frozenset({"mmtiffsink", "tiffwrite", "tifffile", "tifffile-iter", "codec"})
+#: rows that are not file writers (no file, no fsync, never a "peer")
+NOT_WRITERS = frozenset({"codec", "source"})
+
+
+def base_writer(name: str) -> str:
+    """Return the writer of a row name: ``mmtiffsink@1`` is ``mmtiffsink`` on 1 worker."""
+    return name.split("@", 1)[0]
+
+
+def writer_workers(name: str, default: int) -> int:
+    """Return the worker count of a row name (``name@N``), else ``default``."""
+    _, _, n = name.partition("@")
+    return int(n) if n else default
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,6 +95,8 @@ class Workload:
         Number of distinct frames generated before timing.
     writers
         Writers to run, or ``None`` for the ``--writers`` selection.
+    codec
+        ``"none"`` for an uncompressed workload, ``None`` for ``--codec``.
     """
 
     name: str
@@ -79,6 +105,7 @@ class Workload:
     shapes: tuple[Shape, ...]
     pool: int
     writers: tuple[str, ...] | None = None
+    codec: str | None = None
 
 
 def workloads(*, quick: bool) -> dict[str, Workload]:
@@ -92,7 +119,8 @@ def workloads(*, quick: bool) -> dict[str, Workload]:
     Returns
     -------
     dict of str to Workload
-        ``large``, ``medium``, ``small`` and ``memory``.
+        ``large``, ``medium``, ``small``, their uncompressed twins ``large-none``,
+        ``medium-none``, ``small-none``, and ``memory``.
     """
     if quick:
         large: Shape = (2, 2, 5)
@@ -108,6 +136,9 @@ def workloads(*, quick: bool) -> dict[str, Workload]:
         "large": Workload("large", 2048, 2048, (large,), pool=8),
         "medium": Workload("medium", 512, 512, (medium,), pool=16),
         "small": Workload("small", 64, 64, (small,), pool=16),
+        "large-none": Workload("large-none", 2048, 2048, (large,), pool=8, codec="none"),
+        "medium-none": Workload("medium-none", 512, 512, (medium,), pool=16, codec="none"),
+        "small-none": Workload("small-none", 64, 64, (small,), pool=16, codec="none"),
         "memory": Workload("memory", 2048, 2048, memory, pool=8, writers=("mmtiffsink",)),
     }
 
@@ -239,11 +270,12 @@ class Job:
     result_file
         JSON file the child writes its `Result` to.
     codec
-        ``zstd`` or ``deflate``.
+        ``zstd``, ``deflate`` or ``none``.
     level
         Codec level.
     workers
-        Threads for the writers that take a thread count (tifffile, codec).
+        Threads for the writers that take a thread count (tifffile, codec; mmtiffsink as
+        ``MMTIFFSINK_WORKERS`` when the row is named ``mmtiffsink@N``).
     """
 
     workload: str
@@ -274,7 +306,7 @@ class Result:
     message
         Reason when the status is not ``ok``.
     wall_s
-        Seconds from opening the writer to after closing it.
+        Seconds from opening the writer to after closing it and ``fsync``-ing what it wrote.
     out_bytes
         Bytes written (file or directory; for ``codec`` the sum of encoded frames).
     peak_rss_mb
@@ -319,9 +351,8 @@ def write_mmtiffsink(
     from mmtiffsink import IJTiffFile
 
     path = Path(job.out_dir, "mmtiffsink.tif")
-    with IJTiffFile(
-        path, shape=job.shape, dtype="uint16", compression=(job.codec, job.level)
-    ) as tif:
+    compression = None if job.codec == "none" else (job.codec, job.level)
+    with IJTiffFile(path, shape=job.shape, dtype="uint16", compression=compression) as tif:
         for i, frame in frames:
             tif.save(frame, *czt(i, job.shape))
     return path.stat().st_size
@@ -367,9 +398,11 @@ def rows_per_strip(height: int, width: int, workers: int) -> int:
     return min(rows, height)
 
 
-def _tifffile_compression(job: Job) -> tuple[Any, dict[str, int]]:
+def _tifffile_compression(job: Job) -> tuple[Any, dict[str, int] | None]:
     import tifffile
 
+    if job.codec == "none":
+        return None, None
     codec = {"zstd": tifffile.COMPRESSION.ZSTD, "deflate": tifffile.COMPRESSION.ADOBE_DEFLATE}
     return codec[job.codec], {"level": job.level}
 
@@ -466,7 +499,10 @@ def write_codec(
     import imagecodecs
 
     encoders = {"zstd": imagecodecs.zstd_encode, "deflate": imagecodecs.deflate_encode}
-    encode = partial(encoders[job.codec], level=job.level)
+    # the "codec" of an uncompressed file: one copy of the frame
+    encode: Callable[[Frame], bytes | bytearray] = (
+        _as_bytes if job.codec == "none" else partial(encoders[job.codec], level=job.level)
+    )
     total = 0
     pending: deque[Future[bytes | bytearray]] = deque()
     with ThreadPoolExecutor(job.workers) as pool:
@@ -477,6 +513,36 @@ def write_codec(
         while pending:
             total += len(pending.popleft().result())
     return total
+
+
+def _as_bytes(frame: Frame) -> bytes:
+    return frame.tobytes()
+
+
+def write_ome_tiff(
+    job: Job, frames: Iterator[tuple[int, Frame]], count: int, size: tuple[int, int]
+) -> int:
+    """Write an OME-TIFF with ome-writers: LZW (its only codec) when compressing, else none."""
+    compression = None if job.codec == "none" else "lzw"
+    return write_ome_writers(job.out_dir, job.shape, size, frames, "ome-tiff", compression)
+
+
+def write_ome_zarr(
+    job: Job, frames: Iterator[tuple[int, Frame]], count: int, size: tuple[int, int]
+) -> int:
+    """Write an OME-Zarr with ome-writers' first backend: zstd level 3, or none."""
+    compression = None if job.codec == "none" else "zstd"
+    return write_ome_writers(job.out_dir, job.shape, size, frames, "ome-zarr", compression)
+
+
+def unsupported(job: Job) -> str | None:
+    """Return why a writer cannot write this job's codec, or None."""
+    writer = base_writer(job.writer)
+    if writer == "tiffwrite" and job.codec == "none":
+        return "tiffwrite always compresses (compression=None means zstd)"
+    if writer == "ome-zarr" and job.codec not in ("zstd", "none"):
+        return "ome-writers' Zarr backends offer zstd/blosc only"
+    return None
 
 
 def write_source(
@@ -494,6 +560,8 @@ WRITER_FUNCS: dict[str, Writer] = {
     "tifffile": write_tifffile,
     "tifffile-iter": write_tifffile_iter,
     "ndstorage": write_ndstorage,
+    "ome-tiff": write_ome_tiff,
+    "ome-zarr": write_ome_zarr,
     "codec": write_codec,
     "source": write_source,
 }
@@ -504,6 +572,8 @@ WRITER_MODULES: dict[str, str] = {
     "tifffile": "tifffile",
     "tifffile-iter": "tifffile",
     "ndstorage": "ndstorage",
+    "ome-tiff": "ome_writers",
+    "ome-zarr": "ome_writers",
     "codec": "imagecodecs",
     "source": "numpy",
 }
@@ -557,7 +627,8 @@ def run_child(job: Job) -> None:
     """Run one case and write its `Result` as JSON (the subprocess entry point).
 
     Order: import the writer's module (untimed; ``unavailable`` if it fails), load the frame
-    pool, reset the peak-RSS mark, then time open + all frames + close, and measure.
+    pool, reset the peak-RSS mark, then time open + all frames + close + ``fsync`` of every
+    file written, and measure.
 
     Parameters
     ----------
@@ -568,25 +639,41 @@ def run_child(job: Job) -> None:
     count = math.prod(job.shape)
     size = (int(pool.shape[1]), int(pool.shape[2]))
     result = Result(job.workload, job.writer, job.shape, count, count * pool[0].nbytes)
-    if job.writer == "mmtiffsink":
+    writer = base_writer(job.writer)
+    if writer == "mmtiffsink":
         sys.path.insert(0, str(REPO_ROOT))  # benchmark the checkout, installed or not
+        if "@" in job.writer:  # before the import: the pool reads it when it starts
+            os.environ["MMTIFFSINK_WORKERS"] = str(job.workers)
+    reason = unsupported(job)
     try:
-        __import__(WRITER_MODULES[job.writer])
-        if job.writer == "mmtiffsink":
+        if reason:
+            raise RuntimeError(reason)
+        __import__(WRITER_MODULES[writer])
+        if writer == "mmtiffsink":
             from mmtiffsink import IJTiffFile  # noqa: F401
+        if writer in ("ome-tiff", "ome-zarr"):
+            scratch = Path(job.out_dir, "warm-up")
+            scratch.mkdir()
+            compression = None if job.codec == "none" else ("lzw", "zstd")[writer == "ome-zarr"]
+            warm_up_ome_writers(scratch, writer, compression)
+            shutil.rmtree(scratch)
     except Exception as exc:  # any import failure means "cannot run this writer"
         result.status, result.message = "unavailable", f"{type(exc).__name__}: {exc}"
         Path(job.result_file).write_text(json.dumps(asdict(result)))
         return
-    if job.writer in ("tifffile", "tifffile-iter"):
+    if writer in ("tifffile", "tifffile-iter"):
         result.detail["rowsperstrip"] = rows_per_strip(*size, job.workers)
     frames = iter_frames(pool, count)
     reset_peak_rss()
     result.base_rss_mb = current_rss_mb()
     try:
         start = time.perf_counter()
-        result.out_bytes = WRITER_FUNCS[job.writer](job, frames, count, size)
+        result.out_bytes = WRITER_FUNCS[writer](job, frames, count, size)
+        closed = time.perf_counter()
+        if writer not in NOT_WRITERS:
+            fsync_tree(job.out_dir)
         result.wall_s = time.perf_counter() - start
+        result.detail["fsync_s"] = round(result.wall_s - (closed - start), 3)
     except Exception as exc:
         result.status = "error"
         result.message = f"{type(exc).__name__}: {exc}".replace(job.out_dir, "<out>")
@@ -674,11 +761,19 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def _label(result: Result, workload: Workload) -> str:
-    name = result.writer
-    if result.writer in ("tifffile", "tifffile-iter") and "rowsperstrip" in result.detail:
+    writer, _, workers = result.writer.partition("@")
+    name = writer
+    if workers:
+        name += f" ({workers} worker{'s' * (workers != '1')})"
+    if writer in ("tifffile", "tifffile-iter") and "rowsperstrip" in result.detail:
         name += f" ({result.detail['rowsperstrip']} rows/strip)"
-    if result.writer == "ndstorage":
+    compressed = workload.codec != "none"
+    if writer == "ndstorage" and compressed:
         name += " (uncompressed)"
+    if writer == "ome-tiff" and compressed:
+        name += " (LZW)"
+    if writer == "ome-zarr" and compressed:
+        name += " (zstd 3)"
     if len(workload.shapes) > 1:
         name += f", {result.frames:,} frames"
     return name
@@ -699,27 +794,55 @@ def table(workload: Workload, results: list[Result]) -> str:
     str
         Markdown table, then one line per failed writer.
     """
-    codec = next((r for r in results if r.writer == "codec" and r.status == "ok"), None)
-    ref = next((r for r in results if r.writer == "tiffwrite" and r.status == "ok"), None)
+    codec = fastest(results, lambda name: base_writer(name) == "codec")
+    ref = fastest(results, lambda name: name == "tiffwrite")
+    peer = fastest_peer(workload, results)
     head = (
         "| writer | MB/s | frames/s | peak RSS (MB) | RSS over baseline (MB) | file size (MB) "
-        "| ratio to codec limit | ratio to tiffwrite |"
+        "| ratio to codec limit | ratio to fastest peer | ratio to tiffwrite |"
     )
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     notes = []
     for r in results:
         if r.status != "ok":
-            lines.append(f"| {_label(r, workload)} | {r.status} | | | | | | |")
+            lines.append(f"| {_label(r, workload)} | {r.status} | | | | | | | |")
             notes.append(f"- {_label(r, workload)}: {r.status}: {r.message}")
             continue
-        size = "-" if r.writer == "source" else _fmt(r.out_bytes / MB, 1)
+        size = "-" if base_writer(r.writer) == "source" else _fmt(r.out_bytes / MB, 1)
         lines.append(
             f"| {_label(r, workload)} | {_fmt(r.mb_per_s, 1)} | {_fmt(r.frames_per_s, 0)} "
             f"| {_fmt(r.peak_rss_mb, 0)} | {_fmt(r.peak_rss_mb - r.base_rss_mb, 0)} | {size} "
             f"| {_fmt(r.mb_per_s / codec.mb_per_s, 2) if codec else '-'} "
+            f"| {_fmt(r.mb_per_s / peer.mb_per_s, 2) if peer else '-'} "
             f"| {_fmt(r.mb_per_s / ref.mb_per_s, 2) if ref else '-'} |"
         )
-    return "\n".join(lines + ([""] if notes else []) + notes)
+    if peer is not None:
+        kind = "uncompressed" if workload.codec == "none" else "compressing"
+        notes.insert(0, f"Fastest {kind} peer: {_label(peer, workload)}.")
+    return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def fastest(results: list[Result], keep: Callable[[str], bool]) -> Result | None:
+    """Return the fastest ok result whose row name ``keep`` accepts."""
+    ok = [r for r in results if r.status == "ok" and keep(r.writer)]
+    return max(ok, key=lambda r: r.mb_per_s, default=None)
+
+
+def fastest_peer(workload: Workload, results: list[Result]) -> Result | None:
+    """Return the fastest other file writer that compresses as the workload does.
+
+    In a compressed workload the peers are the compressing writers (not ndstorage, whose
+    files are raw, nor ome-zarr with ``--codec deflate``); in an uncompressed one, every writer.
+    """
+    raw_only = {"ndstorage"}
+
+    def keep(name: str) -> bool:
+        writer = base_writer(name)
+        if writer == "mmtiffsink" or writer in NOT_WRITERS:
+            return False
+        return workload.codec == "none" or writer not in raw_only
+
+    return fastest(results, keep)
 
 
 def describe(workload: Workload, args: argparse.Namespace) -> str:
@@ -731,9 +854,10 @@ def describe(workload: Workload, args: argparse.Namespace) -> str:
     )
     repeat = 1 if workload.name == "memory" else args.repeat
     stat = f", {args.stat} of {repeat} runs" if repeat > 1 else ""
+    codec = "uncompressed" if workload.codec == "none" else f"{args.codec} level {args.level}"
     return (
         f"### {workload.name}: {workload.height}x{workload.width} uint16, {counts}, "
-        f"{args.codec} level {args.level}{stat}"
+        f"{codec}{stat}, files fsync-ed"
     )
 
 
@@ -790,7 +914,7 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "os": f"{platform.system()} {platform.release()}",
     }
-    for dist in ("numpy", "imagecodecs", "tifffile", "tiffwrite", "ndstorage"):
+    for dist in ("numpy", "imagecodecs", "tifffile", "tiffwrite", "ndstorage", "ome-writers"):
         info[dist] = _version(dist)
     info["mmtiffsink"] = f"{_checkout_version()} (checkout {_git_revision()})"
     return info
@@ -811,19 +935,30 @@ def targets(done: dict[str, list[Result]]) -> list[str]:
     """
 
     def pick(workload: str, writer: str) -> Result | None:
-        for r in done.get(workload, []):
-            if r.writer == writer and r.status == "ok":
+        rows = [r for r in done.get(workload, []) if r.status == "ok"]
+        if writer == "peer":
+            return fastest_peer(known[workload], rows) if workload in known else None
+        for r in rows:
+            if r.writer == writer:
                 return r
-        return None
+        # no plain row: the row of this writer with the most workers (``name@N``)
+        return max(
+            (r for r in rows if base_writer(r.writer) == writer),
+            key=lambda r: writer_workers(r.writer, 0),
+            default=None,
+        )
 
-    def ratio_line(workload: str, what: str, ref: str, goal: float, text: str) -> str:
+    def ratio_line(
+        workload: str, what: str, ref: str, goal: float, text: str, info: bool = False
+    ) -> str:
         mine, other = pick(workload, "mmtiffsink"), pick(workload, ref)
         if mine is None or other is None:
             return f"- n/a: {text}"
         ratio = getattr(mine, what) / getattr(other, what)
-        verdict = "PASS" if ratio >= goal else "FAIL"
+        verdict = ("info " if info else "") + ("PASS" if ratio >= goal else "FAIL")
         return f"- {verdict}: {text}: {ratio:.2f}x"
 
+    known = workloads(quick=False)  # only the frame sizes and codecs are used
     lines = [
         ratio_line(
             "large", "mb_per_s", "tiffwrite", 1.0, "large (2048x2048): MB/s >= 1.0x tiffwrite"
@@ -833,6 +968,19 @@ def targets(done: dict[str, list[Result]]) -> list[str]:
         ),
         ratio_line(
             "small", "frames_per_s", "tiffwrite", 1.0, "small (64x64): frames/s >= 1.0x tiffwrite"
+        ),
+        ratio_line(
+            "large-none",
+            "mb_per_s",
+            "peer",
+            1.0,
+            "large-none (2048x2048 uncompressed): MB/s >= 1.0x fastest uncompressed peer",
+        ),
+        ratio_line(
+            "medium", "mb_per_s", "codec", 0.85, "medium (512x512): MB/s >= 0.85x codec limit", True
+        ),
+        ratio_line(
+            "small", "mb_per_s", "codec", 0.85, "small (64x64): MB/s >= 0.85x codec limit", True
         ),
     ]
     runs = sorted((r for r in done.get("memory", []) if r.status == "ok"), key=lambda r: r.frames)
@@ -858,7 +1006,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--codec", choices=("zstd", "deflate"), default="zstd")
     parser.add_argument("--level", type=int, default=3, help="codec level")
     parser.add_argument(
-        "--workloads", default="large,medium,small,memory", help="comma-separated workloads"
+        "--workloads",
+        default="large,medium,small,large-none,medium-none,small-none,memory",
+        help="comma-separated workloads",
     )
     parser.add_argument(
         "--writers", default=",".join(DEFAULT_WRITERS), help="comma-separated writers"
@@ -883,8 +1033,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if name not in known:
                 parser.error(f"unknown workload {name!r}; choose from {', '.join(known)}")
         for name in args.writers.split(","):
-            if name not in WRITERS:
-                parser.error(f"unknown writer {name!r}; choose from {', '.join(WRITERS)}")
+            writer, _, n = name.partition("@")
+            if writer not in WRITERS or (n and not (n.isdigit() and int(n) >= 1)):
+                parser.error(
+                    f"unknown writer {name!r}; choose from {', '.join(WRITERS)} "
+                    "(optionally NAME@WORKERS)"
+                )
         if args.repeat < 1 or args.workers < 1:
             parser.error("--repeat and --workers must be >= 1")
     return args
@@ -933,7 +1087,8 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     known = workloads(quick=args.quick)
     chosen = [known[name] for name in args.workloads.split(",")]
-    selected = [w for w in WRITERS if w in args.writers.split(",")]
+    wanted = args.writers.split(",")
+    selected = sorted(wanted, key=lambda n: (WRITERS.index(base_writer(n)), n))
     own_out = args.out is None
     out = Path(tempfile.mkdtemp(prefix="bench-writer-")) if own_out else args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -967,9 +1122,9 @@ def main(argv: list[str] | None = None) -> int:
                 pool_file=str(pools[(w.height, w.width, w.pool)]),
                 out_dir=str(out / f"case-{rep}-{k}"),
                 result_file=str(out / f"result-{rep}-{k}.json"),
-                codec=args.codec,
+                codec=w.codec or args.codec,
                 level=args.level,
-                workers=args.workers,
+                workers=writer_workers(writer, args.workers),
             )
             print(
                 f"[{n}/{len(schedule)}] {w.name} {writer} {math.prod(shape):,} frames",
@@ -1025,7 +1180,7 @@ def main(argv: list[str] | None = None) -> int:
         + f". Total run time {elapsed:,.0f} s.\n"
     )
     print(
-        "MB = 10^6 bytes. MB/s = uncompressed bytes / wall time (open to close). "
+        "MB = 10^6 bytes. MB/s = uncompressed bytes / wall time (open to close and fsync). "
         + (
             f"Each case: {args.stat} of {args.repeat} runs (memory: one run); "
             if args.repeat > 1
