@@ -9,6 +9,7 @@ from ._preview import preview
 from ._version import __version__
 from .errors import (
     CalibrationWarning,
+    CloseErrors,
     ConfigError,
     CoordinateError,
     DatasetError,
@@ -24,12 +25,14 @@ from .errors import (
     WriterError,
 )
 from .limits import MAX_PLANES
+from .options import SinkOptions
 from .sink import TiffSink
-from .tiff import IJTiffFile, RepairReport, Tag, repair, tiffwrite
+from .tiff import IJTiffFile, PlaneInfo, RepairReport, Tag, repair, tiffwrite
 
 __all__ = [
     "MAX_PLANES",
     "CalibrationWarning",
+    "CloseErrors",
     "ConfigError",
     "CoordinateError",
     "DatasetError",
@@ -41,8 +44,10 @@ __all__ = [
     "MicroscopeError",
     "MissingFramesWarning",
     "OutputExistsError",
+    "PlaneInfo",
     "ProfileError",
     "RepairReport",
+    "SinkOptions",
     "Tag",
     "TiffSink",
     "WriterClosedError",
