@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -817,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", at end "
         + "/".join(f"{v:.2f}" for v in os.getloadavg())
     )
-    command = " ".join(["python", "benchmarks/bench_mda.py", *argv])
+    command = shlex.join(["python", "benchmarks/bench_mda.py", *argv])
     payload = {
         "command": command,
         "machine": info,
