@@ -15,11 +15,10 @@ import time
 from typing import Any
 
 from mmtiffsink.config import RunConfig
-from mmtiffsink.errors import FileExistsError_, MicroscopeError
 from mmtiffsink.mapping import AxisMapper, FileKey, file_name
-from mmtiffsink.microscope import SnakeCore, pymmcore_plus_core, set_up
+from mmtiffsink.microscope import SnakeCore, check_preset, pymmcore_plus_core, set_up
 from mmtiffsink.pymmcore_plus import TiffHandler, _Layout, event_axes
-from mmtiffsink.run import PlannedFile, RunResult
+from mmtiffsink.run import PlannedFile, RunResult, output_name
 
 __all__ = ["planned_sequence_files", "run_sequence", "sequence_plan"]
 
@@ -62,38 +61,14 @@ def sequence_plan(config: RunConfig) -> list[dict[str, Any]]:
     ]
 
 
-def _output_name(config: RunConfig) -> str:
-    out = config.output
-    if out.if_exists == "overwrite":
-        return out.name
-    if out.if_exists == "rename":
-        for n in range(100_000):
-            name = out.name if n == 0 else f"{out.name}_{n}"
-            if not any(f.path.exists() for f in planned_sequence_files(config, name)[0]):
-                return name
-    existing = [f.path for f in planned_sequence_files(config)[0] if f.path.exists()]
-    if existing:
-        listing = ", ".join(str(path) for path in existing)
-        msg = (
-            f"output file exists: {listing}; nothing was acquired and the file was left as it "
-            "is. Set output.if_exists to overwrite or rename, or change output.name"
-        )
-        raise FileExistsError_(msg)
-    return out.name
+def _sequence_files(config: RunConfig, name: str | None) -> list[PlannedFile]:
+    return planned_sequence_files(config, name)[0]
 
 
-def _check_channels(core: Any, config: RunConfig) -> None:
-    groups = list(core.getAvailableConfigGroups())
+def _check_channels(core: SnakeCore, config: RunConfig) -> None:
     for i, channel in enumerate(config.sequence.channels):
-        group, preset = str(channel.group), str(channel.config)
         key = f"sequence.channels[{i}]"
-        if group not in groups:
-            msg = f"{key}: the microscope has no config group {group!r} (groups: {groups})"
-            raise MicroscopeError(msg)
-        presets = list(core.getAvailableConfigs(group))
-        if preset not in presets:
-            msg = f"{key}: group {group!r} has no preset {preset!r} (presets: {presets})"
-            raise MicroscopeError(msg)
+        check_preset(core, key, str(channel.group), str(channel.config))
 
 
 def run_sequence(config: RunConfig, *, progress: bool = True) -> RunResult:
@@ -101,7 +76,7 @@ def run_sequence(config: RunConfig, *, progress: bool = True) -> RunResult:
     from tqdm import tqdm
 
     started = time.monotonic()
-    name = _output_name(config)
+    name = output_name(config, _sequence_files)
     expected = planned_sequence_files(config, name)[1]
     out = config.output
     options = out.options()
@@ -112,8 +87,9 @@ def run_sequence(config: RunConfig, *, progress: bool = True) -> RunResult:
     failure: BaseException | None = None
     try:
         with pymmcore_plus_core(config.microscope) as core:
-            set_up(SnakeCore(core), config)
-            _check_channels(core, config)
+            snake = SnakeCore(core)
+            set_up(snake, config)
+            _check_channels(snake, config)
             handler = TiffHandler(out.directory, name, options, core=core)
             failure = _acquire(core, config, handler, bar)
     finally:

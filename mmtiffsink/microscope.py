@@ -180,6 +180,31 @@ def check_pixel_type(core: Any) -> None:
         raise MicroscopeError(msg)
 
 
+def check_preset(
+    core: Any, key: str, group: str, preset: str, groups: list[str] | None = None
+) -> None:
+    """Refuse a config group or preset the microscope does not have, naming the run-file key.
+
+    ``core`` is pycro-manager's snake_case core (or a :class:`SnakeCore`); ``groups`` the
+    microscope's config groups when already read.
+
+    Raises
+    ------
+    MicroscopeError
+        For an unknown group or preset.
+
+    """
+    if groups is None:
+        groups = _strings(core.get_available_config_groups())
+    if group not in groups:
+        msg = f"{key}: the microscope has no config group {group!r} (groups: {groups})"
+        raise MicroscopeError(msg)
+    presets = _strings(core.get_available_configs(group))
+    if preset not in presets:
+        msg = f"{key}: group {group!r} has no preset {preset!r} (presets: {presets})"
+        raise MicroscopeError(msg)
+
+
 def set_up(core: Any, config: RunConfig) -> None:
     """Apply presets, properties and exposure; check the channels exist.
 
@@ -191,19 +216,9 @@ def set_up(core: Any, config: RunConfig) -> None:
     """
     mic = config.microscope
     groups = _strings(core.get_available_config_groups())
-
-    def check_preset(key: str, group: str, preset: str) -> None:
-        if group not in groups:
-            msg = f"{key}: the microscope has no config group {group!r} (groups: {groups})"
-            raise MicroscopeError(msg)
-        presets = _strings(core.get_available_configs(group))
-        if preset not in presets:
-            msg = f"{key}: group {group!r} has no preset {preset!r} (presets: {presets})"
-            raise MicroscopeError(msg)
-
     try:
         for group, preset in mic.presets.items():
-            check_preset("microscope.presets", group, preset)
+            check_preset(core, "microscope.presets", group, preset, groups)
             core.set_config(group, preset)
             core.wait_for_config(group, preset)
         devices = _strings(core.get_loaded_devices())
@@ -231,7 +246,7 @@ def set_up(core: Any, config: RunConfig) -> None:
         acq = config.acquisition
         if acq.channel_group is not None:
             for channel in acq.channels or ():
-                check_preset("acquisition.channels", acq.channel_group, channel)
+                check_preset(core, "acquisition.channels", acq.channel_group, channel, groups)
         core.wait_for_system()
     except MicroscopeError:
         raise

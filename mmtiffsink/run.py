@@ -21,7 +21,7 @@ import math
 import operator
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -229,8 +229,19 @@ def planned_files(config: RunConfig, name: str | None = None) -> list[PlannedFil
     ]
 
 
-def _output_name(config: RunConfig) -> str:
+def output_name(
+    config: RunConfig,
+    planned: Callable[[RunConfig, str | None], Sequence[PlannedFile]] = planned_files,
+) -> str:
     """The dataset name to use, after ``output.if_exists``.
+
+    Parameters
+    ----------
+    config
+        The run configuration.
+    planned
+        The files a run of ``config`` makes under a dataset name (``None``: the file's own),
+        :func:`planned_files` for pycro-manager runs.
 
     Raises
     ------
@@ -244,11 +255,11 @@ def _output_name(config: RunConfig) -> str:
     if out.if_exists == "rename":
         for n in range(100_000):
             name = out.name if n == 0 else f"{out.name}_{n}"
-            if not any(f.path.exists() for f in planned_files(config, name)):
+            if not any(f.path.exists() for f in planned(config, name)):
                 return name
         msg = f"no free name for {out.name!r} in {out.directory}"  # pragma: no cover
         raise FileExistsError_(msg)  # pragma: no cover
-    existing = [f.path for f in planned_files(config) if f.path.exists()]
+    existing = [f.path for f in planned(config, None) if f.path.exists()]
     if existing:
         listing = ", ".join(str(path) for path in existing)
         msg = (
@@ -371,7 +382,7 @@ def run(config: RunConfig, *, progress: bool = True) -> RunResult:
         return run_sequence(config, progress=progress)
     started = time.monotonic()
     events = plan_events(config)
-    name = _output_name(config)
+    name = output_name(config)
     out = config.output
     options = out.options()
     if options.channel_names is None and config.acquisition.channels:
