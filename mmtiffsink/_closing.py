@@ -38,4 +38,5 @@ def close_after_block(close: Callable[[], None], exc: BaseException | None, what
     try:
         close()
     except Exception as close_exc:  # do not hide the error that ended the block
-        add_note(exc, f"mmtiffsink: closing {what} also failed: {close_exc!r}")
+        if close_exc is not exc:  # a close that re-raises the block's own error adds nothing
+            add_note(exc, f"mmtiffsink: closing {what} also failed: {close_exc!r}")

@@ -49,7 +49,7 @@ from mmtiffsink.mapping import FileKey
 from mmtiffsink.options import SinkOptions
 from mmtiffsink.sink import TiffSink, sink_options
 
-from ._closing import add_note
+from ._closing import add_note, close_after_block
 
 __all__ = ["TiffHandler", "event_axes", "frame_metadata", "jsonable", "summary_metadata"]
 
@@ -492,11 +492,5 @@ class TiffHandler:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            self.close()
-            return
-        try:
-            self.close(timeout=0 if isinstance(exc, KeyboardInterrupt) else None)
-        except Exception as close_exc:  # do not hide the error that ended the block
-            if close_exc is not exc:
-                add_note(exc, f"mmtiffsink: closing the TiffHandler also failed: {close_exc!r}")
+        timeout = 0 if isinstance(exc, KeyboardInterrupt) else None
+        close_after_block(lambda: self.close(timeout=timeout), exc, "the TiffHandler")
