@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ConfigError
 from ._appender import Appender
 from ._codecs import Codec
-from ._frames import Coord, coordinate
+from ._frames import NONE_SAVED, Coord, coordinate
 from ._order import Sequencer
 from ._profiles import Profile, ProfileName
 from ._settings import Settings, positive_or_none
@@ -113,7 +113,7 @@ class FileAttributes:
         """``(C, Z, T)``: the declared shape, or the one implied by the frames saved so far."""
         if self._settings.shape is not None:
             return self._settings.shape
-        if self._high[0] < -(2**62):  # nothing saved yet
+        if self._high == NONE_SAVED:
             return (0, 0, 0)
         lo, hi = self._low, self._high
         return (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1)

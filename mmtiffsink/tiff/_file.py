@@ -16,7 +16,6 @@ description; :mod:`._readback` reads planes back on a descriptor of its own.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -47,6 +46,7 @@ from ._attributes import FileAttributes
 from ._codecs import Codec, CompressionLike
 from ._finish import finish_file
 from ._frames import (
+    NONE_SAVED,
     Cast,
     Coord,
     as_frame,
@@ -67,7 +67,6 @@ from ._tags import METADATA_TAG, Layout, Tag, TagsLike, normalize_tags
 
 __all__ = ["IJTiffFile"]
 
-_NONE_SAVED: Coord = (-sys.maxsize, -sys.maxsize, -sys.maxsize)
 
 
 @final
@@ -234,7 +233,7 @@ class IJTiffFile(FileAttributes):
         # the span of the saved coordinates: from 0 (or, with negative coordinates, from the
         # smallest) to the largest
         self._low: Coord = (0, 0, 0)
-        self._high: Coord = _NONE_SAVED
+        self._high: Coord = NONE_SAVED
         self._inflight_bytes = 0
         self._closing = False
         self._closed = False

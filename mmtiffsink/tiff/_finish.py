@@ -39,9 +39,8 @@ def canonical_order(low: Coord, high: Coord) -> list[Coord]:
     ]
 
 
-def blank_planes(appender: Appender, canonical: Sequence[Coord], codec: Codec, dtype: Any) -> int:
-    """Append one shared blank frame for every plane never saved; return their number."""
-    missing = [p for p in canonical if p not in appender.planes]
+def blank_planes(appender: Appender, missing: Sequence[Coord], codec: Codec, dtype: Any) -> int:
+    """Append one shared blank frame for each of the ``missing`` planes; return their number."""
     if missing:
         assert appender.frame_shape is not None
         blank = codec.encode(np.zeros(appender.frame_shape, dtype=dtype))
@@ -204,15 +203,15 @@ def finish(
     Warns (:class:`~mmtiffsink.errors.MissingFramesWarning`) when planes were never saved.
     """
     canonical = canonical_order(low, high)
-    missing = len(canonical) - sum(1 for p in canonical if p in appender.planes)
+    missing = [p for p in canonical if p not in appender.planes]
     if missing:
         warnings.warn(
-            f"{missing} of {len(canonical)} planes of {appender.io.path} were never saved and "
-            "hold a blank frame",
+            f"{len(missing)} of {len(canonical)} planes of {appender.io.path} were never saved "
+            "and hold a blank frame",
             MissingFramesWarning,
             stacklevel=stacklevel,
         )
-    blanks = blank_planes(appender, canonical, codec, dtype)
+    blanks = blank_planes(appender, missing, codec, dtype)
     shape = (high[0] - low[0] + 1, high[1] - low[1] + 1, high[2] - low[2] + 1)
     if Profile.get(profile).ome:
         first_extra = ome_first_ifd_tags(

@@ -18,6 +18,8 @@ from ..errors import CoordinateError, FrameError
 __all__ = ["Cast", "Coord", "cast_frame", "check_plane_count", "coordinate", "metadata_json"]
 
 Coord = tuple[int, int, int]
+NONE_SAVED: Coord = (-(2**62), -(2**62), -(2**62))
+"""The largest coordinates of a file before its first frame (any coordinate is larger)."""
 Cast = Literal["exact", "round", "truncate"]
 _CASTS = ("exact", "round", "truncate")
 _MAX_METADATA_DEPTH = 64

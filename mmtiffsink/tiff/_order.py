@@ -157,12 +157,9 @@ class Sequencer:
             self._ready[job.seq] = job
         return self.pump()
 
-    def _idle_or_ready(self) -> bool:
-        return not self._appending and self._write_seq in self._ready
-
     def can_pump(self) -> bool:
         """True when a job is next in line and no thread appends (lock held)."""
-        return self._idle_or_ready()
+        return not self._appending and self._write_seq in self._ready
 
     def pump(self) -> list[Job]:
         """Take the appender role if free and a job is next in line; return the jobs done.
@@ -173,7 +170,7 @@ class Sequencer:
         passed: list[Job] = []
         while True:
             with self.lock:
-                if not self._idle_or_ready():
+                if not self.can_pump():
                     return passed
                 self._appending = True
                 self._role = threading.get_ident()
@@ -237,7 +234,7 @@ class Sequencer:
                 if self._appending and self._role == me:
                     self._appending = False
                 self.free_orphans()
-                if not self._idle_or_ready():
+                if not self.can_pump():
                     self.cond.wait()
                     continue
             release(self.pump())

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import FrameError, ProfileError
 from ._codecs import Codec, CompressionLike
+from ._tags import Layout
 
 __all__ = ["DEFAULT", "Profile", "ProfileName"]
 
@@ -57,8 +58,6 @@ class Profile:
         Pixel types the profile's readers show as they are.
     default_codec
         The codec of ``compression=DEFAULT``.
-    max_bytes
-        Largest file the container can address.
     uncompressed_needs_shape
         Uncompressed files need (C, Z, T) up front (ImageJ 1.x reads uncompressed planes in
         file order, so each plane gets a slot).
@@ -77,13 +76,17 @@ class Profile:
     codecs: frozenset[str]
     dtypes: frozenset[np.dtype[Any]]
     default_codec: Codec
-    max_bytes: int
     uncompressed_needs_shape: bool
     readers: str
     ome: bool = False
     suffix: str = ".tif"
 
     ALL: ClassVar[dict[str, Profile]]
+
+    @property
+    def max_bytes(self) -> int:
+        """Largest file the container can address."""
+        return Layout(bigtiff=self.bigtiff).max_offset
 
     @classmethod
     def get(cls, profile: str | Profile) -> Profile:
@@ -171,11 +174,6 @@ class Profile:
             raise ProfileError(msg)
         return dt
 
-    @staticmethod
-    def check_options(profile: str | Profile, compression: CompressionLike = DEFAULT) -> Codec:
-        """Check a profile name and compression for a writer that does not know the shape."""
-        return Profile.get(profile).codec(compression, shape_known=False)
-
 
 def _dtypes(*codes: str) -> frozenset[np.dtype[Any]]:
     return frozenset(np.dtype(c) for c in codes)
@@ -188,7 +186,6 @@ Profile.ALL = {
         codecs=frozenset({"zstd", "deflate", "none"}),
         dtypes=_dtypes("<u1", "<u2", "<u4", "<u8", "i1", "<i2", "<i4", "<i8", "<f4", "<f8"),
         default_codec=Codec("zstd", 3),
-        max_bytes=2**63 - 1,
         uncompressed_needs_shape=False,
         readers="Fiji/Bio-Formats, tifffile",
     ),
@@ -198,7 +195,6 @@ Profile.ALL = {
         codecs=frozenset({"deflate", "none"}),
         dtypes=_dtypes("u1", "<u2", "<f4"),
         default_codec=Codec("deflate", 1),
-        max_bytes=2**32 - 1,
         uncompressed_needs_shape=True,
         readers="ImageJ 1.x",
     ),
@@ -209,7 +205,6 @@ Profile.ALL = {
         # OME-XML 2016-06 has no 64-bit integer pixel type
         dtypes=_dtypes("<u1", "<u2", "<u4", "i1", "<i2", "<i4", "<f4", "<f8"),
         default_codec=Codec("zstd", 3),
-        max_bytes=2**63 - 1,
         uncompressed_needs_shape=False,
         readers="Fiji/Bio-Formats, tifffile, bioio, OMERO, QuPath",
         ome=True,
