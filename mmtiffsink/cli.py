@@ -149,21 +149,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _compression(text: str | None) -> object:
-    """``zstd`` -> "zstd"; ``zstd:9`` -> ("zstd", 9); ``none`` -> None; None -> the default."""
-    from .sink import DEFAULT
+    """``--compression`` as the options take it (the profile's default when not given).
 
-    if text is None:
-        return DEFAULT
-    name, _, level = text.partition(":")
-    if name.lower() in ("none", "raw"):
-        return None
-    if level:
-        try:
-            return (name, int(level))
-        except ValueError:
-            msg = f"bad --compression {text!r}: the level after ':' must be an integer"
-            raise MMTiffSinkError(msg) from None
-    return name
+    The text goes as it is: ``Codec.parse`` reads ``zstd``, ``zstd:9``, ``none``.
+    """
+    from .tiff import DEFAULT
+
+    return DEFAULT if text is None else text
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -102,6 +102,7 @@ class Codec:
         if isinstance(compression, Codec):
             return compression
         level: Any = None
+        written = ""  # "the level after ':'" of a "name:level" text, for its error message
         if isinstance(compression, (tuple, list)):
             if not 1 <= len(compression) <= 2:
                 msg = f"compression is a name or (name, level), got {compression!r}"
@@ -111,6 +112,7 @@ class Codec:
             compression = compression[0]
         elif isinstance(compression, str) and ":" in compression:
             compression, _, level = compression.partition(":")
+            written = " after ':'"
         if compression is None or compression is False:
             key = "none"
         elif isinstance(compression, (str, int)) and not isinstance(compression, bool):
@@ -127,7 +129,7 @@ class Codec:
         if name == "none":
             msg = f"compression None takes no level, got {level!r}"
             raise ConfigError(msg)
-        return cls(name, _level(name, level))
+        return cls(name, _level(name, level, written))
 
     @classmethod
     def from_tiff(cls, code: int) -> Codec:
@@ -179,7 +181,8 @@ class Codec:
         return cls.parse((data.get("name"), data.get("level")))
 
 
-def _level(name: str, level: Any) -> int:
+def _level(name: str, level: Any, written: str = "") -> int:
+    given = level
     if isinstance(level, bool):
         level = None
     elif isinstance(level, str):
@@ -193,7 +196,7 @@ def _level(name: str, level: Any) -> int:
         level = None
     if level is None:
         lo, hi = Codec.LEVELS[name]
-        msg = f"the {name} level must be an integer in {lo}..{hi}"
+        msg = f"the level{written} must be an integer in {lo}..{hi} for {name}, got {given!r}"
         raise ConfigError(msg)
     return int(level)
 
