@@ -80,7 +80,9 @@ class Sequencer:
         self._landed = landed
         self._finished = finished
         self._ready: dict[int, Job] = {}
-        self._reserved: dict[int, Job] = {}  # reserved, not deposited yet
+        # jobs a saving thread reserved and still owns (not deposited, not handed to the pool):
+        # at most one or two per saving thread, so looking through them costs nothing
+        self._reserved: dict[int, Job] = {}
         self._role = 0  # the thread holding the appender role
         self._next_seq = 0
         self._write_seq = 0
@@ -107,6 +109,7 @@ class Sequencer:
     def handed(self, job: Job) -> None:
         """The pool has the job: a worker will deposit it."""
         with self.lock:
+            self._reserved.pop(job.seq, None)
             job.owner = 0
 
     def free_orphans(self) -> None:
