@@ -51,12 +51,12 @@ def unpack(packed: int) -> tuple[int, int]:
     return packed >> _SIZE_BITS, packed & ((1 << _SIZE_BITS) - 1)
 
 
-def data_key(data: bytes) -> int:
+def data_key(data: bytes | memoryview) -> int:
     """Dedup key of an encoded frame: its length and CRC-32 (libdeflate, ~30x blake2b's speed).
 
     A key is only a hint: a hit is confirmed by comparing the stored bytes.
     """
-    return len(data) << 32 | int(imagecodecs.deflate_crc32(data))
+    return len(data) << 32 | int(imagecodecs.deflate_crc32(data))  # type: ignore[arg-type]
 
 
 class LRU(Generic[_K, _V]):
@@ -90,7 +90,7 @@ class Tail:
     def __init__(self, start: int) -> None:
         self.start = start
         self.pos = start
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes | memoryview] = []
 
     def reserve(self, nbytes: int) -> int:
         """Skip ``nbytes`` (written elsewhere) before any allocation; return their offset."""
@@ -98,7 +98,7 @@ class Tail:
         self.start = self.pos = offset + nbytes
         return offset
 
-    def alloc(self, buf: bytes) -> int:
+    def alloc(self, buf: bytes | memoryview) -> int:
         """Queue ``buf`` and return the file offset it will have."""
         offset = self.pos
         self.chunks.append(buf)
@@ -198,7 +198,9 @@ class Appender:
         return self.slots_at + index * nbytes
 
     # ------------------------------------------------------------------ append
-    def append(self, coord: Coord, data: bytes, digest: int, extra: Sequence[Tag]) -> None:
+    def append(
+        self, coord: Coord, data: bytes | memoryview, digest: int, extra: Sequence[Tag]
+    ) -> None:
         """Append one frame's bytes and IFD, then link it.
 
         Raises
@@ -214,7 +216,7 @@ class Appender:
         tail = Tail(self.end)
         alloc = tail.alloc
 
-        slot_write: tuple[bytes, int] | None = None
+        slot_write: tuple[bytes | memoryview, int] | None = None
         if self.slots is not None:
             if self.slots_at is None:
                 c, z, t = self.slots
@@ -318,7 +320,7 @@ class Appender:
             return False
         return len(raw) == size and int.from_bytes(raw, "little") == ifd_offset
 
-    def _find_data(self, digest: int, data: bytes) -> tuple[int, int] | None:
+    def _find_data(self, digest: int, data: bytes | memoryview) -> tuple[int, int] | None:
         hit = self._data_index.get(digest)
         if hit is not None and hit[1] == len(data) and self.io.read(hit[0], hit[1]) == data:
             return hit

@@ -148,14 +148,18 @@ class Codec:
         raise ConfigError(msg)
 
     # ------------------------------------------------------------------ bytes
-    def encode(self, frame: np.ndarray) -> bytes:
-        """Compress a C-contiguous frame. Releases the GIL for the codec work."""
+    def encode(self, frame: np.ndarray) -> bytes | memoryview:
+        """Compress a C-contiguous frame. Releases the GIL for the codec work.
+
+        ``"none"`` returns a byte view of ``frame`` itself (no copy): the caller keeps the
+        frame unchanged until the bytes are written.
+        """
         if self.name == "zstd":
             return bytes(imagecodecs.zstd_encode(frame, level=self.level))  # type: ignore[arg-type]
         if self.name == "deflate":
             # libdeflate (zlib container, as TIFF's Adobe deflate needs) is ~2x stdlib zlib
             return bytes(imagecodecs.deflate_encode(frame, level=self.level))  # type: ignore[arg-type]
-        return frame.tobytes()
+        return frame.data.cast("B")
 
     def decode(self, data: bytes, dtype: np.dtype[Any], shape: tuple[int, int]) -> np.ndarray:
         """Decompress a whole frame written by :meth:`encode` into an array of ``shape``."""

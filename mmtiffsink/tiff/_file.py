@@ -320,7 +320,9 @@ class IJTiffFile(FileAttributes):
             raise CoordinateError(msg)
         low, high = widen(self._low, self._high, coord)
         check_plane_count(low, high, self._max_planes, f"plane (c, z, t)={coord} of {self.path}")
-        arr = as_frame(frame, self._dtype, self._cast)
+        # uncompressed frames are written before save returns: the caller's array serves
+        compressed = self._codec.compressed
+        arr = as_frame(frame, self._dtype, self._cast, copy=compressed)
         extra = list(normalize_tags(extratags, bigtiff=self._layout.bigtiff))
         if metadata is not None:
             extra.append(Tag.ascii(METADATA_TAG, _metadata_json(metadata)))
@@ -364,9 +366,12 @@ class IJTiffFile(FileAttributes):
             if acquired and not reserved:
                 self._budget.release(charge)
             raise
-        if not self._codec.compressed:
-            # nothing to compress: appending here costs less than a hand-off to the pool
+        if not compressed:
+            # nothing to compress: appending here costs less than a hand-off to the pool; the
+            # frame (maybe the caller's own array) is in the file before save returns
             self._process(job, arr, caller=True)
+            del arr
+            self._seq.wait_passed(job, self._release_jobs)
             with self._lock:
                 self._raise_error()
             return

@@ -36,7 +36,7 @@ class Job:
     """Bytes of the in-flight budget it holds."""
     bound: int
     """Upper bound of the bytes it adds to the file."""
-    data: bytes = b""
+    data: bytes | memoryview = b""
     digest: int = 0
     extra: tuple[Tag, ...] = field(default=())
     error: BaseException | None = None
@@ -45,6 +45,8 @@ class Job:
     """It was interrupted in the saving thread: its turn passes, its plane stays free."""
     owner: int = 0
     """The thread that will deposit it (0: a pool worker)."""
+    passed: bool = False
+    """Its turn has passed (appended, dropped or skipped)."""
 
 
 class Sequencer:
@@ -201,6 +203,7 @@ class Sequencer:
                         self._write_seq = rest[0].seq
                     for job, landed in done:
                         self.pending -= 1
+                        job.passed = True
                         self._finished(job, landed)
                         passed.append(job)
                     self.cond.notify_all()
@@ -221,6 +224,28 @@ class Sequencer:
                 self.latch(exc)
             return False
         return True
+
+    def wait_passed(self, job: Job, release: Callable[[list[Job]], Any]) -> None:
+        """Wait until a deposited job's turn has passed, appending parked jobs if no thread does.
+
+        For a job whose data is the caller's own buffer: once this returns, the file no
+        longer needs it. Interrupted while the job is still parked, the job is skipped (its
+        plane stays free), so the buffer is never read after the caller got the interrupt.
+        """
+        try:
+            while True:
+                with self.lock:
+                    if job.passed:
+                        return
+                    if not self.can_pump():
+                        self.cond.wait()
+                        continue
+                release(self.pump())
+        except BaseException:
+            with self.lock:
+                if self._ready.get(job.seq) is job:
+                    job.skip = True
+            raise
 
     def wait_idle(self, release: Callable[[list[Job]], Any]) -> None:
         """Wait until no job is pending, appending parked jobs if no thread does.
