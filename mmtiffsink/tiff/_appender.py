@@ -29,7 +29,15 @@ from ._codecs import Codec
 from ._frames import Coord
 from ._io import FileIO
 from ._settings import Settings
-from ._tags import FIRST_METADATA_TAG, METADATA_TAG, PLANE_TAG, SETTINGS_TAG, Layout, Tag
+from ._tags import (
+    FIRST_METADATA_TAG,
+    METADATA_TAG,
+    PLANE_TAG,
+    SETTINGS_TAG,
+    Layout,
+    Tag,
+    int_tag,
+)
 
 __all__ = ["Appender", "data_key", "pack", "unpack"]
 
@@ -253,12 +261,11 @@ class Appender:
         static = self._static_entries
         if static_src is not self._static_src:  # first frame, or a setting changed
             static = [entry(tag) for tag in static_src]
-        plane = Tag.slong if min(coord) < 0 else Tag.long
         items = [
             *static,
             entry(lay.offset_tag(273, offsets)),
             entry(lay.offset_tag(279, counts)),
-            entry(plane(PLANE_TAG, list(coord)), dedup=False),
+            entry(int_tag(PLANE_TAG, 9 if min(coord) < 0 else 4, coord), dedup=False),
             *(entry(tag) for tag in extra),
         ]
         items.sort(key=lambda item: item[0])

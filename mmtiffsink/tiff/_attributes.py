@@ -44,6 +44,7 @@ class FileAttributes:
         "_codec",
         "_cond",
         "_dtype",
+        "_encoder",
         "_extratags",
         "_finalizer",
         "_high",

@@ -44,6 +44,7 @@ from ._appender import (
 )
 from ._attributes import FileAttributes
 from ._codecs import Codec, CompressionLike
+from ._encoder import EncodeQueue
 from ._finish import finish_file
 from ._frames import (
     NONE_SAVED,
@@ -243,6 +244,9 @@ class IJTiffFile(FileAttributes):
         self.blank_planes = 0
         self._budget = _pool.budget()
         self._pool = _pool.acquire_pool()
+        self._encoder = EncodeQueue(
+            self._lock, self._pool, _pool.pool_workers(self._pool), self._encode, self._deposit
+        )
         self._holds_pool = [True]
         self._finalizer = weakref.finalize(self, _pool.abandoned, io, self._holds_pool)
         _pool.register_file(self)
@@ -263,6 +267,7 @@ class IJTiffFile(FileAttributes):
         self._cond = threading.Condition(self._lock)
         self._close_lock = threading.Lock()
         self._seq.lock, self._seq.cond = self._lock, self._cond
+        self._encoder.lock = self._lock
         self._io.reset_lock_after_fork()
         self._inherited = True
         self._closing = True  # only the parent writes it
@@ -369,23 +374,19 @@ class IJTiffFile(FileAttributes):
         if not compressed:
             # nothing to compress: appending here costs less than a hand-off to the pool; the
             # frame (maybe the caller's own array) is in the file before save returns
-            self._process(job, arr, caller=True)
+            self._process(job, arr)
             del arr
             self._seq.wait_passed(job, self._release_jobs)
             with self._lock:
                 self._raise_error()
             return
-        try:
-            self._pool.submit(self._process, job, arr, False)
+        with self._lock:  # to the file's encode queue (see _encoder): a worker deposits it
+            self._encoder.put(job, arr)
             self._seq.handed(job)
-        except BaseException as exc:  # pool gone (interpreter shutting down), or Ctrl-C
-            failed = Job(job.seq, job.coord, job.charge, job.bound)
-            if isinstance(exc, Exception):
-                failed.error = exc
-            else:
-                failed.skip = True  # the plane stays free; the caller gets the interrupt
-            self._release_jobs(self._seq.deposit(failed))
-            raise
+            start = self._encoder.wants_task()
+        del arr
+        if start:
+            self._encoder.start()
 
     def _closed_error(self) -> WriterClosedError:
         why = " (it was opened before this process forked)" if self._inherited else ""
@@ -398,20 +399,29 @@ class IJTiffFile(FileAttributes):
     def _extend(self, coord: Coord) -> None:
         self._low, self._high = widen(self._low, self._high, coord)
 
-    def _process(self, job: Job, arr: np.ndarray, caller: bool) -> None:
-        """Compress and hash one frame (worker or saving thread), then take its turn."""
+    def _encode(self, job: Job, arr: np.ndarray) -> None:
+        """Compress and hash one frame into its job (a pool worker); failures go in the job."""
+        try:
+            job.data = self._codec.encode(arr)
+            job.digest = data_key(job.data)
+        except BaseException as exc:  # reported to the caller on save/flush/close
+            job.error = exc
+
+    def _deposit(self, jobs: list[Job]) -> None:
+        self._release_jobs(self._seq.deposit_many(jobs))
+
+    def _process(self, job: Job, arr: np.ndarray) -> None:
+        """Store one uncompressed frame in the saving thread, then take its turn."""
         try:
             job.data = self._codec.encode(arr)
             del arr
             job.digest = data_key(job.data)
         except Exception as exc:  # reported to the caller on save/flush/close
             job.error = exc
-        except BaseException as exc:
-            if caller:  # KeyboardInterrupt in the saving thread: the plane stays free
-                job.skip = True
-                self._release_jobs(self._seq.deposit(job))
-                raise
-            job.error = exc
+        except BaseException:  # KeyboardInterrupt in the saving thread: the plane stays free
+            job.skip = True
+            self._release_jobs(self._seq.deposit(job))
+            raise
         self._release_jobs(self._seq.deposit(job))
 
     def _append_job(self, job: Job) -> None:
@@ -464,6 +474,7 @@ class IJTiffFile(FileAttributes):
 
         """
         coord = self._coord(c, z, t)
+        self._encoder.kick()
         while True:
             with self._lock:
                 packed = self._app.planes.get(coord)
@@ -499,6 +510,7 @@ class IJTiffFile(FileAttributes):
         """
         if self._closed or self._closing:
             raise self._closed_error()
+        self._encoder.kick()
         self._seq.wait_idle(self._release_jobs)
         with self._lock:
             self._raise_error()
@@ -540,6 +552,7 @@ class IJTiffFile(FileAttributes):
             error: BaseException | None = None
             remove = False
             try:
+                self._encoder.kick()
                 self._seq.wait_idle(self._release_jobs)
                 if self._seq.error is None:
                     self._check_identity()

@@ -109,10 +109,9 @@ class Sequencer:
         return job
 
     def handed(self, job: Job) -> None:
-        """The pool has the job: a worker will deposit it."""
-        with self.lock:
-            self._reserved.pop(job.seq, None)
-            job.owner = 0
+        """The pool has the job: a worker will deposit it (lock held)."""
+        self._reserved.pop(job.seq, None)
+        job.owner = 0
 
     def free_orphans(self) -> None:
         """Let the turn pass of every job this thread reserved and never deposited (lock held).
@@ -152,14 +151,19 @@ class Sequencer:
     def deposit(self, job: Job) -> list[Job]:
         """Park a job and append whatever is next in line; return jobs whose turn passed.
 
-        A job is taken once: a second deposit of its number (a KeyboardInterrupt raised in
-        ``submit`` after the pool took the job) is ignored.
+        A job is taken once: a second deposit of its number (a job an interrupt orphaned,
+        whose turn :meth:`free_orphans` already let pass) is ignored.
         """
+        return self.deposit_many([job])
+
+    def deposit_many(self, jobs: list[Job]) -> list[Job]:
+        """:meth:`deposit` for several jobs at once (one lock, one pump)."""
         with self.lock:
-            if job.seq < self._write_seq or job.seq in self._ready:
-                return []
-            self._reserved.pop(job.seq, None)
-            self._ready[job.seq] = job
+            for job in jobs:
+                if job.seq < self._write_seq or job.seq in self._ready:
+                    continue
+                self._reserved.pop(job.seq, None)
+                self._ready[job.seq] = job
         return self.pump()
 
     def can_pump(self) -> bool:

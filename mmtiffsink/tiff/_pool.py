@@ -28,6 +28,7 @@ __all__ = [
     "default_budget_bytes",
     "default_workers",
     "pool_users",
+    "pool_workers",
     "register_file",
     "release_pool",
 ]
@@ -107,6 +108,11 @@ _budget = Budget(default_budget_bytes())
 def budget() -> Budget:
     """The process's in-flight budget."""
     return _budget
+
+
+def pool_workers(pool: ThreadPoolExecutor) -> int:
+    """The number of threads of ``pool``."""
+    return int(getattr(pool, "_max_workers", 0) or default_workers())
 
 
 def acquire_pool() -> ThreadPoolExecutor:
