@@ -18,7 +18,7 @@ import struct
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, final
 
@@ -111,6 +111,8 @@ class FileInfo:
     z_step_um: float | None
     interval_s: float | None
     channel_names: list[str] = field(default_factory=list)
+    frames_uncompressed: int = 0
+    """Stored frames of a compressed file no smaller than raw (``keep_up`` stored them so)."""
     finished: bool = True
     """False for a file left by a killed writer (``mmtiffsink repair`` finishes it)."""
     written_by: str | None = None
@@ -128,6 +130,8 @@ class FileInfo:
         stored = f"{self.frames_stored} stored"
         if self.frames_stored < self.planes:
             stored += " (identical frames stored once)"
+        if self.frames_uncompressed:
+            stored += f", {self.frames_uncompressed} of them uncompressed (keep_up)"
         lines = [
             str(self.path),
             f"  format       {self.profile}, {self.codec}, {self.dtype}{maker}",
@@ -152,25 +156,15 @@ class FileInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field plus ``compression_ratio``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         ratio = self.compression_ratio
-        return {
-            "path": str(self.path),
-            "size_bytes": self.size_bytes,
-            "profile": self.profile,
-            "codec": self.codec,
-            "dtype": self.dtype,
-            "shape": dict(self.shape),
-            "planes": self.planes,
-            "frames_stored": self.frames_stored,
-            "raw_bytes": self.raw_bytes,
-            "compression_ratio": ratio if math.isfinite(ratio) else None,
-            "pixel_size_um": self.pixel_size_um,
-            "z_step_um": self.z_step_um,
-            "interval_s": self.interval_s,
-            "channel_names": list(self.channel_names),
-            "finished": self.finished,
-            "written_by": self.written_by,
-        }
+        out.update(
+            path=str(self.path),
+            shape=dict(self.shape),
+            channel_names=list(self.channel_names),
+            compression_ratio=ratio if math.isfinite(ratio) else None,
+        )
+        return out
 
 
 def _num(value: float) -> str:
@@ -344,7 +338,10 @@ def _inspect(
     pages.set_keyframe(0)
     npages = len(pages)
     keys: set[object] = set()
+    raw_keys: set[object] = set()  # frames of a compressed file stored uncompressed
     whole_frames = settings is not None  # mmtiffsink stores a frame as one contiguous block
+    frame_raw = math.prod(first.shape) * np.dtype(first.dtype or "uint8").itemsize
+    compressed = first.compression != 1
     for index in range(npages):
         try:
             page = pages[index]
@@ -366,6 +363,8 @@ def _inspect(
             raise DatasetError(msg)
         if offsets:
             keys.add(offsets[0] if whole_frames else offsets)
+            if compressed and sum(counts) >= frame_raw:
+                raw_keys.add(offsets[0])
     if _next_ifd(tif, pages[npages - 1]) != 0:  # tifffile stopped at a bad link
         raise _corrupt(path, records, f"the IFD chain breaks after plane {npages - 1}")
 
@@ -407,6 +406,7 @@ def _inspect(
         shape=shape,
         planes=planes,
         frames_stored=frames_stored,
+        frames_uncompressed=len(raw_keys),
         raw_bytes=raw_bytes,
         pixel_size_um=pixel_size,
         z_step_um=z_step,

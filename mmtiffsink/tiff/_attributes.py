@@ -52,6 +52,7 @@ class FileAttributes:
         "_inflight_bytes",
         "_inherited",
         "_io",
+        "_keep_up",
         "_layout",
         "_lock",
         "_low",
@@ -65,6 +66,7 @@ class FileAttributes:
         "_settings",
         "_static",
         "blank_planes",
+        "frames_kept_up",
         "path",
     )
 

@@ -161,6 +161,20 @@ class Codec:
             return bytes(imagecodecs.deflate_encode(frame, level=self.level))  # type: ignore[arg-type]
         return frame.data.cast("B")
 
+    def encode_stored(self, frame: np.ndarray) -> bytes | memoryview:
+        """The frame in this codec's format without compressing it: the cheapest valid form.
+
+        zstd: a zstd frame of raw blocks (part of the zstd format every decoder reads);
+        deflate: deflate's stored blocks (level 0); none: the frame's bytes. The Compression
+        tag stays the codec's own, so a file holding such frames among compressed ones is
+        uniform for every reader (``keep_up``).
+        """
+        if self.name == "zstd":
+            return _zstd_raw_frame(frame.data.cast("B"))
+        if self.name == "deflate":
+            return bytes(imagecodecs.deflate_encode(frame, level=0))  # type: ignore[arg-type]
+        return frame.data.cast("B")
+
     def decode(self, data: bytes, dtype: np.dtype[Any], shape: tuple[int, int]) -> np.ndarray:
         """Decompress a whole frame written by :meth:`encode` into an array of ``shape``."""
         if self.name == "zstd":
@@ -183,6 +197,32 @@ class Codec:
             msg = f"a codec is a dict with name and level, got {data!r}"
             raise ConfigError(msg)
         return cls.parse((data.get("name"), data.get("level")))
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_BLOCK = 1 << 17  # the largest block the format allows
+
+
+def _zstd_raw_frame(data: memoryview) -> bytes:
+    """A zstd frame holding ``data`` in raw (uncompressed) blocks (RFC 8878, 3.1.1).
+
+    Single segment, the content size in the header, no checksum; each block is a 3-byte
+    header (last flag, type 0 = raw, size) and up to 128 KiB of the data.
+    """
+    n = len(data)
+    wide = n >= 1 << 32
+    parts: list[bytes | memoryview] = [
+        _ZSTD_MAGIC.to_bytes(4, "little"),
+        bytes([(3 if wide else 2) << 6 | 1 << 5]),  # content size field of 8 or 4 bytes
+        n.to_bytes(8 if wide else 4, "little"),
+    ]
+    if n == 0:
+        parts.append((1).to_bytes(3, "little"))  # one empty last block
+    for offset in range(0, n, _ZSTD_BLOCK):
+        size = min(_ZSTD_BLOCK, n - offset)
+        last = offset + size >= n
+        parts += [(size << 3 | last).to_bytes(3, "little"), data[offset : offset + size]]
+    return b"".join(parts)
 
 
 def _level(name: str, level: Any, written: str = "") -> int:

@@ -119,6 +119,13 @@ class IJTiffFile(FileAttributes):
         Frames of this file queued or being compressed before ``save`` blocks. Default: no
         per-file limit; every file shares the process's in-flight budget in bytes
         (``MMTIFFSINK_INFLIGHT_MB``, default 32 MiB per worker, at least 64 MiB).
+    keep_up
+        Never make ``save`` wait for the compression pool: when the in-flight budget is
+        full (the pool is behind the source), the frame is stored uncompressed, in the
+        codec's own format (zstd raw blocks, deflate stored blocks: the file's Compression
+        tag stays one, so every reader reads it), by the saving thread at once.
+        ``frames_kept_up`` counts them. Default off (``save`` waits: back-pressure, the
+        smallest file); the acquisition sinks turn it on.
     cast
         How frames of another dtype are stored. ``"exact"`` (default): a cast that would
         change any value (wrap, NaN into integers, fractions into integers, float precision)
@@ -165,6 +172,7 @@ class IJTiffFile(FileAttributes):
         channel_names: Sequence[str] | None = None,
         overwrite: bool = True,
         max_inflight: int | None = None,
+        keep_up: bool = False,
         cast: Cast = "exact",
         max_planes: int = MAX_PLANES,
         allow_negative: bool = False,
@@ -202,6 +210,10 @@ class IJTiffFile(FileAttributes):
             msg = f"max_inflight is a number of frames >= 1, got {max_inflight!r}"
             raise ConfigError(msg)
         self._max_inflight = max_inflight
+        if not isinstance(keep_up, bool):
+            msg = f"keep_up is True or False, got {keep_up!r}"
+            raise ConfigError(msg)
+        self._keep_up = keep_up
         self.path = Path(path)
         io = open_output(self.path, overwrite=overwrite)
         slots = (
@@ -242,6 +254,7 @@ class IJTiffFile(FileAttributes):
         self._static: tuple[Tag, ...] | None = None
         self._plane_tags: dict[Coord, list[Tag]] = {}
         self.blank_planes = 0
+        self.frames_kept_up = 0
         self._budget = _pool.budget()
         self._pool = _pool.acquire_pool()
         self._encoder = EncodeQueue(
@@ -336,12 +349,18 @@ class IJTiffFile(FileAttributes):
             extra.append(info.tag())
         bound = size_bound(self._app, arr.nbytes, self._codec.compressed, extra)
         charge = arr.nbytes + bound
-        acquired = False
+        acquired = stored = False
         try:
-            acquired = self._budget.acquire(
-                charge, self._full, lambda: self._closing or self._seq.error is not None
-            )
-            if not acquired:
+            if self._keep_up and compressed:
+                # the pool is behind: store this frame (uncompressed, in the codec's format)
+                # in this thread now instead of waiting for room in the budget
+                acquired = self._budget.try_acquire(charge, self._full)
+                stored = not acquired
+            else:
+                acquired = self._budget.acquire(
+                    charge, self._full, lambda: self._closing or self._seq.error is not None
+                )
+            if not acquired and not stored:
                 with self._lock:
                     self._raise_error()
                 raise self._closed_error()
@@ -364,13 +383,19 @@ class IJTiffFile(FileAttributes):
                 self._claimed.add(coord)
                 self._extend(coord)
                 self._inflight_bytes += bound
-                job = self._seq.reserve(coord, charge, bound, tuple(extra))
+                if stored:
+                    job = self._seq.reserve_unordered(coord, bound, tuple(extra))
+                else:
+                    job = self._seq.reserve(coord, charge, bound, tuple(extra))
         except BaseException:
             with self._lock:  # a reserved job gives its charge back when its turn passes
                 reserved = self._seq.holds(coord)
             if acquired and not reserved:
                 self._budget.release(charge)
             raise
+        if stored:
+            self._store_now(job, arr)
+            return
         if not compressed:
             # nothing to compress: appending here costs less than a hand-off to the pool; the
             # frame (maybe the caller's own array) is in the file before save returns
@@ -407,6 +432,18 @@ class IJTiffFile(FileAttributes):
         except BaseException as exc:  # reported to the caller on save/flush/close
             job.error = exc
 
+    def _store_now(self, job: Job, arr: np.ndarray) -> None:
+        """keep_up: append a frame uncompressed in this thread, out of the save order."""
+        try:
+            job.data = self._codec.encode_stored(arr)
+            job.digest = data_key(job.data)
+        except Exception as exc:  # reported below, as for any frame
+            job.error = exc
+        del arr
+        self._release_jobs(self._seq.append_unordered(job))
+        with self._lock:
+            self._raise_error()
+
     def _deposit(self, jobs: list[Job]) -> None:
         self._release_jobs(self._seq.deposit_many(jobs))
 
@@ -434,6 +471,8 @@ class IJTiffFile(FileAttributes):
         """A job's turn passed (lock held)."""
         self._claimed.discard(job.coord)
         self._inflight_bytes -= job.bound
+        if landed and job.unordered:
+            self.frames_kept_up += 1
         job.data = b""
 
     def _release_jobs(self, jobs: list[Job]) -> None:

@@ -47,6 +47,8 @@ class Job:
     """The thread that will deposit it (0: a pool worker)."""
     passed: bool = False
     """Its turn has passed (appended, dropped or skipped)."""
+    unordered: bool = False
+    """Appended by its saving thread at once, outside the save order (``keep_up``)."""
 
 
 class Sequencer:
@@ -85,6 +87,9 @@ class Sequencer:
         # jobs a saving thread reserved and still owns (not deposited, not handed to the pool):
         # at most one or two per saving thread, so looking through them costs nothing
         self._reserved: dict[int, Job] = {}
+        # jobs a saving thread appends itself, out of order (keep_up), until they pass
+        self._unordered: dict[int, Job] = {}
+        self._wanted = 0  # saving threads waiting for the appender role (they go first)
         self._role = 0  # the thread holding the appender role
         self._next_seq = 0
         self._write_seq = 0
@@ -108,6 +113,57 @@ class Sequencer:
         self.pending += 1
         return job
 
+    def reserve_unordered(
+        self, coord: Coord, bound: int, extra: tuple[Tag, ...]
+    ) -> Job:
+        """A job its saving thread appends at once with :meth:`append_unordered` (lock held).
+
+        Pending like any job (so ``close`` waits for it); an interrupt between the two
+        leaves it to :meth:`free_orphans`, as for :meth:`reserve`.
+        """
+        job = Job(-1, coord, 0, bound, extra=extra, unordered=True)
+        job.owner = threading.get_ident()
+        self._unordered[id(job)] = job
+        self.pending += 1
+        return job
+
+    def append_unordered(self, job: Job) -> list[Job]:
+        """Append a job of :meth:`reserve_unordered` in this thread, now; return jobs passed.
+
+        Waits only for a running append (one thread appends at a time; a waiting saving
+        thread goes before the parked jobs), then appends the parked jobs next in line too.
+        """
+        landed = False
+        with self.lock:
+            if self._unordered.pop(id(job), None) is None:
+                return []  # its turn already passed (see free_orphans)
+            if self._appending and self._role == threading.get_ident():
+                self._appending = False  # left held by an interrupt in this thread
+            self._wanted += 1
+            try:
+                while self._appending:
+                    self.cond.wait()
+            except BaseException:
+                self._unordered[id(job)] = job  # still this thread's: free_orphans takes it
+                raise
+            finally:
+                self._wanted -= 1
+            self._appending = True
+            self._role = threading.get_ident()
+        try:
+            landed = self._run(job)
+        except BaseException:
+            landed = self._landed(job)
+            raise
+        finally:
+            with self.lock:
+                self._appending = False
+                self.pending -= 1
+                job.passed = True
+                self._finished(job, landed)
+                self.cond.notify_all()
+        return self.pump()
+
     def handed(self, job: Job) -> None:
         """The pool has the job: a worker will deposit it (lock held)."""
         self._reserved.pop(job.seq, None)
@@ -124,6 +180,11 @@ class Sequencer:
             del self._reserved[job.seq]
             job.skip = True
             self._ready[job.seq] = job
+        for job in [j for j in self._unordered.values() if j.owner == me]:
+            del self._unordered[id(job)]
+            self.pending -= 1
+            job.passed = True
+            self._finished(job, False)
 
     def holds(self, coord: Coord) -> bool:
         """Whether this thread reserved a job for ``coord`` and still owns it (lock held)."""
@@ -167,8 +228,8 @@ class Sequencer:
         return self.pump()
 
     def can_pump(self) -> bool:
-        """True when a job is next in line and no thread appends (lock held)."""
-        return not self._appending and self._write_seq in self._ready
+        """True when a job is next in line, no thread appends or waits to (lock held)."""
+        return not self._appending and not self._wanted and self._write_seq in self._ready
 
     def pump(self) -> list[Job]:
         """Take the appender role if free and a job is next in line; return the jobs done.

@@ -90,6 +90,15 @@ class Budget:
                     return True
                 self._cond.wait()
 
+    def try_acquire(self, nbytes: int, blocked: Callable[[], bool]) -> bool:
+        """Take ``nbytes`` if they fit now and not ``blocked()``; never wait."""
+        with self._lock:
+            fits = self.used == 0 or self.used + nbytes <= self.capacity
+            if fits and not blocked():
+                self.used += nbytes
+                return True
+            return False
+
     def release(self, nbytes: int) -> None:
         """Give back ``nbytes`` and wake the waiters."""
         with self._lock:
