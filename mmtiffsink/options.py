@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictStr,
     ValidationError,
     field_validator,
@@ -111,6 +112,11 @@ class SinkOptions(BaseModel):
         dataset name gets ``_1``, ``_2``, ... as Micro-Manager and pycro-manager do).
     max_planes
         Cap on the planes (C x Z x T) of one file (default 10**7).
+    keep_up
+        Never hold the camera for compression (default True): a frame that finds the
+        process's in-flight budget full is stored uncompressed at once (in the codec's own
+        format, so every reader still reads the file) instead of waiting for the pool. False:
+        the acquisition waits for the pool (the smallest files; replay's default).
 
     """
 
@@ -127,6 +133,7 @@ class SinkOptions(BaseModel):
     interval_s: float | None = None
     if_exists: IfExists = "error"
     max_planes: Annotated[int, Field(ge=1, strict=True)] = MAX_PLANES
+    keep_up: StrictBool = True
 
     def __init__(self, /, **data: Any) -> None:
         # built in Python: mmtiffsink's own errors (a run file validates with line numbers)
@@ -258,6 +265,7 @@ class SinkOptions(BaseModel):
             "colors": None if self.colors is None else list(self.colors),
             "colormap": self.colormap,
             "max_planes": self.max_planes,
+            "keep_up": self.keep_up,
         }
 
 

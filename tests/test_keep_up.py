@@ -151,3 +151,24 @@ def test_imagej_reads_kept_up_deflate_frames(
     for t in range(6):
         want = tuple(float(frame(t)[y, x]) for x, y in points)
         assert seen.planes[(0, 0, t)].values == want
+
+
+def test_sinks_keep_up_by_default_and_replay_does_not(tmp_path: Path, tiny_budget: None) -> None:
+    from mmtiffsink.options import SinkOptions
+    from mmtiffsink.replay import ReplayOptions
+    from mmtiffsink.sink import TiffSink
+
+    assert SinkOptions().keep_up and not ReplayOptions().keep_up
+    with TiffSink(tmp_path, "live", compression=("zstd", 19)) as sink:
+        for t in range(16):
+            sink.put(frame(t), {"time": t}, {})
+    (path,) = sink.files
+    summary = file_info(path)
+    assert summary.frames_uncompressed > 0
+    with tifffile.TiffFile(path) as f:
+        for t, page in enumerate(f.pages):
+            np.testing.assert_array_equal(page.asarray(), frame(t))
+    with TiffSink(tmp_path, "waits", compression=("zstd", 19), keep_up=False) as sink:
+        for t in range(4):
+            sink.put(frame(t), {"time": t}, {})
+    assert file_info(sink.files[0]).frames_uncompressed == 0
