@@ -440,9 +440,15 @@ class IJTiffFile(FileAttributes):
         except Exception as exc:  # reported below, as for any frame
             job.error = exc
         del arr
-        self._release_jobs(self._seq.append_unordered(job))
+        self._seq.append_unordered(job)
         with self._lock:
             self._raise_error()
+            parked = self._seq.can_pump()
+        if parked:  # jobs a worker left while this thread appended: a worker appends them
+            self._pool.submit(self._pump)
+
+    def _pump(self) -> None:
+        self._release_jobs(self._seq.pump())
 
     def _deposit(self, jobs: list[Job]) -> None:
         self._release_jobs(self._seq.deposit_many(jobs))

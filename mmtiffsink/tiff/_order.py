@@ -127,16 +127,16 @@ class Sequencer:
         self.pending += 1
         return job
 
-    def append_unordered(self, job: Job) -> list[Job]:
-        """Append a job of :meth:`reserve_unordered` in this thread, now; return jobs passed.
+    def append_unordered(self, job: Job) -> None:
+        """Append a job of :meth:`reserve_unordered` in this thread, now.
 
-        Waits only for a running append (one thread appends at a time; a waiting saving
-        thread goes before the parked jobs), then appends the parked jobs next in line too.
+        Waits only for the job being appended by another thread (a waiting saving thread
+        goes before the parked jobs); parked jobs are left to a worker (see ``can_pump``).
         """
         landed = False
         with self.lock:
             if self._unordered.pop(id(job), None) is None:
-                return []  # its turn already passed (see free_orphans)
+                return  # its turn already passed (see free_orphans)
             if self._appending and self._role == threading.get_ident():
                 self._appending = False  # left held by an interrupt in this thread
             self._wanted += 1
@@ -162,7 +162,6 @@ class Sequencer:
                 job.passed = True
                 self._finished(job, landed)
                 self.cond.notify_all()
-        return self.pump()
 
     def handed(self, job: Job) -> None:
         """The pool has the job: a worker will deposit it (lock held)."""
@@ -252,6 +251,9 @@ class Sequencer:
             rest: list[Job] = []
             try:
                 for i, job in enumerate(batch):
+                    if self._wanted:  # a saving thread waits for the role: it goes first
+                        rest = batch[i:]
+                        break
                     try:
                         landed = self._run(job)
                     except BaseException:
