@@ -251,13 +251,21 @@ class FileAttributes:
             self._plane_tags.setdefault(coord, []).extend(tags)  # type: ignore[arg-type]
 
     def set_compression(self, compression: int | str, level: int | None = None) -> None:
-        """Change the codec before the first save (tiffwrite's call form: code or name, level)."""
+        """Change the codec before the first save (tiffwrite's call form: code or name, level).
+
+        The file's predictor stays on for a new codec (not for ``"none"``).
+        """
         with self._lock:
             if self._seq.pending or self._app.planes:
                 msg = "the compression can only be changed before the first save"
                 raise ConfigError(msg)
-            spec = compression if level is None else (compression, level)
-            self._codec = self._profile.codec(spec, shape_known=self._settings.shape is not None)
+            codec = Codec.parse(compression if level is None else (compression, level))
+            self._codec = self._profile.codec(
+                codec,
+                predictor=self._codec.predictor and codec.compressed,
+                dtype=self._dtype,
+                shape_known=self._settings.shape is not None,
+            )
             if self._app.slots is not None and self._codec.compressed:
                 self._app.slots = None
             self._static = None
