@@ -185,7 +185,10 @@ class Codec:
             raise ConfigError(msg)
         name = _ALIASES.get(key)
         if name is None:
-            msg = f"unknown compression {compression!r}: use 'zstd', 'deflate' or None"
+            msg = (
+                f"unknown compression {compression!r}: use 'zstd', 'deflate' or None (a level "
+                "as in 'zstd:9', the predictor as in 'zstd:1+predictor')"
+            )
             raise ConfigError(msg)
         if level is None or (isinstance(level, str) and not level.strip()):
             return cls(name, cls.DEFAULT_LEVELS[name], predictor)
