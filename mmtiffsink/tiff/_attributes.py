@@ -250,6 +250,12 @@ class FileAttributes:
                 raise ConfigError(msg)
             self._plane_tags.setdefault(coord, []).extend(tags)  # type: ignore[arg-type]
 
+    def _pick_codec(self, compression: Any, predictor: bool, shape_known: bool) -> Codec:
+        """The profile's codec for ``compression`` (with the predictor), checked for the dtype."""
+        return self._profile.codec(
+            compression, predictor=predictor, dtype=self._dtype, shape_known=shape_known
+        )
+
     def set_compression(self, compression: int | str, level: int | None = None) -> None:
         """Change the codec before the first save (tiffwrite's call form: code or name, level).
 
@@ -260,12 +266,8 @@ class FileAttributes:
                 msg = "the compression can only be changed before the first save"
                 raise ConfigError(msg)
             codec = Codec.parse(compression if level is None else (compression, level))
-            self._codec = self._profile.codec(
-                codec,
-                predictor=self._codec.predictor and codec.compressed,
-                dtype=self._dtype,
-                shape_known=self._settings.shape is not None,
-            )
+            predictor = self._codec.predictor and codec.compressed
+            self._codec = self._pick_codec(codec, predictor, self._settings.shape is not None)
             if self._app.slots is not None and self._codec.compressed:
                 self._app.slots = None
             self._static = None

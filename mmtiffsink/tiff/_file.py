@@ -43,7 +43,7 @@ from ._appender import (
     static_tags,
 )
 from ._attributes import FileAttributes
-from ._codecs import Codec, CompressionLike
+from ._codecs import CompressionLike
 from ._encoder import EncodeQueue
 from ._finish import finish_file
 from ._frames import (
@@ -97,10 +97,10 @@ class IJTiffFile(FileAttributes):
         Z step in µm (``delta_z``).
     timeinterval
         Time between time points in seconds (``time_interval``).
-    compression
-        ``"zstd"``, ``"zstd:9"``, ``("zstd", level)``, ``"deflate"``, ``("deflate", level)``
-        or ``None``; a text may end with ``+predictor`` (``"zstd:1+predictor"``). Default:
-        zstd level 3 for ``bigtiff`` and ``ome``, deflate level 1 for ``imagej``.
+    compression, predictor
+        ``"zstd"``, ``"zstd:9"``, ``("zstd", 9)``, ``"deflate"`` or ``None`` (default: zstd 3,
+        deflate 1 for ``imagej``); ``predictor=True`` (or ``"zstd:1+predictor"``) adds TIFF's
+        differencing predictor: integer pixels, ``bigtiff``/``ome`` (ImageJ reads it wrongly).
     profile
         ``"bigtiff"`` (any size; Fiji/Bio-Formats, tifffile), ``"imagej"`` (classic TIFF of
         at most 4 GiB that plain ImageJ 1.x opens; no compression or deflate) or ``"ome"``
@@ -113,11 +113,6 @@ class IJTiffFile(FileAttributes):
         refused: the writer owns them.
     channel_names
         Channel names, stored in the ``Info`` field (``ChannelNName = ...``) and as labels.
-    predictor
-        Add TIFF's horizontal-differencing predictor (tag 317 = 2) to the codec: 4-5% smaller
-        files at about the codec's speed, decoded by Bio-Formats and tifffile. Integer pixels
-        only; refused by the ``imagej`` profile (ImageJ 1.x decodes it into wrong values).
-        False: as ``compression`` says.
     overwrite
         Replace an existing file (default, like tiffwrite) or raise
         :class:`~mmtiffsink.errors.OutputExistsError`.
@@ -193,9 +188,7 @@ class IJTiffFile(FileAttributes):
         self._cast = check_cast(cast)
         self._max_planes = check_cap(max_planes)
         declared = check_shape(shape, self._max_planes)
-        self._codec: Codec = self._profile.codec(
-            compression, predictor=predictor, dtype=self._dtype, shape_known=declared is not None
-        )
+        self._codec = self._pick_codec(compression, predictor, shape_known=declared is not None)
         self._negative = bool(allow_negative) and declared is None
         self._settings = Settings(
             shape=declared,
