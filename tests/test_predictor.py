@@ -262,3 +262,30 @@ def test_sink_options_and_a_sink(tmp_path: Path) -> None:
     for t in range(2):
         for c in range(2):
             np.testing.assert_array_equal(stack[t, c], data[2 * t + c])
+
+
+def test_keep_up_frames_of_a_predictor_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames keep_up stores uncompressed carry the predictor too: every IFD says Predictor=2.
+
+    The process budget is one byte (one frame in flight) and the codec slow (zstd 19), so the
+    pool is behind from the second frame on (as in tests/test_keep_up.py).
+    """
+    from mmtiffsink.tiff import _pool
+
+    monkeypatch.setattr(_pool, "_budget", _pool.Budget(1))
+    path = tmp_path / "k.tif"
+    frames = [smooth_frame((256, 256)) + np.uint16(t) for t in range(16)]
+    with IJTiffFile(path, compression=("zstd", 19), predictor=True, keep_up=True) as tif:
+        for t, frame in enumerate(frames):
+            tif.save(frame, 0, 0, t)
+    assert 0 < tif.frames_kept_up < 16
+    for t in (0, 15):
+        np.testing.assert_array_equal(tif.read_frame(0, 0, t)[0], frames[t])
+    with tifffile.TiffFile(path) as f:
+        assert {page.predictor for page in f.pages} == {2}
+        for page in f.pages:
+            np.testing.assert_array_equal(page.asarray(), frames[page_plane(page)[2]])
+    info = file_info(path)
+    assert info.codec == "zstd+predictor" and info.frames_uncompressed == tif.frames_kept_up

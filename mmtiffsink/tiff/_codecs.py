@@ -243,8 +243,11 @@ class Codec:
         zstd: a zstd frame of raw blocks (part of the zstd format every decoder reads);
         deflate: deflate's stored blocks (level 0); none: the frame's bytes. The Compression
         tag stays the codec's own, so a file holding such frames among compressed ones is
-        uniform for every reader (``keep_up``).
+        uniform for every reader (``keep_up``). The predictor (when on) is applied all the
+        same: every IFD of the file says Predictor = 2.
         """
+        if self.predictor:
+            frame = imagecodecs.delta_encode(frame, axis=-1)
         if self.name == "zstd":
             return _zstd_raw_frame(frame.data.cast("B"))
         if self.name == "deflate":
