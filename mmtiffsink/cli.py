@@ -44,7 +44,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         "--predictor",
         action="store_true",
         help="add TIFF's horizontal-differencing predictor to the codec (integer pixels; "
-        "bigtiff and ome profiles): files 4-5%% smaller at about the same speed",
+        "bigtiff and ome profiles): files about 4%% smaller",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace output files that exist"

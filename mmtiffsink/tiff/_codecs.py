@@ -54,9 +54,9 @@ class Codec:
     predictor
         TIFF's horizontal-differencing predictor (tag 317 = 2) before the codec: each pixel
         is stored as its difference from its left neighbour (integer pixels, with
-        wrap-around), which makes microscopy frames compress 4-5% smaller at about the
-        codec's speed. Integer pixels only, and only with a codec (not ``"none"``); written
-        as ``"zstd:1+predictor"``.
+        wrap-around), which makes microscopy frames compress about 4% smaller (zstd 1 then
+        runs at 0.7-0.8x its speed, deflate 1 at about its speed). Integer pixels only, and
+        only with a codec (not ``"none"``); written as ``"zstd:1+predictor"``.
 
     """
 
