@@ -96,7 +96,8 @@ class FileInfo:
     """``"bigtiff"``, ``"imagej"`` (classic ImageJ hyperstack), ``"ome"`` (an mmtiffsink OME-TIFF)
     or ``"tiff"`` (anything else)."""
     codec: str
-    """``"zstd"``, ``"deflate"``, ``"none"``, or tifffile's name of another compression."""
+    """``"zstd"``, ``"deflate"``, ``"none"`` or tifffile's name of another compression, then
+    ``+predictor`` for horizontal differencing (``+p3``: another predictor's number)."""
     dtype: str
     """Numpy dtype name of the pixels."""
     shape: dict[str, int]
@@ -454,7 +455,8 @@ def _profile(tif: tifffile.TiffFile, settings: Mapping[str, Any] | None) -> str:
 
 def _codec(page: tifffile.TiffPage) -> str:
     name = tifffile.COMPRESSION(page.compression).name
-    return _CODEC_NAMES.get(name, name.lower())
+    codec, predictor = _CODEC_NAMES.get(name, name.lower()), int(page.predictor)
+    return codec + ("" if predictor == 1 else "+predictor" if predictor == 2 else f"+p{predictor}")
 
 
 def _positive(value: Any) -> float | None:

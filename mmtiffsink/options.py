@@ -95,9 +95,15 @@ class SinkOptions(BaseModel):
         TIFF of at most 4 GiB that plain ImageJ 1.x also opens) or ``"ome"`` (OME-TIFF:
         BigTIFF with OME-XML; Bio-Formats' OME reader, bioio, OMERO, QuPath).
     compression
-        ``"zstd"``, ``"zstd:9"``, ``("zstd", 9)``, ``"deflate"``, ``None`` (none) or
-        :data:`~mmtiffsink.tiff.DEFAULT` (the profile's default: zstd 3 for bigtiff, deflate 1
-        for imagej). Stored as a :class:`~mmtiffsink.tiff.Codec` (or ``DEFAULT``).
+        ``"zstd"``, ``"zstd:9"``, ``("zstd", 9)``, ``"deflate"``, ``"zstd:1+predictor"``,
+        ``None`` (none) or :data:`~mmtiffsink.tiff.DEFAULT` (the profile's default: zstd 3
+        for bigtiff and ome, deflate 1 for imagej). Stored as a
+        :class:`~mmtiffsink.tiff.Codec` (or ``DEFAULT``).
+    predictor
+        Add TIFF's horizontal-differencing predictor to the codec (files about 4% smaller;
+        zstd 1 runs at 0.7-0.8x its speed, deflate 1 at about its speed; Bio-Formats and
+        tifffile decode it). Integer pixels only; the ``imagej`` profile refuses it (ImageJ
+        1.x decodes it into wrong values).
     channel_names
         Channel names in the wanted channel order; without them, named channels are indexed
         in order of first arrival.
@@ -125,6 +131,7 @@ class SinkOptions(BaseModel):
     template: StrictStr = "{name}_{position}.tif"
     profile: ProfileName = "bigtiff"
     compression: Any = DEFAULT
+    predictor: StrictBool = False
     channel_names: tuple[StrictStr, ...] | None = None
     colors: tuple[Annotated[Any, BeforeValidator(_color)], ...] | None = None
     colormap: Annotated[StrictStr, Field(min_length=1)] | None = None
@@ -214,10 +221,15 @@ class SinkOptions(BaseModel):
         if self.colors is not None and self.colormap is not None:
             msg = "give colors (one per channel) or colormap (for all channels), not both"
             raise _problem(ConfigError(msg), "colormap")
+        profile = Profile.get(self.profile)
         try:
-            Profile.get(self.profile).codec(self.compression, shape_known=False)
+            profile.codec(self.compression, shape_known=False)
         except MMTiffSinkError as exc:
             raise _problem(exc, "compression") from None
+        try:
+            profile.codec(self.compression, predictor=self.predictor, shape_known=False)
+        except MMTiffSinkError as exc:
+            raise _problem(exc, "predictor") from None
         return self
 
     # ------------------------------------------------------------------ building
@@ -254,8 +266,9 @@ class SinkOptions(BaseModel):
 
     @property
     def codec(self) -> Codec:
-        """The codec of every file (the profile's default resolved)."""
-        return Profile.get(self.profile).codec(self.compression, shape_known=False)
+        """The codec of every file (the profile's default resolved, the predictor added)."""
+        profile = Profile.get(self.profile)
+        return profile.codec(self.compression, predictor=self.predictor, shape_known=False)
 
     def writer_arguments(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~mmtiffsink.tiff.IJTiffFile` for these options."""

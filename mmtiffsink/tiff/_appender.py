@@ -398,6 +398,8 @@ def static_tags(
         Tag.ascii(SETTINGS_TAG, json.dumps(settings.to_json(profile), sort_keys=True)),
         *extratags,
     ]
+    if codec.predictor:
+        tags.append(Tag.short(317, [codec.tiff_predictor]))
     if pxsize is not None:
         tags += [
             Tag.rational(282, [1.0 / pxsize]),

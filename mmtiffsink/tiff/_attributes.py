@@ -250,14 +250,24 @@ class FileAttributes:
                 raise ConfigError(msg)
             self._plane_tags.setdefault(coord, []).extend(tags)  # type: ignore[arg-type]
 
+    def _pick_codec(self, compression: Any, predictor: bool, shape_known: bool) -> Codec:
+        """The profile's codec for ``compression`` (with the predictor), checked for the dtype."""
+        return self._profile.codec(
+            compression, predictor=predictor, dtype=self._dtype, shape_known=shape_known
+        )
+
     def set_compression(self, compression: int | str, level: int | None = None) -> None:
-        """Change the codec before the first save (tiffwrite's call form: code or name, level)."""
+        """Change the codec before the first save (tiffwrite's call form: code or name, level).
+
+        The file's predictor stays on for a new codec (not for ``"none"``).
+        """
         with self._lock:
             if self._seq.pending or self._app.planes:
                 msg = "the compression can only be changed before the first save"
                 raise ConfigError(msg)
-            spec = compression if level is None else (compression, level)
-            self._codec = self._profile.codec(spec, shape_known=self._settings.shape is not None)
+            codec = Codec.parse(compression if level is None else (compression, level))
+            predictor = self._codec.predictor and codec.compressed
+            self._codec = self._pick_codec(codec, predictor, self._settings.shape is not None)
             if self._app.slots is not None and self._codec.compressed:
                 self._app.slots = None
             self._static = None

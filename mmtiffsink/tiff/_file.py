@@ -43,7 +43,7 @@ from ._appender import (
     static_tags,
 )
 from ._attributes import FileAttributes
-from ._codecs import Codec, CompressionLike
+from ._codecs import CompressionLike
 from ._encoder import EncodeQueue
 from ._finish import finish_file
 from ._frames import (
@@ -97,9 +97,10 @@ class IJTiffFile(FileAttributes):
         Z step in µm (``delta_z``).
     timeinterval
         Time between time points in seconds (``time_interval``).
-    compression
-        ``"zstd"``, ``"zstd:9"``, ``("zstd", level)``, ``"deflate"``, ``("deflate", level)``
-        or ``None``. Default: zstd level 3 for ``bigtiff``, deflate level 1 for ``imagej``.
+    compression, predictor
+        ``"zstd"``, ``"zstd:9"``, ``("zstd", 9)``, ``"deflate"`` or ``None`` (default: zstd 3,
+        deflate 1 for ``imagej``); ``predictor=True`` (or ``"zstd:1+predictor"``) adds TIFF's
+        differencing predictor: integer pixels, ``bigtiff``/``ome`` (ImageJ reads it wrongly).
     profile
         ``"bigtiff"`` (any size; Fiji/Bio-Formats, tifffile), ``"imagej"`` (classic TIFF of
         at most 4 GiB that plain ImageJ 1.x opens; no compression or deflate) or ``"ome"``
@@ -170,6 +171,7 @@ class IJTiffFile(FileAttributes):
         extratags: TagsLike = None,
         *,
         channel_names: Sequence[str] | None = None,
+        predictor: bool = False,
         overwrite: bool = True,
         max_inflight: int | None = None,
         keep_up: bool = False,
@@ -186,7 +188,7 @@ class IJTiffFile(FileAttributes):
         self._cast = check_cast(cast)
         self._max_planes = check_cap(max_planes)
         declared = check_shape(shape, self._max_planes)
-        self._codec: Codec = self._profile.codec(compression, shape_known=declared is not None)
+        self._codec = self._pick_codec(compression, predictor, shape_known=declared is not None)
         self._negative = bool(allow_negative) and declared is None
         self._settings = Settings(
             shape=declared,
