@@ -449,7 +449,10 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
 
         elif job.case == "storage-zstd":  # an older checkout: TiffStorage as the RAM dataset
             result.detail["storage"] = "TiffStorage in place of NDRAMDataset"
-            storage = adapters.TiffStorage(TiffSink(out, "bench", compression=CODECS[job.case], keep_up=job.case not in WAITS))
+            sink = TiffSink(
+                out, "bench", compression=CODECS[job.case], keep_up=job.case not in WAITS
+            )
+            storage = adapters.TiffStorage(sink)
             timed = Timed(storage.put_image, pool, len(events), profiler, image_arg=1)
             storage.put_image = timed
             backend.NDRAMDataset = lambda: storage
@@ -461,7 +464,9 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
             if job.case == "discard":
                 timed = Timed(_discard, pool, len(events), profiler)
             else:
-                sink = TiffSink(out, "bench", compression=CODECS[job.case], keep_up=job.case not in WAITS)
+                sink = TiffSink(
+                    out, "bench", compression=CODECS[job.case], keep_up=job.case not in WAITS
+                )
                 timed = Timed(sink.image_process_fn, pool, len(events), profiler)
             hook = timed.hook
 
