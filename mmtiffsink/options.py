@@ -14,7 +14,7 @@ import math
 import re
 import string
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -127,6 +127,8 @@ class SinkOptions(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    LIVE: ClassVar[bool] = True
+    """Options of a live acquisition (see :meth:`codec_for`)."""
 
     template: StrictStr = "{name}_{position}.tif"
     profile: ProfileName = "bigtiff"
@@ -267,14 +269,29 @@ class SinkOptions(BaseModel):
     @property
     def codec(self) -> Codec:
         """The codec of every file (the profile's default resolved, the predictor added)."""
-        profile = Profile.get(self.profile)
-        return profile.codec(self.compression, predictor=self.predictor, shape_known=False)
+        return self.codec_for(None)
 
-    def writer_arguments(self) -> dict[str, Any]:
+    def codec_for(self, dtype: Any) -> Codec:
+        """The codec of a file of ``dtype`` pixels (None: not known yet).
+
+        A default (``compression=DEFAULT``) is the profile's codec for live acquisitions
+        (zstd 1 with the predictor for ``bigtiff`` and ``ome``), without the predictor for
+        float pixels; :class:`~mmtiffsink.replay.ReplayOptions` use the offline default.
+        """
+        profile = Profile.get(self.profile)
+        return profile.codec(
+            self.compression,
+            predictor=self.predictor,
+            shape_known=False,
+            live=self.LIVE,
+            dtype=dtype,
+        )
+
+    def writer_arguments(self, dtype: Any = None) -> dict[str, Any]:
         """Keyword arguments of :class:`~mmtiffsink.tiff.IJTiffFile` for these options."""
         return {
             "profile": self.profile,
-            "compression": self.codec,
+            "compression": self.codec_for(dtype),
             "colors": None if self.colors is None else list(self.colors),
             "colormap": self.colormap,
             "max_planes": self.max_planes,

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import StrictBool, model_validator
 
@@ -82,6 +82,7 @@ class ReplayOptions(SinkOptions):
 
     """
 
+    LIVE: ClassVar[bool] = False  # offline: the profile's default codec (zstd 3), not zstd 1
     name: str | None = None
     keep_up: StrictBool = False  # offline: wait for the pool, the smallest files
 
@@ -264,7 +265,9 @@ def _replay_one(
         if progress is not None:
             progress.add_total(scan.frames)
         problems = scan.problems
-        sink_options = SinkOptions.of(**options.sink_fields(), keep_up=options.keep_up)
+        fields = {**options.sink_fields(), "keep_up": options.keep_up}
+        fields["compression"] = options.codec  # the offline default resolved
+        sink_options = SinkOptions.of(**fields)
         if sink_options.channel_names is None and scan.channel_names:
             sink_options = sink_options.replace(channel_names=tuple(scan.channel_names))
         sink = TiffSink(target, name, sink_options)

@@ -254,7 +254,7 @@ class TiffSink:
             dtype=image.dtype,
             overwrite=self.options.if_exists == "overwrite",
             allow_negative=True,
-            **self.options.writer_arguments(),
+            **self.options.writer_arguments(image.dtype),
         )
         entry = _Entry(key, file)
         if self._summary is not None:

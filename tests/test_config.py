@@ -436,8 +436,10 @@ def test_output_predictor(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, "output:\n  compression: deflate:6+predictor\n"))
     assert config.output.options().codec == Codec("deflate", 6, predictor=True)
     config = load_config(_write(tmp_path, "output:\n  profile: ome\n  predictor: true\n"))
-    assert config.output.options().codec == Codec("zstd", 3, predictor=True)
-    assert not load_config(_write(tmp_path, "output: {}\n")).output.options().codec.predictor
+    assert config.output.options().codec == Codec("zstd", 1, predictor=True)  # live default
+    default = load_config(_write(tmp_path, "output: {}\n")).output.options()
+    assert default.codec == Codec("zstd", 1, predictor=True)
+    assert default.codec_for("float32") == Codec("zstd", 1)  # the predictor is for integers
 
 
 # -- the result -----------------------------------------------------------------------------------

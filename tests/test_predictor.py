@@ -21,6 +21,7 @@ from mmtiffsink import IJTiffFile, MissingFramesWarning, repair
 from mmtiffsink.errors import ConfigError, ProfileError
 from mmtiffsink.info import file_info
 from mmtiffsink.options import SinkOptions
+from mmtiffsink.replay import ReplayOptions
 from mmtiffsink.sink import TiffSink
 from mmtiffsink.tiff import DEFAULT, Codec, Profile
 from tests.writer_support import page_plane
@@ -245,7 +246,12 @@ def test_sink_options_and_a_sink(tmp_path: Path) -> None:
     assert options.codec == Codec("zstd", 1, predictor=True)
     assert options.writer_arguments()["compression"] == Codec("zstd", 1, predictor=True)
     assert SinkOptions.of(profile="ome", predictor=True).codec.predictor
-    assert not SinkOptions.of().codec.predictor
+    # a sink's default is the live codec, zstd 1 with the predictor (integer pixels); a
+    # replay's the profile's own default, zstd 3
+    assert SinkOptions.of().codec == Codec("zstd", 1, predictor=True)
+    assert SinkOptions.of().codec_for(np.float32) == Codec("zstd", 1)
+    assert SinkOptions.of(profile="imagej").codec == Codec("deflate", 1)
+    assert ReplayOptions().codec == Codec("zstd", 3)
     assert options.replace(compression="deflate").codec == Codec("deflate", 1, predictor=True)
     with pytest.raises(ConfigError, match="predictor"):
         SinkOptions.of(predictor="yes")

@@ -57,7 +57,11 @@ class Profile:
     dtypes
         Pixel types the profile's readers show as they are.
     default_codec
-        The codec of ``compression=DEFAULT``.
+        The codec of ``compression=DEFAULT`` for :class:`IJTiffFile` and replays.
+    live_codec
+        The codec of ``compression=DEFAULT`` for live acquisitions (the sinks): the cheapest
+        codec that still compresses well, so compression does not compete with the camera
+        for the CPU (``benchmarks/bench_codecs.py``; see the README's codec table).
     uncompressed_needs_shape
         Uncompressed files need (C, Z, T) up front (ImageJ 1.x reads uncompressed planes in
         file order, so each plane gets a slot).
@@ -79,6 +83,7 @@ class Profile:
     codecs: frozenset[str]
     dtypes: frozenset[np.dtype[Any]]
     default_codec: Codec
+    live_codec: Codec
     uncompressed_needs_shape: bool
     predictor_refused: str | None
     readers: str
@@ -118,6 +123,7 @@ class Profile:
         predictor: bool = False,
         dtype: Any = None,
         shape_known: bool = True,
+        live: bool = False,
     ) -> Codec:
         """The codec for a ``compression`` argument, checked against this profile.
 
@@ -133,6 +139,8 @@ class Profile:
         shape_known
             Whether the writer will know (C, Z, T) up front (``IJTiffFile(shape=...)``);
             sinks, runs and replays do not.
+        live
+            ``DEFAULT`` means :attr:`live_codec` (a sink's default), not :attr:`default_codec`.
 
         Raises
         ------
@@ -145,7 +153,12 @@ class Profile:
             needs up front when ``shape_known`` is False.
 
         """
-        codec = self.default_codec if compression is DEFAULT else Codec.parse(compression)
+        if compression is DEFAULT:
+            codec = self.live_codec if live else self.default_codec
+            if dtype is not None and np.dtype(dtype).kind == "f":
+                codec = codec.with_predictor(False)  # a default never refuses float pixels
+        else:
+            codec = Codec.parse(compression)
         if predictor is not False:
             if predictor is not True:
                 msg = f"predictor is True or False, got {predictor!r}"
@@ -218,6 +231,7 @@ Profile.ALL = {
         codecs=frozenset({"zstd", "deflate", "none"}),
         dtypes=_dtypes("<u1", "<u2", "<u4", "<u8", "i1", "<i2", "<i4", "<i8", "<f4", "<f8"),
         default_codec=Codec("zstd", 3),
+        live_codec=Codec("zstd", 1, predictor=True),
         uncompressed_needs_shape=False,
         predictor_refused=None,
         readers="Fiji/Bio-Formats, tifffile",
@@ -228,6 +242,7 @@ Profile.ALL = {
         codecs=frozenset({"deflate", "none"}),
         dtypes=_dtypes("u1", "<u2", "<f4"),
         default_codec=Codec("deflate", 1),
+        live_codec=Codec("deflate", 1),
         uncompressed_needs_shape=True,
         predictor_refused=(
             "ImageJ 1.x opens such files without a message but undoes the predictor of "
@@ -242,6 +257,7 @@ Profile.ALL = {
         # OME-XML 2016-06 has no 64-bit integer pixel type
         dtypes=_dtypes("<u1", "<u2", "<u4", "i1", "<i2", "<i4", "<f4", "<f8"),
         default_codec=Codec("zstd", 3),
+        live_codec=Codec("zstd", 1, predictor=True),
         uncompressed_needs_shape=False,
         predictor_refused=None,
         readers="Fiji/Bio-Formats, tifffile, bioio, OMERO, QuPath",
