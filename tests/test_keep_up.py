@@ -172,3 +172,25 @@ def test_sinks_keep_up_by_default_and_replay_does_not(tmp_path: Path, tiny_budge
         for t in range(4):
             sink.put(frame(t), {"time": t}, {})
     assert file_info(sink.files[0]).frames_uncompressed == 0
+
+
+def test_why_not_mixed_compression(tmp_path: Path) -> None:
+    """The reason keep_up keeps the codec's Compression value: tifffile decodes the later pages
+    of an ImageJ hyperstack with the first page's settings, so a hyperstack mixing zstd and
+    uncompressed IFDs does not read (if this starts passing, tifffile changed)."""
+    path = tmp_path / "mixed.tif"
+    data = np.stack([frame(t) for t in range(4)])
+    description = "ImageJ=1.11a\nimages=4\nframes=4\nhyperstack=true\n"
+    with tifffile.TiffWriter(path, bigtiff=True) as w:
+        for t in range(4):
+            w.write(
+                data[t],
+                compression="zstd" if t % 2 == 0 else None,
+                contiguous=False,
+                metadata=None,
+                description=description if t == 0 else None,
+            )
+    with tifffile.TiffFile(path) as f:
+        assert f.is_imagej
+        with pytest.raises(Exception, match="(?i)zstd|frame"):
+            f.series[0].asarray()
