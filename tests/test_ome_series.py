@@ -344,3 +344,33 @@ def test_sigkilled_series_writer_repairs(tmp_path: Path) -> None:
         ("Pos2", "20.0"),
     ]
     assert repair(path).already_finished
+
+
+def test_preview_draws_a_row_per_series(tmp_path: Path) -> None:
+    """Finished and unfinished: one row per series, each channel in its colour."""
+    import shutil
+
+    import mmtiffsink
+    from mmtiffsink._preview import sheet
+    from tests.test_preview import LIME, MAGENTA, SPOTS, at, decode, is_missing, near, spot_frame
+
+    path = tmp_path / "rows.ome.tif"
+    early = tmp_path / "early.ome.tif"
+    tif = IJTiffFile(path, profile="ome", colors=["magenta", "lime"], channel_names=["A", "B"])
+    for s in range(2):
+        tif.set_series(s, name=f"well {s}")
+        for c in range(s, 2):  # series 1: channel 0 never saved
+            tif.save(spot_frame(c), c, 0, 0, series=s)
+    tif.flush()
+    shutil.copy(path, early)  # the file as a killed writer would leave it
+    with pytest.warns(MissingFramesWarning, match=r"series 1 \(well 1\): 1"):
+        tif.close()
+    for target in (path, early):
+        assert file_info(target).finished is (target == path)
+        rgb = decode(mmtiffsink.preview(target))
+        boxes = sheet(target, projection="max", time="first").boxes
+        assert {k for k in boxes if k.startswith("header")} == {"header 0", "header 1"}
+        for r in range(2):
+            assert near(at(rgb, boxes[f"tile {r} 1"], *SPOTS[1]), LIME), (target, r)
+        assert near(at(rgb, boxes["tile 0 0"], *SPOTS[0]), MAGENTA)
+        assert is_missing(rgb, boxes["tile 1 0"])  # blank in the finished file, absent before
