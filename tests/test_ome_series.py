@@ -374,3 +374,58 @@ def test_preview_draws_a_row_per_series(tmp_path: Path) -> None:
             assert near(at(rgb, boxes[f"tile {r} 1"], *SPOTS[1]), LIME), (target, r)
         assert near(at(rgb, boxes["tile 0 0"], *SPOTS[0]), MAGENTA)
         assert is_missing(rgb, boxes["tile 1 0"])  # blank in the finished file, absent before
+
+
+def test_sink_positions_as_series(tmp_path: Path) -> None:
+    """TiffSink(positions="series"): one file, a series per position in order of arrival."""
+    from mmtiffsink import TiffSink
+    from mmtiffsink.mapping import Placement
+
+    with pytest.raises(ConfigError, match=r"positions='series' .* needs profile='ome'"):
+        TiffSink(tmp_path, "x", positions="series")
+    with pytest.raises(ConfigError, match="positions"):
+        TiffSink(tmp_path, "x", profile="ome", positions="both")
+    stages = {"B2": (3.0, 4.0), 7: (-1.5, 0.0)}
+    with TiffSink(tmp_path, "exp", profile="ome", positions="series") as sink:
+        for s, position in enumerate(stages):  # a label and an index
+            x, y = stages[position]
+            for z in range(2 + s):
+                for c in ("DAPI", "FITC"):
+                    meta = {"XPosition_um_Intended": x, "YPosition_um_Intended": y}
+                    axes = {"position": position, "z": z, "channel": c}
+                    placement = sink.put(series_frame(s, c == "FITC", z, 0), axes, meta)
+                    assert sink.file_of(placement) == tmp_path / "exp.ome.tif"
+        image, _ = sink.read({"position": 7, "z": 2, "channel": "FITC"})
+        np.testing.assert_array_equal(image, series_frame(1, 1, 2, 0))
+        with pytest.raises(CoordinateError, match="no image was stored"):
+            sink.read_placement(Placement((("position", 3),), 0, 0, 0))
+    assert sink.files == [tmp_path / "exp.ome.tif"]
+    with tifffile.TiffFile(sink.files[0]) as f:
+        assert [(s.name, s.shape[0]) for s in f.series] == [("B2", 2), ("Pos7", 3)]
+        xml = f.ome_metadata or ""
+    labels = ET.fromstring(xml).findall(".//ome:StageLabel", NS)
+    assert [(lb.get("Name"), lb.get("X"), lb.get("Y")) for lb in labels] == [
+        ("B2", "3.0", "4.0"),
+        ("Pos7", "-1.5", "0.0"),
+    ]
+
+
+def test_replay_cli_positions_series(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mmtiffsink.cli import main
+    from tests.test_replay import make_dataset
+
+    source = make_dataset(tmp_path / "src", "pv", positions=("A1", "B2"), nt=2)
+    out = tmp_path / "out"
+    args = ["replay", str(source.path), str(out), "--no-progress", "--no-preview"]
+    assert main([*args, "--positions", "series"]) != 0
+    assert "needs profile='ome'" in capsys.readouterr().err
+    assert main([*args, "--positions", "series", "--profile", "ome"]) == 0
+    (path,) = out.glob("*.tif")
+    assert path.name.endswith(".ome.tif") and "_A1" not in path.name
+    with tifffile.TiffFile(path) as f:
+        assert [s.name for s in f.series] == ["A1", "B2"]
+        stacks = [s.asarray() for s in f.series]
+    for (position, t, z, channel), (image, _) in source.frames.items():
+        data = stacks[["A1", "B2"].index(position)]
+        c = list(dict.fromkeys(ch for _, _, _, ch in source.frames)).index(channel)
+        np.testing.assert_array_equal(data[t, z, c], image)
