@@ -338,7 +338,7 @@ def _inspect(
         else:
             shape = {"I": npages, **dict(zip(frame_axes, frame_shape, strict=True))}
 
-    found = _series(tif, tagged, frame_axes, frame_shape) if ome or not finished else []
+    found = _series(tif, tagged, frame_axes, frame_shape) if tif.is_ome or not finished else []
     frames_stored = len(keys) + max(0, planes - npages)  # ImageJ "virtual" contiguous planes
     raw_bytes = planes * math.prod(frame_shape) * dtype.itemsize
 

@@ -335,7 +335,8 @@ class IJTiffFile(FileAttributes):
             where = f"plane (c, z, t)={coord} of {self.path}"
             check_plane_count(low, high, self._max_planes, where)
         else:
-            self._series.check(key, self._low, self._high, self._max_planes, self.path)
+            args = (self._low, self._high, self._max_planes, self.path, declared)
+            self._series.check(key, *args)
         arr = as_frame(frame, self._dtype, self._cast)
         extra = list(normalize_tags(extratags, bigtiff=self._layout.bigtiff))
         if metadata is not None:

@@ -210,14 +210,29 @@ class SeriesTable:
         s = series_index(series, profile)
         return coord if s == 0 else (*coord, s)
 
-    def check(self, key: Key, low0: Coord, high0: Coord, max_planes: int, path: object) -> None:
-        """Refuse a frame that would make the file's series hold more than ``max_planes``."""
+    def check(
+        self,
+        key: Key,
+        low0: Coord,
+        high0: Coord,
+        max_planes: int,
+        path: object,
+        declared: Coord | None = None,
+    ) -> None:
+        """Refuse a frame that would make the file's series hold more than ``max_planes``.
+
+        With a declared (C, Z, T), every series holds all of it.
+        """
         s = key[3] if len(key) > 3 else 0
         coord = (key[0], key[1], key[2])
         low, high = (low0, high0) if s == 0 else self.spans.get(s, _EMPTY)
-        lo, hi = widen(low, high, coord)
-        others = _planes(low0, high0) + self.planes - _planes(low, high)
-        total = others + _planes(lo, hi)
+        if declared is not None:
+            series = set(self.spans) | ({0} if high0 != NONE_SAVED else set()) | {s}
+            total = len(series) * declared[0] * declared[1] * declared[2]
+        else:
+            lo, hi = widen(low, high, coord)
+            others = _planes(low0, high0) + self.planes - _planes(low, high)
+            total = others + _planes(lo, hi)
         if total > max_planes:
             msg = (
                 f"plane (c, z, t)={coord} of series {s} of {path} would make its series hold "
