@@ -68,25 +68,31 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ACQ_CASES = (
     "discard",
     "hook-zstd",
+    "hook-zstd-wait",
     "hook-zstd1",
     "hook-deflate",
     "hook-none",
     "ndtiff",
     "storage-zstd",
 )
-OFFLINE_CASES = ("offline-zstd", "offline-deflate", "offline-none")
+OFFLINE_CASES = ("offline-zstd", "offline-zstd-wait", "offline-deflate", "offline-none")
 CASES = ACQ_CASES + OFFLINE_CASES
 #: compression of each mmtiffsink case
 CODECS: dict[str, Any] = {
     "hook-zstd": "zstd",
+    "hook-zstd-wait": "zstd",
     "hook-zstd1": ("zstd", 1),
     "hook-deflate": "deflate",
     "hook-none": None,
     "storage-zstd": "zstd",
     "offline-zstd": "zstd",
+    "offline-zstd-wait": "zstd",
     "offline-deflate": "deflate",
     "offline-none": None,
 }
+#: the sinks' keep_up (their default, True) for the cases that turn it off: the writer waits
+#: for the pool (back-pressure) instead of storing frames uncompressed when it is behind
+WAITS = frozenset({"hook-zstd-wait", "offline-zstd-wait"})
 CHANNELS = ("DAPI", "FITC")
 N_Z = 10
 POOL = 16  # distinct realistic frames
@@ -385,6 +391,15 @@ def check_tiffs(out_dir: Path, expected: int) -> str:
     return "" if pages == expected else f"the TIFFs hold {pages} pages, expected {expected}"
 
 
+def kept_up(out_dir: Path) -> int:
+    """Frames the writer stored uncompressed to keep up (``mmtiffsink info``), or 0."""
+    try:
+        from mmtiffsink.info import file_info
+    except ImportError:
+        return 0
+    return sum(getattr(file_info(p), "frames_uncompressed", 0) for p in out_dir.rglob("*.tif"))
+
+
 def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -> None:
     """Run one acquisition case on the demo microscope and fill ``result``."""
     from pycromanager import Acquisition
@@ -434,7 +449,10 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
 
         elif job.case == "storage-zstd":  # an older checkout: TiffStorage as the RAM dataset
             result.detail["storage"] = "TiffStorage in place of NDRAMDataset"
-            storage = adapters.TiffStorage(TiffSink(out, "bench", compression=CODECS[job.case]))
+            sink = TiffSink(
+                out, "bench", compression=CODECS[job.case], keep_up=job.case not in WAITS
+            )
+            storage = adapters.TiffStorage(sink)
             timed = Timed(storage.put_image, pool, len(events), profiler, image_arg=1)
             storage.put_image = timed
             backend.NDRAMDataset = lambda: storage
@@ -446,7 +464,9 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
             if job.case == "discard":
                 timed = Timed(_discard, pool, len(events), profiler)
             else:
-                sink = TiffSink(out, "bench", compression=CODECS[job.case])
+                sink = TiffSink(
+                    out, "bench", compression=CODECS[job.case], keep_up=job.case not in WAITS
+                )
                 timed = Timed(sink.image_process_fn, pool, len(events), profiler)
             hook = timed.hook
 
@@ -484,6 +504,7 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
         result.message = f"{timed.count} calls for {result.frames} events"
     elif job.case.startswith(("hook", "storage")):
         problem = check_tiffs(out, result.frames)
+        result.detail["kept_up"] = kept_up(out)
         if problem:
             result.status, result.message = "error", problem
     if profiler is not None:
@@ -521,7 +542,7 @@ def _offline_run(
     metas = [offline_metadata(i, job.size, period_ms) for i in range(count)]
     image = np.empty((job.size, job.size), dtype=np.uint16)
     out.mkdir(parents=True, exist_ok=True)
-    sink = TiffSink(out, "bench", compression=CODECS[job.case])
+    sink = TiffSink(out, "bench", compression=CODECS[job.case], keep_up=job.case not in WAITS)
     timed = Timed(sink.image_process_fn, pool, count, profiler)
     start = time.perf_counter()
     with sink:
@@ -555,6 +576,7 @@ def run_offline(job: Job, result: Result, pool: NDArray[np.uint16]) -> None:
     result.thread_cpu_s = sampler.stop()
     result.out_bytes = dir_bytes(out / "free")
     problem = check_tiffs(out / "free", count)
+    result.detail["kept_up"] = kept_up(out / "free")
     shutil.rmtree(out / "free", ignore_errors=True)
     free_us = np.asarray(free.latencies_us())
     result.detail["free_median_us"] = float(np.median(free_us))
@@ -720,13 +742,15 @@ def _fmt(value: float | None, digits: int) -> str:
 
 LABELS = {
     "discard": "engine alone (hook discards)",
-    "hook-zstd": "mmtiffsink hook, zstd (level 3)",
+    "hook-zstd": "mmtiffsink hook, zstd (level 3), keep_up",
+    "hook-zstd-wait": "mmtiffsink hook, zstd (level 3), keep_up=False (waits)",
     "hook-zstd1": "mmtiffsink hook, zstd level 1",
     "hook-deflate": "mmtiffsink hook, deflate (level 1)",
     "hook-none": "mmtiffsink hook, uncompressed",
     "ndtiff": "NDTiff (pycro-manager's own storage)",
     "storage-zstd": "mmtiffsink TiffAcquisition (TiffStorage), zstd",
-    "offline-zstd": "zstd (level 3)",
+    "offline-zstd": "zstd (level 3), keep_up",
+    "offline-zstd-wait": "zstd (level 3), keep_up=False (waits)",
     "offline-deflate": "deflate (level 1)",
     "offline-none": "uncompressed",
 }
@@ -742,8 +766,9 @@ def acquisition_table(done: dict[str, Summary | Result]) -> str:
         "| contender | frames/s | MB/s | wall (s) | vs NDTiff | vs engine alone "
         "| call median (µs) | call p99 (µs) | call max (µs) | call CPU median (µs) "
         "| time in calls | process CPU (ms/frame) | cores busy "
-        "| output (MB) | raw / output | peak RSS (MB) | RSS over baseline (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| output (MB) | raw / output | stored uncompressed (keep_up) "
+        "| peak RSS (MB) | RSS over baseline (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for case in ACQ_CASES:
@@ -751,7 +776,7 @@ def acquisition_table(done: dict[str, Summary | Result]) -> str:
         if s is None:
             continue
         if not isinstance(s, Summary):
-            lines.append(f"| {LABELS[case]} | {s.status} |" + " |" * 15)
+            lines.append(f"| {LABELS[case]} | {s.status} |" + " |" * 16)
             notes.append(f"- {LABELS[case]}: {s.status}: {s.message}")
             continue
         r = s.chosen
@@ -765,6 +790,7 @@ def acquisition_table(done: dict[str, Summary | Result]) -> str:
             f"| {_fmt(s.median_us, 0)} | {_fmt(s.p99_us, 0)} | {_fmt(s.max_us, 0)} "
             f"| {_fmt(s.cpu_median_us, 0)} | {_fmt(100 * s.busy, 0)}% "
             f"| {_fmt(s.cpu_ms_per_frame, 2)} | {_fmt(s.cores, 2)} | {output} | {ratio} "
+            f"| {r.detail.get('kept_up', '-')} "
             f"| {_fmt(s.peak_rss_mb, 0)} | {_fmt(s.peak_rss_mb - r.base_rss_mb, 0)} |"
         )
     return "\n".join(lines + ([""] if notes else []) + notes)
@@ -774,10 +800,11 @@ def offline_table(done: dict[str, Summary | Result]) -> str:
     """Return the markdown table of the offline cases."""
     lines = [
         "| codec | flat out: frames/s | flat out: MB/s | flat out: hook median (µs) "
+        "| flat out: hook p99 (µs) | flat out: stored uncompressed "
         "| flat out: process CPU (ms/frame) | flat out: cores busy "
         "| paced at (frames/s) | paced: hook median (µs) | paced: hook p99 (µs) "
         "| paced: hook max (µs) | paced: hook CPU median (µs) | output (MB) | peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for case in OFFLINE_CASES:
@@ -785,14 +812,16 @@ def offline_table(done: dict[str, Summary | Result]) -> str:
         if s is None:
             continue
         if not isinstance(s, Summary):
-            lines.append(f"| {LABELS[case]} | {s.status} |" + " |" * 11)
+            lines.append(f"| {LABELS[case]} | {s.status} |" + " |" * 13)
             notes.append(f"- offline {LABELS[case]}: {s.status}: {s.message}")
             continue
         r = s.chosen
         lines.append(
             f"| {LABELS[case]} | {_fmt(r.frames / r.free_wall_s, 0)} "
             f"| {_fmt(r.raw_bytes / MB / r.free_wall_s, 1)} "
-            f"| {_fmt(r.detail.get('free_median_us'), 0)} | {_fmt(s.cpu_ms_per_frame, 2)} "
+            f"| {_fmt(r.detail.get('free_median_us'), 0)} "
+            f"| {_fmt(r.detail.get('free_p99_us'), 0)} | {r.detail.get('kept_up', '-')} "
+            f"| {_fmt(s.cpu_ms_per_frame, 2)} "
             f"| {_fmt(s.cores, 2)} | {_fmt(r.detail.get('rate'), 0)} | {_fmt(s.median_us, 0)} "
             f"| {_fmt(s.p99_us, 0)} | {_fmt(s.max_us, 0)} | {_fmt(s.cpu_median_us, 0)} "
             f"| {_fmt(r.out_bytes / MB, 1)} | {_fmt(s.peak_rss_mb, 0)} |"

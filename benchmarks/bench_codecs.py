@@ -6,13 +6,18 @@ This is a benchmark, not a test: it prints a markdown table and always exits 0.
     python benchmarks/bench_codecs.py --sizes 2048,512,64 --repeat 3
     python benchmarks/bench_codecs.py --readers             # also open a file of each codec
                                                             # in tifffile, Bio-Formats, ImageJ
+    python benchmarks/bench_codecs.py --threads 0 --clock cpu   # inline, the thread's CPU time
 
 Frames are the microscopy-like uint16 frames of ``bench_writer.make_pool`` (smooth background,
 Gaussian spots, shot noise). Each codec encodes whole frames, as mmtiffsink does, on a
 ``ThreadPoolExecutor`` of 1 and of 2 threads (imagecodecs releases the GIL), for at least
 ``--seconds`` per measurement; every (codec, threads) pair is measured ``--repeat`` times,
-interleaved, and the best rate is shown. "+pred" is TIFF's horizontal-differencing predictor
-(``imagecodecs.delta_encode(frame, axis=-1)``, inside the timing) before the codec.
+interleaved, and the best rate is shown. The zstd and deflate rows call the writer's own
+``mmtiffsink.tiff.Codec.encode`` (this checkout's), so they measure exactly what the writer
+does per frame; "+pred" rows are ``Codec(..., predictor=True)``: TIFF's horizontal-differencing
+predictor (``imagecodecs.delta_encode(frame, axis=-1)``, inside the timing) before the codec,
+as ``IJTiffFile(..., predictor=True)`` writes it. LZW and PackBits, which mmtiffsink does not
+write, call imagecodecs directly.
 
 With ``--readers`` a small file of each codec is written with ``tifffile.imwrite`` (classic
 TIFF with ImageJ metadata, 3 planes) and opened in tifffile, Bio-Formats (``tests/readers.py``'s
@@ -40,6 +45,8 @@ from bench_writer import MB, machine, make_pool
 from numpy.typing import NDArray
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # the checkout's writer codec, installed or not
+from mmtiffsink.tiff import Codec  # noqa: E402
 
 Encode = Callable[[NDArray[np.uint16]], Any]
 
@@ -81,9 +88,13 @@ def _copy(frame: NDArray[np.uint16]) -> Any:
     return frame.tobytes()
 
 
+def _writer(name: str, level: int, *, predictor: bool = False) -> Encode:
+    """The writer's own whole-frame encoder (``IJTiffFile`` calls exactly this per frame)."""
+    return Codec(name, level, predictor=predictor).encode  # type: ignore[arg-type]
+
+
 def cases() -> list[Case]:
     """Return the codec settings in table order."""
-    zstd, deflate = imagecodecs.zstd_encode, imagecodecs.deflate_encode
     return [
         Case("none (a copy)", _copy, {}),
         Case("PackBits", _plain(imagecodecs.packbits_encode), {"compression": "packbits"}),
@@ -95,61 +106,66 @@ def cases() -> list[Case]:
         ),
         Case(
             "deflate 1",
-            _plain(deflate, level=1),
+            _writer("deflate", 1),
             {"compression": "adobe_deflate", "compressionargs": {"level": 1}},
         ),
         Case(
             "deflate 6",
-            _plain(deflate, level=6),
+            _writer("deflate", 6),
             {"compression": "adobe_deflate", "compressionargs": {"level": 6}},
         ),
         Case(
             "deflate 1+pred",
-            _pred(deflate, level=1),
+            _writer("deflate", 1, predictor=True),
             {"compression": "adobe_deflate", "compressionargs": {"level": 1}, "predictor": True},
         ),
         Case(
             "zstd 1",
-            _plain(zstd, level=1),
+            _writer("zstd", 1),
             {"compression": "zstd", "compressionargs": {"level": 1}},
         ),
         Case(
             "zstd 3",
-            _plain(zstd, level=3),
+            _writer("zstd", 3),
             {"compression": "zstd", "compressionargs": {"level": 3}},
         ),
         Case(
             "zstd 9",
-            _plain(zstd, level=9),
+            _writer("zstd", 9),
             {"compression": "zstd", "compressionargs": {"level": 9}},
         ),
         Case(
             "zstd 1+pred",
-            _pred(zstd, level=1),
+            _writer("zstd", 1, predictor=True),
             {"compression": "zstd", "compressionargs": {"level": 1}, "predictor": True},
         ),
         Case(
             "zstd 3+pred",
-            _pred(zstd, level=3),
+            _writer("zstd", 3, predictor=True),
             {"compression": "zstd", "compressionargs": {"level": 3}, "predictor": True},
         ),
     ]
 
 
-def measure(encode: Encode, pool: NDArray[np.uint16], threads: int, seconds: float) -> float:
+def measure(
+    encode: Encode, pool: NDArray[np.uint16], threads: int, seconds: float, cpu: bool = False
+) -> float:
     """Return MB/s of raw input encoding whole frames on ``threads`` threads.
 
     Frames are taken round-robin from ``pool``; at most ``2 * threads`` are in flight; the
     clock runs until at least ``seconds`` passed and at least ``4 * threads`` frames are done.
-    ``threads=0`` calls the codec inline, without a pool (what one frame costs the codec).
+    ``threads=0`` calls the codec inline, without a pool (what one frame costs the codec);
+    there ``cpu=True`` counts the thread's CPU time instead of wall time, which other jobs on
+    a shared machine disturb much less.
     """
     if threads == 0:  # inline, in the calling thread: the codec's own per-frame cost
+        clock = time.thread_time if cpu else time.perf_counter
         encode(pool[0])
-        done, start = 0, time.perf_counter()
-        while done < 8 or time.perf_counter() - start < seconds:
+        done, start = 0, clock()
+        while done < 8 or clock() - start < seconds:
             encode(pool[done % len(pool)])
             done += 1
-        return done * pool[0].nbytes / MB / (time.perf_counter() - start)
+        return done * pool[0].nbytes / MB / (clock() - start)
     done = 0
     pending: deque[Future[Any]] = deque()
     with ThreadPoolExecutor(threads) as ex:
@@ -260,9 +276,9 @@ def reader_frames() -> NDArray[np.uint16]:
 # --------------------------------------------------------------------------------------------
 
 
-def _thread_head(n: int) -> str:
+def _thread_head(n: int, cpu: bool = False) -> str:
     if n == 0:
-        return "inline MB/s"
+        return "inline MB/s (CPU time)" if cpu else "inline MB/s"
     return f"{n} thread{'s' * (n > 1)} MB/s"
 
 
@@ -281,7 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=4, help="distinct frames per size")
     parser.add_argument("--codecs", default="", help="comma-separated row names (default all)")
     parser.add_argument("--readers", action="store_true", help="also test the readers")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="inline (--threads 0) rates per wall time or per the thread's CPU time",
+    )
     args = parser.parse_args(argv)
+    cpu = args.clock == "cpu"
 
     load_start = os.getloadavg()
     threads = [int(t) for t in args.threads.split(",")]
@@ -302,14 +325,14 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeat):
             for case in chosen:
                 for n in threads:
-                    rate = measure(case.encode, pool, n, args.seconds)
+                    rate = measure(case.encode, pool, n, args.seconds, cpu)
                     key = (case.name, n)
                     rates[key] = max(rates.get(key, 0.0), rate)
                     if rep == args.repeat - 1:
                         print(f"{size} {case.name} x{n}: {rates[key]:.0f} MB/s", file=sys.stderr)
         ratios = {case.name: ratio(case.encode, pool) for case in chosen}
         print(f"### {size}x{size} uint16, whole frames, best of {args.repeat} interleaved runs\n")
-        head = ["codec", *[_thread_head(n) for n in threads]]
+        head = ["codec", *[_thread_head(n, cpu) for n in threads]]
         if len(threads) > 1:
             head.append(f"scaling {threads[-1]}/{next((n for n in threads if n > 0), 1)}")
         head.append("ratio (raw/encoded)")

@@ -125,10 +125,8 @@ def format_plan(config: RunConfig) -> str:
     else:
         lines.append(_describe_acquisition(config.acquisition))
     lines.append(f"Events: {n} ({n} frames expected)")
-    compression = out.compression or "the profile's default"
     lines.append(
-        f"Output: profile {out.profile}, compression {compression}, if a file exists: "
-        f"{out.if_exists}"
+        f"Output: profile {out.profile}, compression {out.codec}, if a file exists: {out.if_exists}"
     )
     lines.append(f"  calibration: {_calibration_text(config)}")
     for planned in planned_files(config):

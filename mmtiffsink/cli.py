@@ -45,6 +45,12 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         help="zstd, deflate, none, or NAME:LEVEL such as zstd:9 (default: the profile's)",
     )
     parser.add_argument(
+        "--predictor",
+        action="store_true",
+        help="add TIFF's horizontal-differencing predictor to the codec (integer pixels; "
+        "bigtiff and ome profiles): files about 4%% smaller",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace output files that exist"
     )
     _add_positions_option(parser)
@@ -222,6 +228,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         name=args.name,
         profile=args.profile or "bigtiff",
         compression=_compression(args.compression),
+        predictor=args.predictor,
         if_exists="overwrite" if args.overwrite else "error",
         positions=args.positions or "files",
     )

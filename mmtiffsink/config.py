@@ -393,9 +393,9 @@ class OutputConfig(SinkOptions):
     """Where and how the hyperstacks are written (one file per position, or one OME-TIFF).
 
     Every field of :class:`~mmtiffsink.options.SinkOptions` (``template``, ``profile``,
-    ``compression`` such as ``zstd``, ``zstd:9``, ``deflate`` or ``none``, ``colors`` or
-    ``colormap``, ``pixel_size_um``, ``z_step_um``, ``interval_s``, ``if_exists``,
-    ``max_planes``, ``positions``), plus:
+    ``compression`` such as ``zstd``, ``zstd:9``, ``deflate`` or ``none``, ``predictor``
+    (true/false), ``colors`` or ``colormap``, ``pixel_size_um``, ``z_step_um``,
+    ``interval_s``, ``if_exists``, ``max_planes``, ``keep_up``, ``positions``), plus:
 
     Parameters
     ----------

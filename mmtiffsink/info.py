@@ -16,7 +16,7 @@ import os
 import re
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, final
 
@@ -72,7 +72,8 @@ class FileInfo:
     """``"bigtiff"``, ``"imagej"`` (classic ImageJ hyperstack), ``"ome"`` (an mmtiffsink OME-TIFF)
     or ``"tiff"`` (anything else)."""
     codec: str
-    """``"zstd"``, ``"deflate"``, ``"none"``, or tifffile's name of another compression."""
+    """``"zstd"``, ``"deflate"``, ``"none"`` or tifffile's name of another compression, then
+    ``+predictor`` for horizontal differencing (``+p3``: another predictor's number)."""
     dtype: str
     """Numpy dtype name of the pixels."""
     shape: dict[str, int]
@@ -87,6 +88,8 @@ class FileInfo:
     z_step_um: float | None
     interval_s: float | None
     channel_names: list[str] = field(default_factory=list)
+    frames_uncompressed: int = 0
+    """Stored frames of a compressed file no smaller than raw (``keep_up`` stored them so)."""
     finished: bool = True
     """False for a file left by a killed writer (``mmtiffsink repair`` finishes it)."""
     written_by: str | None = None
@@ -107,6 +110,8 @@ class FileInfo:
         stored = f"{self.frames_stored} stored"
         if self.frames_stored < self.planes:
             stored += " (identical frames stored once)"
+        if self.frames_uncompressed:
+            stored += f", {self.frames_uncompressed} of them uncompressed (keep_up)"
         lines = [
             str(self.path),
             f"  format       {self.profile}, {self.codec}, {self.dtype}{maker}",
@@ -137,26 +142,16 @@ class FileInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field plus ``compression_ratio``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         ratio = self.compression_ratio
-        return {
-            "path": str(self.path),
-            "size_bytes": self.size_bytes,
-            "profile": self.profile,
-            "codec": self.codec,
-            "dtype": self.dtype,
-            "shape": dict(self.shape),
-            "planes": self.planes,
-            "frames_stored": self.frames_stored,
-            "raw_bytes": self.raw_bytes,
-            "compression_ratio": ratio if math.isfinite(ratio) else None,
-            "pixel_size_um": self.pixel_size_um,
-            "z_step_um": self.z_step_um,
-            "interval_s": self.interval_s,
-            "channel_names": list(self.channel_names),
-            "finished": self.finished,
-            "written_by": self.written_by,
-            "series": [{"name": s.name, "shape": dict(s.shape)} for s in self.series],
-        }
+        out.update(
+            path=str(self.path),
+            shape=dict(self.shape),
+            channel_names=list(self.channel_names),
+            compression_ratio=ratio if math.isfinite(ratio) else None,
+            series=[{"name": s.name, "shape": dict(s.shape)} for s in self.series],
+        )
+        return out
 
 
 def _num(value: float) -> str:
@@ -286,7 +281,10 @@ def _inspect(
     pages.set_keyframe(0)
     npages = len(pages)
     keys: set[object] = set()
+    raw_keys: set[object] = set()  # frames of a compressed file stored uncompressed
     whole_frames = settings is not None  # mmtiffsink stores a frame as one contiguous block
+    frame_raw = math.prod(first.shape) * np.dtype(first.dtype or "uint8").itemsize
+    compressed = first.compression != 1
     tagged: list[tuple[tuple[int, ...] | None, str | None]] = []  # an unfinished file's frames
     for index in range(npages):
         try:
@@ -309,6 +307,8 @@ def _inspect(
             raise DatasetError(msg)
         if offsets:
             keys.add(offsets[0] if whole_frames else offsets)
+            if compressed and sum(counts) >= frame_raw:
+                raw_keys.add(offsets[0])
         if not finished:
             tagged.append(frame_tags(tif, page.offset))
     if _next_ifd(tif, pages[npages - 1]) != 0:  # tifffile stopped at a bad link
@@ -353,6 +353,7 @@ def _inspect(
         shape=shape,
         planes=planes,
         frames_stored=frames_stored,
+        frames_uncompressed=len(raw_keys),
         raw_bytes=raw_bytes,
         pixel_size_um=pixel_size,
         z_step_um=z_step,
@@ -436,7 +437,8 @@ def _profile(tif: tifffile.TiffFile, settings: Mapping[str, Any] | None) -> str:
 
 def _codec(page: tifffile.TiffPage) -> str:
     name = tifffile.COMPRESSION(page.compression).name
-    return _CODEC_NAMES.get(name, name.lower())
+    codec, predictor = _CODEC_NAMES.get(name, name.lower()), int(page.predictor)
+    return codec + ("" if predictor == 1 else "+predictor" if predictor == 2 else f"+p{predictor}")
 
 
 def _positive(value: Any) -> float | None:

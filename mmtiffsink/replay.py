@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import StrictBool, model_validator
 
 from mmtiffsink._closing import close_after_block
 from mmtiffsink._replayreport import Progress
@@ -69,6 +69,8 @@ class ReplayOptions(SinkOptions):
     name
         File name prefix (the ``{name}`` field of ``template``); default: the dataset
         directory's name.
+    keep_up
+        Default False here: offline, the writer waits for the pool (every frame compressed).
     overwrite
         Accepted as ``if_exists="overwrite"`` (True) or ``"error"`` (False). With
         ``if_exists="error"`` (default) a dataset whose output exists is refused before
@@ -81,6 +83,7 @@ class ReplayOptions(SinkOptions):
     """
 
     name: str | None = None
+    keep_up: StrictBool = False  # offline: wait for the pool, the smallest files
 
     @model_validator(mode="before")
     @classmethod
@@ -263,7 +266,7 @@ def _replay_one(
         if progress is not None:
             progress.add_total(scan.frames)
         problems = scan.problems
-        sink_options = SinkOptions.of(**options.sink_fields())
+        sink_options = SinkOptions.of(**options.sink_fields(), keep_up=options.keep_up)
         if sink_options.channel_names is None and scan.channel_names:
             sink_options = sink_options.replace(channel_names=tuple(scan.channel_names))
         sink = TiffSink(target, name, sink_options)

@@ -4,8 +4,9 @@ The oracles run the real Java readers in subprocesses:
 
 * :func:`bioformats_info` - dimensions and calibration as Bio-Formats reports them (OME-XML).
 * :func:`bioformats_pixels` - every plane as Bio-Formats decodes it, shape (T, Z, C, Y, X).
-* :func:`imagej_read` - dimensions, calibration and sampled pixels as plain ImageJ 1.x sees them
-  (``File > Open``, no Bio-Formats plugin).
+* :func:`imagej_read` - dimensions, calibration, colours, Info and sampled pixels as plain
+  ImageJ 1.x sees them (``File > Open``, no Bio-Formats plugin), or, given the Bio-Formats jar,
+  as the Bio-Formats Importer inside ImageJ shows them (what a Fiji user sees).
 
 Bio-Formats runs in one long-lived JVM per test session (``tests/data/BioFormatsServer.java``,
 compiled and started on first use, ended with the session): it answers each request with the
@@ -712,7 +713,9 @@ class ImageJInfo:
     each requested 0-based (c, z, t) that exists to its :class:`ImageJPlane`. ``unit`` is the
     spatial unit ImageJ shows (``"µm"`` for ``um``/``micron``; ``"pixels"`` when uncalibrated);
     ``frame_interval`` is in ``time_unit`` (ImageJ's default ``"sec"``), 0 when unset.
-    ``channel_colors`` is the RGB color at index 255 of each channel's LUT.
+    ``channel_colors`` is the RGB color at index 255 of each channel's LUT. ``info`` holds the
+    non-empty lines of the image's ``Info`` property (what Image > Show Info lists); ``version`` is
+    ImageJ's own (``getVersion()``).
     """
 
     opened: bool
@@ -734,6 +737,8 @@ class ImageJInfo:
     composite_mode: str = ""
     channel_colors: tuple[tuple[int, int, int], ...] = ()
     planes: Mapping[tuple[int, int, int], ImageJPlane] = field(default_factory=dict)
+    info: tuple[str, ...] = ()
+    version: str = ""
     output: str = field(default="", repr=False, compare=False)
 
     @property
@@ -772,7 +777,8 @@ function mmtsPlane(c, z, t, points) {
     print("MMTS\tPLANE\t" + c + "\t" + z + "\t" + t + "\t" + mmtsNum(mean) + "\t" + vals
           + "\t" + label);
 }
-open(getArgument());
+print("MMTS\tVERSION\t" + getVersion());
+MMTS_OPEN
 if (nImages == 0) {
     print("MMTS\tFAIL");
     exit;
@@ -796,14 +802,25 @@ if (bitDepth() != 24) {
         print("MMTS\tLUT\t" + c + "\t" + r[255] + "\t" + g[255] + "\t" + b[255]);
     }
 }
+mmtsInfo = split(getMetadata("Info"), "\n");
+for (i = 0; i < mmtsInfo.length; i++) print("MMTS\tINFO\t" + mmtsInfo[i]);
 """
+#: How the oracle macro opens the file: ImageJ's own ``File > Open``, or the Bio-Formats
+#: Importer as Fiji users run it (composite, hyperstack, the file's own plane order).
+_OPEN_PLAIN = "open(getArgument());"
+_OPEN_IMPORTER = (
+    'run("Bio-Formats Importer", "open=[" + getArgument() + "] color_mode=Composite '
+    'view=Hyperstack stack_order=XYCZT");'
+)
 
 
 def _imagej_macro(
-    positions: Sequence[tuple[int, int, int]], points: Sequence[tuple[int, int]]
+    positions: Sequence[tuple[int, int, int]],
+    points: Sequence[tuple[int, int]],
+    open_line: str = _OPEN_PLAIN,
 ) -> str:
     flat = [int(v) for xy in points for v in xy]
-    lines = [_MACRO_HEAD]
+    lines = [_MACRO_HEAD.replace("MMTS_OPEN", open_line)]
     lines.append(
         "mmtsPoints = newArray(" + ", ".join(map(str, flat)) + ");"
         if flat
@@ -828,13 +845,19 @@ def imagej_read(
     jar: str | os.PathLike[str],
     points: Sequence[tuple[int, int]] = ((0, 0),),
     timeout: float = DEFAULT_TIMEOUT,
+    *,
+    bioformats_jar: str | os.PathLike[str] | None = None,
 ) -> ImageJInfo:
-    """Open a file in plain ImageJ 1.x and report what it sees.
+    """Open a file in plain ImageJ 1.x (or with its Bio-Formats Importer) and report what it sees.
 
     Runs ``xvfb-run -a java -Djava.awt.headless=false -jar ij.jar -batch MACRO FILE`` with a
-    generated macro. A file ImageJ cannot open gives ``opened=False`` (the macro checks
-    ``nImages``, so ImageJ does not stay on its error dialog); any hang is ended after ``timeout``
-    and also reported as ``opened=False``. Never raises for an unreadable file.
+    generated macro. With ``bioformats_jar`` the jar is put on ImageJ's plugin path
+    (``-Dplugins.dir``, a fresh directory holding ``plugins/bioformats_package.jar``) and the
+    macro opens the file as a Fiji user does: ``run("Bio-Formats Importer", "open=[FILE]
+    color_mode=Composite view=Hyperstack stack_order=XYCZT")``. A file ImageJ cannot open gives
+    ``opened=False`` (the macro checks ``nImages``, so ImageJ does not stay on its error dialog);
+    any hang is ended after ``timeout`` and also reported as ``opened=False``. Never raises for
+    an unreadable file.
 
     Parameters
     ----------
@@ -848,6 +871,9 @@ def imagej_read(
         (x, y) pixel coordinates sampled in every requested plane.
     timeout
         Seconds before ImageJ (and its Xvfb) is killed.
+    bioformats_jar
+        ``bioformats_package.jar`` (see the ``bioformats_jar`` fixture): open the file with
+        the Bio-Formats Importer instead of ImageJ's own ``open``.
 
     Returns
     -------
@@ -857,7 +883,18 @@ def imagej_read(
     path = Path(path).resolve()
     with tempfile.TemporaryDirectory(prefix="mmts-imagej-") as tmp:
         macro = Path(tmp) / "oracle.ijm"
-        macro.write_text(_imagej_macro(positions, points), encoding="utf-8")
+        open_line = _OPEN_PLAIN
+        plugins: list[str] = []
+        if bioformats_jar is not None:
+            (Path(tmp) / "plugins").mkdir()
+            link = Path(tmp) / "plugins" / "bioformats_package.jar"
+            try:
+                link.symlink_to(Path(bioformats_jar).resolve())
+            except OSError:  # no symlinks (Windows without the privilege): a copy
+                shutil.copyfile(bioformats_jar, link)
+            open_line = _OPEN_IMPORTER
+            plugins = [f"-Dplugins.dir={tmp}"]
+        macro.write_text(_imagej_macro(positions, points, open_line), encoding="utf-8")
         env_tmp = Path(tmp) / "xvfb"  # xvfb-run's auth dir: ours to clean if it is killed
         env_tmp.mkdir()
         cmd = [
@@ -866,6 +903,7 @@ def imagej_read(
             "java",
             *_JAVA_UTF8,
             "-Djava.awt.headless=false",
+            *plugins,
             "-jar",
             os.fspath(jar),
             "-batch",
@@ -880,10 +918,11 @@ def _parse_imagej(run: _Run, timeout: float) -> ImageJInfo:
     """Turn the macro's ``MMTS\t...`` lines into an :class:`ImageJInfo`."""
     dims: dict[str, int] = {}
     cal: dict[str, float] = {}
-    unit = time_unit = mode = ""
+    unit = time_unit = mode = version = ""
     hyperstack = False
     planes: dict[tuple[int, int, int], ImageJPlane] = {}
     colors: list[tuple[int, int, int]] = []
+    info: list[str] = []
     other: list[str] = []
     status = ""
     ended = False
@@ -896,6 +935,8 @@ def _parse_imagej(run: _Run, timeout: float) -> ImageJInfo:
         kind = parts[1]
         if kind in ("OPEN", "FAIL"):
             status = kind
+        elif kind == "VERSION":
+            version = "\t".join(parts[2:])
         elif kind == "DIMS":
             keys = ("width", "height", "channels", "slices", "frames", "bit_depth", "n_images")
             dims = {k: int(float(v)) for k, v in zip(keys, parts[2:9], strict=True)}
@@ -911,6 +952,10 @@ def _parse_imagej(run: _Run, timeout: float) -> ImageJInfo:
             mode = parts[2]
         elif kind == "LUT":
             colors.append((int(parts[3]), int(parts[4]), int(parts[5])))
+        elif kind == "INFO":
+            text = "\t".join(parts[2:]).strip()
+            if text:
+                info.append(text)
         elif kind == "PLANE":
             c, z, t = (int(v) - 1 for v in parts[2:5])
             values = tuple(_parse_float(v) for v in parts[6].split(",") if v)
@@ -926,7 +971,9 @@ def _parse_imagej(run: _Run, timeout: float) -> ImageJInfo:
             why = "ImageJ could not open the file"
         else:
             why = f"ImageJ exited with code {run.returncode} before opening the file"
-        return ImageJInfo(opened=False, error="\n".join([why, *error_lines]), output=output)
+        return ImageJInfo(
+            opened=False, error="\n".join([why, *error_lines]), version=version, output=output
+        )
     if not ended or not dims:
         why = (
             f"ImageJ timed out after {timeout} s during the oracle macro"
@@ -954,5 +1001,7 @@ def _parse_imagej(run: _Run, timeout: float) -> ImageJInfo:
         composite_mode=mode,
         channel_colors=tuple(colors),
         planes=planes,
+        info=tuple(info),
+        version=version,
         output=output,
     )

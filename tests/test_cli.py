@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 
 from mmtiffsink import IJTiffFile, __version__
 from mmtiffsink.cli import main
+from mmtiffsink.info import file_info
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,3 +51,21 @@ def test_python_dash_m(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "pixel 0.5" in proc.stdout
+
+
+def test_replay_predictor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``replay --predictor``: files with tag 317 = 2 holding the dataset's exact frames."""
+    from tests.test_replay import CHANNELS, check_position, make_dataset
+
+    source = make_dataset(tmp_path / "src", "exp", positions=(0,), nz=2, nt=2)
+    out = tmp_path / "out"
+    argv = ["replay", str(source.path), str(out), "--compression", "zstd:1", "--predictor"]
+    assert main([*argv, "--no-progress", "--no-preview"]) == 0, capsys.readouterr().err
+    (path,) = sorted(out.glob("*.tif"))
+    assert file_info(path).codec == "zstd+predictor"
+    with tifffile.TiffFile(path) as tif:
+        assert {page.predictor for page in tif.pages} == {2}
+    check_position(source, path, 0, CHANNELS)
+    # the imagej profile refuses it, with the reason
+    assert main([*argv, "--profile", "imagej", "--overwrite", "--no-progress"]) == 1
+    assert "ImageJ 1.x" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from mmtiffsink._runreport import format_plan, format_result
 from mmtiffsink.config import DEFAULT_JAVA_PORT, RunConfig, load_config
 from mmtiffsink.errors import ConfigError, MMTiffSinkError
 from mmtiffsink.run import RunResult, plan_events, planned_files
-from mmtiffsink.tiff import IJTiffFile
+from mmtiffsink.tiff import Codec, IJTiffFile
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -199,6 +199,14 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("output:\n  profile: imagej\n  compression: none\n", "line 3: output.compression", "deflate"),
     ("output:\n  compression: lzw\n", "line 2: output.compression", "unknown compression"),
     ("output:\n  compression: zstd:x\n", "line 2: output.compression", "integer"),
+    ("output:\n  profile: imagej\n  predictor: true\n", "line 3: output.predictor", "ImageJ 1.x"),
+    ("output:\n  compression: none\n  predictor: true\n", "line 3: output.predictor", "None has"),
+    ("output:\n  predictor: 1\n", "line 2: output.predictor", "boolean"),
+    (
+        "output:\n  profile: imagej\n  compression: deflate+predictor\n",
+        "line 3: output.compression",
+        "wrong pixel values",
+    ),
     ("output:\n  template: '{name}_{position}.png'\n", "line 2: output.template", ".tif"),
     ("output:\n  template: '{name'\n", "line 2: output.template", "bad template"),
     ("output:\n  name: a/b\n", "line 2: output.name", "not a path"),
@@ -416,6 +424,20 @@ def test_format_plan(tmp_path: Path) -> None:
     copy.write_text(demo.read_text().replace("if_exists: rename", "if_exists: error"))
     assert "EXISTS: the run would stop before acquiring" in format_plan(load_config(copy))
     assert sorted(p.name for p in (tmp_path / "output").iterdir()) == ["demo.tif"]
+
+
+def test_output_predictor(tmp_path: Path) -> None:
+    """``output.predictor: true`` adds the predictor to the codec the run's files get."""
+    text = "output:\n  compression: zstd:1\n  predictor: true\n"
+    config = load_config(_write(tmp_path, text))
+    assert config.output.options().codec == Codec("zstd", 1, predictor=True)
+    assert config.output.options().writer_arguments()["compression"].predictor
+    assert "compression zstd:1+predictor" in format_plan(config)
+    config = load_config(_write(tmp_path, "output:\n  compression: deflate:6+predictor\n"))
+    assert config.output.options().codec == Codec("deflate", 6, predictor=True)
+    config = load_config(_write(tmp_path, "output:\n  profile: ome\n  predictor: true\n"))
+    assert config.output.options().codec == Codec("zstd", 3, predictor=True)
+    assert not load_config(_write(tmp_path, "output: {}\n")).output.options().codec.predictor
 
 
 # -- the result -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pytest
 import tifffile
 
 from mmtiffsink import MissingFramesWarning, ProfileError, repair
+from mmtiffsink.info import file_info
 from tests.writer_support import coded_frame, page_plane, read_hyperstack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ KILL_CHILD = """
 """
 
 
-@pytest.mark.parametrize("compression", ["zstd", "none"])
+@pytest.mark.parametrize("compression", ["zstd", "none", "zstd:1+predictor"])
 def test_sigkill_after_flush_loses_nothing(tmp_path: Path, compression: str) -> None:
     path = tmp_path / "killed.tif"
     child = run_child(KILL_CHILD, str(path), compression)
@@ -84,16 +85,26 @@ def test_sigkill_after_flush_loses_nothing(tmp_path: Path, compression: str) -> 
             seen.add((c, z, t))
     assert {(c, z, t) for t in range(10) for z in range(3) for c in range(2)} <= seen
 
+    # info shows the codec (and the predictor) of the file as the kill left it
+    predictor = 2 if compression.endswith("+predictor") else 1
+    expected = compression.split(":")[0] + ("+predictor" if predictor == 2 else "")
+    info = file_info(path)
+    assert not info.finished and info.codec == expected
+
     # repair() turns it into the finished hyperstack, calibrated
     with pytest.warns(MissingFramesWarning) if len(seen) % 6 else contextlib.nullcontext():
         report = repair(path)
     assert report.frames == len(seen)
     data, meta, f = read_hyperstack(path)
+    # every page (blank planes too) keeps the predictor of the killed writer's files
+    assert {page.predictor for page in f.pages} == {predictor}
     f.close()
     assert data.shape[1:3] == (3, 2)
     assert meta["spacing"] == 1.0 and meta["finterval"] == 2.0
     for c, z, t in seen:
         np.testing.assert_array_equal(data[t, z, c], coded_frame(c, z, t, (128, 96)))
+    info = file_info(path)
+    assert info.finished and info.codec == expected
 
 
 FULL_DISK_CHILD = """

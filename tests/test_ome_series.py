@@ -438,3 +438,24 @@ def test_replay_cli_positions_series(tmp_path: Path, capsys: pytest.CaptureFixtu
         data = stacks[["A1", "B2"].index(position)]
         c = list(dict.fromkeys(ch for _, _, _, ch in source.frames)).index(channel)
         np.testing.assert_array_equal(data[t, z, c], image)
+
+
+def test_keep_up_frames_keep_their_series(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames keep_up stores out of save order land in their own series, pixels exact."""
+    from mmtiffsink.tiff import _pool
+    from tests.test_keep_up import frame
+
+    monkeypatch.setattr(_pool, "_budget", _pool.Budget(1))  # one frame in flight at a time
+    path = tmp_path / "kept.ome.tif"
+    with IJTiffFile(path, profile="ome", compression=("zstd", 19), keep_up=True) as tif:
+        for t in range(8):
+            for s in range(2):
+                tif.save(frame(10 * s + t), 0, 0, t, series=s)
+    assert 0 < tif.frames_kept_up < 16
+    assert plane_tags(path) == [(0, 0, t) for t in range(8)] + [(0, 0, t, 1) for t in range(8)]
+    with tifffile.TiffFile(path) as f:
+        assert [s.shape for s in f.series] == [(8, 256, 256)] * 2
+        for s, series in enumerate(f.series):
+            data = series.asarray()
+            for t in range(8):
+                np.testing.assert_array_equal(data[t], frame(10 * s + t))

@@ -93,9 +93,10 @@ def write_spots(path: Path, **kwargs: object) -> None:
 
 
 # ------------------------------------------------------------------------------ the picture
-def test_channels_in_their_colours_and_a_composite(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compression", ["zstd", "zstd:1+predictor"])
+def test_channels_in_their_colours_and_a_composite(tmp_path: Path, compression: str) -> None:
     path = tmp_path / "cells.tif"
-    write_spots(path)
+    write_spots(path, compression=compression)
     png = mmtiffsink.preview(path)
     assert png == tmp_path / "cells.preview.png"
     rgb = decode(png)
@@ -197,7 +198,7 @@ KILLED = """
     from mmtiffsink import IJTiffFile
     from tests.test_preview import spot_frame
     tif = IJTiffFile(sys.argv[1], pxsize=0.5, colors=["magenta", "lime"],
-                     channel_names=["DAPI", "FITC"])
+                     channel_names=["DAPI", "FITC"], compression=sys.argv[2])
     for z in (2, 0, 1):            # channel 0 complete at t=0, channel 1 only at z=1
         tif.save(spot_frame(0, z, 0), 0, z, 0)
     tif.save(spot_frame(1, 1, 0), 1, 1, 0)
@@ -207,11 +208,12 @@ KILLED = """
 """
 
 
-def test_unfinished_file_of_a_killed_writer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compression", ["zstd", "deflate+predictor"])
+def test_unfinished_file_of_a_killed_writer(tmp_path: Path, compression: str) -> None:
     path = tmp_path / "killed.tif"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     child = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(KILLED), str(path)],
+        [sys.executable, "-c", textwrap.dedent(KILLED), str(path), compression],
         env=env,
         capture_output=True,
         text=True,

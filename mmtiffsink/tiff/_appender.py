@@ -29,7 +29,15 @@ from ._codecs import Codec
 from ._frames import Coord, Key
 from ._io import FileIO
 from ._settings import Settings
-from ._tags import FIRST_METADATA_TAG, METADATA_TAG, PLANE_TAG, SETTINGS_TAG, Layout, Tag
+from ._tags import (
+    FIRST_METADATA_TAG,
+    METADATA_TAG,
+    PLANE_TAG,
+    SETTINGS_TAG,
+    Layout,
+    Tag,
+    int_tag,
+)
 
 __all__ = ["Appender", "data_key", "pack", "unpack"]
 
@@ -51,12 +59,12 @@ def unpack(packed: int) -> tuple[int, int]:
     return packed >> _SIZE_BITS, packed & ((1 << _SIZE_BITS) - 1)
 
 
-def data_key(data: bytes) -> int:
+def data_key(data: bytes | memoryview) -> int:
     """Dedup key of an encoded frame: its length and CRC-32 (libdeflate, ~30x blake2b's speed).
 
     A key is only a hint: a hit is confirmed by comparing the stored bytes.
     """
-    return len(data) << 32 | int(imagecodecs.deflate_crc32(data))
+    return len(data) << 32 | int(imagecodecs.deflate_crc32(data))  # type: ignore[arg-type]
 
 
 class LRU(Generic[_K, _V]):
@@ -90,7 +98,7 @@ class Tail:
     def __init__(self, start: int) -> None:
         self.start = start
         self.pos = start
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes | memoryview] = []
 
     def reserve(self, nbytes: int) -> int:
         """Skip ``nbytes`` (written elsewhere) before any allocation; return their offset."""
@@ -98,7 +106,7 @@ class Tail:
         self.start = self.pos = offset + nbytes
         return offset
 
-    def alloc(self, buf: bytes) -> int:
+    def alloc(self, buf: bytes | memoryview) -> int:
         """Queue ``buf`` and return the file offset it will have."""
         offset = self.pos
         self.chunks.append(buf)
@@ -198,7 +206,9 @@ class Appender:
         return self.slots_at + index * nbytes
 
     # ------------------------------------------------------------------ append
-    def append(self, coord: Key, data: bytes, digest: int, extra: Sequence[Tag]) -> None:
+    def append(
+        self, coord: Key, data: bytes | memoryview, digest: int, extra: Sequence[Tag]
+    ) -> None:
         """Append one frame's bytes and IFD, then link it.
 
         Raises
@@ -214,7 +224,7 @@ class Appender:
         tail = Tail(self.end)
         alloc = tail.alloc
 
-        slot_write: tuple[bytes, int] | None = None
+        slot_write: tuple[bytes | memoryview, int] | None = None
         if self.slots is not None:
             if self.slots_at is None:
                 c, z, t = self.slots
@@ -251,12 +261,11 @@ class Appender:
         static = self._static_entries
         if static_src is not self._static_src:  # first frame, or a setting changed
             static = [entry(tag) for tag in static_src]
-        plane = Tag.slong if min(coord) < 0 else Tag.long
         items = [
             *static,
             entry(lay.offset_tag(273, offsets)),
             entry(lay.offset_tag(279, counts)),
-            entry(plane(PLANE_TAG, list(coord)), dedup=False),
+            entry(int_tag(PLANE_TAG, 9 if min(coord) < 0 else 4, coord), dedup=False),
             *(entry(tag) for tag in extra),
         ]
         items.sort(key=lambda item: item[0])
@@ -318,7 +327,7 @@ class Appender:
             return False
         return len(raw) == size and int.from_bytes(raw, "little") == ifd_offset
 
-    def _find_data(self, digest: int, data: bytes) -> tuple[int, int] | None:
+    def _find_data(self, digest: int, data: bytes | memoryview) -> tuple[int, int] | None:
         hit = self._data_index.get(digest)
         if hit is not None and hit[1] == len(data) and self.io.read(hit[0], hit[1]) == data:
             return hit
@@ -389,6 +398,8 @@ def static_tags(
         Tag.ascii(SETTINGS_TAG, json.dumps(settings.to_json(profile), sort_keys=True)),
         *extratags,
     ]
+    if codec.predictor:
+        tags.append(Tag.short(317, [codec.tiff_predictor]))
     if pxsize is not None:
         tags += [
             Tag.rational(282, [1.0 / pxsize]),

@@ -47,6 +47,7 @@ class FileAttributes:
         "_codec",
         "_cond",
         "_dtype",
+        "_encoder",
         "_extratags",
         "_finalizer",
         "_high",
@@ -54,6 +55,7 @@ class FileAttributes:
         "_inflight_bytes",
         "_inherited",
         "_io",
+        "_keep_up",
         "_layout",
         "_lock",
         "_low",
@@ -68,6 +70,7 @@ class FileAttributes:
         "_settings",
         "_static",
         "blank_planes",
+        "frames_kept_up",
         "path",
     )
 
@@ -324,14 +327,24 @@ class FileAttributes:
                 raise ConfigError(msg)
             self._plane_tags.setdefault(coord, []).extend(tags)
 
+    def _pick_codec(self, compression: Any, predictor: bool, shape_known: bool) -> Codec:
+        """The profile's codec for ``compression`` (with the predictor), checked for the dtype."""
+        return self._profile.codec(
+            compression, predictor=predictor, dtype=self._dtype, shape_known=shape_known
+        )
+
     def set_compression(self, compression: int | str, level: int | None = None) -> None:
-        """Change the codec before the first save (tiffwrite's call form: code or name, level)."""
+        """Change the codec before the first save (tiffwrite's call form: code or name, level).
+
+        The file's predictor stays on for a new codec (not for ``"none"``).
+        """
         with self._lock:
             if self._seq.pending or self._app.planes:
                 msg = "the compression can only be changed before the first save"
                 raise ConfigError(msg)
-            spec = compression if level is None else (compression, level)
-            self._codec = self._profile.codec(spec, shape_known=self._settings.shape is not None)
+            codec = Codec.parse(compression if level is None else (compression, level))
+            predictor = self._codec.predictor and codec.compressed
+            self._codec = self._pick_codec(codec, predictor, self._settings.shape is not None)
             if self._app.slots is not None and self._codec.compressed:
                 self._app.slots = None
             self._static = None

@@ -42,7 +42,8 @@ from ._appender import (
     static_tags,
 )
 from ._attributes import FileAttributes
-from ._codecs import Codec, CompressionLike
+from ._codecs import CompressionLike
+from ._encoder import EncodeQueue
 from ._finish import finish_file
 from ._frames import (
     NONE_SAVED,
@@ -97,9 +98,10 @@ class IJTiffFile(FileAttributes):
         Z step in µm (``delta_z``).
     timeinterval
         Time between time points in seconds (``time_interval``).
-    compression
-        ``"zstd"``, ``"zstd:9"``, ``("zstd", level)``, ``"deflate"``, ``("deflate", level)``
-        or ``None``. Default: zstd level 3 for ``bigtiff``, deflate level 1 for ``imagej``.
+    compression, predictor
+        ``"zstd"``, ``"zstd:9"``, ``("zstd", 9)``, ``"deflate"`` or ``None`` (default: zstd 3,
+        deflate 1 for ``imagej``); ``predictor=True`` (or ``"zstd:1+predictor"``) adds TIFF's
+        differencing predictor: integer pixels, ``bigtiff``/``ome`` (ImageJ reads it wrongly).
     profile
         ``"bigtiff"`` (any size; Fiji/Bio-Formats, tifffile), ``"imagej"`` (classic TIFF of
         at most 4 GiB that plain ImageJ 1.x opens; no compression or deflate) or ``"ome"``
@@ -119,6 +121,13 @@ class IJTiffFile(FileAttributes):
         Frames of this file queued or being compressed before ``save`` blocks. Default: no
         per-file limit; every file shares the process's in-flight budget in bytes
         (``MMTIFFSINK_INFLIGHT_MB``, default 32 MiB per worker, at least 64 MiB).
+    keep_up
+        Never make ``save`` wait for the compression pool: when the in-flight budget is
+        full (the pool is behind the source), the frame is stored uncompressed, in the
+        codec's own format (zstd raw blocks, deflate stored blocks: the file's Compression
+        tag stays one, so every reader reads it), by the saving thread at once.
+        ``frames_kept_up`` counts them. Default off (``save`` waits: back-pressure, the
+        smallest file); the acquisition sinks turn it on.
     cast
         How frames of another dtype are stored. ``"exact"`` (default): a cast that would
         change any value (wrap, NaN into integers, fractions into integers, float precision)
@@ -163,8 +172,10 @@ class IJTiffFile(FileAttributes):
         extratags: TagsLike = None,
         *,
         channel_names: Sequence[str] | None = None,
+        predictor: bool = False,
         overwrite: bool = True,
         max_inflight: int | None = None,
+        keep_up: bool = False,
         cast: Cast = "exact",
         max_planes: int = MAX_PLANES,
         allow_negative: bool = False,
@@ -178,7 +189,7 @@ class IJTiffFile(FileAttributes):
         self._cast = check_cast(cast)
         self._max_planes = check_cap(max_planes)
         declared = check_shape(shape, self._max_planes)
-        self._codec: Codec = self._profile.codec(compression, shape_known=declared is not None)
+        self._codec = self._pick_codec(compression, predictor, shape_known=declared is not None)
         self._negative = bool(allow_negative) and declared is None
         self._settings = Settings(
             shape=declared,
@@ -202,6 +213,10 @@ class IJTiffFile(FileAttributes):
             msg = f"max_inflight is a number of frames >= 1, got {max_inflight!r}"
             raise ConfigError(msg)
         self._max_inflight = max_inflight
+        if not isinstance(keep_up, bool):
+            msg = f"keep_up is True or False, got {keep_up!r}"
+            raise ConfigError(msg)
+        self._keep_up = keep_up
         self.path = Path(path)
         io = open_output(self.path, overwrite=overwrite)
         slots = (
@@ -243,8 +258,12 @@ class IJTiffFile(FileAttributes):
         self._plane_tags: dict[Key, list[Tag]] = {}
         self._series = SeriesTable()  # series > 0 (profile "ome"), series names and stages
         self.blank_planes = 0
+        self.frames_kept_up = 0
         self._budget = _pool.budget()
         self._pool = _pool.acquire_pool()
+        self._encoder = EncodeQueue(
+            self._lock, self._pool, _pool.pool_workers(self._pool), self._encode, self._deposit
+        )
         self._holds_pool = [True]
         self._finalizer = weakref.finalize(self, _pool.abandoned, io, self._holds_pool)
         _pool.register_file(self)
@@ -265,6 +284,7 @@ class IJTiffFile(FileAttributes):
         self._cond = threading.Condition(self._lock)
         self._close_lock = threading.Lock()
         self._seq.lock, self._seq.cond = self._lock, self._cond
+        self._encoder.lock = self._lock
         self._io.reset_lock_after_fork()
         self._inherited = True
         self._closing = True  # only the parent writes it
@@ -337,7 +357,9 @@ class IJTiffFile(FileAttributes):
         else:
             args = (self._low, self._high, self._max_planes, self.path, declared)
             self._series.check(key, *args)
-        arr = as_frame(frame, self._dtype, self._cast)
+        # uncompressed frames are written before save returns: the caller's array serves
+        compressed = self._codec.compressed
+        arr = as_frame(frame, self._dtype, self._cast, copy=compressed)
         extra = list(normalize_tags(extratags, bigtiff=self._layout.bigtiff))
         if metadata is not None:
             extra.append(Tag.ascii(METADATA_TAG, _metadata_json(metadata)))
@@ -348,12 +370,18 @@ class IJTiffFile(FileAttributes):
             extra += self._series.extra(key)
         bound = size_bound(self._app, arr.nbytes, self._codec.compressed, extra)
         charge = arr.nbytes + bound
-        acquired = False
+        acquired = stored = False
         try:
-            acquired = self._budget.acquire(
-                charge, self._full, lambda: self._closing or self._seq.error is not None
-            )
-            if not acquired:
+            if self._keep_up and compressed:
+                # the pool is behind: store this frame (uncompressed, in the codec's format)
+                # in this thread now instead of waiting for room in the budget
+                acquired = self._budget.try_acquire(charge, self._full)
+                stored = not acquired
+            else:
+                acquired = self._budget.acquire(
+                    charge, self._full, lambda: self._closing or self._seq.error is not None
+                )
+            if not acquired and not stored:
                 with self._lock:
                     self._raise_error()
                 raise self._closed_error()
@@ -376,30 +404,35 @@ class IJTiffFile(FileAttributes):
                 self._claimed.add(key)
                 self._extend(key)
                 self._inflight_bytes += bound
-                job = self._seq.reserve(key, charge, bound, tuple(extra))
+                if stored:
+                    job = self._seq.reserve_unordered(key, bound, tuple(extra))
+                else:
+                    job = self._seq.reserve(key, charge, bound, tuple(extra))
         except BaseException:
             with self._lock:  # a reserved job gives its charge back when its turn passes
                 reserved = self._seq.holds(key)
             if acquired and not reserved:
                 self._budget.release(charge)
             raise
-        if not self._codec.compressed:
-            # nothing to compress: appending here costs less than a hand-off to the pool
-            self._process(job, arr, caller=True)
+        if stored:
+            self._store_now(job, arr)
+            return
+        if not compressed:
+            # nothing to compress: appending here costs less than a hand-off to the pool; the
+            # frame (maybe the caller's own array) is in the file before save returns
+            self._process(job, arr)
+            del arr
+            self._seq.wait_passed(job, self._release_jobs)
             with self._lock:
                 self._raise_error()
             return
-        try:
-            self._pool.submit(self._process, job, arr, False)
+        with self._lock:  # to the file's encode queue (see _encoder): a worker deposits it
+            self._encoder.put(job, arr)
             self._seq.handed(job)
-        except BaseException as exc:  # pool gone (interpreter shutting down), or Ctrl-C
-            failed = Job(job.seq, job.coord, job.charge, job.bound)
-            if isinstance(exc, Exception):
-                failed.error = exc
-            else:
-                failed.skip = True  # the plane stays free; the caller gets the interrupt
-            self._release_jobs(self._seq.deposit(failed))
-            raise
+            start = self._encoder.wants_task()
+        del arr
+        if start:
+            self._encoder.start()
 
     def _full(self) -> bool:
         return self._max_inflight is not None and self._seq.pending >= self._max_inflight
@@ -410,20 +443,47 @@ class IJTiffFile(FileAttributes):
         else:
             self._series.extend(key)
 
-    def _process(self, job: Job, arr: np.ndarray, caller: bool) -> None:
-        """Compress and hash one frame (worker or saving thread), then take its turn."""
+    def _encode(self, job: Job, arr: np.ndarray) -> None:
+        """Compress and hash one frame into its job (a pool worker); failures go in the job."""
+        try:
+            job.data = self._codec.encode(arr)
+            job.digest = data_key(job.data)
+        except BaseException as exc:  # reported to the caller on save/flush/close
+            job.error = exc
+
+    def _store_now(self, job: Job, arr: np.ndarray) -> None:
+        """keep_up: append a frame uncompressed in this thread, out of the save order."""
+        try:
+            job.data = self._codec.encode_stored(arr)
+            job.digest = data_key(job.data)
+        except Exception as exc:  # reported below, as for any frame
+            job.error = exc
+        del arr
+        self._seq.append_unordered(job)
+        with self._lock:
+            self._raise_error()
+            parked = self._seq.can_pump()
+        if parked:  # jobs a worker left while this thread appended: a worker appends them
+            self._pool.submit(self._pump)
+
+    def _pump(self) -> None:
+        self._release_jobs(self._seq.pump())
+
+    def _deposit(self, jobs: list[Job]) -> None:
+        self._release_jobs(self._seq.deposit_many(jobs))
+
+    def _process(self, job: Job, arr: np.ndarray) -> None:
+        """Store one uncompressed frame in the saving thread, then take its turn."""
         try:
             job.data = self._codec.encode(arr)
             del arr
             job.digest = data_key(job.data)
         except Exception as exc:  # reported to the caller on save/flush/close
             job.error = exc
-        except BaseException as exc:
-            if caller:  # KeyboardInterrupt in the saving thread: the plane stays free
-                job.skip = True
-                self._release_jobs(self._seq.deposit(job))
-                raise
-            job.error = exc
+        except BaseException:  # KeyboardInterrupt in the saving thread: the plane stays free
+            job.skip = True
+            self._release_jobs(self._seq.deposit(job))
+            raise
         self._release_jobs(self._seq.deposit(job))
 
     def _append_job(self, job: Job) -> None:
@@ -436,6 +496,8 @@ class IJTiffFile(FileAttributes):
         """A job's turn passed (lock held)."""
         self._claimed.discard(job.coord)
         self._inflight_bytes -= job.bound
+        if landed and job.unordered:
+            self.frames_kept_up += 1
         job.data = b""
 
     def _release_jobs(self, jobs: list[Job]) -> None:
@@ -478,6 +540,7 @@ class IJTiffFile(FileAttributes):
 
         """
         key = self._series_key(self._coord(c, z, t), series)
+        self._encoder.kick()
         while True:
             with self._lock:
                 packed = self._app.planes.get(key)
@@ -513,6 +576,7 @@ class IJTiffFile(FileAttributes):
         """
         if self._closed or self._closing:
             raise self._closed_error()
+        self._encoder.kick()
         self._seq.wait_idle(self._release_jobs)
         with self._lock:
             self._raise_error()
@@ -549,6 +613,7 @@ class IJTiffFile(FileAttributes):
             error: BaseException | None = None
             remove = False
             try:
+                self._encoder.kick()
                 self._seq.wait_idle(self._release_jobs)
                 if self._seq.error is None:
                     self._check_identity()

@@ -60,8 +60,11 @@ def check_plane_count(low: Coord, high: Coord, max_planes: int, where: str) -> N
         raise CoordinateError(msg)
 
 
-def cast_frame(arr: np.ndarray, dst: np.dtype[Any], cast: Cast) -> np.ndarray:
+def cast_frame(arr: np.ndarray, dst: np.dtype[Any], cast: Cast, *, copy: bool = True) -> np.ndarray:
     """Return a C-contiguous copy of ``arr`` as ``dst``; never a silent change of values.
+
+    With ``copy=False`` an array that is already C-contiguous and of type ``dst`` is returned
+    as it is (for a caller that is done with it before it returns).
 
     ``cast="exact"`` (default) refuses any cast that changes a value: out of range (a wrap),
     NaN or infinity into integers, fractions into integers, float precision lost.
@@ -77,7 +80,7 @@ def cast_frame(arr: np.ndarray, dst: np.dtype[Any], cast: Cast) -> np.ndarray:
     """
     src = arr.dtype
     if src == dst:
-        return np.array(arr, order="C", copy=True)
+        return np.array(arr, order="C", copy=True) if copy else np.ascontiguousarray(arr)
     if src.kind not in "biuf":
         msg = f"cannot store a frame of dtype {src} in a {dst} file"
         raise FrameError(msg)
@@ -200,8 +203,11 @@ def metadata_json(metadata: Any) -> str:
         raise FrameError(msg) from None
 
 
-def as_frame(frame: Any, dtype: np.dtype[Any], cast: Cast) -> np.ndarray:
-    """A C-contiguous 2-D copy of ``frame`` in ``dtype`` (see :func:`cast_frame`)."""
+def as_frame(frame: Any, dtype: np.dtype[Any], cast: Cast, *, copy: bool = True) -> np.ndarray:
+    """A C-contiguous 2-D copy of ``frame`` in ``dtype`` (see :func:`cast_frame`).
+
+    ``copy=False``: ``frame`` itself when it already is one (see :func:`cast_frame`).
+    """
     try:
         arr = np.asarray(frame)
     except (TypeError, ValueError) as exc:
@@ -213,7 +219,7 @@ def as_frame(frame: Any, dtype: np.dtype[Any], cast: Cast) -> np.ndarray:
     if 0 in arr.shape:
         msg = f"a frame cannot be empty; got shape {arr.shape}"
         raise FrameError(msg)
-    return cast_frame(arr, dtype, cast)
+    return cast_frame(arr, dtype, cast, copy=copy)
 
 
 def check_cap(max_planes: Any) -> int:

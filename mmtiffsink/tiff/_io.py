@@ -129,18 +129,26 @@ class FileIO:
                 written = os.pwritev(fd, chunks, offset)
             else:
                 written = os.pwrite(fd, chunks[0] if len(chunks) == 1 else b"".join(chunks), offset)
-            if written < total:
-                rest = memoryview(b"".join(chunks))[written:]
-                while rest:
-                    n = os.pwrite(fd, rest, offset + written)
-                    written += n
-                    rest = rest[n:]
+            if written < total:  # a short write: the rest, chunk by chunk
+                skip = written
+                for chunk in chunks:
+                    view = memoryview(chunk).cast("B")
+                    if skip >= len(view):
+                        skip -= len(view)
+                        continue
+                    rest, skip = view[skip:], 0
+                    while rest:
+                        n = os.pwrite(fd, rest, offset + written)
+                        written += n
+                        rest = rest[n:]
             return
-        data = memoryview(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        # one seek, then each chunk in turn (the file's lock is held): no joined copy
         os.lseek(fd, offset, os.SEEK_SET)
-        while data:
-            n = os.write(fd, data)
-            data = data[n:]
+        for chunk in chunks:
+            data = memoryview(chunk).cast("B")
+            while data:
+                n = os.write(fd, data)
+                data = data[n:]
 
     def truncate(self, size: int) -> None:
         """Cut the file to ``size`` bytes."""

@@ -36,7 +36,7 @@ class Job:
     """Bytes of the in-flight budget it holds."""
     bound: int
     """Upper bound of the bytes it adds to the file."""
-    data: bytes = b""
+    data: bytes | memoryview = b""
     digest: int = 0
     extra: tuple[Tag, ...] = field(default=())
     error: BaseException | None = None
@@ -45,6 +45,10 @@ class Job:
     """It was interrupted in the saving thread: its turn passes, its plane stays free."""
     owner: int = 0
     """The thread that will deposit it (0: a pool worker)."""
+    passed: bool = False
+    """Its turn has passed (appended, dropped or skipped)."""
+    unordered: bool = False
+    """Appended by its saving thread at once, outside the save order (``keep_up``)."""
 
 
 class Sequencer:
@@ -83,6 +87,9 @@ class Sequencer:
         # jobs a saving thread reserved and still owns (not deposited, not handed to the pool):
         # at most one or two per saving thread, so looking through them costs nothing
         self._reserved: dict[int, Job] = {}
+        # jobs a saving thread appends itself, out of order (keep_up), until they pass
+        self._unordered: dict[int, Job] = {}
+        self._wanted = 0  # saving threads waiting for the appender role (they go first)
         self._role = 0  # the thread holding the appender role
         self._next_seq = 0
         self._write_seq = 0
@@ -106,11 +113,58 @@ class Sequencer:
         self.pending += 1
         return job
 
-    def handed(self, job: Job) -> None:
-        """The pool has the job: a worker will deposit it."""
+    def reserve_unordered(self, coord: Key, bound: int, extra: tuple[Tag, ...]) -> Job:
+        """A job its saving thread appends at once with :meth:`append_unordered` (lock held).
+
+        Pending like any job (so ``close`` waits for it); an interrupt between the two
+        leaves it to :meth:`free_orphans`, as for :meth:`reserve`.
+        """
+        job = Job(-1, coord, 0, bound, extra=extra, unordered=True)
+        job.owner = threading.get_ident()
+        self._unordered[id(job)] = job
+        self.pending += 1
+        return job
+
+    def append_unordered(self, job: Job) -> None:
+        """Append a job of :meth:`reserve_unordered` in this thread, now.
+
+        Waits only for the job being appended by another thread (a waiting saving thread
+        goes before the parked jobs); parked jobs are left to a worker (see ``can_pump``).
+        """
+        landed = False
         with self.lock:
-            self._reserved.pop(job.seq, None)
-            job.owner = 0
+            if self._unordered.pop(id(job), None) is None:
+                return  # its turn already passed (see free_orphans)
+            if self._appending and self._role == threading.get_ident():
+                self._appending = False  # left held by an interrupt in this thread
+            self._wanted += 1
+            try:
+                while self._appending:
+                    self.cond.wait()
+            except BaseException:
+                self._unordered[id(job)] = job  # still this thread's: free_orphans takes it
+                raise
+            finally:
+                self._wanted -= 1
+            self._appending = True
+            self._role = threading.get_ident()
+        try:
+            landed = self._run(job)
+        except BaseException:
+            landed = self._landed(job)
+            raise
+        finally:
+            with self.lock:
+                self._appending = False
+                self.pending -= 1
+                job.passed = True
+                self._finished(job, landed)
+                self.cond.notify_all()
+
+    def handed(self, job: Job) -> None:
+        """The pool has the job: a worker will deposit it (lock held)."""
+        self._reserved.pop(job.seq, None)
+        job.owner = 0
 
     def free_orphans(self) -> None:
         """Let the turn pass of every job this thread reserved and never deposited (lock held).
@@ -123,6 +177,11 @@ class Sequencer:
             del self._reserved[job.seq]
             job.skip = True
             self._ready[job.seq] = job
+        for job in [j for j in self._unordered.values() if j.owner == me]:
+            del self._unordered[id(job)]
+            self.pending -= 1
+            job.passed = True
+            self._finished(job, False)
 
     def holds(self, coord: Key) -> bool:
         """Whether this thread reserved a job for ``coord`` and still owns it (lock held)."""
@@ -150,19 +209,24 @@ class Sequencer:
     def deposit(self, job: Job) -> list[Job]:
         """Park a job and append whatever is next in line; return jobs whose turn passed.
 
-        A job is taken once: a second deposit of its number (a KeyboardInterrupt raised in
-        ``submit`` after the pool took the job) is ignored.
+        A job is taken once: a second deposit of its number (a job an interrupt orphaned,
+        whose turn :meth:`free_orphans` already let pass) is ignored.
         """
+        return self.deposit_many([job])
+
+    def deposit_many(self, jobs: list[Job]) -> list[Job]:
+        """:meth:`deposit` for several jobs at once (one lock, one pump)."""
         with self.lock:
-            if job.seq < self._write_seq or job.seq in self._ready:
-                return []
-            self._reserved.pop(job.seq, None)
-            self._ready[job.seq] = job
+            for job in jobs:
+                if job.seq < self._write_seq or job.seq in self._ready:
+                    continue
+                self._reserved.pop(job.seq, None)
+                self._ready[job.seq] = job
         return self.pump()
 
     def can_pump(self) -> bool:
-        """True when a job is next in line and no thread appends (lock held)."""
-        return not self._appending and self._write_seq in self._ready
+        """True when a job is next in line, no thread appends or waits to (lock held)."""
+        return not self._appending and not self._wanted and self._write_seq in self._ready
 
     def pump(self) -> list[Job]:
         """Take the appender role if free and a job is next in line; return the jobs done.
@@ -185,6 +249,9 @@ class Sequencer:
             rest: list[Job] = []
             try:
                 for i, job in enumerate(batch):
+                    if self._wanted:  # a saving thread waits for the role: it goes first
+                        rest = batch[i:]
+                        break
                     try:
                         landed = self._run(job)
                     except BaseException:
@@ -201,6 +268,7 @@ class Sequencer:
                         self._write_seq = rest[0].seq
                     for job, landed in done:
                         self.pending -= 1
+                        job.passed = True
                         self._finished(job, landed)
                         passed.append(job)
                     self.cond.notify_all()
@@ -221,6 +289,28 @@ class Sequencer:
                 self.latch(exc)
             return False
         return True
+
+    def wait_passed(self, job: Job, release: Callable[[list[Job]], Any]) -> None:
+        """Wait until a deposited job's turn has passed, appending parked jobs if no thread does.
+
+        For a job whose data is the caller's own buffer: once this returns, the file no
+        longer needs it. Interrupted while the job is still parked, the job is skipped (its
+        plane stays free), so the buffer is never read after the caller got the interrupt.
+        """
+        try:
+            while True:
+                with self.lock:
+                    if job.passed:
+                        return
+                    if not self.can_pump():
+                        self.cond.wait()
+                        continue
+                release(self.pump())
+        except BaseException:
+            with self.lock:
+                if self._ready.get(job.seq) is job:
+                    job.skip = True
+            raise
 
     def wait_idle(self, release: Callable[[list[Job]], Any]) -> None:
         """Wait until no job is pending, appending parked jobs if no thread does.

@@ -28,6 +28,7 @@ __all__ = [
     "default_budget_bytes",
     "default_workers",
     "pool_users",
+    "pool_workers",
     "register_file",
     "release_pool",
 ]
@@ -89,6 +90,15 @@ class Budget:
                     return True
                 self._cond.wait()
 
+    def try_acquire(self, nbytes: int, blocked: Callable[[], bool]) -> bool:
+        """Take ``nbytes`` if they fit now and not ``blocked()``; never wait."""
+        with self._lock:
+            fits = self.used == 0 or self.used + nbytes <= self.capacity
+            if fits and not blocked():
+                self.used += nbytes
+                return True
+            return False
+
     def release(self, nbytes: int) -> None:
         """Give back ``nbytes`` and wake the waiters."""
         with self._lock:
@@ -107,6 +117,11 @@ _budget = Budget(default_budget_bytes())
 def budget() -> Budget:
     """The process's in-flight budget."""
     return _budget
+
+
+def pool_workers(pool: ThreadPoolExecutor) -> int:
+    """The number of threads of ``pool``."""
+    return int(getattr(pool, "_max_workers", 0) or default_workers())
 
 
 def acquire_pool() -> ThreadPoolExecutor:

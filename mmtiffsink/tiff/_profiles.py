@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal, final
 
 import numpy as np
 
-from ..errors import FrameError, ProfileError
+from ..errors import ConfigError, FrameError, ProfileError
 from ._codecs import Codec, CompressionLike
 from ._tags import Layout
 
@@ -61,6 +61,9 @@ class Profile:
     uncompressed_needs_shape
         Uncompressed files need (C, Z, T) up front (ImageJ 1.x reads uncompressed planes in
         file order, so each plane gets a slot).
+    predictor_refused
+        Why the profile refuses the horizontal-differencing predictor (``None``: its readers
+        decode it).
     readers
         Who opens it (for messages).
     ome
@@ -77,6 +80,7 @@ class Profile:
     dtypes: frozenset[np.dtype[Any]]
     default_codec: Codec
     uncompressed_needs_shape: bool
+    predictor_refused: str | None
     readers: str
     ome: bool = False
     suffix: str = ".tif"
@@ -107,13 +111,25 @@ class Profile:
             raise ProfileError(msg)
         return found
 
-    def codec(self, compression: CompressionLike = DEFAULT, *, shape_known: bool = True) -> Codec:
+    def codec(
+        self,
+        compression: CompressionLike = DEFAULT,
+        *,
+        predictor: bool = False,
+        dtype: Any = None,
+        shape_known: bool = True,
+    ) -> Codec:
         """The codec for a ``compression`` argument, checked against this profile.
 
         Parameters
         ----------
         compression
             As :meth:`Codec.parse` takes it, or :data:`DEFAULT`.
+        predictor
+            Add the horizontal-differencing predictor to that codec (False: the codec as
+            ``compression`` says, e.g. ``"zstd:1+predictor"``).
+        dtype
+            The file's pixel type, when known: the predictor is for integer pixels.
         shape_known
             Whether the writer will know (C, Z, T) up front (``IJTiffFile(shape=...)``);
             sinks, runs and replays do not.
@@ -121,13 +137,29 @@ class Profile:
         Raises
         ------
         ConfigError
-            For a compression that cannot be parsed.
+            For a compression that cannot be parsed, the predictor without a codec or with
+            floating-point pixels.
         ProfileError
-            For a codec this profile's readers cannot decode, or an uncompressed file whose
-            shape this profile needs up front when ``shape_known`` is False.
+            For a codec this profile's readers cannot decode, the predictor in a profile
+            whose readers decode it wrongly, or an uncompressed file whose shape this profile
+            needs up front when ``shape_known`` is False.
 
         """
         codec = self.default_codec if compression is DEFAULT else Codec.parse(compression)
+        if predictor is not False:
+            if predictor is not True:
+                msg = f"predictor is True or False, got {predictor!r}"
+                raise ConfigError(msg)
+            codec = codec.with_predictor()
+        if codec.predictor and self.predictor_refused is not None:
+            msg = (
+                f"the {self.name!r} profile cannot use the predictor: {self.predictor_refused}; "
+                "use profile='bigtiff' or 'ome' (Bio-Formats and tifffile decode it), or no "
+                "predictor"
+            )
+            raise ProfileError(msg)
+        if dtype is not None:
+            codec.check_dtype(dtype)
         if codec.name not in self.codecs:
             allowed = ", ".join("None" if c == "none" else repr(c) for c in sorted(self.codecs))
             msg = (
@@ -187,6 +219,7 @@ Profile.ALL = {
         dtypes=_dtypes("<u1", "<u2", "<u4", "<u8", "i1", "<i2", "<i4", "<i8", "<f4", "<f8"),
         default_codec=Codec("zstd", 3),
         uncompressed_needs_shape=False,
+        predictor_refused=None,
         readers="Fiji/Bio-Formats, tifffile",
     ),
     "imagej": Profile(
@@ -196,6 +229,10 @@ Profile.ALL = {
         dtypes=_dtypes("u1", "<u2", "<f4"),
         default_codec=Codec("deflate", 1),
         uncompressed_needs_shape=True,
+        predictor_refused=(
+            "ImageJ 1.x opens such files without a message but undoes the predictor of "
+            "16-bit pixels wrongly (wrong pixel values)"
+        ),
         readers="ImageJ 1.x",
     ),
     "ome": Profile(
@@ -206,6 +243,7 @@ Profile.ALL = {
         dtypes=_dtypes("<u1", "<u2", "<u4", "i1", "<i2", "<i4", "<f4", "<f8"),
         default_codec=Codec("zstd", 3),
         uncompressed_needs_shape=False,
+        predictor_refused=None,
         readers="Fiji/Bio-Formats, tifffile, bioio, OMERO, QuPath",
         ome=True,
         suffix=".ome.tif",

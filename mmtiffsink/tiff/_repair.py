@@ -75,7 +75,8 @@ class _Chain:
         self.labels: dict[int, tuple[str | None, StageLabel | None]] = {}
         self.settings: dict[str, Any] | None = None
         self.link_pos = self.lay.first_ifd_pointer
-        self.frame: tuple[int, ...] | None = None  # width, height, bits, codec, kind, strips
+        # width, height, bits, codec, kind, strips, predictor
+        self.frame: tuple[int, ...] | None = None
 
     def read(self, offset: int, nbytes: int) -> bytes:
         """``nbytes`` at ``offset``, checked against the file's size before allocating.
@@ -140,8 +141,9 @@ class _Chain:
             raise _corrupt(self.path, offset, "holds several values in a one-value tag")
         width, height, bits, codec = (v[0] for v in one)
         kind = self.ints(values, 339, offset)[0] if 339 in values else 1
+        predictor = self.ints(values, 317, offset)[0] if 317 in values else 1
         strips, counts = self.ints(values, 273, offset), self.ints(values, 279, offset)
-        frame = (width, height, bits, codec, kind, len(strips))
+        frame = (width, height, bits, codec, kind, len(strips), predictor)
         if self.frame is None:
             self._check_frame(frame, offset)
             self.frame = frame
@@ -165,11 +167,14 @@ class _Chain:
         self.arrival.append(key)
 
     def _check_frame(self, frame: tuple[int, ...], offset: int) -> None:
-        width, height, bits, codec, kind, nstrips = frame
+        width, height, bits, codec, kind, nstrips, predictor = frame
         if not (0 < width < 1 << 31 and 0 < height < 1 << 31) or codec not in _CODECS:
             raise _corrupt(self.path, offset, f"describes a {width}x{height} frame, codec {codec}")
         if kind not in _KINDS or bits not in (8, 16, 32, 64) or (kind == 3 and bits < 32):
             raise _corrupt(self.path, offset, f"describes {bits}-bit pixels of kind {kind}")
+        if predictor not in (1, 2) or (predictor == 2 and (codec == 1 or kind == 3)):
+            what = f"predictor {predictor} for codec {codec}, pixels of kind {kind}"
+            raise _corrupt(self.path, offset, f"describes {what}")
         if nstrips not in (1, 2):
             raise _corrupt(self.path, offset, f"has {nstrips} strips")
 
@@ -341,10 +346,10 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         raise DatasetError(msg)
     if dangling:
         _cut_chain(path, chain, dangling)
-    width, height, bits, compression, kind, _ = chain.frame
+    width, height, bits, compression, kind, _, predictor = chain.frame
     dtype = np.dtype(f"<{_KINDS[kind]}{bits // 8}")
     try:
-        codec = Codec.from_tiff(compression)
+        codec = Codec.from_tiff(compression, predictor)
     except ConfigError:
         msg = f"{path}: unexpected compression {compression}"
         raise DatasetError(msg) from None

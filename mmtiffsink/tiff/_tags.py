@@ -385,9 +385,8 @@ class Layout:
 
     def offset_tag(self, code: int, values: Sequence[int]) -> Tag:
         """A strip offsets/byte counts tag with the narrowest adequate type."""
-        if self.bigtiff and max(values, default=0) >= 2**32:
-            return Tag._numeric(code, 16, values)
-        return Tag._numeric(code, 4, values)
+        wide = self.bigtiff and max(values, default=0) >= 2**32
+        return int_tag(code, 16 if wide else 4, values)
 
     def ifd_size(self, ntags: int) -> int:
         """Size in bytes of an IFD with ``ntags`` entries."""
@@ -436,6 +435,25 @@ class Layout:
             return dtype, raw[:nbytes]
         (offset,) = struct.unpack("<Q" if self.bigtiff else "<I", raw)
         return dtype, read(offset, nbytes)
+
+
+_STRUCT_CODES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
+
+
+def int_tag(code: int, dtype: int, values: Sequence[int]) -> Tag:
+    """An integer tag from Python ints, packed by ``struct`` (the per-frame tags: no numpy).
+
+    Raises
+    ------
+    ConfigError
+        A value out of the field type's range (as :meth:`Tag.short` and the others do).
+
+    """
+    try:
+        data = struct.pack(f"<{len(values)}{_STRUCT_CODES[dtype]}", *values)
+    except (struct.error, KeyError):
+        return Tag._numeric(code, dtype, values)  # its error says what is wrong
+    return Tag(code, dtype, len(values), data)
 
 
 def decode_values(dtype: int, value: bytes) -> np.ndarray:
