@@ -27,7 +27,7 @@ from .errors import (
 from .limits import MAX_PLANES
 from .options import SinkOptions
 from .sink import TiffSink
-from .tiff import IJTiffFile, PlaneInfo, RepairReport, Tag, repair, tiffwrite
+from .tiff import IJTiffFile, PlaneInfo, RepairReport, StageLabel, Tag, repair, tiffwrite
 
 __all__ = [
     "MAX_PLANES",
@@ -48,6 +48,7 @@ __all__ = [
     "ProfileError",
     "RepairReport",
     "SinkOptions",
+    "StageLabel",
     "Tag",
     "TiffSink",
     "WriterClosedError",

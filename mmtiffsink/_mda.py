@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from mmtiffsink.config import RunConfig
-from mmtiffsink.mapping import AxisMapper, FileKey, file_name
+from mmtiffsink.mapping import AxisMapper, FileKey, file_name, split_position
 from mmtiffsink.microscope import SnakeCore, check_preset, pymmcore_plus_core, set_up
 from mmtiffsink.pymmcore_plus import TiffHandler, _Layout, event_axes
 from mmtiffsink.run import PlannedFile, RunResult, output_name
@@ -41,7 +41,10 @@ def planned_sequence_files(
         events += 1
         axes = event_axes(event, None, layout)
         placement = mapper.map(axes)
-        dims = files.setdefault(placement.file_key, [1, 1, 1, 0])
+        key = placement.file_key
+        if out.positions == "series":  # every position a series of one file
+            key = split_position(key)[0]
+        dims = files.setdefault(key, [1, 1, 1, 0])
         dims[0] = max(dims[0], placement.c + 1, len(mapper.channel_names))
         dims[1] = max(dims[1], placement.z + 1)
         dims[2] = max(dims[2], placement.t + 1)

@@ -4,7 +4,8 @@
 page (and RGB sample) of each plane, channel names and colours (ImageJ LUTs, the mmtiffsink
 writer's settings, OME-XML, or ImageJ's defaults) and the pixel size. Nothing is decoded here;
 ``Stack.read`` decodes one page when asked. A file left unfinished by a killed mmtiffsink
-writer is described from the (c, z, t) each of its IFDs carries (tag 65421).
+writer is described from the (c, z, t) each of its IFDs carries (tag 65421), one stack per
+series when its frames belong to several (an OME-TIFF of several positions).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import tifffile
 
 from . import _ometiff
+from ._planetag import frame_tags
 from .errors import DatasetError
 from .info import FileInfo
 from .info import _settings as settings_of
@@ -26,8 +28,6 @@ from .tiff._colors import color_lut, colormap_lut
 
 __all__ = ["READ_ERRORS", "Stack", "Where", "stacks"]
 
-PLANE_TAG = 65421
-"""A frame's (c, z, t), three LONGs, written by mmtiffsink (see ``tiff/_tags.py``)."""
 READ_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     RuntimeError,
@@ -85,7 +85,7 @@ def stacks(tif: tifffile.TiffFile, info: FileInfo, *, tile: int) -> list[Stack]:
     first = tif.pages.first
     settings = settings_of(first)
     if settings is not None and not info.finished:
-        return [_unfinished_stack(tif, info, settings)]
+        return _unfinished_stacks(tif, info, settings)
     ome = _ometiff.parse(tif.ome_metadata) if tif.is_ome and tif.ome_metadata else []
     found = []
     for index, series in enumerate(tif.series):
@@ -298,20 +298,45 @@ def _read_contiguous(
     return _plane(data.reshape(key.shape), page_axes, where.sample)
 
 
-def _unfinished_stack(tif: tifffile.TiffFile, info: FileInfo, settings: dict[str, Any]) -> Stack:
-    """A file of a killed mmtiffsink writer: the pages in arrival order, each with its (c, z, t)."""
+def _unfinished_stacks(
+    tif: tifffile.TiffFile, info: FileInfo, settings: dict[str, Any]
+) -> list[Stack]:
+    """A killed mmtiffsink writer's file: per series, its pages by the (c, z, t) each carries."""
     pages = tif.pages
     pages.useframes = True
     pages.set_keyframe(0)
-    where: dict[tuple[int, int, int], int] = {}
+    where: dict[int, dict[tuple[int, int, int], int]] = {}
+    names: dict[int, str] = {}
     for index in range(len(pages)):
         page = pages[index]
-        coord = _plane_coord(tif, page.offset) if page is not None else None
-        if coord is not None:
-            where.setdefault(coord, index)
+        key, name = frame_tags(tif, page.offset) if page is not None else (None, None)
+        if key is None:
+            continue
+        s = key[3] if len(key) > 3 else 0
+        where.setdefault(s, {}).setdefault((key[0], key[1], key[2]), index)
+        if name is not None:
+            names[s] = name
     if not where:
         msg = f"{info.path}: an unfinished mmtiffsink file without any frame coordinate"
         raise DatasetError(msg)
+    several = len(where) > 1
+    return [
+        _unfinished_stack(
+            tif, info, settings, found, names.get(s) or (f"series {s}" if several else "")
+        )
+        for s, found in sorted(where.items())
+    ]
+
+
+def _unfinished_stack(
+    tif: tifffile.TiffFile,
+    info: FileInfo,
+    settings: dict[str, Any],
+    where: dict[tuple[int, int, int], int],
+    name: str,
+) -> Stack:
+    """One series of an unfinished file: ``where`` maps each (c, z, t) to its page."""
+    pages = tif.pages
     declared = settings.get("shape")
     seen = tuple(max(k[i] for k in where) + 1 for i in range(3))
     if isinstance(declared, list) and len(declared) == 3:
@@ -339,7 +364,7 @@ def _unfinished_stack(tif: tifffile.TiffFile, info: FileInfo, settings: dict[str
         return _plane(page_of(w).asarray(), str(key.axes), None)
 
     return Stack(
-        name="",
+        name=name,
         sizes=(sizes[0], sizes[1], sizes[2]),
         frame=(int(key.shape[0]), int(key.shape[1])),
         dtype=np.dtype(key.dtype),
@@ -351,27 +376,3 @@ def _unfinished_stack(tif: tifffile.TiffFile, info: FileInfo, settings: dict[str
         last_t=max(k[2] for k in where),
         um_per_px=info.pixel_size_um,
     )
-
-
-def _plane_coord(tif: tifffile.TiffFile, offset: int) -> tuple[int, int, int] | None:
-    """The (c, z, t) in tag 65421 of the IFD at ``offset``, read from its raw entries."""
-    fmt = tif.tiff
-    fh = tif.filehandle
-    fh.seek(offset)
-    (count,) = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))
-    entries = fh.read(count * fmt.tagsize)
-    byteorder = fmt.byteorder
-    for i in range(count):
-        entry = entries[i * fmt.tagsize : (i + 1) * fmt.tagsize]
-        (code,) = struct.unpack(byteorder + "H", entry[:2])
-        if code != PLANE_TAG:
-            continue
-        value = entry[4 + fmt.offsetsize :]
-        (pointer,) = struct.unpack(byteorder + fmt.offsetformat[-1], value)
-        fh.seek(pointer)
-        raw = fh.read(12)
-        if len(raw) != 12:
-            return None
-        c, z, t = struct.unpack(byteorder + "3I", raw)
-        return int(c), int(z), int(t)
-    return None

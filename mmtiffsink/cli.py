@@ -17,9 +17,13 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .errors import MMTiffSinkError
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 __all__ = ["main"]
 
@@ -49,6 +53,19 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace output files that exist"
     )
+    _add_positions_option(parser)
+
+
+def _add_positions_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--positions",
+        choices=("files", "series"),
+        default=None,
+        help=(
+            "files: one file per position (default); series: every position as a series "
+            "(OME Image) of one file, with --profile ome"
+        ),
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-preview", action="store_true", help="no preview PNG beside each file at the end"
     )
+    _add_positions_option(run)  # overrides the run file's output.positions
 
     replay = sub.add_parser(
         "replay",
@@ -170,6 +188,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .run import run
 
     config = load_config(args.config)
+    if args.positions is not None:
+        config = _with_positions(config, args.positions)
     if args.dry_run:
         print(format_plan(config))
         return EXIT_OK
@@ -178,6 +198,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.no_preview and config.output.preview:
         _previews("run", result.files)
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _with_positions(config: RunConfig, positions: str) -> RunConfig:
+    """The run file's configuration with ``output.positions`` from the command line."""
+    output = config.output
+    output.options().replace(positions=positions)  # the same checks as in the run file
+    changed = output.model_copy(update={"positions": positions})
+    return config.model_copy(update={"output": changed})
 
 
 def _previews(command: str, files: Sequence[Path]) -> None:
@@ -202,6 +230,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         compression=_compression(args.compression),
         predictor=args.predictor,
         if_exists="overwrite" if args.overwrite else "error",
+        positions=args.positions or "files",
     )
     results = replay_many(
         datasets,
@@ -261,7 +290,11 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         else:
             c, z, t = report.shape
             blank = f", {report.blank_planes} blank planes filled" if report.blank_planes else ""
-            print(f"{path}: repaired: {report.frames} frames recovered, C={c} Z={z} T={t}{blank}")
+            series = f", {report.series} series" if report.series > 1 else ""
+            print(
+                f"{path}: repaired: {report.frames} frames recovered, C={c} Z={z} T={t}"
+                f"{series}{blank}"
+            )
     return status
 
 

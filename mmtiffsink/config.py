@@ -260,7 +260,7 @@ class AcquisitionConfig(_Model):
         One exposure per channel (``channel_exposures_ms``).
     positions
         Stage positions (``xy_positions``/``xyz_positions`` and ``position_labels``); one file
-        per position.
+        per position, or one series each of one file (``output.positions: series``).
     order
         Loop order, outermost first (``order``), letters of ``tpcz``; ``p`` before ``z``.
 
@@ -390,12 +390,12 @@ class AcquisitionConfig(_Model):
 
 
 class OutputConfig(SinkOptions):
-    """Where and how the hyperstacks are written (one file per position).
+    """Where and how the hyperstacks are written (one file per position, or one OME-TIFF).
 
     Every field of :class:`~mmtiffsink.options.SinkOptions` (``template``, ``profile``,
     ``compression`` such as ``zstd``, ``zstd:9``, ``deflate`` or ``none``, ``predictor``
     (true/false), ``colors`` or ``colormap``, ``pixel_size_um``, ``z_step_um``,
-    ``interval_s``, ``if_exists``, ``max_planes``), plus:
+    ``interval_s``, ``if_exists``, ``max_planes``, ``keep_up``, ``positions``), plus:
 
     Parameters
     ----------

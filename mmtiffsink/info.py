@@ -15,9 +15,7 @@ import math
 import os
 import re
 import struct
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, final
@@ -25,50 +23,18 @@ from typing import Any, final
 import numpy as np
 import tifffile
 
+from ._planetag import frame_tags
+from ._tifflog import tifffile_log
+from ._units import LENGTH_UM as _LENGTH_UM
+from ._units import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
+from ._units import TIME_S as _TIME_S
 from .errors import DatasetError
 
-__all__ = ["FileInfo", "file_info", "summary_table"]
+__all__ = ["FileInfo", "SeriesInfo", "file_info", "summary_table"]
 
 SETTINGS_TAG = 65422
 """mmtiffsink's settings JSON tag (see ``mmtiffsink/tiff/_tags.py``)."""
 
-# ImageJ length units -> micrometres; ImageJ time units -> seconds
-_LENGTH_UM: dict[str, float] = {
-    "micron": 1.0,
-    "microns": 1.0,
-    "um": 1.0,
-    "µm": 1.0,
-    "μm": 1.0,
-    "\\u00B5m": 1.0,  # ImageJ escapes the micro sign in descriptions
-    "nm": 1e-3,
-    "nanometer": 1e-3,
-    "mm": 1e3,
-    "millimeter": 1e3,
-    "cm": 1e4,
-    "centimeter": 1e4,
-    "m": 1e6,
-    "meter": 1e6,
-    "inch": 25_400.0,
-}
-_TIME_S: dict[str, float] = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "seconds": 1.0,
-    "ms": 1e-3,
-    "msec": 1e-3,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "min": 60.0,
-    "minute": 60.0,
-    "minutes": 60.0,
-    "h": 3600.0,
-    "hr": 3600.0,
-    "hour": 3600.0,
-    "hours": 3600.0,
-}
-# TIFF ResolutionUnit -> micrometres per unit (2: inch, 3: centimetre)
-_RESOLUTION_UNIT_UM = {2: 25_400.0, 3: 10_000.0}
 _CODEC_NAMES = {
     "NONE": "none",
     "ADOBE_DEFLATE": "deflate",
@@ -76,6 +42,16 @@ _CODEC_NAMES = {
     "ZSTD": "zstd",
 }
 _CHANNEL_NAME = re.compile(r"^\s*Channel(\d+)Name\s*=\s*(.*?)\s*$", re.MULTILINE)
+
+
+@final
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One image series of a file of several (an OME Image: e.g. one position)."""
+
+    name: str
+    shape: dict[str, int]
+    """Axis -> size, as :attr:`FileInfo.shape`."""
 
 
 @final
@@ -118,6 +94,9 @@ class FileInfo:
     """False for a file left by a killed writer (``mmtiffsink repair`` finishes it)."""
     written_by: str | None = None
     """``"mmtiffsink"`` when its settings tag is present, else the Software tag, if any."""
+    series: list[SeriesInfo] = field(default_factory=list)
+    """The image series of a file of several (an OME-TIFF of several positions), in order;
+    empty for one. ``shape`` is then the first one's; ``planes`` counts every series'."""
 
     @property
     def compression_ratio(self) -> float:
@@ -142,6 +121,12 @@ class FileInfo:
         ]
         if self.channel_names:
             lines.append(f"  channels     {', '.join(self.channel_names)}")
+        if self.series:
+            each = ", ".join(
+                f"{s.name or i} ({_dims_short(s.shape, frame=False)})"
+                for i, s in enumerate(self.series)
+            )
+            lines.append(f"  series       {len(self.series)}: {each}")
         lines.append(
             f"  size         {_size(self.size_bytes)} on disk, {_size(self.raw_bytes)} of pixels, "
             f"ratio {self.compression_ratio:.2f}"
@@ -164,6 +149,7 @@ class FileInfo:
             shape=dict(self.shape),
             channel_names=list(self.channel_names),
             compression_ratio=ratio if math.isfinite(ratio) else None,
+            series=[{"name": s.name, "shape": dict(s.shape)} for s in self.series],
         )
         return out
 
@@ -190,50 +176,6 @@ def _size(nbytes: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     raise AssertionError  # pragma: no cover
-
-
-# ------------------------------------------------------------------------------ tifffile's log
-class _LogCapture(logging.Handler):
-    """Collects tifffile's log records per thread while :func:`file_info` runs.
-
-    tifffile reports a corrupted IFD chain by logging, not raising; the records are turned into
-    a :class:`DatasetError` (and kept off the terminal). Installed on tifffile's logger while at
-    least one :func:`file_info` call runs in any thread.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.local = threading.local()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        records: list[logging.LogRecord] | None = getattr(self.local, "records", None)
-        if records is not None:
-            records.append(record)
-
-
-_CAPTURE = _LogCapture()
-_CAPTURE_LOCK = threading.Lock()
-_capture_users = 0
-
-
-@contextmanager
-def _tifffile_log() -> Iterator[list[logging.LogRecord]]:
-    global _capture_users
-    logger = logging.getLogger("tifffile")
-    records: list[logging.LogRecord] = []
-    _CAPTURE.local.records = records
-    with _CAPTURE_LOCK:
-        if _capture_users == 0:
-            logger.addHandler(_CAPTURE)
-        _capture_users += 1
-    try:
-        yield records
-    finally:
-        _CAPTURE.local.records = None
-        with _CAPTURE_LOCK:
-            _capture_users -= 1
-            if _capture_users == 0:
-                logger.removeHandler(_CAPTURE)
 
 
 # ------------------------------------------------------------------------------ reading
@@ -273,7 +215,7 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
     if size == 0:
         msg = f"{p}: the file is empty, not a TIFF file"
         raise DatasetError(msg)
-    with _tifffile_log() as records:
+    with tifffile_log() as records:
         try:
             with tifffile.TiffFile(p) as tif:
                 return _inspect(tif, p, size, records)
@@ -343,6 +285,7 @@ def _inspect(
     whole_frames = settings is not None  # mmtiffsink stores a frame as one contiguous block
     frame_raw = math.prod(first.shape) * np.dtype(first.dtype or "uint8").itemsize
     compressed = first.compression != 1
+    tagged: list[tuple[tuple[int, ...] | None, str | None]] = []  # an unfinished file's frames
     for index in range(npages):
         try:
             page = pages[index]
@@ -366,6 +309,8 @@ def _inspect(
             keys.add(offsets[0] if whole_frames else offsets)
             if compressed and sum(counts) >= frame_raw:
                 raw_keys.add(offsets[0])
+        if not finished:
+            tagged.append(frame_tags(tif, page.offset))
     if _next_ifd(tif, pages[npages - 1]) != 0:  # tifffile stopped at a bad link
         raise _corrupt(path, records, f"the IFD chain breaks after plane {npages - 1}")
 
@@ -393,6 +338,7 @@ def _inspect(
         else:
             shape = {"I": npages, **dict(zip(frame_axes, frame_shape, strict=True))}
 
+    found = _series(tif, tagged, frame_axes, frame_shape) if tif.is_ome or not finished else []
     frames_stored = len(keys) + max(0, planes - npages)  # ImageJ "virtual" contiguous planes
     raw_bytes = planes * math.prod(frame_shape) * dtype.itemsize
 
@@ -415,7 +361,43 @@ def _inspect(
         channel_names=_channel_names(ij, settings, shape.get("C", 1), finished),
         finished=finished,
         written_by=written_by,
+        series=found,
     )
+
+
+def _series(
+    tif: tifffile.TiffFile,
+    tagged: Sequence[tuple[tuple[int, ...] | None, str | None]],
+    frame_axes: str,
+    frame_shape: tuple[int, ...],
+) -> list[SeriesInfo]:
+    """The series of an OME-TIFF of several, or of an unfinished file from its frames' tags."""
+    frame = dict(zip(frame_axes, frame_shape, strict=True))
+    if not tagged:
+        if len(tif.series) < 2:
+            return []
+        found = []
+        for series in tif.series:
+            axes, sizes = series.get_axes(False), series.get_shape(False)
+            shape = {ax: int(n) for ax, n in zip(axes, sizes, strict=True) if ax != "S" or n > 1}
+            found.append(SeriesInfo(str(series.name or ""), shape))
+        return found
+    spans: dict[int, list[tuple[int, ...]]] = {}
+    names: dict[int, str] = {}
+    for key, name in tagged:
+        if key is None:
+            continue
+        s = key[3] if len(key) > 3 else 0
+        spans.setdefault(s, []).append(key[:3])
+        if name is not None:
+            names[s] = name
+    if len(spans) < 2:
+        return []
+    out = []
+    for s, keys in sorted(spans.items()):
+        c, z, t = (1 + max(k[i] for k in keys) - min(0, *(k[i] for k in keys)) for i in range(3))
+        out.append(SeriesInfo(names.get(s, ""), {"T": t, "Z": z, "C": c, **frame}))
+    return out
 
 
 def _next_ifd(tif: tifffile.TiffFile, page: tifffile.TiffPage | tifffile.TiffFrame | None) -> int:
@@ -532,10 +514,10 @@ def _channel_names(
 
 
 # ------------------------------------------------------------------------------ summary
-def _dims_short(shape: Mapping[str, int]) -> str:
+def _dims_short(shape: Mapping[str, int], *, frame: bool = True) -> str:
     """``{"T": 4, "Z": 3, "C": 2, "Y": 32, "X": 48}`` -> ``T=4 Z=3 C=2 32x48``."""
     parts = [f"{k}={v}" for k, v in shape.items() if k not in ("Y", "X")]
-    if "Y" in shape and "X" in shape:
+    if frame and "Y" in shape and "X" in shape:
         parts.append(f"{shape['Y']}x{shape['X']}")
     return " ".join(parts)
 

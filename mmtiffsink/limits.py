@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MAX_PLANES"]
+__all__ = ["MAX_PLANES", "MAX_SERIES"]
 
 MAX_PLANES: Final = 10_000_000
 """Default cap on the planes (C x Z x T) of one file, and so on each coordinate's span.
 
 ``IJTiffFile(..., max_planes=N)`` changes it for one file. 10**7 planes of the smallest frames
 already make a file of many GB and a final IFD chain of about 5 GB in a BigTIFF.
+"""
+
+MAX_SERIES: Final = 100_000
+"""Cap on the series index of an OME-TIFF holding several images (positions): series 0 to
+99,999. Every series holds at least one plane, so ``max_planes`` bounds their number too.
 """

@@ -17,11 +17,22 @@ from typing import Final, TypeAlias
 
 from mmtiffsink.errors import ConfigError, CoordinateError
 
-__all__ = ["HYPERSTACK_AXES", "AxisMapper", "FileKey", "Placement", "file_name", "sanitize"]
+__all__ = [
+    "HYPERSTACK_AXES",
+    "POSITION_AXIS",
+    "AxisMapper",
+    "FileKey",
+    "Placement",
+    "file_name",
+    "sanitize",
+    "split_position",
+]
 
 CHANNEL_AXIS: Final = "channel"
 Z_AXIS: Final = "z"
 TIME_AXIS: Final = "time"
+#: The axis that becomes the series of one file with ``positions="series"``.
+POSITION_AXIS: Final = "position"
 #: The axes mapped onto the hyperstack (C, Z, T); every other axis splits files.
 HYPERSTACK_AXES: Final = frozenset({CHANNEL_AXIS, Z_AXIS, TIME_AXIS})
 
@@ -295,6 +306,23 @@ class AxisMapper:
         z = _index(Z_AXIS, axes.get(Z_AXIS), negative=True)
         t = _index(TIME_AXIS, axes.get(TIME_AXIS), negative=True)
         return Placement(file_key=file_key, c=c, z=z, t=t)
+
+
+def split_position(file_key: FileKey) -> tuple[FileKey, str | int | None]:
+    """A file key without its ``position`` axis, and that axis' value (None when absent).
+
+    With ``positions="series"`` the rest of the key names the file and the position its
+    series.
+
+    Examples
+    --------
+    >>> split_position((("camera", "A"), ("position", 3)))
+    ((('camera', 'A'),), 3)
+
+    """
+    rest = tuple(item for item in file_key if item[0] != POSITION_AXIS)
+    found = [value for axis, value in file_key if axis == POSITION_AXIS]
+    return rest, found[0] if found else None
 
 
 def sanitize(label: str) -> str:

@@ -2,7 +2,8 @@
 
 :class:`SinkOptions` is the single list of the choices a user makes about the files (profile,
 codec, file-name template, channel names, colors, calibration overrides, what to do when a
-file exists, the plane cap). :class:`~mmtiffsink.sink.TiffSink`, the pycro-manager
+file exists, the plane cap, one file per position or all positions as series of one file).
+:class:`~mmtiffsink.sink.TiffSink`, the pycro-manager
 :class:`~mmtiffsink.pycromanager.TiffAcquisition`, :func:`~mmtiffsink.replay.replay` and the
 ``output`` section of a run file all take it; none of them re-lists or re-checks its fields.
 """
@@ -33,9 +34,10 @@ from mmtiffsink.errors import ConfigError, MMTiffSinkError
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.tiff import DEFAULT, Codec, Profile, ProfileName
 
-__all__ = ["IfExists", "SinkOptions"]
+__all__ = ["IfExists", "Positions", "SinkOptions"]
 
 IfExists = Literal["error", "overwrite", "rename"]
+Positions = Literal["files", "series"]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -117,12 +119,18 @@ class SinkOptions(BaseModel):
         When a file exists: ``"error"`` (default), ``"overwrite"``, or ``"rename"`` (the
         dataset name gets ``_1``, ``_2``, ... as Micro-Manager and pycro-manager do).
     max_planes
-        Cap on the planes (C x Z x T) of one file (default 10**7).
+        Cap on the planes (C x Z x T) of one file (default 10**7; with ``positions="series"``
+        summed over its series).
     keep_up
         Never hold the camera for compression (default True): a frame that finds the
         process's in-flight budget full is stored uncompressed at once (in the codec's own
         format, so every reader still reads the file) instead of waiting for the pool. False:
         the acquisition waits for the pool (the smallest files; replay's default).
+    positions
+        ``"files"`` (default): one file per position. ``"series"`` (``profile="ome"`` only):
+        every position of the acquisition as its own OME Image (series) of one file, named
+        by the template without its ``{position}`` field, each series named after its
+        position and given its StageLabel; the form OMERO and QuPath import in one step.
 
     """
 
@@ -143,6 +151,7 @@ class SinkOptions(BaseModel):
     if_exists: IfExists = "error"
     max_planes: Annotated[int, Field(ge=1, strict=True)] = MAX_PLANES
     keep_up: StrictBool = True
+    positions: Positions = "files"
 
     def __init__(self, /, **data: Any) -> None:
         # built in Python: mmtiffsink's own errors (a run file validates with line numbers)
@@ -232,6 +241,13 @@ class SinkOptions(BaseModel):
             profile.codec(self.compression, predictor=self.predictor, shape_known=False)
         except MMTiffSinkError as exc:
             raise _problem(exc, "predictor") from None
+        if self.positions == "series" and not Profile.get(self.profile).ome:
+            msg = (
+                f"positions='series' writes the positions as OME Images of one file, which "
+                f"needs profile='ome' (got profile={self.profile!r}); use profile='ome', or "
+                "positions='files' (one file per position)"
+            )
+            raise _problem(ConfigError(msg), "positions")
         return self
 
     # ------------------------------------------------------------------ building

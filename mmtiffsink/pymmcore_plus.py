@@ -19,7 +19,8 @@ and is raised by :meth:`TiffHandler.close` (and the ``with`` block) once every f
 How useq's ``MDAEvent.index`` maps onto the files (:func:`event_axes`):
 
 * ``p`` -> one file per position, named by ``pos_name`` when every position of the sequence has a
-  distinct name (else by the index);
+  distinct name (else by the index); with ``positions="series"`` (``profile="ome"``) every
+  position is a series (an OME Image) of one file instead, named the same way;
 * ``c`` -> the channel, named ``event.channel.config``, in the sequence's channel order;
 * ``z``, ``t`` -> the hyperstack's slices and frames;
 * ``g`` (grid) and any other index key -> separate files, never merged (file-splitting axes of
@@ -45,7 +46,6 @@ from typing import Any
 import numpy as np
 
 from mmtiffsink.errors import MMTiffSinkError, WriterClosedError
-from mmtiffsink.mapping import FileKey
 from mmtiffsink.options import SinkOptions
 from mmtiffsink.sink import TiffSink, sink_options
 
@@ -121,7 +121,8 @@ def frame_metadata(event: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     """A frame's metadata for the file: ``FrameMetaV1`` as JSON, plus Micro-Manager's keys.
 
     The keys the sink's calibration reads, ``PixelSize_um`` (``pixel_size_um``),
-    ``ZPosition_um_Intended`` (the event's ``z_pos``), ``ElapsedTime-ms``
+    ``X/Y/ZPosition_um_Intended`` (the event's ``x_pos``/``y_pos``/``z_pos``; the OME
+    profile's plane positions and StageLabels), ``ElapsedTime-ms``
     (``runner_time_ms``), and ``Exposure`` (``exposure_ms``) and ``Camera``
     (``camera_device``), are added when known; every original key is kept.
     """
@@ -130,6 +131,8 @@ def frame_metadata(event: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     out["mda_event"] = _event_json(meta.get("mda_event", event))
     extra = {
         "PixelSize_um": _number(meta.get("pixel_size_um")),
+        "XPosition_um_Intended": _number(getattr(event, "x_pos", None)),
+        "YPosition_um_Intended": _number(getattr(event, "y_pos", None)),
         "ZPosition_um_Intended": _number(getattr(event, "z_pos", None)),
         "ElapsedTime-ms": _number(meta.get("runner_time_ms")),
         "Exposure": _number(meta.get("exposure_ms")),
@@ -316,8 +319,7 @@ class TiffHandler:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
-        self._per_file: dict[FileKey, int] = {}
-        self._paths: dict[FileKey, Path] = {}
+        self._per_file: dict[Path, int] = {}
 
     # ---------------------------------------------------------------- state
     @property
@@ -406,10 +408,8 @@ class TiffHandler:
                 self.dropped += 1
                 self._fail(exc, "writing a frame")
                 return
-            key = placement.file_key
-            if key not in self._paths:
-                self._paths[key] = sink.files[-1]
-            self._per_file[key] = self._per_file.get(key, 0) + 1
+            path = sink.file_of(placement)
+            self._per_file[path] = self._per_file.get(path, 0) + 1
             self.frames += 1
 
     def sequenceCanceled(self, sequence: Any) -> None:
@@ -444,12 +444,12 @@ class TiffHandler:
     def _count_blanks(self) -> None:
         from mmtiffsink.info import file_info
 
-        for key, path in self._paths.items():
+        for path, frames in self._per_file.items():
             try:
                 planes = file_info(path).planes
             except Exception:  # a file the writer could not finish: repair() tells
                 continue
-            self.blank_planes[path] = max(planes - self._per_file.get(key, 0), 0)
+            self.blank_planes[path] = max(planes - frames, 0)
 
     def close(self, timeout: float | None = None) -> None:
         """Wait for the sequence to finish, finish the files, raise the first error.

@@ -44,7 +44,7 @@ from mmtiffsink.errors import (
     MMTiffSinkError,
 )
 from mmtiffsink.limits import MAX_PLANES
-from mmtiffsink.mapping import AxisMapper, FileKey, file_name
+from mmtiffsink.mapping import AxisMapper, FileKey, file_name, split_position
 from mmtiffsink.ndtiff import IndexEntry, NDTiffSource, dataset_dir
 from mmtiffsink.options import SinkOptions
 from mmtiffsink.sink import TiffSink
@@ -170,9 +170,11 @@ def _check_outputs(
     """Refuse, before writing anything, outputs that exist, collide or overwrite the input."""
     paths: dict[Path, FileKey] = {}
     for key in file_keys:
+        if options.positions == "series":  # every position a series of one file
+            key = split_position(key)[0]
         path = out / file_name(options.template, name, key)
         other = paths.get(path)
-        if other is not None:
+        if other is not None and other != key:
             msg = (
                 f"the images with axes {dict(key)!r} and {dict(other)!r} would both go to "
                 f"{path}; use a template with a field for each file-splitting axis"

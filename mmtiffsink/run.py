@@ -210,7 +210,8 @@ def planned_files(config: RunConfig, name: str | None = None) -> list[PlannedFil
     Returns
     -------
     list of PlannedFile
-        One per position (one file without positions), in order of their first event.
+        One per position (one file without positions, or with ``positions: series``), in
+        order of their first event.
 
     """
     if config.microscope.engine == "pymmcore-plus":
@@ -222,6 +223,9 @@ def planned_files(config: RunConfig, name: str | None = None) -> list[PlannedFil
     frames = math.prod(shape)
     mapper = AxisMapper(acq.channels)
     keys = [mapper.file_key({"position": label}) for label in acq.position_labels] or [()]
+    if out.positions == "series":  # every position a series of one file
+        frames *= len(keys)
+        keys = [()]
     stem = out.name if name is None else name
     return [
         PlannedFile(out.directory / file_name(out.template, stem, key), key, shape, frames)

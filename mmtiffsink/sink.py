@@ -4,7 +4,9 @@ Every image arrives with its ``Axes`` dict; :class:`~mmtiffsink.mapping.AxisMapp
 a file key (position, camera, ...) and a (c, z, t) place. One
 :class:`~mmtiffsink.tiff.IJTiffFile` is opened per file key, lazily, and its calibration (pixel
 size, z step, interval) follows a :class:`~mmtiffsink.calibration.CalibrationTracker` fed with the
-images' metadata; explicit values given to the sink win.
+images' metadata; explicit values given to the sink win. With ``positions="series"`` the
+position leaves the file key: each position becomes a series (an OME Image) of its file,
+numbered in order of its first image.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from mmtiffsink.errors import (
     WriterClosedError,
     WriterError,
 )
-from mmtiffsink.mapping import AxisMapper, FileKey, Placement, file_name
+from mmtiffsink.mapping import AxisMapper, FileKey, Placement, file_name, split_position
 from mmtiffsink.options import SinkOptions
-from mmtiffsink.tiff import DEFAULT, IJTiffFile, Profile
+from mmtiffsink.tiff import DEFAULT, IJTiffFile, Profile, StageLabel
 
 from ._closing import add_note, close_after_block
 
@@ -113,20 +115,39 @@ def acquisition_start(summary: Mapping[str, Any]) -> _dt.datetime | None:
 def summary_annotations(summary: Mapping[str, Any]) -> dict[str, str]:
     """Summary metadata as key -> text (JSON for values that are not text)."""
     return {
-        str(k): v if isinstance(v, str) else json.dumps(v, default=str)
-        for k, v in summary.items()
+        str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in summary.items()
     }
 
 
-class _Entry:
-    """One open file with its calibration tracker."""
+def series_name(position: str | int | None) -> str | None:
+    """A position's series name: its label, or ``Pos<n>`` (Micro-Manager's) for an index."""
+    if position is None or isinstance(position, str):
+        return position
+    return f"Pos{position}"
 
-    __slots__ = ("file", "key", "tracker")
+
+def stage_label(
+    name: str, axes: Mapping[str, Any], plane: Mapping[str, float] | None
+) -> StageLabel | None:
+    """A position's StageLabel from its first image's stage x/y (and z, without a z stack)."""
+    plane = plane or {}
+    x, y = plane.get("position_x"), plane.get("position_y")
+    z = plane.get("position_z") if axes.get("z") is None else None
+    if x is None and y is None and z is None:
+        return None
+    return StageLabel(name, x, y, z)
+
+
+class _Entry:
+    """One open file with its calibration tracker and, per position, its series."""
+
+    __slots__ = ("file", "key", "series", "tracker")
 
     def __init__(self, key: FileKey, file: IJTiffFile) -> None:
         self.key = key
         self.file = file
         self.tracker = CalibrationTracker()
+        self.series: dict[str | int | None, int] = {}
 
 
 class TiffSink:
@@ -146,7 +167,8 @@ class TiffSink:
     **changes
         Any field of :class:`~mmtiffsink.options.SinkOptions` (``profile``, ``compression``,
         ``template``, ``channel_names``, ``colors``, ``colormap``, ``pixel_size_um``,
-        ``z_step_um``, ``interval_s``, ``if_exists``, ``max_planes``), on top of ``options``;
+        ``z_step_um``, ``interval_s``, ``if_exists``, ``max_planes``, ``positions``), on top
+        of ``options``;
         also the writer's names ``pxsize``, ``deltaz``, ``timeinterval`` and
         ``overwrite=True`` (``if_exists="overwrite"``).
 
@@ -194,6 +216,7 @@ class TiffSink:
         )
         self._pass_through = pass_through
         self._ome = Profile.get(self.options.profile).ome
+        self._series = self.options.positions == "series"
         self._entries: dict[FileKey, _Entry] = {}
         self._paths: dict[Path, FileKey] = {}
         self._summary: dict[str, Any] | None = None
@@ -205,6 +228,27 @@ class TiffSink:
     def files(self) -> list[Path]:
         """Paths of the files opened so far, in order of their first image."""
         return [entry.file.path for entry in self._entries.values()]
+
+    def _split(self, file_key: FileKey) -> tuple[FileKey, str | int | None]:
+        """The key of an image's file and its position (None: not a series of the file)."""
+        if not self._series:
+            return file_key, None
+        return split_position(file_key)
+
+    def file_of(self, placement: Placement) -> Path:
+        """The file an image of this :class:`~mmtiffsink.mapping.Placement` went to.
+
+        Raises
+        ------
+        CoordinateError
+            No image went to such a file.
+
+        """
+        entry = self._entries.get(self._split(placement.file_key)[0])
+        if entry is None:
+            msg = f"no image was stored in a file with axes {dict(placement.file_key)!r}"
+            raise CoordinateError(msg)
+        return entry.file.path
 
     @property
     def closed(self) -> bool:
@@ -336,14 +380,44 @@ class TiffSink:
             msg = "the TiffSink is closed; cannot put more images"
             raise WriterClosedError(msg)
         placement = self._mapper.map(axes)
-        entry = self._entries.get(placement.file_key)
+        key, position = self._split(placement.file_key)
+        entry = self._entries.get(key)
         if entry is None:
-            entry = self._open(placement.file_key, np.asarray(image))
+            entry = self._open(key, np.asarray(image))
         meta = dict(metadata) if metadata is not None else None
         entry.tracker.update(axes, meta or {})
         plane = plane_values(meta) if self._ome and meta else None
-        entry.file.save(image, placement.c, placement.z, placement.t, metadata=meta, plane=plane)
+        series = entry.series.get(position) if self._series else 0
+        if series is None or (self._ome and not entry.series):
+            series = self._new_series(entry, position, placement.file_key, axes, plane)
+        entry.file.save(
+            image, placement.c, placement.z, placement.t, metadata=meta, plane=plane, series=series
+        )
         return placement
+
+    def _new_series(
+        self,
+        entry: _Entry,
+        position: str | int | None,
+        file_key: FileKey,
+        axes: Mapping[str, Any],
+        plane: Mapping[str, float] | None,
+    ) -> int:
+        """Number a file's new position (its series) and give it its name and StageLabel.
+
+        One file per position: the file's only image gets the position's StageLabel.
+        """
+        series = len(entry.series) if self._series else 0
+        if not self._series:
+            position = dict(file_key).get("position")
+        name = series_name(position)
+        stage = stage_label(name, axes, plane) if name is not None else None
+        if self._series and (name is not None or stage is not None):
+            entry.file.set_series(series, name=name, stage=stage)
+        elif stage is not None:
+            entry.file.set_series(series, stage=stage)
+        entry.series[position] = series
+        return series
 
     def read(self, axes: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any] | None]:
         """Read back a stored image and its metadata, from the file (open or closed).
@@ -377,11 +451,15 @@ class TiffSink:
 
     def read_placement(self, placement: Placement) -> tuple[np.ndarray, dict[str, Any] | None]:
         """Like :meth:`read`, for a :class:`~mmtiffsink.mapping.Placement` from :meth:`put`."""
-        entry = self._entries.get(placement.file_key)
-        if entry is None:
+        key, position = self._split(placement.file_key)
+        entry = self._entries.get(key)
+        series = (
+            None if entry is None else entry.series.get(position, 0 if not self._series else None)
+        )
+        if entry is None or series is None:
             msg = f"no image was stored in a file with axes {dict(placement.file_key)!r}"
             raise CoordinateError(msg)
-        return entry.file.read_frame(placement.c, placement.z, placement.t)
+        return entry.file.read_frame(placement.c, placement.z, placement.t, series=series)
 
     def image_process_fn(
         self, image: Any, metadata: dict[str, Any]

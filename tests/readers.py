@@ -585,8 +585,9 @@ def bioformats_pixels(
     jar: str | os.PathLike[str],
     tmp_path: str | os.PathLike[str],
     timeout: float = DEFAULT_TIMEOUT,
+    series: int = 0,
 ) -> np.ndarray:
-    """Decode all pixels of series 0 with Bio-Formats.
+    """Decode all pixels of one series (default 0) with Bio-Formats.
 
     Bio-Formats converts the file (``bfconvert -nolookup``, in the session's Bio-Formats
     server) to an uncompressed OME-TIFF in ``tmp_path``, which tifffile then reads; planes are
@@ -623,7 +624,7 @@ def bioformats_pixels(
         "-overwrite",
         "-novalid",
         "-series",
-        "0",
+        str(series),
         os.fspath(path),
         os.fspath(out),
     ]

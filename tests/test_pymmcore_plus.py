@@ -349,3 +349,86 @@ def test_yaml_typo_names_line_and_key(tmp_path: Path) -> None:
     assert "line 6: sequence.z_plan.stpe: unknown key; did you mean 'step'?" in text
     assert "line 9: sequence.channels[0].exposur: unknown key; did you mean 'exposure'?" in text
     assert "ZTopBottom" not in text
+
+
+def test_named_positions_as_series_of_one_ome_file(core: CMMCorePlus, tmp_path: Path) -> None:
+    """positions="series": one OME-TIFF, a series per position (its own z count), StageLabels."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    from mmtiffsink.info import file_info
+
+    sub = {"z_plan": {"range": 1, "step": 0.5}}  # B2: 3 slices instead of 5
+    seq = _sequence(
+        stage_positions=[
+            {"x": 0, "y": 0, "name": "A1"},
+            {"x": 50, "y": 20, "name": "B2", "sequence": sub},
+        ]
+    )
+    recorder = Recorder()
+    with TiffHandler(tmp_path, name="plate", profile="ome", positions="series") as handler:
+        core.mda.run(seq, output=[handler, recorder])
+    assert [p.name for p in handler.files] == ["plate.ome.tif"]
+    (path,) = handler.files
+    assert handler.frames == len(recorder.frames) == 2 * (5 + 3) * 3
+    assert handler.blank_planes == {path: 0}
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_ome and [s.name for s in tif.series] == ["A1", "B2"]
+        stacks = {s.name: s.asarray() for s in tif.series}
+        xml = tif.ome_metadata or ""
+    assert stacks["A1"].shape == (3, 5, 2, HEIGHT, WIDTH)
+    assert stacks["B2"].shape == (3, 3, 2, HEIGHT, WIDTH)
+    order = {"FITC": 0, "DAPI": 1}
+    for img, event, _meta in recorder.frames:
+        c = order[event.channel.config]
+        np.testing.assert_array_equal(
+            stacks[event.pos_name][event.index["t"], event.index["z"], c], img
+        )
+    ns = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
+    labels = ET.fromstring(xml).findall(".//ome:Image/ome:StageLabel", ns)
+    assert [(lb.get("Name"), lb.get("X"), lb.get("Y")) for lb in labels] == [
+        ("A1", "0.0", "0.0"),
+        ("B2", "50.0", "20.0"),
+    ]
+    assert re.search(r'<Plane [^>]*PositionX="50.0"', xml)  # per plane too
+    pytest.importorskip("ome_types").from_xml(xml, validate=True)
+    info = file_info(path)
+    assert [(s.name, s.shape["Z"]) for s in info.series] == [("A1", 5), ("B2", 3)]
+    assert info.channel_names == ["FITC", "DAPI"] and info.z_step_um == pytest.approx(0.5)
+
+
+def test_positions_series_needs_the_ome_profile(tmp_path: Path) -> None:
+    from mmtiffsink.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"positions='series' .* needs profile='ome'"):
+        TiffHandler(tmp_path, positions="series")
+
+
+def test_yaml_run_positions_series_through_the_cli(tmp_path: Path) -> None:
+    from mmtiffsink._runreport import format_plan
+    from mmtiffsink.config import load_config
+    from mmtiffsink.errors import ConfigError
+
+    config = tmp_path / "run.yaml"
+    text = (REPO / "configs" / "demo_pymmcore_plus.yaml").read_text()
+    config.write_text(text.replace("profile: bigtiff", "profile: ome"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "mmtiffsink", "run", str(config), "--no-progress"]
+    done = subprocess.run(
+        [*cmd, "--positions", "series"], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    files = sorted((tmp_path / "output").glob("*.tif"))
+    assert [f.name for f in files] == ["demo_pymmcore_plus.ome.tif"]
+    with tifffile.TiffFile(files[0]) as tif:
+        assert [(s.name, s.shape) for s in tif.series] == [
+            ("A1", (3, 5, 3, 128, 128)),
+            ("B2", (3, 5, 3, 128, 128)),
+        ]
+    # the same in the run file: output.positions
+    config.write_text(text.replace("profile: bigtiff", "profile: ome\n  positions: series"))
+    plan = format_plan(load_config(config))
+    assert "demo_pymmcore_plus.ome.tif  C=3 Z=5 T=3, 90 frames" in plan
+    config.write_text(text.replace("profile: bigtiff", "profile: bigtiff\n  positions: series"))
+    with pytest.raises(ConfigError, match=r"line \d+.*positions.*needs profile='ome'"):
+        load_config(config)

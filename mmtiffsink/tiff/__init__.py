@@ -2,7 +2,7 @@
 
 from ._codecs import Codec, parse_compression
 from ._file import IJTiffFile
-from ._ome import PlaneInfo
+from ._ome import PlaneInfo, StageLabel
 from ._profiles import DEFAULT, Profile, ProfileName
 from ._repair import RepairReport, repair
 from ._tags import Tag
@@ -16,6 +16,7 @@ __all__ = [
     "Profile",
     "ProfileName",
     "RepairReport",
+    "StageLabel",
     "Tag",
     "parse_compression",
     "repair",

@@ -5,7 +5,7 @@ saving lock while bytes go to disk). For each frame, in one write: any tag value
 before, the pixel data (unless identical data is already stored), and the IFD; only then is
 the previous IFD's next-pointer patched to it. So the file on disk is at every moment a valid
 TIFF whose chain holds every frame appended so far, each IFD carrying its (c, z, t) in a
-private tag.
+private tag (and its series, (c, z, t, s), in a file of several series).
 
 An exception in the middle (a full disk, a KeyboardInterrupt in the saving thread) leaves the
 file valid: whether the frame was linked is read back from the file, and the appender's state
@@ -27,7 +27,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import FrameError, ProfileError
 from ._codecs import Codec
-from ._frames import Coord
+from ._frames import Coord, Key
 from ._io import FileIO
 from ._settings import Settings
 from ._tags import (
@@ -176,8 +176,8 @@ class Appender:
         self.rows_per_strip = 1
         # coord -> IFD offset and size packed in one int (see pack): a few hundred bytes per
         # plane is all the memory that grows with the number of frames
-        self.planes: dict[Coord, int] = {}
-        self.arrival: list[Coord] = []
+        self.planes: dict[Key, int] = {}
+        self.arrival: list[Key] = []
         self.frames_stored = 0
         # dedup indexes, bounded: memory must not grow with every frame (per-frame metadata
         # such as ElapsedTime-ms makes every value new); the most recently used entries stay
@@ -213,7 +213,7 @@ class Appender:
         head = nbytes // h * rows
         return [offset, offset + head], [head, nbytes - head]
 
-    def slot_offset(self, coord: Coord, nbytes: int) -> int:
+    def slot_offset(self, coord: Key, nbytes: int) -> int:
         """Offset of a plane's slot (files with slots)."""
         assert self.slots is not None and self.slots_at is not None
         c, z, t = coord
@@ -222,7 +222,7 @@ class Appender:
 
     # ------------------------------------------------------------------ append
     def append(
-        self, coord: Coord, data: bytes | memoryview, digest: int, extra: Sequence[Tag]
+        self, coord: Key, data: bytes | memoryview, digest: int, extra: Sequence[Tag]
     ) -> None:
         """Append one frame's bytes and IFD, then link it.
 
@@ -309,7 +309,7 @@ class Appender:
 
     def _commit(
         self,
-        coord: Coord,
+        coord: Key,
         end: int,
         ifd_offset: int,
         ifd_size: int,

@@ -10,18 +10,21 @@ same settings here. ``IJTiffFile`` has ``__slots__``, so a misspelt attribute is
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ProfileError, WriterClosedError, WriterError
 from ._appender import Appender
 from ._codecs import Codec
-from ._frames import NONE_SAVED, Coord, coordinate
+from ._frames import NONE_SAVED, Coord, Key, coordinate
+from ._io import FileIO
+from ._ome import StageLabel
 from ._order import Sequencer
 from ._profiles import Profile, ProfileName
+from ._series import SeriesTable, series_index
 from ._settings import Settings, positive_or_none
 from ._tags import Layout, Tag, normalize_tags
 
@@ -63,6 +66,7 @@ class FileAttributes:
         "_pool",
         "_profile",
         "_seq",
+        "_series",
         "_settings",
         "_static",
         "blank_planes",
@@ -72,8 +76,11 @@ class FileAttributes:
 
     # set by IJTiffFile
     _app: Appender
-    _claimed: set[Coord]
+    _claimed: set[Key]
     _closed: bool
+    _closing: bool
+    _inherited: bool
+    _io: FileIO
     _codec: Codec
     _cond: threading.Condition
     _dtype: np.dtype[Any]
@@ -84,9 +91,10 @@ class FileAttributes:
     _low: Coord
     path: Path
     _negative: bool
-    _plane_tags: dict[Coord, list[Tag]]
+    _plane_tags: dict[Key, list[Tag]]
     _profile: Profile
     _seq: Sequencer
+    _series: SeriesTable
     _settings: Settings
     _static: tuple[Tag, ...] | None
 
@@ -113,13 +121,19 @@ class FileAttributes:
 
     @property
     def shape(self) -> Coord:
-        """``(C, Z, T)``: the declared shape, or the one implied by the frames saved so far."""
+        """``(C, Z, T)`` of series 0: declared, or implied by the frames saved so far."""
         if self._settings.shape is not None:
             return self._settings.shape
         if self._high == NONE_SAVED:
             return (0, 0, 0)
         lo, hi = self._low, self._high
         return (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1)
+
+    @property
+    def series_shapes(self) -> dict[int, Coord]:
+        """Series -> ``(C, Z, T)``, of every series that has frames so far."""
+        with self._lock:
+            return self._series.shapes(self._low, self._high, self._settings.shape)
 
     @property
     def frames_written(self) -> int:
@@ -219,6 +233,69 @@ class FileAttributes:
     def comment(self, text: str | None) -> None:
         self._set(lambda v: setattr(self._settings, "comment", None if v is None else str(v)), text)
 
+    def set_series(
+        self,
+        series: int,
+        *,
+        name: str | None = None,
+        stage: StageLabel | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Name a series (an OME Image) and give it a stage label; settable until close.
+
+        Only for ``profile="ome"``. Frames of the series saved afterwards carry the name and
+        label (so :func:`~mmtiffsink.repair` keeps them); the OME-XML written at close uses
+        the last values set.
+
+        Parameters
+        ----------
+        series
+            The series, from 0, as given to :meth:`save`.
+        name
+            The Image's Name (None: the file name, with ``" #n"`` for series ``n > 0``).
+        stage
+            Its StageLabel: a :class:`StageLabel` or a dict with ``name`` and ``x``, ``y``,
+            ``z`` in µm (each may be missing); its name defaults to ``name``.
+
+        Raises
+        ------
+        CoordinateError
+            ``series`` is not an integer from 0 below :data:`~mmtiffsink.limits.MAX_SERIES`.
+        ConfigError
+            A name that is not text, or stage coordinates that are not finite numbers.
+        ProfileError
+            The file's profile is not ``"ome"``.
+
+        """
+        s = series_index(series, self._profile)
+        if not self._profile.ome:
+            msg = (
+                f"series names and stage labels are OME-XML; {self.path} has profile "
+                f"{self.profile!r}: use profile='ome'"
+            )
+            raise ProfileError(msg)
+        with self._lock:
+            if self._closing:
+                raise self._closed_error()
+            self._series.set_label(s, name, stage)
+
+    def _series_key(self, coord: Coord, series: Any) -> Key:
+        return self._series.key(coord, series, self._profile)
+
+    @staticmethod
+    def _where(key: Key) -> str:
+        where = f"(c, z, t)={key[:3]}"
+        return where if len(key) == 3 else f"{where} of series {key[3]}"
+
+    def _closed_error(self) -> WriterClosedError:
+        why = " (it was opened before this process forked)" if self._inherited else ""
+        msg = f"{self.path} is closed{why}; cannot save more frames"
+        return WriterClosedError(msg)
+
+    def _check_identity(self) -> None:
+        if not self._io.is_at_path():
+            msg = f"{self.path} was deleted or replaced while it was written; its frames are lost"
+            raise WriterError(msg)
+
     # ---------------------------------------------------------------- tiffwrite's methods
     def append_extra_tag(self, tag: Tag, czt: tuple[int, int, int] | None = None) -> None:
         """Add a tag to every frame (``czt=None``, before the first save) or to one plane.
@@ -248,7 +325,7 @@ class FileAttributes:
             if coord in self._claimed or coord in self._app.planes:
                 msg = f"plane {coord} was already saved: pass its tags to save(..., extratags=)"
                 raise ConfigError(msg)
-            self._plane_tags.setdefault(coord, []).extend(tags)  # type: ignore[arg-type]
+            self._plane_tags.setdefault(coord, []).extend(tags)
 
     def _pick_codec(self, compression: Any, predictor: bool, shape_known: bool) -> Codec:
         """The profile's codec for ``compression`` (with the predictor), checked for the dtype."""

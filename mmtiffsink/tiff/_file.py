@@ -30,7 +30,6 @@ from .._closing import close_after_block
 from ..errors import (
     ConfigError,
     CoordinateError,
-    WriterClosedError,
     WriterError,
 )
 from ..limits import MAX_PLANES
@@ -50,6 +49,7 @@ from ._frames import (
     NONE_SAVED,
     Cast,
     Coord,
+    Key,
     as_frame,
     check_cap,
     check_cast,
@@ -63,6 +63,7 @@ from ._ome import PlaneInfo
 from ._order import Job, Sequencer
 from ._profiles import DEFAULT, Profile, ProfileName
 from ._readback import read_plane
+from ._series import SeriesTable
 from ._settings import Settings
 from ._tags import METADATA_TAG, Layout, Tag, TagsLike, normalize_tags
 
@@ -244,7 +245,7 @@ class IJTiffFile(FileAttributes):
         self._seq = Sequencer(
             self._lock, self._cond, self._append_job, self._landed, self._job_finished
         )
-        self._claimed: set[Coord] = set()  # saved, not yet in the file (in flight)
+        self._claimed: set[Key] = set()  # saved, not yet in the file (in flight)
         # the span of the saved coordinates: from 0 (or, with negative coordinates, from the
         # smallest) to the largest
         self._low: Coord = (0, 0, 0)
@@ -254,7 +255,8 @@ class IJTiffFile(FileAttributes):
         self._closed = False
         self._inherited = False
         self._static: tuple[Tag, ...] | None = None
-        self._plane_tags: dict[Coord, list[Tag]] = {}
+        self._plane_tags: dict[Key, list[Tag]] = {}
+        self._series = SeriesTable()  # series > 0 (profile "ome"), series names and stages
         self.blank_planes = 0
         self.frames_kept_up = 0
         self._budget = _pool.budget()
@@ -298,6 +300,7 @@ class IJTiffFile(FileAttributes):
         extratags: TagsLike = None,
         metadata: Mapping[str, Any] | None = None,
         plane: PlaneInfo | Mapping[str, float | None] | None = None,
+        series: int = 0,
     ) -> None:
         """Queue a 2-D frame for plane (c, z, t) and return; the buffer may be reused at once.
 
@@ -315,6 +318,10 @@ class IJTiffFile(FileAttributes):
             What is known of this plane's acquisition, for the OME-XML Plane: a
             :class:`PlaneInfo` or a dict of its fields (``delta_t`` and ``exposure_time`` in
             s, ``position_x/y/z`` in µm). Stored in the frame's IFD.
+        series
+            The image (e.g. position) the plane belongs to, from 0; above 0 only for
+            ``profile="ome"``, whose file then holds one OME Image per series (see
+            :meth:`set_series`). Each series has its own (C, Z, T).
 
         Raises
         ------
@@ -322,9 +329,11 @@ class IJTiffFile(FileAttributes):
             Wrong dimensionality, shape or dtype, a cast that would change values, or
             metadata that cannot be stored as JSON.
         CoordinateError
-            Negative, out-of-shape, repeated or absurd coordinates (beyond ``max_planes``).
+            Negative, out-of-shape, repeated or absurd coordinates (beyond ``max_planes``)
+            or series.
         ProfileError
-            The frame would push an ``imagej`` file past 4 GiB.
+            The frame would push an ``imagej`` file past 4 GiB; a series above 0 in a file
+            whose profile is not ``"ome"``.
         WriterClosedError
             The file is closed (or closing in another thread).
         WriterError
@@ -334,12 +343,20 @@ class IJTiffFile(FileAttributes):
         if self._closing:
             raise self._closed_error()
         coord = self._coord(c, z, t)
+        key: Key = coord
+        if series.__class__ is not int or series:
+            key = self._series_key(coord, series)
         declared = self._settings.shape
         if declared is not None and any(v >= s for v, s in zip(coord, declared, strict=True)):
             msg = f"(c, z, t)={coord} is outside the declared shape (C, Z, T)={declared}"
             raise CoordinateError(msg)
-        low, high = widen(self._low, self._high, coord)
-        check_plane_count(low, high, self._max_planes, f"plane (c, z, t)={coord} of {self.path}")
+        if key is coord and not self._series.planes:
+            low, high = widen(self._low, self._high, coord)
+            where = f"plane (c, z, t)={coord} of {self.path}"
+            check_plane_count(low, high, self._max_planes, where)
+        else:
+            args = (self._low, self._high, self._max_planes, self.path, declared)
+            self._series.check(key, *args)
         # uncompressed frames are written before save returns: the caller's array serves
         compressed = self._codec.compressed
         arr = as_frame(frame, self._dtype, self._cast, copy=compressed)
@@ -349,6 +366,8 @@ class IJTiffFile(FileAttributes):
         info = PlaneInfo.of(plane)
         if info is not None:
             extra.append(info.tag())
+        if self._series.tags:
+            extra += self._series.extra(key)
         bound = size_bound(self._app, arr.nbytes, self._codec.compressed, extra)
         charge = arr.nbytes + bound
         acquired = stored = False
@@ -371,8 +390,8 @@ class IJTiffFile(FileAttributes):
                 self._raise_error()
                 if self._closing:
                     raise self._closed_error()
-                if coord in self._claimed or coord in self._app.planes:
-                    msg = f"plane (c, z, t)={coord} was already saved to {self.path}"
+                if key in self._claimed or key in self._app.planes:
+                    msg = f"plane {self._where(key)} was already saved to {self.path}"
                     raise CoordinateError(msg)
                 app = self._app
                 app.check_frame_shape(arr.shape, compressed=self._codec.compressed)
@@ -381,17 +400,17 @@ class IJTiffFile(FileAttributes):
                     span = declared or (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1)
                     itemsize = self._dtype.itemsize
                     check_classic_room(app, span, itemsize, self._inflight_bytes, bound)
-                extra += self._plane_tags.pop(coord, [])
-                self._claimed.add(coord)
-                self._extend(coord)
+                extra += self._plane_tags.pop(key, [])
+                self._claimed.add(key)
+                self._extend(key)
                 self._inflight_bytes += bound
                 if stored:
-                    job = self._seq.reserve_unordered(coord, bound, tuple(extra))
+                    job = self._seq.reserve_unordered(key, bound, tuple(extra))
                 else:
-                    job = self._seq.reserve(coord, charge, bound, tuple(extra))
+                    job = self._seq.reserve(key, charge, bound, tuple(extra))
         except BaseException:
             with self._lock:  # a reserved job gives its charge back when its turn passes
-                reserved = self._seq.holds(coord)
+                reserved = self._seq.holds(key)
             if acquired and not reserved:
                 self._budget.release(charge)
             raise
@@ -415,16 +434,14 @@ class IJTiffFile(FileAttributes):
         if start:
             self._encoder.start()
 
-    def _closed_error(self) -> WriterClosedError:
-        why = " (it was opened before this process forked)" if self._inherited else ""
-        msg = f"{self.path} is closed{why}; cannot save more frames"
-        return WriterClosedError(msg)
-
     def _full(self) -> bool:
         return self._max_inflight is not None and self._seq.pending >= self._max_inflight
 
-    def _extend(self, coord: Coord) -> None:
-        self._low, self._high = widen(self._low, self._high, coord)
+    def _extend(self, key: Key) -> None:
+        if len(key) == 3:
+            self._low, self._high = widen(self._low, self._high, (key[0], key[1], key[2]))
+        else:
+            self._series.extend(key)
 
     def _encode(self, job: Job, arr: np.ndarray) -> None:
         """Compress and hash one frame into its job (a pool worker); failures go in the job."""
@@ -499,8 +516,10 @@ class IJTiffFile(FileAttributes):
             return self._static
 
     # ---------------------------------------------------------------- reading back
-    def read_frame(self, c: int, z: int, t: int) -> tuple[np.ndarray, dict[str, Any] | None]:
-        """Read back a saved plane and its metadata, waiting until it is in the file.
+    def read_frame(
+        self, c: int, z: int, t: int, series: int = 0
+    ) -> tuple[np.ndarray, dict[str, Any] | None]:
+        """Read back a saved plane (of ``series``) and its metadata, once it is in the file.
 
         Works while the file is written and after :meth:`close`, on a descriptor of its own.
         Reads only this plane: memory stays flat.
@@ -520,15 +539,15 @@ class IJTiffFile(FileAttributes):
             Writing failed before the plane reached the file.
 
         """
-        coord = self._coord(c, z, t)
+        key = self._series_key(self._coord(c, z, t), series)
         self._encoder.kick()
         while True:
             with self._lock:
-                packed = self._app.planes.get(coord)
+                packed = self._app.planes.get(key)
                 if packed is not None:
                     break
-                if coord not in self._claimed or self._closed:
-                    msg = f"plane (c, z, t)={coord} was not saved to {self.path}"
+                if key not in self._claimed or self._closed:
+                    msg = f"plane {self._where(key)} was not saved to {self.path}"
                     raise CoordinateError(msg)
                 self._raise_error()
                 if not self._seq.can_pump():
@@ -569,11 +588,6 @@ class IJTiffFile(FileAttributes):
                 raise self._closed_error() from None
             msg = f"syncing {self.path} failed: {exc}"
             raise WriterError(msg) from exc
-
-    def _check_identity(self) -> None:
-        if not self._io.is_at_path():
-            msg = f"{self.path} was deleted or replaced while it was written; its frames are lost"
-            raise WriterError(msg)
 
     def close(self) -> None:
         """Finish the hyperstack (canonical plane order, ImageJ description) and close.
@@ -628,6 +642,7 @@ class IJTiffFile(FileAttributes):
             self._settings,
             low=self._low,
             high=self._high,
+            series=self._series,
             codec=self._codec,
             dtype=self._dtype,
             profile=self.profile,

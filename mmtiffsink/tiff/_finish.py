@@ -19,10 +19,11 @@ import numpy as np
 from ..errors import MissingFramesWarning, ProfileError
 from ._appender import Appender, Tail, data_key, unpack
 from ._codecs import Codec
-from ._frames import Coord
+from ._frames import Coord, Key
 from ._imagej import imagej_description, imagej_metadata_tags
-from ._ome import StageLabel, ome_description, read_plane_infos
+from ._ome import OmeImage, ome_description, read_plane_infos
 from ._profiles import Profile
+from ._series import Part, SeriesTable
 from ._settings import Settings
 from ._tags import FIRST_METADATA_TAG, METADATA_TAG, SETTINGS_TAG, Tag, decode_values
 
@@ -39,7 +40,7 @@ def canonical_order(low: Coord, high: Coord) -> list[Coord]:
     ]
 
 
-def blank_planes(appender: Appender, missing: Sequence[Coord], codec: Codec, dtype: Any) -> int:
+def blank_planes(appender: Appender, missing: Sequence[Key], codec: Codec, dtype: Any) -> int:
     """Append one shared blank frame for each of the ``missing`` planes; return their number."""
     if missing:
         assert appender.frame_shape is not None
@@ -87,24 +88,29 @@ def first_ifd_tags(shape: Coord, settings: Settings, *, profile: str, images: bo
 
 def ome_first_ifd_tags(
     appender: Appender,
-    canonical: Sequence[Coord],
-    shape: Coord,
+    parts: Sequence[Part],
     settings: Settings,
     *,
     dtype: Any,
     profile: str,
-    stage: StageLabel | None = None,
 ) -> list[Tag]:
-    """The OME-XML description, settings and resolution of an OME-TIFF's first IFD."""
+    """The OME-XML description (an Image per series), settings and resolution of IFD 0."""
     assert appender.frame_shape is not None
+    images = [
+        OmeImage(
+            part.shape,
+            read_plane_infos(appender, part.plane_keys()),
+            name=part.name,
+            stage=part.stage,
+        )
+        for part in parts
+    ]
     xml = ome_description(
         path=appender.io.path,
         settings=settings,
-        shape=shape,
         frame_shape=appender.frame_shape,
         dtype=np.dtype(dtype),
-        planes=read_plane_infos(appender, canonical),
-        stage=stage,
+        images=images,
     )
     tags = [Tag.ascii(270, xml), Tag.ascii(SETTINGS_TAG, json.dumps(settings.to_json(profile)))]
     if settings.pxsize is not None:
@@ -124,7 +130,7 @@ def _retag(entry: bytes, old: int, new: int) -> bytes:
 
 
 def write_final_chain(
-    appender: Appender, canonical: Sequence[Coord], first_extra: Sequence[Tag], *, two_strips: bool
+    appender: Appender, canonical: Sequence[Key], first_extra: Sequence[Tag], *, two_strips: bool
 ) -> None:
     """Write the chain in canonical order, then switch the header to it.
 
@@ -187,12 +193,33 @@ def write_final_chain(
     appender.io.write([lay.pack_offset(first_at)], lay.first_ifd_pointer)
 
 
+def _missing_warning(appender: Appender, parts: Sequence[Part], canonical: int) -> str | None:
+    """The one warning about never-saved planes (naming each series that has some)."""
+    counts = [
+        (part, sum(key not in appender.planes for key in part.plane_keys())) for part in parts
+    ]
+    missing = sum(n for _, n in counts)
+    if not missing:
+        return None
+    text = (
+        f"{missing} of {canonical} planes of {appender.io.path} were never saved "
+        "and hold a blank frame"
+    )
+    if len(parts) > 1 or parts[0].series:
+        each = ", ".join(
+            f"series {part.series}" + (f" ({part.name})" if part.name else "") + f": {n}"
+            for part, n in counts
+            if n
+        )
+        text += f" ({each})"
+    return text
+
+
 def finish(
     appender: Appender,
     settings: Settings,
     *,
-    low: Coord,
-    high: Coord,
+    parts: Sequence[Part],
     codec: Codec,
     dtype: Any,
     profile: str,
@@ -200,27 +227,21 @@ def finish(
 ) -> int:
     """Fill missing planes and write the final chain; return the number of blank planes.
 
-    Warns (:class:`~mmtiffsink.errors.MissingFramesWarning`) when planes were never saved.
+    ``parts``: the series of the file, in order (one for a single-image file). Warns
+    (:class:`~mmtiffsink.errors.MissingFramesWarning`) when planes were never saved.
     """
-    canonical = canonical_order(low, high)
+    canonical = [key for part in parts for key in part.plane_keys()]
+    text = _missing_warning(appender, parts, len(canonical))
+    if text is not None:
+        warnings.warn(text, MissingFramesWarning, stacklevel=stacklevel)
     missing = [p for p in canonical if p not in appender.planes]
-    if missing:
-        warnings.warn(
-            f"{len(missing)} of {len(canonical)} planes of {appender.io.path} were never saved "
-            "and hold a blank frame",
-            MissingFramesWarning,
-            stacklevel=stacklevel,
-        )
     blanks = blank_planes(appender, missing, codec, dtype)
-    shape = (high[0] - low[0] + 1, high[1] - low[1] + 1, high[2] - low[2] + 1)
     if Profile.get(profile).ome:
-        first_extra = ome_first_ifd_tags(
-            appender, canonical, shape, settings, dtype=dtype, profile=profile
-        )
+        first_extra = ome_first_ifd_tags(appender, parts, settings, dtype=dtype, profile=profile)
     else:
         # images= when the planes are compressed or lie in their slots, in plane order
         images = codec.compressed or appender.slots is not None
-        first_extra = first_ifd_tags(shape, settings, profile=profile, images=images)
+        first_extra = first_ifd_tags(parts[0].shape, settings, profile=profile, images=images)
     h = appender.frame_shape[0] if appender.frame_shape else 1
     write_final_chain(appender, canonical, first_extra, two_strips=appender.rows_per_strip < h)
     appender.io.sync()
@@ -233,13 +254,15 @@ def finish_file(
     *,
     low: Coord,
     high: Coord,
+    series: SeriesTable,
     codec: Codec,
     dtype: Any,
     profile: str,
 ) -> int | None:
     """Finish a file at close: the blank planes, or None when no frame was saved.
 
-    A file without frames is to be removed (with a :class:`MissingFramesWarning`).
+    A file without frames is to be removed (with a :class:`MissingFramesWarning`); so is a
+    series without frames left out.
     """
     if appender.frame_shape is None or not appender.planes:
         warnings.warn(
@@ -248,14 +271,21 @@ def finish_file(
             stacklevel=5,
         )
         return None
-    if settings.shape is not None:
-        c, z, t = settings.shape
-        low, high = (0, 0, 0), (c - 1, z - 1, t - 1)
+    parts, empty = series.parts(low, high, settings.shape)
+    numbers = [part.series for part in parts]
+    if empty or numbers != list(range(len(numbers))):
+        absent = sorted(set(range(max(numbers) + 1)) - set(numbers)) + empty
+        kept = ", ".join(f"series {n} as Image:{i}" for i, n in enumerate(numbers))
+        warnings.warn(
+            f"no frame was saved to series {', '.join(map(str, sorted(set(absent))))} of "
+            f"{appender.io.path}; left out, the file holds {kept}",
+            MissingFramesWarning,
+            stacklevel=5,
+        )
     return finish(
         appender,
         settings,
-        low=low,
-        high=high,
+        parts=parts,
         codec=codec,
         dtype=dtype,
         profile=profile,

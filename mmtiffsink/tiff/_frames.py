@@ -15,9 +15,12 @@ import numpy as np
 
 from ..errors import CoordinateError, FrameError
 
-__all__ = ["Cast", "Coord", "cast_frame", "check_plane_count", "coordinate", "metadata_json"]
+__all__ = ["Cast", "Coord", "Key", "cast_frame", "check_plane_count", "coordinate", "metadata_json"]
 
 Coord = tuple[int, int, int]
+Key = tuple[int, ...]
+"""A plane's key in a file: its (c, z, t) in series 0, (c, z, t, s) in series s > 0 (an
+OME-TIFF holding several images); the IFD's plane tag holds the same values."""
 NONE_SAVED: Coord = (-(2**62), -(2**62), -(2**62))
 """The largest coordinates of a file before its first frame (any coordinate is larger)."""
 Cast = Literal["exact", "round", "truncate"]

@@ -4,9 +4,10 @@ Per-plane values (DeltaT, exposure, stage position) travel with their frame: ``s
 plane=)`` stores them in a private tag of the frame's IFD (:data:`PLANE_INFO_TAG`), so the
 writer's memory does not grow with them and a killed file keeps them for
 :func:`~mmtiffsink.repair`. At close :func:`ome_description` reads them back from the IFDs of
-the final chain and writes one OME-XML document: Image, Pixels (XYCZT, the IFD order),
-Channels, a TiffData and a Plane per plane. Built with the standard library's ElementTree:
-one pass, no model objects per plane (files of 10**5 planes), no runtime dependency.
+the final chain and writes one OME-XML document: per series (position) an Image with
+Pixels (XYCZT, the IFD order), Channels, a TiffData and a Plane per plane. Built with the
+standard library's ElementTree: one pass, no model objects per plane (files of 10**5
+planes), no runtime dependency.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import numpy as np
 
 from ..errors import ConfigError, FrameError
 from ._appender import Appender, unpack
-from ._frames import Coord
+from ._frames import Coord, Key
 from ._settings import Settings
 from ._tags import Tag, decode_values
 
 __all__ = [
     "PLANE_INFO_TAG",
+    "OmeImage",
     "PlaneInfo",
     "StageLabel",
     "ome_color",
@@ -150,7 +152,16 @@ class PlaneInfo:
 @final
 @dataclass(frozen=True, slots=True)
 class StageLabel:
-    """An Image's stage position: its name and x/y/z in µm."""
+    """An Image's stage position (OME ``StageLabel``), e.g. of one position of a plate scan.
+
+    Parameters
+    ----------
+    name
+        The position's name.
+    x, y, z
+        Stage coordinates in µm (None: unknown).
+
+    """
 
     name: str
     x: float | None = None
@@ -165,7 +176,7 @@ def ome_color(rgb: Sequence[int]) -> int:
     return packed - (1 << 32) if packed >= 1 << 31 else packed
 
 
-def read_plane_infos(appender: Appender, canonical: Sequence[Coord]) -> list[PlaneInfo | None]:
+def read_plane_infos(appender: Appender, canonical: Sequence[Key]) -> list[PlaneInfo | None]:
     """Each plane's :class:`PlaneInfo` from its IFD (None: none stored, e.g. a blank plane)."""
     lay = appender.layout
     read = appender.read
@@ -191,17 +202,30 @@ def _image_name(settings: Settings, path: Path) -> str:
     return name
 
 
+@final
+@dataclass(frozen=True)
+class OmeImage:
+    """One Image of an OME-TIFF: its (C, Z, T), Plane values in IFD order, name, stage."""
+
+    shape: Coord
+    planes: Sequence[PlaneInfo | None]
+    name: str | None = None
+    stage: StageLabel | None = None
+
+
 def ome_description(
     *,
     path: Path,
     settings: Settings,
-    shape: Coord,
     frame_shape: tuple[int, int],
     dtype: np.dtype[Any],
-    planes: Sequence[PlaneInfo | None],
-    stage: StageLabel | None = None,
+    images: Sequence[OmeImage],
 ) -> str:
-    """The OME-XML of a finished single-image file; ``planes`` in IFD (XYCZT) order.
+    """The OME-XML of a finished file: one Image per series, their planes one after another.
+
+    Image ``n``'s TiffData count its IFDs from the end of image ``n - 1``'s; each image's
+    ``planes`` are in IFD (XYCZT) order. Without a name, image 0 is named after the file
+    (or ``settings.image_name``), image ``n`` after it with ``" #n"`` appended.
 
     Raises
     ------
@@ -222,18 +246,53 @@ def ome_description(
             f"{{{_XSI}}}schemaLocation": _SCHEMA,
         },
     )
-    image = ET.SubElement(root, q + "Image", ID="Image:0", Name=_image_name(settings, path))
+    base = _image_name(settings, path)
+    first_ifd = 0
+    for index, spec in enumerate(images):
+        name = spec.name or (base if index == 0 else f"{base} #{index}")
+        _image(root, index, name, spec, settings, frame_shape, dtype, pixel_type, first_ifd)
+        first_ifd += spec.shape[0] * spec.shape[1] * spec.shape[2]
+    if settings.annotations:
+        annotations = ET.SubElement(root, q + "StructuredAnnotations")
+        mapping = ET.SubElement(
+            annotations,
+            q + "MapAnnotation",
+            ID="Annotation:0",
+            Namespace="micro-manager.org/summary-metadata",
+        )
+        pairs = ET.SubElement(mapping, q + "Value")
+        for key, text in settings.annotations.items():
+            ET.SubElement(pairs, q + "M", K=key).text = text
+    body = ET.tostring(root, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body
+
+
+def _image(
+    root: ET.Element,
+    index: int,
+    name: str,
+    spec: OmeImage,
+    settings: Settings,
+    frame_shape: tuple[int, int],
+    dtype: np.dtype[Any],
+    pixel_type: str,
+    first_ifd: int,
+) -> None:
+    """One Image element (its Pixels, Channels, TiffData and Planes) under ``root``."""
+    q = f"{{{OME_NS}}}"
+    image = ET.SubElement(root, q + "Image", ID=f"Image:{index}", Name=name)
     if settings.acquisition_date:
         ET.SubElement(image, q + "AcquisitionDate").text = settings.acquisition_date
+    stage = spec.stage
     if stage is not None:
         label = {"Name": stage.name}
         for axis, value in (("X", stage.x), ("Y", stage.y), ("Z", stage.z)):
             if value is not None:
                 label[axis], label[axis + "Unit"] = _fmt(value), _UM
         ET.SubElement(image, q + "StageLabel", label)
-    c, z, t = shape
+    c, z, t = spec.shape
     attrs = {
-        "ID": "Pixels:0",
+        "ID": f"Pixels:{index}",
         "DimensionOrder": "XYCZT",
         "Type": pixel_type,
         "SignificantBits": str(dtype.itemsize * 8),
@@ -257,14 +316,14 @@ def ome_description(
     names = settings.channel_names or []
     luts = settings.channel_luts(c) or []
     for ch in range(c):
-        channel = {"ID": f"Channel:0:{ch}", "SamplesPerPixel": "1"}
+        channel = {"ID": f"Channel:{index}:{ch}", "SamplesPerPixel": "1"}
         if ch < len(names):
             channel["Name"] = names[ch]
         if ch < len(luts):
             channel["Color"] = str(ome_color([int(v) for v in luts[ch][:, 255]]))
         ET.SubElement(pixels, q + "Channel", channel)
     order = [(cc, zz, tt) for tt in range(t) for zz in range(z) for cc in range(c)]
-    for ifd, (cc, zz, tt) in enumerate(order):
+    for ifd, (cc, zz, tt) in enumerate(order, start=first_ifd):
         ET.SubElement(
             pixels,
             q + "TiffData",
@@ -274,7 +333,7 @@ def ome_description(
             FirstT=str(tt),
             PlaneCount="1",
         )
-    for (cc, zz, tt), info in zip(order, planes, strict=True):
+    for (cc, zz, tt), info in zip(order, spec.planes, strict=True):
         plane = {"TheZ": str(zz), "TheT": str(tt), "TheC": str(cc)}
         if info is not None:
             if info.delta_t is not None:
@@ -292,15 +351,3 @@ def ome_description(
         ET.SubElement(pixels, q + "Plane", plane)
     if settings.annotations:
         ET.SubElement(image, q + "AnnotationRef", ID="Annotation:0")
-        annotations = ET.SubElement(root, q + "StructuredAnnotations")
-        mapping = ET.SubElement(
-            annotations,
-            q + "MapAnnotation",
-            ID="Annotation:0",
-            Namespace="micro-manager.org/summary-metadata",
-        )
-        pairs = ET.SubElement(mapping, q + "Value")
-        for key, text in settings.annotations.items():
-            ET.SubElement(pairs, q + "M", K=key).text = text
-    body = ET.tostring(root, encoding="unicode")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import WriterError
-from ._frames import Coord
+from ._frames import Key
 from ._tags import Tag
 
 __all__ = ["Job", "Sequencer"]
@@ -31,7 +31,7 @@ class Job:
     """One saved frame on its way to the file."""
 
     seq: int
-    coord: Coord
+    coord: Key
     charge: int
     """Bytes of the in-flight budget it holds."""
     bound: int
@@ -97,7 +97,7 @@ class Sequencer:
         self.pending = 0
         self.error: BaseException | None = None
 
-    def reserve(self, coord: Coord, charge: int, bound: int, extra: tuple[Tag, ...]) -> Job:
+    def reserve(self, coord: Key, charge: int, bound: int, extra: tuple[Tag, ...]) -> Job:
         """A new job, next in save order (lock held); pending until its turn has passed.
 
         The saving thread owns it until it deposits it or hands it to the pool (then
@@ -113,9 +113,7 @@ class Sequencer:
         self.pending += 1
         return job
 
-    def reserve_unordered(
-        self, coord: Coord, bound: int, extra: tuple[Tag, ...]
-    ) -> Job:
+    def reserve_unordered(self, coord: Key, bound: int, extra: tuple[Tag, ...]) -> Job:
         """A job its saving thread appends at once with :meth:`append_unordered` (lock held).
 
         Pending like any job (so ``close`` waits for it); an interrupt between the two
@@ -185,7 +183,7 @@ class Sequencer:
             job.passed = True
             self._finished(job, False)
 
-    def holds(self, coord: Coord) -> bool:
+    def holds(self, coord: Key) -> bool:
         """Whether this thread reserved a job for ``coord`` and still owns it (lock held)."""
         me = threading.get_ident()
         return any(j.coord == coord and j.owner == me for j in self._reserved.values())

@@ -15,13 +15,16 @@ from typing import Any, final
 import numpy as np
 
 from ..errors import ConfigError, DatasetError, MissingFramesWarning
-from ..limits import MAX_PLANES
+from ..limits import MAX_PLANES, MAX_SERIES
 from ._appender import pack, rows_per_strip
 from ._codecs import Codec
 from ._colors import color_lut, colormap_lut
 from ._file import IJTiffFile
+from ._frames import Key
 from ._io import FileIO
+from ._ome import StageLabel
 from ._profiles import Profile
+from ._series import SERIES_TAG, parse_label
 from ._settings import Settings
 from ._tags import _TYPES, PLANE_TAG, SETTINGS_TAG, Layout, decode_values
 
@@ -40,11 +43,13 @@ class RepairReport:
     frames: int
     """Frames recovered from the file."""
     shape: tuple[int, int, int]
-    """The (C, Z, T) of the finished hyperstack."""
+    """The (C, Z, T) of the finished hyperstack (of its first series)."""
     blank_planes: int
     """Planes that were never written and now hold a blank frame."""
     already_finished: bool
     """The file was already a finished hyperstack and was left unchanged."""
+    series: int = 1
+    """Series (OME Images) of the finished file."""
 
 
 _MAX_TAGS = 1000
@@ -65,8 +70,9 @@ class _Chain:
         self.path, self.io, self.size = path, io, size
         self.first: dict[int, tuple[int, bytes]] | None = None
         self.lay = Layout(bigtiff=bigtiff)
-        self.planes: dict[tuple[int, int, int], tuple[int, int]] = {}
-        self.arrival: list[tuple[int, int, int]] = []
+        self.planes: dict[Key, tuple[int, int]] = {}
+        self.arrival: list[Key] = []
+        self.labels: dict[int, tuple[str | None, StageLabel | None]] = {}
         self.settings: dict[str, Any] | None = None
         self.link_pos = self.lay.first_ifd_pointer
         # width, height, bits, codec, kind, strips, predictor
@@ -121,11 +127,15 @@ class _Chain:
             msg = f"{self.path} has an IFD without mmtiffsink's plane tag; it was not written by us"
             raise DatasetError(msg)
         coord = self.ints(values, PLANE_TAG, offset)
-        if len(coord) != 3 or max(abs(v) for v in coord) >= MAX_PLANES:
+        if (
+            len(coord) not in (3, 4)
+            or max(abs(v) for v in coord[:3]) >= MAX_PLANES
+            or (len(coord) == 4 and not 0 < coord[3] < MAX_SERIES)
+        ):
             raise _corrupt(self.path, offset, f"holds the plane {coord}")
-        c, z, t = coord
-        if (c, z, t) in self.planes:
-            raise _corrupt(self.path, offset, f"repeats the plane (c, z, t) = {(c, z, t)}")
+        key = tuple(coord)
+        if key in self.planes:
+            raise _corrupt(self.path, offset, f"repeats the plane (c, z, t[, s]) = {key}")
         one = [self.ints(values, code, offset) for code in (256, 257, 258, 259)]
         if any(len(v) != 1 for v in one):
             raise _corrupt(self.path, offset, "holds several values in a one-value tag")
@@ -147,10 +157,14 @@ class _Chain:
             raise _corrupt(self.path, offset, f"stores {sum(counts)} bytes of raw pixels")
         if SETTINGS_TAG in values and self.settings is None:
             self.settings = _parse_settings(self.path, values[SETTINGS_TAG][1])
+        if SERIES_TAG in values:  # the series' name and stage label; the last one wins
+            label = parse_label(values[SERIES_TAG][1])
+            if label is not None:
+                self.labels[key[3] if len(key) > 3 else 0] = label
         if self.first is None:
             self.first = values
-        self.planes[(c, z, t)] = (offset, ifd_size)
-        self.arrival.append((c, z, t))
+        self.planes[key] = (offset, ifd_size)
+        self.arrival.append(key)
 
     def _check_frame(self, frame: tuple[int, ...], offset: int) -> None:
         width, height, bits, codec, kind, nstrips, predictor = frame
@@ -166,29 +180,37 @@ class _Chain:
 
     def shape_check(self) -> None:
         """The hyperstack the planes and settings ask for stays within MAX_PLANES."""
-        extent = [
-            1 + max(p[i] for p in self.planes) - min(0, *(p[i] for p in self.planes))
-            for i in range(3)
+        by_series: dict[int, list[Key]] = {}
+        for key in self.planes:
+            by_series.setdefault(key[3] if len(key) > 3 else 0, []).append(key)
+        extents = [
+            [1 + max(p[i] for p in keys) - min(0, *(p[i] for p in keys)) for i in range(3)]
+            for keys in by_series.values()
         ]
         shape = (self.settings or {}).get("shape")
         if shape is not None:
             if any(not 0 <= p[i] < shape[i] for p in self.planes for i in range(3)):
                 msg = f"{self.path}: corrupt TIFF: a plane lies outside the shape {shape}"
                 raise DatasetError(msg)
-            extent = shape
-        if math.prod(extent) > MAX_PLANES:
+            extents = [shape] * len(by_series)
+        total = sum(math.prod(extent) for extent in extents)
+        if len(extents) == 1:
+            dims = f"C, Z, T = {tuple(extents[0])}"
+        else:
+            dims = f"C x Z x T summed over {len(extents)} series"
+        if total > MAX_PLANES:
             msg = (
                 f"{self.path}: corrupt TIFF: its planes ask for a hyperstack of "
-                f"{math.prod(extent)} planes (C, Z, T = {tuple(extent)}), more than {MAX_PLANES}"
+                f"{total} planes ({dims}), more than {MAX_PLANES}"
             )
             raise DatasetError(msg)
         frames = len(self.planes)
-        if shape is None and math.prod(extent) > _SPARSE_LIMIT * frames + _SPARSE_SLACK:
+        if shape is None and total > _SPARSE_LIMIT * frames + _SPARSE_SLACK:
             # a writer fills planes as they come; a few frames spread over millions of planes
             # means damaged plane tags, and finishing would write millions of blank planes
             msg = (
                 f"{self.path}: corrupt TIFF: {frames} frames span a hyperstack of "
-                f"{math.prod(extent):,} planes (C, Z, T = {tuple(extent)}); the frames' plane "
+                f"{total:,} planes ({dims}); the frames' plane "
                 "tags look damaged, so the file was left as it is"
             )
             raise DatasetError(msg)
@@ -264,10 +286,10 @@ def _cut_chain(path: Path, chain: _Chain, dangling: int) -> None:
 def repair(path: str | os.PathLike[str]) -> RepairReport:
     """Turn a file left by a killed process into the finished hyperstack, in place.
 
-    Every frame whose IFD was linked when the process died is kept, with its (c, z, t);
-    planes never written are filled with a blank frame (with a warning) and the ImageJ
-    description is written from the settings stored in the file. A finished file is left
-    unchanged.
+    Every frame whose IFD was linked when the process died is kept, with its (c, z, t) (and
+    series, in an OME-TIFF of several); planes never written are filled with a blank frame
+    (with a warning) and the ImageJ description (or OME-XML, with each series' name and stage
+    label) is written from the settings stored in the file. A finished file is left unchanged.
 
     Raises
     ------
@@ -318,6 +340,10 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         msg = f"{path} holds no frame: nothing to repair"
         raise DatasetError(msg)
     chain.shape_check()
+    profile = _profile(bigtiff, chain.settings)
+    if not profile.ome and any(len(key) > 3 for key in chain.planes):
+        msg = f"{path}: corrupt TIFF: frames of several series in a {profile.name!r} file"
+        raise DatasetError(msg)
     if dangling:
         _cut_chain(path, chain, dangling)
     width, height, bits, compression, kind, _, predictor = chain.frame
@@ -332,7 +358,8 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     slots_at = _slots_start(chain.first, chain.planes, stored, codec, chain.lay, frame_bytes)
     tif = _resume(
         path,
-        profile=_profile(bigtiff, chain.settings),
+        profile=profile,
+        labels=chain.labels,
         frame_shape=(height, width),
         dtype=dtype,
         codec=codec,
@@ -344,7 +371,8 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         slots_at=slots_at,
     )
     tif.close()
-    return RepairReport(path, len(chain.planes), tif.shape, tif.blank_planes, False)
+    shapes = list(tif.series_shapes.values())
+    return RepairReport(path, len(chain.planes), shapes[0], tif.blank_planes, False, len(shapes))
 
 
 def _profile(bigtiff: bool, settings: dict[str, Any] | None) -> Profile:
@@ -359,12 +387,13 @@ def _resume(
     path: Path,
     *,
     profile: Profile,
+    labels: dict[int, tuple[str | None, StageLabel | None]],
     frame_shape: tuple[int, int],
     dtype: np.dtype[Any],
     codec: Codec,
     settings: Settings,
-    planes: dict[tuple[int, int, int], tuple[int, int]],
-    arrival: list[tuple[int, int, int]],
+    planes: dict[Key, tuple[int, int]],
+    arrival: list[Key],
     link_pos: int,
     end: int,
     slots_at: int | None,
@@ -394,12 +423,14 @@ def _resume(
     app.arrival = list(arrival)
     for coord in planes:
         tif._extend(coord)
+    for series, (name, stage) in labels.items():
+        tif._series.set_label(series, name, stage)
     return tif
 
 
 def _slots_start(
     first: dict[int, tuple[int, bytes]],
-    planes: dict[tuple[int, int, int], tuple[int, int]],
+    planes: dict[Key, tuple[int, int]],
     settings: Settings,
     codec: Codec,
     lay: Layout,

@@ -90,13 +90,14 @@ DECODING_TAGS = frozenset(
 )
 # Tags whose values the writer writes from its own options.
 OWNED_TAGS = frozenset(
-    {270, 282, 283, 296, 305, 50838, 50839, 51123, 65421, 65422, 65423, 65424}
+    {270, 282, 283, 296, 305, 50838, 50839, 51123, 65421, 65422, 65423, 65424, 65425}
 )
 RESERVED_TAGS = DECODING_TAGS | OWNED_TAGS
 _POINTER_TYPES = {13, 18}  # IFD, IFD8: readers follow them
 
 PLANE_TAG = 65421
-"""Private tag holding a frame's (c, z, t) as three LONGs, so a crashed file can be repaired."""
+"""Private tag holding a frame's (c, z, t) as three LONGs, so a crashed file can be repaired;
+(c, z, t, s) as four in series s > 0 of an OME-TIFF holding several images."""
 SETTINGS_TAG = 65422
 """Private tag holding the writer's hyperstack settings as JSON (stored once, shared)."""
 METADATA_TAG = 51123
