@@ -192,5 +192,5 @@ def test_why_not_mixed_compression(tmp_path: Path) -> None:
             )
     with tifffile.TiffFile(path) as f:
         assert f.is_imagej
-        with pytest.raises(Exception, match="(?i)zstd|frame"):
+        with pytest.raises(Exception, match=r"(?i)zstd|frame"):
             f.series[0].asarray()
