@@ -3,14 +3,23 @@
 How bytes reach the disk, one module per stage
 ----------------------------------------------
 ``save`` checks the coordinate (:mod:`._frames`: caps, casts that never change values,
-metadata JSON) and copies the frame in the caller's thread, takes room in the process-wide
-in-flight budget (:mod:`._pool`), then hands the frame to the shared compression pool
-(uncompressed frames skip the hand-off). The file's :class:`~._order.Sequencer` puts finished
-frames back in save order and gives the appender role to one thread at a time, outside the
-saving lock; the :class:`~._appender.Appender` writes the frame's bytes and IFD at the end of
-the file and links it (:mod:`._io` does the portable positional I/O). At close,
-:mod:`._finish` fills never-saved planes and writes the canonical chain with the ImageJ
-description; :mod:`._readback` reads planes back on a descriptor of its own.
+metadata JSON) in the caller's thread and takes room in the process-wide in-flight budget
+(:mod:`._pool`). Then, by the codec:
+
+- compressed: the frame is copied and put in the file's encode queue (:mod:`._encoder`),
+  from which pool tasks take batches; the file's :class:`~._order.Sequencer` puts encoded
+  frames back in save order and gives the appender role to one thread at a time, outside the
+  saving lock;
+- compressed, ``keep_up`` and the budget full: the saving thread stores the frame at once,
+  uncompressed in the codec's format, out of the save order (``Sequencer.append_unordered``);
+- uncompressed: no copy; the saving thread appends the caller's array before ``save``
+  returns.
+
+The :class:`~._appender.Appender` writes a frame's bytes and IFD at the end of the file and
+links it (:mod:`._io` does the portable positional I/O). ``flush`` and ``close``
+(:mod:`._lifecycle`) wait for the frames in flight; at close :mod:`._finish` fills
+never-saved planes and writes the canonical chain with the ImageJ description or OME-XML;
+:mod:`._readback` reads planes back on a descriptor of its own.
 """
 
 from __future__ import annotations
@@ -30,7 +39,6 @@ from .._closing import close_after_block
 from ..errors import (
     ConfigError,
     CoordinateError,
-    WriterError,
 )
 from ..limits import MAX_PLANES
 from . import _pool
@@ -41,10 +49,8 @@ from ._appender import (
     size_bound,
     static_tags,
 )
-from ._attributes import FileAttributes
 from ._codecs import CompressionLike
 from ._encoder import EncodeQueue
-from ._finish import finish_file
 from ._frames import (
     NONE_SAVED,
     Cast,
@@ -59,6 +65,7 @@ from ._frames import (
 )
 from ._frames import metadata_json as _metadata_json
 from ._io import FileIO, open_output
+from ._lifecycle import FileLifecycle
 from ._ome import PlaneInfo
 from ._order import Job, Sequencer
 from ._profiles import DEFAULT, Profile, ProfileName
@@ -72,7 +79,7 @@ __all__ = ["IJTiffFile"]
 
 
 @final
-class IJTiffFile(FileAttributes):
+class IJTiffFile(FileLifecycle):
     """Write a C/Z/T hyperstack TIFF that ImageJ, Fiji (Bio-Formats) and tifffile open.
 
     Frames are saved one at a time, in any order, and compressed in parallel on a worker pool
@@ -267,28 +274,6 @@ class IJTiffFile(FileAttributes):
         self._holds_pool = [True]
         self._finalizer = weakref.finalize(self, _pool.abandoned, io, self._holds_pool)
         _pool.register_file(self)
-
-    def _release(self) -> None:
-        """Give back the pool and the descriptor (once)."""
-        self._finalizer.detach()
-        try:
-            self._io.close()
-        finally:
-            if self._holds_pool[0]:
-                self._holds_pool[0] = False
-                _pool.release_pool()
-
-    def _detach_after_fork(self) -> None:
-        """In a fork child: this file belongs to the parent; the child never writes it."""
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._close_lock = threading.Lock()
-        self._seq.lock, self._seq.cond = self._lock, self._cond
-        self._encoder.lock = self._lock
-        self._io.reset_lock_after_fork()
-        self._inherited = True
-        self._closing = True  # only the parent writes it
-        self._holds_pool[0] = False  # the child's pool count was reset
 
     # ---------------------------------------------------------------- saving
     def save(
@@ -500,13 +485,6 @@ class IJTiffFile(FileAttributes):
             self.frames_kept_up += 1
         job.data = b""
 
-    def _release_jobs(self, jobs: list[Job]) -> None:
-        for job in jobs:
-            self._budget.release(job.charge)
-
-    def _raise_error(self) -> None:
-        self._seq.raise_error(self.path, len(self._app.planes))
-
     def _static_tags(self) -> tuple[Tag, ...]:
         """Tags every IFD of this file carries (rebuilt when a setting changed)."""
         with self._lock:
@@ -558,97 +536,6 @@ class IJTiffFile(FileAttributes):
         return read_plane(
             self.path, self._layout, packed, self._codec, self._dtype, self._app.frame_shape
         )
-
-    # ---------------------------------------------------------------- flush and close
-    def flush(self) -> None:
-        """Wait until every saved frame is in the file, then fsync: a durable point.
-
-        After ``flush`` returns, a killed process or a power loss loses no frame saved
-        before it: :func:`mmtiffsink.repair` (or tifffile) recovers every one of them.
-
-        Raises
-        ------
-        WriterClosedError
-            The file is closed.
-        WriterError
-            A frame failed, or the file was deleted or replaced while it was written.
-
-        """
-        if self._closed or self._closing:
-            raise self._closed_error()
-        self._encoder.kick()
-        self._seq.wait_idle(self._release_jobs)
-        with self._lock:
-            self._raise_error()
-        self._check_identity()
-        try:
-            self._io.sync()
-        except (OSError, ValueError) as exc:
-            if self._closing:
-                raise self._closed_error() from None
-            msg = f"syncing {self.path} failed: {exc}"
-            raise WriterError(msg) from exc
-
-    def close(self) -> None:
-        """Finish the hyperstack (canonical plane order, ImageJ description) and close.
-
-        Waits for frames in flight; a ``save`` in another thread either lands before close
-        finishes or raises :class:`WriterClosedError`. Planes never saved are filled with one
-        shared blank frame, with a :class:`MissingFramesWarning`. If a frame failed, the file
-        is left as the valid TIFF it is (see :func:`mmtiffsink.repair`) and
-        :class:`WriterError` raised; also when the file was deleted or replaced meanwhile.
-        In a process forked while the file was open, ``close`` only releases the child's copy.
-        """
-        with self._close_lock:
-            if self._closed:
-                return
-            if self._inherited:
-                self._closed = True
-                self._finalizer.detach()
-                self._io.close()
-                return
-            with self._lock:
-                self._closing = True
-            self._budget.wake()
-            error: BaseException | None = None
-            remove = False
-            try:
-                self._encoder.kick()
-                self._seq.wait_idle(self._release_jobs)
-                if self._seq.error is None:
-                    self._check_identity()
-                    remove = self._finalize()
-            except BaseException as exc:
-                error = exc
-            finally:
-                with self._lock:
-                    self._closed = True
-                    self._cond.notify_all()
-                self._release()
-            if remove:
-                os.unlink(self.path)
-        with self._lock:
-            self._raise_error()
-        if error is not None:
-            if isinstance(error, OSError) and not isinstance(error, WriterError):
-                msg = f"finishing {self.path} failed: {error!r}; the file keeps its frames"
-                raise WriterError(msg) from error
-            raise error
-
-    def _finalize(self) -> bool:
-        """Finish the file; True when no frame was saved (the file is then removed)."""
-        blanks = finish_file(
-            self._app,
-            self._settings,
-            low=self._low,
-            high=self._high,
-            series=self._series,
-            codec=self._codec,
-            dtype=self._dtype,
-            profile=self.profile,
-        )
-        self.blank_planes = blanks or 0
-        return blanks is None
 
     def __enter__(self) -> IJTiffFile:
         return self
