@@ -379,3 +379,23 @@ def test_sigkilled_ome_writer_repairs_to_valid_ome_tiff(tmp_path: Path) -> None:
     first = pixels.findall("ome:Plane", NS)[1]  # c=1, z=0, t=0
     assert (first.get("DeltaT"), first.get("PositionZ")) == ("0.1", "0.0")
     assert repair(path).already_finished
+
+
+def test_channel_names_as_original_metadata_for_fijis_importer(tmp_path: Path) -> None:
+    """Fiji's importer shows a file's original metadata in Show Info and no OME channel name
+    anywhere (benchmarks/reader_matrix.py), so the names are in both; the XML stays valid."""
+    path = tmp_path / "named.ome.tif"
+    write_ome(path)
+    xml = description(path)
+    check_schema(xml)
+    root = ET.fromstring(xml)
+    pairs = {
+        a.findtext("ome:Value/ome:OriginalMetadata/ome:Key", namespaces=NS): a.findtext(
+            "ome:Value/ome:OriginalMetadata/ome:Value", namespaces=NS
+        )
+        for a in root.iterfind("ome:StructuredAnnotations/ome:XMLAnnotation", NS)
+        if a.get("Namespace") == "openmicroscopy.org/OriginalMetadata"
+    }
+    assert pairs == {"Channel0Name": "GFP", "Channel1Name": "mCherry"}
+    ids = [a.get("ID") for a in root.iterfind("ome:StructuredAnnotations/*", NS)]
+    assert len(ids) == len(set(ids))

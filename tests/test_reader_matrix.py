@@ -108,5 +108,8 @@ def test_what_holds_ome_back_from_being_the_default(matrix: Matrix) -> None:
     behind = {(reader, prop) for reader, prop, _ in matrix.behind()}
     assert behind == {
         ("bioio-tifffile", "z step"),  # it reads z only from an ImageJ description
-        (IMPORTER, "names"),  # bigtiff: ChannelNName lines in Show Info; ome: nowhere
     }
+    # Fiji's importer lists an ome file's channel names in Show Info, as a bigtiff file's:
+    # from the OriginalMetadata annotations of the OME-XML
+    for codec in ("zstd", "none"):
+        assert score(matrix, IMPORTER, "ome", codec, "names") == 1
