@@ -67,6 +67,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 #: every case, in the order run and printed
 ACQ_CASES = (
     "discard",
+    "hook-default",
     "hook-zstd",
     "hook-zstd-wait",
     "hook-zstd1",
@@ -79,6 +80,7 @@ OFFLINE_CASES = ("offline-zstd", "offline-zstd-wait", "offline-deflate", "offlin
 CASES = ACQ_CASES + OFFLINE_CASES
 #: compression of each mmtiffsink case
 CODECS: dict[str, Any] = {
+    "hook-default": "default",  # not passed: the sink's own default (zstd 1 + predictor)
     "hook-zstd": "zstd",
     "hook-zstd-wait": "zstd",
     "hook-zstd1": ("zstd", 1),
@@ -90,6 +92,14 @@ CODECS: dict[str, Any] = {
     "offline-deflate": "deflate",
     "offline-none": None,
 }
+def sink_kwargs(case: str) -> dict[str, Any]:
+    """The TiffSink options of a case: its codec (unless the default) and keep_up."""
+    kwargs: dict[str, Any] = {"keep_up": case not in WAITS}
+    if CODECS[case] != "default":
+        kwargs["compression"] = CODECS[case]
+    return kwargs
+
+
 #: the sinks' keep_up (their default, True) for the cases that turn it off: the writer waits
 #: for the pool (back-pressure) instead of storing frames uncompressed when it is behind
 WAITS = frozenset({"hook-zstd-wait", "offline-zstd-wait"})
@@ -442,16 +452,14 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
 
             def new_acquisition() -> Any:
                 nonlocal timed
-                acq = adapters.TiffAcquisition(out, name="bench", compression=CODECS[job.case])
+                acq = adapters.TiffAcquisition(out, name="bench", **sink_kwargs(job.case))
                 timed = Timed(acq.storage.put_image, pool, len(events), profiler, image_arg=1)
                 acq.storage.put_image = timed  # no image arrives before acquire()
                 return acq
 
         elif job.case == "storage-zstd":  # an older checkout: TiffStorage as the RAM dataset
             result.detail["storage"] = "TiffStorage in place of NDRAMDataset"
-            sink = TiffSink(
-                out, "bench", compression=CODECS[job.case], keep_up=job.case not in WAITS
-            )
+            sink = TiffSink(out, "bench", **sink_kwargs(job.case))
             storage = adapters.TiffStorage(sink)
             timed = Timed(storage.put_image, pool, len(events), profiler, image_arg=1)
             storage.put_image = timed
@@ -464,9 +472,7 @@ def run_acquisition(job: Job, result: Result, pool: NDArray[np.uint16] | None) -
             if job.case == "discard":
                 timed = Timed(_discard, pool, len(events), profiler)
             else:
-                sink = TiffSink(
-                    out, "bench", compression=CODECS[job.case], keep_up=job.case not in WAITS
-                )
+                sink = TiffSink(out, "bench", **sink_kwargs(job.case))
                 timed = Timed(sink.image_process_fn, pool, len(events), profiler)
             hook = timed.hook
 
@@ -542,7 +548,7 @@ def _offline_run(
     metas = [offline_metadata(i, job.size, period_ms) for i in range(count)]
     image = np.empty((job.size, job.size), dtype=np.uint16)
     out.mkdir(parents=True, exist_ok=True)
-    sink = TiffSink(out, "bench", compression=CODECS[job.case], keep_up=job.case not in WAITS)
+    sink = TiffSink(out, "bench", **sink_kwargs(job.case))
     timed = Timed(sink.image_process_fn, pool, count, profiler)
     start = time.perf_counter()
     with sink:
@@ -742,6 +748,7 @@ def _fmt(value: float | None, digits: int) -> str:
 
 LABELS = {
     "discard": "engine alone (hook discards)",
+    "hook-default": "mmtiffsink hook, its defaults (zstd 1 + predictor, keep_up)",
     "hook-zstd": "mmtiffsink hook, zstd (level 3), keep_up",
     "hook-zstd-wait": "mmtiffsink hook, zstd (level 3), keep_up=False (waits)",
     "hook-zstd1": "mmtiffsink hook, zstd level 1",

@@ -66,8 +66,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 CASES = (
     "none",
+    "mmtiffsink-default",
     "mmtiffsink-zstd",
     "mmtiffsink-zstd1",
+    "mmtiffsink-zstd3-pred",
     "mmtiffsink-none",
     "omew-tiff-none",
     "omew-tiff-lzw",
@@ -75,16 +77,20 @@ CASES = (
 )
 LABELS = {
     "none": "no output (MDA ceiling)",
+    "mmtiffsink-default": "mmtiffsink TiffHandler, its default (zstd 1 + predictor)",
     "mmtiffsink-zstd": "mmtiffsink TiffHandler, zstd 3",
     "mmtiffsink-zstd1": "mmtiffsink TiffHandler, zstd 1",
+    "mmtiffsink-zstd3-pred": "mmtiffsink TiffHandler, zstd 3 + predictor",
     "mmtiffsink-none": "mmtiffsink TiffHandler, none",
     "omew-tiff-none": "ome-writers OME-TIFF, none",
     "omew-tiff-lzw": "ome-writers OME-TIFF, LZW",
     "omew-zarr-zstd": "ome-writers OME-Zarr, zstd",
 }
 MMTIFFSINK_CODECS: dict[str, Any] = {
+    "mmtiffsink-default": None,  # not passed: the sink's default codec
     "mmtiffsink-zstd": "zstd",
     "mmtiffsink-zstd1": ("zstd", 1),
+    "mmtiffsink-zstd3-pred": "zstd:3+predictor",
     "mmtiffsink-none": None,
 }
 CHANNELS = ("DAPI", "FITC")
@@ -246,6 +252,8 @@ def make_output(job: Job, core: Any, out: Path) -> Any:
     if job.case.startswith("mmtiffsink"):
         from mmtiffsink.pymmcore_plus import TiffHandler
 
+        if job.case == "mmtiffsink-default":
+            return TiffHandler(out, name="bench", core=core)
         return TiffHandler(
             out, name="bench", compression=MMTIFFSINK_CODECS[job.case], core=core
         )
@@ -605,7 +613,12 @@ def targets(done: dict[str, list[Result]], stat: str) -> list[str]:
 
     lines = []
     lzw, unc = pick("omew-tiff-lzw"), pick("omew-tiff-none")
-    for case in ("mmtiffsink-zstd", "mmtiffsink-zstd1"):
+    for case in (
+        "mmtiffsink-default",
+        "mmtiffsink-zstd",
+        "mmtiffsink-zstd1",
+        "mmtiffsink-zstd3-pred",
+    ):
         r = pick(case)
         text = f"{LABELS[case]}: size <= 0.8x OME-TIFF LZW at >= 1.0x its frames/s"
         if r is None or lzw is None:
