@@ -98,9 +98,10 @@ class SinkOptions(BaseModel):
         BigTIFF with OME-XML; Bio-Formats' OME reader, bioio, OMERO, QuPath).
     compression
         ``"zstd"``, ``"zstd:9"``, ``("zstd", 9)``, ``"deflate"``, ``"zstd:1+predictor"``,
-        ``None`` (none) or :data:`~mmtiffsink.tiff.DEFAULT` (the profile's default: zstd 3
-        for bigtiff and ome, deflate 1 for imagej). Stored as a
-        :class:`~mmtiffsink.tiff.Codec` (or ``DEFAULT``).
+        ``None`` (none) or :data:`~mmtiffsink.tiff.DEFAULT`: the profile's codec for live
+        acquisitions, zstd 1 with the predictor for bigtiff and ome (without it for float
+        pixels), deflate 1 for imagej; replays (:class:`~mmtiffsink.replay.ReplayOptions`)
+        take zstd 3 instead. Stored as a :class:`~mmtiffsink.tiff.Codec` (or ``DEFAULT``).
     predictor
         Add TIFF's horizontal-differencing predictor to the codec (files about 4% smaller;
         zstd 1 runs at 0.7-0.8x its speed, deflate 1 at about its speed; Bio-Formats and

@@ -286,7 +286,7 @@ post_camera_hook_fn, notification_callback_fn, napari_viewer, image_saved_fn, de
     Examples
     --------
     >>> events = multi_d_acquisition_events(num_time_points=10, z_start=0, z_end=5, z_step=1)
-    >>> with TiffAcquisition("out", name="exp1", compression="zstd") as acq:
+    >>> with TiffAcquisition("out", name="exp1") as acq:
     ...     acq.acquire(events)
     >>> acq.files
     [PosixPath('out/exp1.tif')]
