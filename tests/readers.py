@@ -847,6 +847,7 @@ def imagej_read(
     timeout: float = DEFAULT_TIMEOUT,
     *,
     bioformats_jar: str | os.PathLike[str] | None = None,
+    series: int | None = None,
 ) -> ImageJInfo:
     """Open a file in plain ImageJ 1.x (or with its Bio-Formats Importer) and report what it sees.
 
@@ -874,6 +875,9 @@ def imagej_read(
     bioformats_jar
         ``bioformats_package.jar`` (see the ``bioformats_jar`` fixture): open the file with
         the Bio-Formats Importer instead of ImageJ's own ``open``.
+    series
+        With ``bioformats_jar``: the 0-based series to open (the importer's ``series_N``
+        option); None opens what the importer opens by default (the first).
 
     Returns
     -------
@@ -893,6 +897,9 @@ def imagej_read(
             except OSError:  # no symlinks (Windows without the privilege): a copy
                 shutil.copyfile(bioformats_jar, link)
             open_line = _OPEN_IMPORTER
+            if series is not None:
+                order = "stack_order=XYCZT"
+                open_line = open_line.replace(order, f"{order} series_{series + 1}")
             plugins = [f"-Dplugins.dir={tmp}"]
         macro.write_text(_imagej_macro(positions, points, open_line), encoding="utf-8")
         env_tmp = Path(tmp) / "xvfb"  # xvfb-run's auth dir: ours to clean if it is killed

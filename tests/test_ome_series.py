@@ -22,7 +22,7 @@ from mmtiffsink import IJTiffFile, MissingFramesWarning, repair
 from mmtiffsink.errors import ConfigError, CoordinateError, ProfileError
 from mmtiffsink.info import file_info
 from mmtiffsink.tiff import StageLabel
-from tests.readers import bioformats_pixels, bioformats_server
+from tests.readers import bioformats_pixels, bioformats_server, imagej_read
 from tests.test_crash import run_child
 from tests.writer_support import PLANE_TAG, coded_frame
 
@@ -459,3 +459,27 @@ def test_keep_up_frames_keep_their_series(tmp_path: Path, monkeypatch: pytest.Mo
             data = series.asarray()
             for t in range(8):
                 np.testing.assert_array_equal(data[t], frame(10 * s + t))
+
+
+@pytest.mark.readers
+@pytest.mark.parametrize("s", [0, 2])
+def test_fijis_importer_opens_each_series(
+    tmp_path: Path, bioformats_jar: Path, imagej_jar: Path, s: int
+) -> None:
+    """What a Fiji user sees: the Bio-Formats Importer opens series ``s`` (its own C/Z/T,
+    the channel colours) with the right pixels."""
+    path = tmp_path / "fiji.ome.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingFramesWarning)
+        write_series(path)
+    points = [(0, 0), (39, 23)]
+    seen = imagej_read(
+        path, planes_of(s), imagej_jar, points=points, bioformats_jar=bioformats_jar, series=s
+    )
+    assert seen.opened, seen.error
+    assert (seen.channels, seen.slices, seen.frames) == (C, ZS[s], T)
+    assert seen.channel_colors == ((0, 255, 0), (255, 0, 0))
+    for c, z, t in planes_of(s):
+        frame = series_frame(s, c, z, t)
+        want = tuple(float(frame[y, x]) for x, y in points)
+        assert seen.planes[(c, z, t)].values == want
