@@ -89,7 +89,8 @@ class FileInfo:
     interval_s: float | None
     channel_names: list[str] = field(default_factory=list)
     frames_uncompressed: int = 0
-    """Stored frames of a compressed file no smaller than raw (``keep_up`` stored them so)."""
+    """Stored frames of a compressed file no smaller than raw: frames ``keep_up`` stored
+    uncompressed, and frames the codec could not make smaller (noise)."""
     finished: bool = True
     """False for a file left by a killed writer (``mmtiffsink repair`` finishes it)."""
     written_by: str | None = None
@@ -111,7 +112,10 @@ class FileInfo:
         if self.frames_stored < self.planes:
             stored += " (identical frames stored once)"
         if self.frames_uncompressed:
-            stored += f", {self.frames_uncompressed} of them uncompressed (keep_up)"
+            stored += (
+                f", {self.frames_uncompressed} of them not smaller than raw "
+                "(stored uncompressed by keep_up, or incompressible)"
+            )
         lines = [
             str(self.path),
             f"  format       {self.profile}, {self.codec}, {self.dtype}{maker}",

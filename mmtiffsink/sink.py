@@ -165,7 +165,8 @@ class TiffSink:
         When True, :meth:`image_process_fn` returns ``(image, metadata)`` so that pycro-manager
         also stores the image; when False (default) the image is consumed.
     **changes
-        Any field of :class:`~mmtiffsink.options.SinkOptions` (``profile``, ``compression``,
+        Any field of :class:`~mmtiffsink.options.SinkOptions` (``profile``, ``compression``
+        (default: zstd 1 with the predictor), ``predictor``, ``keep_up`` (default True),
         ``template``, ``channel_names``, ``colors``, ``colormap``, ``pixel_size_um``,
         ``z_step_um``, ``interval_s``, ``if_exists``, ``max_planes``, ``positions``), on top
         of ``options``;
@@ -175,15 +176,16 @@ class TiffSink:
     Raises
     ------
     ConfigError
-        For an unknown or bad option (the message names it).
+        For an unknown or bad option (the message names it), ``positions="series"`` without
+        ``profile="ome"``, the predictor without a codec.
     ProfileError
-        For an unknown ``profile``, a codec the profile cannot hold, and ``profile="imagej"``
-        with ``compression=None`` (ImageJ's uncompressed layout needs each file's shape up
-        front).
+        For an unknown ``profile``, a codec the profile cannot hold, the predictor in the
+        ``imagej`` profile, and ``profile="imagej"`` with ``compression=None`` (ImageJ's
+        uncompressed layout needs each file's shape up front).
 
     Examples
     --------
-    >>> with TiffSink("out", "exp", compression="zstd:1") as sink:
+    >>> with TiffSink("out", "exp") as sink:
     ...     with Acquisition(directory=None, image_process_fn=sink.image_process_fn) as acq:
     ...         acq.acquire(events)
 

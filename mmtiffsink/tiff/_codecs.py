@@ -284,19 +284,22 @@ class Codec:
 
 _ZSTD_MAGIC = 0xFD2FB528
 _ZSTD_BLOCK = 1 << 17  # the largest block the format allows
+_ZSTD_WINDOW_128K = 7 << 3  # window descriptor: exponent 7 (2**(10 + 7) bytes), mantissa 0
 
 
 def _zstd_raw_frame(data: memoryview) -> bytes:
     """A zstd frame holding ``data`` in raw (uncompressed) blocks (RFC 8878, 3.1.1).
 
-    Single segment, the content size in the header, no checksum; each block is a 3-byte
-    header (last flag, type 0 = raw, size) and up to 128 KiB of the data.
+    Not single-segment: a window descriptor of 128 KiB (``0x38``: raw blocks need no window,
+    and a decoder that caps its window, 128 MiB by default, accepts frames of any size), then
+    the content size in 4 or 8 bytes, no checksum; each block is a 3-byte header (last flag,
+    type 0 = raw, size) and up to 128 KiB of the data.
     """
     n = len(data)
     wide = n >= 1 << 32
     parts: list[bytes | memoryview] = [
         _ZSTD_MAGIC.to_bytes(4, "little"),
-        bytes([(3 if wide else 2) << 6 | 1 << 5]),  # content size field of 8 or 4 bytes
+        bytes([(3 if wide else 2) << 6, _ZSTD_WINDOW_128K]),
         n.to_bytes(8 if wide else 4, "little"),
     ]
     if n == 0:

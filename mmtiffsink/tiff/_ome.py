@@ -41,6 +41,7 @@ PLANE_INFO_TAG = 65424
 """Private tag of a frame's IFD: its :class:`PlaneInfo` as five DOUBLEs (NaN: unknown)."""
 
 OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+ET.register_namespace("", OME_NS)  # once: a process-wide setting of ElementTree
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _SCHEMA = f"{OME_NS} {OME_NS}/ome.xsd"
 _PIXEL_TYPES = {
@@ -237,7 +238,6 @@ def ome_description(
     if pixel_type is None:
         msg = f"OME-XML has no pixel type for {dtype.name}; use profile='bigtiff'"
         raise ConfigError(msg)
-    ET.register_namespace("", OME_NS)
     q = f"{{{OME_NS}}}"
     root = ET.Element(
         q + "OME",
