@@ -61,17 +61,20 @@ def unpack(packed: int) -> tuple[int, int]:
 
 
 _SAMPLED_FROM = 1 << 16  # bytes from which the dedup key reads a sample, not every byte
-_SAMPLE_STRIDE = 64  # one 8-byte word in 64
+# one 8-byte word in 61: a stride that is no power of two, so the samples drift across the
+# columns of rows (frames differing in one column, as a constant offset does after the
+# predictor, still give different keys)
+_SAMPLE_STRIDE = 61
 
 
 def data_key(data: bytes | memoryview) -> int:
     """Dedup key of an encoded frame: its length and a CRC-32 (libdeflate).
 
-    Up to 64 KiB the CRC covers every byte; beyond, one 8-byte word in 64, spread over the
-    whole frame, and the last 64 bytes (512x512 uint16: 4 µs instead of 30; the key is in
-    every frame's serial path). A key is only a hint: a hit is confirmed by comparing the
-    stored bytes, so frames that differ only between the sampled words cost one comparison,
-    never a wrong frame.
+    Up to 64 KiB the CRC covers every byte; beyond, one 8-byte word in 61, spread over the
+    whole frame, and the last 64 bytes (512x512 uint16: 12 µs instead of 31; the key is in
+    every frame's serial path). A key is only a hint: on a hit the appender compares full
+    CRCs, then the stored bytes (see :meth:`Appender._find_data`), so frames that differ only
+    between the sampled words cost a full CRC, never a wrong frame.
     """
     n = len(data)
     if n <= _SAMPLED_FROM:
@@ -181,7 +184,8 @@ class Appender:
         self.frames_stored = 0
         # dedup indexes, bounded: memory must not grow with every frame (per-frame metadata
         # such as ElapsedTime-ms makes every value new); the most recently used entries stay
-        self._data_index: LRU[int, tuple[int, int]] = LRU(_DATA_INDEX_SIZE)
+        # key -> (offset, size, full CRC-32 or None when not computed)
+        self._data_index: LRU[int, tuple[int, int, int | None]] = LRU(_DATA_INDEX_SIZE)
         self._value_index: LRU[tuple[int, int, bytes], int] = LRU(_VALUE_INDEX_SIZE)
 
     # ------------------------------------------------------------------ strips
@@ -240,6 +244,7 @@ class Appender:
         alloc = tail.alloc
 
         slot_write: tuple[bytes | memoryview, int] | None = None
+        full_crc: int | None = None
         if self.slots is not None:
             if self.slots_at is None:
                 c, z, t = self.slots
@@ -249,7 +254,7 @@ class Appender:
             slot_write = (data, stored[0])
             new_data = True
         else:
-            found = self._find_data(digest, data)
+            found, full_crc = self._find_data(digest, data)
             new_data = found is None
             stored = (alloc(data), len(data)) if found is None else found
         offsets, counts = self.strips(*stored)
@@ -302,10 +307,10 @@ class Appender:
                 raise
             # linked before the interruption: make the state agree with the file, re-raise
             self._commit(coord, tail.pos, ifd_offset, len(ifd), new_values, static_src, static)
-            self._count_data(new_data, digest, stored)
+            self._count_data(new_data, digest, stored, full_crc)
             raise
         self._commit(coord, tail.pos, ifd_offset, len(ifd), new_values, static_src, static)
-        self._count_data(new_data, digest, stored)
+        self._count_data(new_data, digest, stored, full_crc)
 
     def _commit(
         self,
@@ -327,10 +332,12 @@ class Appender:
             self._value_index.put(key, offset)
         self._static_src, self._static_entries = static_src, static
 
-    def _count_data(self, new_data: bool, digest: int, stored: tuple[int, int]) -> None:
+    def _count_data(
+        self, new_data: bool, digest: int, stored: tuple[int, int], full_crc: int | None
+    ) -> None:
         if new_data:
             if self.slots is None:
-                self._data_index.put(digest, stored)
+                self._data_index.put(digest, (stored[0], stored[1], full_crc))
             self.frames_stored += 1
 
     def _linked(self, ifd_offset: int) -> bool:
@@ -342,11 +349,27 @@ class Appender:
             return False
         return len(raw) == size and int.from_bytes(raw, "little") == ifd_offset
 
-    def _find_data(self, digest: int, data: bytes | memoryview) -> tuple[int, int] | None:
+    def _find_data(
+        self, digest: int, data: bytes | memoryview
+    ) -> tuple[tuple[int, int] | None, int | None]:
+        """Where identical bytes are stored (or None), and ``data``'s full CRC if computed.
+
+        A key hit of a sampled key is first checked by full CRCs (the stored frame's is kept
+        once known), so similar frames that share a sampled key cost a CRC, not a read of the
+        stored frame; only equal CRCs are confirmed by comparing the bytes.
+        """
         hit = self._data_index.get(digest)
-        if hit is not None and hit[1] == len(data) and self.io.read(hit[0], hit[1]) == data:
-            return hit
-        return None
+        if hit is None or hit[1] != len(data):
+            return None, None
+        offset, size, stored_crc = hit
+        crc = None
+        if size > _SAMPLED_FROM:
+            crc = int(imagecodecs.deflate_crc32(data))  # type: ignore[arg-type]
+            if stored_crc is not None and stored_crc != crc:
+                return None, crc
+        if self.io.read(offset, size) == data:
+            return (offset, size), crc
+        return None, crc
 
     def _find_value(self, key: tuple[int, int, bytes], value: bytes) -> int | None:
         offset = self._value_index.get(key)
