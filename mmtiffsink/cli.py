@@ -228,7 +228,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         name=args.name,
         profile=args.profile or "bigtiff",
         compression=_compression(args.compression),
-        predictor=args.predictor,
+        predictor=True if args.predictor else None,
         if_exists="overwrite" if args.overwrite else "error",
         positions=args.positions or "files",
     )

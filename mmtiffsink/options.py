@@ -103,10 +103,11 @@ class SinkOptions(BaseModel):
         pixels), deflate 1 for imagej; replays (:class:`~mmtiffsink.replay.ReplayOptions`)
         take zstd 3 instead. Stored as a :class:`~mmtiffsink.tiff.Codec` (or ``DEFAULT``).
     predictor
-        Add TIFF's horizontal-differencing predictor to the codec (files about 4% smaller;
-        zstd 1 runs at 0.7-0.8x its speed, deflate 1 at about its speed; Bio-Formats and
-        tifffile decode it). Integer pixels only; the ``imagej`` profile refuses it (ImageJ
-        1.x decodes it into wrong values).
+        True adds TIFF's horizontal-differencing predictor to the codec (files about 4%
+        smaller; zstd 1 runs at 0.7-0.8x its speed, deflate 1 at about its speed; Bio-Formats
+        and tifffile decode it), False removes it (also from the default codec), None
+        (default) leaves the codec as ``compression`` says. Integer pixels only; the
+        ``imagej`` profile refuses it (ImageJ 1.x decodes it into wrong values).
     channel_names
         Channel names in the wanted channel order; without them, named channels are indexed
         in order of first arrival.
@@ -142,7 +143,7 @@ class SinkOptions(BaseModel):
     template: StrictStr = "{name}_{position}.tif"
     profile: ProfileName = "bigtiff"
     compression: Any = DEFAULT
-    predictor: StrictBool = False
+    predictor: StrictBool | None = None
     channel_names: tuple[StrictStr, ...] | None = None
     colors: tuple[Annotated[Any, BeforeValidator(_color)], ...] | None = None
     colormap: Annotated[StrictStr, Field(min_length=1)] | None = None
@@ -239,7 +240,7 @@ class SinkOptions(BaseModel):
         except MMTiffSinkError as exc:
             raise _problem(exc, "compression") from None
         try:
-            profile.codec(self.compression, predictor=self.predictor, shape_known=False)
+            self.codec_for(None)
         except MMTiffSinkError as exc:
             raise _problem(exc, "predictor") from None
         if self.positions == "series" and not Profile.get(self.profile).ome:
@@ -296,13 +297,14 @@ class SinkOptions(BaseModel):
         float pixels; :class:`~mmtiffsink.replay.ReplayOptions` use the offline default.
         """
         profile = Profile.get(self.profile)
-        return profile.codec(
+        codec = profile.codec(
             self.compression,
-            predictor=self.predictor,
+            predictor=self.predictor is True,
             shape_known=False,
             live=self.LIVE,
             dtype=dtype,
         )
+        return codec.with_predictor(False) if self.predictor is False else codec
 
     def writer_arguments(self, dtype: Any = None) -> dict[str, Any]:
         """Keyword arguments of :class:`~mmtiffsink.tiff.IJTiffFile` for these options."""

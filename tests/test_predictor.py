@@ -295,3 +295,12 @@ def test_keep_up_frames_of_a_predictor_file(
             np.testing.assert_array_equal(page.asarray(), frames[page_plane(page)[2]])
     info = file_info(path)
     assert info.codec == "zstd+predictor" and info.frames_uncompressed == tif.frames_kept_up
+
+
+def test_predictor_false_removes_it_from_the_sinks_default() -> None:
+    """``predictor: false`` is honoured: the live default (zstd 1 + predictor) loses it."""
+    assert SinkOptions.of(predictor=False).codec == Codec("zstd", 1)
+    assert SinkOptions.of(compression="zstd:3+predictor", predictor=False).codec == Codec("zstd", 3)
+    assert SinkOptions.of(predictor=None).codec == Codec("zstd", 1, predictor=True)
+    assert SinkOptions.of(compression=None, predictor=False).codec == Codec("none", 0)
+    assert SinkOptions.of(profile="imagej", predictor=False).codec == Codec("deflate", 1)
