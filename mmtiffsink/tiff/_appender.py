@@ -38,6 +38,7 @@ from ._tags import (
     Layout,
     Tag,
     int_tag,
+    resolution_tags,
 )
 
 __all__ = ["Appender", "data_key", "pack", "unpack"]
@@ -438,13 +439,7 @@ def static_tags(
     ]
     if codec.predictor:
         tags.append(Tag.short(317, [codec.tiff_predictor]))
-    if pxsize is not None:
-        tags += [
-            Tag.rational(282, [1.0 / pxsize]),
-            Tag.rational(283, [1.0 / pxsize]),
-            Tag.short(296, [1]),
-        ]
-    return tuple(tags)
+    return (*tags, *resolution_tags(pxsize))
 
 
 def size_bound(appender: Appender, nbytes: int, compressed: bool, extra: Sequence[Tag]) -> int:

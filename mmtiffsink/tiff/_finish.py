@@ -25,7 +25,14 @@ from ._ome import OmeImage, ome_description, read_plane_infos
 from ._profiles import Profile
 from ._series import Part, SeriesTable
 from ._settings import Settings
-from ._tags import FIRST_METADATA_TAG, METADATA_TAG, SETTINGS_TAG, Tag, decode_values
+from ._tags import (
+    FIRST_METADATA_TAG,
+    METADATA_TAG,
+    SETTINGS_TAG,
+    Tag,
+    decode_values,
+    resolution_tags,
+)
 
 __all__ = ["canonical_order", "finish", "finish_file"]
 
@@ -75,12 +82,7 @@ def first_ifd_tags(shape: Coord, settings: Settings, *, profile: str, images: bo
         labels = [names[i % c] for i in range(c * z * t)]
         info_lines += [f"Channel{i}Name = {names[i]}" for i in range(c)]
     tags = [Tag.ascii(270, desc), Tag.ascii(SETTINGS_TAG, json.dumps(settings.to_json(profile)))]
-    if settings.pxsize is not None:  # may have been set after plane 0 was written
-        tags += [
-            Tag.rational(282, [1.0 / settings.pxsize]),
-            Tag.rational(283, [1.0 / settings.pxsize]),
-            Tag.short(296, [1]),
-        ]
+    tags += resolution_tags(settings.pxsize)  # may have been set after plane 0 was written
     info = "\n".join(info_lines) + "\n" if info_lines else None
     tags += imagej_metadata_tags(luts=luts, labels=labels, info=info)
     return tags
@@ -113,13 +115,7 @@ def ome_first_ifd_tags(
         images=images,
     )
     tags = [Tag.ascii(270, xml), Tag.ascii(SETTINGS_TAG, json.dumps(settings.to_json(profile)))]
-    if settings.pxsize is not None:
-        tags += [
-            Tag.rational(282, [1.0 / settings.pxsize]),
-            Tag.rational(283, [1.0 / settings.pxsize]),
-            Tag.short(296, [1]),
-        ]
-    return tags
+    return tags + resolution_tags(settings.pxsize)
 
 
 def _retag(entry: bytes, old: int, new: int) -> bytes:

@@ -437,6 +437,17 @@ class Layout:
         return dtype, read(offset, nbytes)
 
 
+def resolution_tags(pxsize: float | None) -> list[Tag]:
+    """XResolution, YResolution (pixels per µm) and ResolutionUnit for a pixel size in µm."""
+    if pxsize is None:
+        return []
+    return [
+        Tag.rational(282, [1.0 / pxsize]),
+        Tag.rational(283, [1.0 / pxsize]),
+        Tag.short(296, [1]),
+    ]
+
+
 _STRUCT_CODES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
 
 
