@@ -126,7 +126,7 @@ def series_name(position: str | int | None) -> str | None:
     return f"Pos{position}"
 
 
-def stage_label(
+def position_stage_label(
     name: str, axes: Mapping[str, Any], plane: Mapping[str, float] | None
 ) -> StageLabel | None:
     """A position's StageLabel from its first image's stage x/y (and z, without a z stack)."""
@@ -413,7 +413,7 @@ class TiffSink:
         if not self._series:
             position = dict(file_key).get("position")
         name = series_name(position)
-        stage = stage_label(name, axes, plane) if name is not None else None
+        stage = position_stage_label(name, axes, plane) if name is not None else None
         if self._series and (name is not None or stage is not None):
             entry.file.set_series(series, name=name, stage=stage)
         elif stage is not None:
