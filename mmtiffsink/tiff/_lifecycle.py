@@ -51,7 +51,7 @@ class FileLifecycle(FileAttributes):
         self._cond = threading.Condition(self._lock)
         self._close_lock = threading.Lock()
         self._seq.lock, self._seq.cond = self._lock, self._cond
-        self._encoder.lock = self._lock
+        self._encoder.detach(self._lock)
         self._io.reset_lock_after_fork()
         self._inherited = True
         self._closing = True  # only the parent writes it
