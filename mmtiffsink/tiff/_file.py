@@ -405,7 +405,7 @@ class IJTiffFile(FileLifecycle):
                 # the frame (maybe the caller's own array) is in the file before save returns
                 self._process(job, arr)
                 del arr
-                self._seq.wait_passed(job, self._release_jobs)
+                self._seq.wait_passed(job)
                 with self._lock:
                     self._raise_error()
             else:
@@ -464,10 +464,10 @@ class IJTiffFile(FileLifecycle):
             self._pool.submit(self._pump)
 
     def _pump(self) -> None:
-        self._release_jobs(self._seq.pump())
+        self._seq.pump()
 
     def _deposit(self, jobs: list[Job]) -> None:
-        self._release_jobs(self._seq.deposit_many(jobs))
+        self._seq.deposit_many(jobs)
 
     def _process(self, job: Job, arr: np.ndarray) -> None:
         """Store one uncompressed frame in the saving thread, then take its turn."""
@@ -477,7 +477,7 @@ class IJTiffFile(FileLifecycle):
             job.digest = data_key(job.data)
         except Exception as exc:  # reported to the caller on save/flush/close
             job.error = exc
-        self._release_jobs(self._seq.deposit(job))
+        self._seq.deposit(job)
 
     def _append_job(self, job: Job) -> None:
         self._app.append(job.coord, job.data, job.digest, job.extra)
@@ -486,9 +486,17 @@ class IJTiffFile(FileLifecycle):
         return job.coord in self._app.planes
 
     def _job_finished(self, job: Job, landed: bool) -> None:
-        """A job's turn passed (lock held)."""
-        self._claimed.discard(job.coord)
+        """A job's turn passed (lock held): it gives back its budget bytes, here and once.
+
+        Here, not by whoever ran the sequencer: an exception (an interrupt in the saving
+        thread) would lose the list of passed jobs, and their bytes with it.
+        """
+        if job.charge:  # may run twice (see Sequencer.pump): every step is idempotent
+            self._budget.release(job.charge)
+            job.charge = 0
         self._inflight_bytes -= job.bound
+        job.bound = 0
+        self._claimed.discard(job.coord)
         if landed and job.unordered:
             self.frames_kept_up += 1
         job.data = b""
@@ -541,7 +549,7 @@ class IJTiffFile(FileLifecycle):
                 if not self._seq.can_pump():
                     self._cond.wait()
                     continue
-            self._release_jobs(self._seq.pump())
+            self._seq.pump()
         assert self._app.frame_shape is not None
         return read_plane(
             self.path, self._layout, packed, self._codec, self._dtype, self._app.frame_shape

@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import WriterError
 from ._frames import Key
@@ -218,17 +217,20 @@ class Sequencer:
         with self.lock:
             if job.passed or job.owner != me:
                 return
-            if self._reserved.pop(job.seq, None) is job:
-                job.skip = True
-                self._ready[job.seq] = job
-            elif self._unordered.pop(id(job), None) is job:
+            # from the job's own state, wherever the interrupt left it (reserved, parked,
+            # or taken out of one container and not yet put in the next)
+            if job.unordered:  # only its own thread appends it: not being appended now
+                self._unordered.pop(id(job), None)
                 self.pending -= 1
                 job.passed = True
-                self._finished(job, False)
-            elif self._ready.get(job.seq) is job:
+                self._finished(job, self._landed(job))
+            else:
                 while self._current is job and not job.passed:
                     self.cond.wait()  # another thread is writing its bytes: a moment
-                job.skip = not job.passed
+                if not job.passed and job.seq >= self._write_seq:
+                    job.skip = True
+                    self._ready[job.seq] = job
+                    self._reserved.pop(job.seq, None)
             self.cond.notify_all()
             parked = self.can_pump()
         if parked:
@@ -266,8 +268,8 @@ class Sequencer:
             for job in jobs:
                 if job.seq < self._write_seq or job.seq in self._ready:
                     continue
+                self._ready[job.seq] = job  # first: an interrupt after it loses no job
                 self._reserved.pop(job.seq, None)
-                self._ready[job.seq] = job
         return self.pump()
 
     def can_pump(self) -> bool:
@@ -306,11 +308,13 @@ class Sequencer:
                         self._current = job
                     try:
                         landed = self._run(job)
+                        done.append((job, landed))
                     except BaseException:
-                        if self._landed(job) or job.owner == me:
+                        # the interrupt may strike just after the append above returned
+                        recorded = bool(done) and done[-1][0] is job
+                        if not recorded and (self._landed(job) or job.owner == me):
                             done.append((job, self._landed(job)))
                         raise
-                    done.append((job, landed))
             except BaseException:
                 interrupted = True
                 raise
@@ -320,12 +324,16 @@ class Sequencer:
                         self._appending = False  # first: an interrupt below cannot keep it
                         self._current = None
                         for job, landed in done:
+                            # ``finished`` first (it may run twice, see _run); then the
+                            # stores that pass the turn, with no call between them: an
+                            # interrupt in this loop leaves the rest in line, and the next
+                            # appender passes them again without appending twice
+                            self._finished(job, landed)
                             del self._ready[job.seq]
                             self.pending -= 1
                             job.passed = True
-                            self._finished(job, landed)
+                            self._write_seq += 1
                             passed.append(job)
-                        self._write_seq += len(done)
                         self.cond.notify_all()
                         parked = interrupted and self.can_pump()
                     if parked:  # the interrupted thread leaves the rest to a worker
@@ -334,6 +342,8 @@ class Sequencer:
     def _run(self, job: Job) -> bool:
         if job.skip:
             return False
+        if self._landed(job):  # appended before an interrupt cut its turn short: done
+            return True
         if job.error is not None:
             with self.lock:
                 self.latch(job.error)
@@ -348,7 +358,7 @@ class Sequencer:
             return False
         return True
 
-    def wait_passed(self, job: Job, release: Callable[[list[Job]], Any]) -> None:
+    def wait_passed(self, job: Job) -> None:
         """Wait until a deposited job's turn has passed, appending parked jobs if no thread does.
 
         For a job whose data is the caller's own buffer: once this returns, the file no
@@ -362,9 +372,9 @@ class Sequencer:
                 if not self.can_pump():
                     self.cond.wait()
                     continue
-            release(self.pump())
+            self.pump()
 
-    def wait_idle(self, release: Callable[[list[Job]], Any]) -> None:
+    def wait_idle(self) -> None:
         """Wait until no job is pending, appending parked jobs if no thread does.
 
         A job this thread reserved but never deposited (an interrupt struck between the two),
@@ -382,4 +392,4 @@ class Sequencer:
                 if not self.can_pump():
                     self.cond.wait()
                     continue
-            release(self.pump())
+            self.pump()
