@@ -8,10 +8,13 @@ file's sequencer and, if more is queued, submits itself again, behind other file
 many open files share the pool fairly). An idle stream gets a task per frame, as before; a
 stream faster than the pool gets batches, and the per-task cost is shared by its frames.
 
-The queue's fields are guarded by the file's lock (the sequencer's). A thread interrupted
-(KeyboardInterrupt) inside ``submit`` may or may not have started its task; the count of
-tasks is then lowered (never a task counted that does not run), and :meth:`EncodeQueue.kick`,
-called before ``flush``/``close`` wait, encodes any frame left queued without a task.
+The queue's fields are guarded by the file's lock (the sequencer's). The count of tasks is
+raised only by :meth:`EncodeQueue.start`, just before its ``submit``, and lowered if the submit
+does not happen: an interrupt (KeyboardInterrupt) anywhere in a saving thread can at worst
+leave a running task uncounted (one task more may run), never count a task that does not run,
+which would leave frames queued with no task for them and ``close`` waiting forever. An
+interrupt between queueing a frame and starting its task leaves the frame queued; the next
+``save``, or :meth:`EncodeQueue.kick` before ``flush``/``close``/``read_frame`` wait, starts it.
 """
 
 from __future__ import annotations
@@ -69,39 +72,43 @@ class EncodeQueue:
         self._tasks = 0
 
     def put(self, job: Job, arr: np.ndarray) -> None:
-        """Queue a frame (lock held); then ask :meth:`wants_task`."""
+        """Queue a frame (lock held); then call :meth:`start`."""
         self._queue.append((job, arr))
 
-    def wants_task(self) -> bool:
-        """Whether a new task should start for what is queued (lock held); counts it if so."""
-        if self._queue and self._tasks < self._workers:
-            self._tasks += 1
-            return True
-        return False
-
     def start(self) -> None:
-        """Submit a task counted by :meth:`wants_task` (lock not held).
+        """Start a pool task for what is queued if fewer than ``workers`` run (lock not held).
 
-        If the pool refuses (it is shutting down) the queue is encoded in this thread; an
-        interrupt inside ``submit`` uncounts the task and propagates (see :meth:`kick`).
+        If the pool refuses (it is shutting down) the queue is encoded in this thread.
         """
+        counted = False
         try:
-            self._pool.submit(self._run)
-        except Exception:  # no pool any more (interpreter shutdown): do the work here
-            self._run()
-        except BaseException:
             with self.lock:
-                self._tasks -= 1
+                if not self._queue or self._tasks >= self._workers:
+                    return
+                counted = True  # before the count: an interrupt between leaves it lower
+                self._tasks += 1
+            self._pool.submit(self._run)
+            counted = False
+        except Exception:
+            if not counted:
+                raise
+            counted = False  # no pool any more (interpreter shutdown): do the work here
+            self._drain_here()
+        except BaseException:
+            if counted:  # the task never started: uncount it
+                with self.lock:
+                    self._tasks -= 1
             raise
 
     def kick(self) -> None:
-        """Encode here whatever is queued while no task runs (before waiting for the file)."""
-        with self.lock:
-            orphaned = bool(self._queue) and self._tasks <= 0
-            if orphaned:
-                self._tasks = max(self._tasks, 0) + 1
-        if orphaned:
-            self._drain_here()
+        """Start a task for frames an interrupted ``save`` left queued (before waiting)."""
+        self.start()
+
+    def detach(self, lock: threading.Lock) -> None:
+        """In a fork child: the queued frames are the parent's; this copy starts no task."""
+        self.lock = lock
+        self._queue.clear()
+        self._workers = 0
 
     def _take(self) -> list[tuple[Job, np.ndarray]]:
         batch: list[tuple[Job, np.ndarray]] = []

@@ -24,6 +24,7 @@ never-saved planes and writes the canonical chain with the ImageJ description or
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -250,7 +251,12 @@ class IJTiffFile(FileLifecycle):
             io, self._layout, self._static_tags, end=end, link_pos=link_pos, slots=slots
         )
         self._seq = Sequencer(
-            self._lock, self._cond, self._append_job, self._landed, self._job_finished
+            self._lock,
+            self._cond,
+            self._append_job,
+            self._landed,
+            self._job_finished,
+            self._handoff,
         )
         self._claimed: set[Key] = set()  # saved, not yet in the file (in flight)
         # the span of the saved coordinates: from 0 (or, with negative coordinates, from the
@@ -355,18 +361,17 @@ class IJTiffFile(FileLifecycle):
             extra += self._series.extra(key)
         bound = size_bound(self._app, arr.nbytes, self._codec.compressed, extra)
         charge = arr.nbytes + bound
-        acquired = stored = False
+        held = [0]  # the budget bytes this call took, until a job carries them
+        stored = False
+        job: Job | None = None
         try:
             if self._keep_up and compressed:
                 # the pool is behind: store this frame (uncompressed, in the codec's format)
                 # in this thread now instead of waiting for room in the budget
-                acquired = self._budget.try_acquire(charge, self._full)
-                stored = not acquired
-            else:
-                acquired = self._budget.acquire(
-                    charge, self._full, lambda: self._closing or self._seq.error is not None
-                )
-            if not acquired and not stored:
+                stored = not self._budget.try_acquire(charge, self._full, held)
+            elif not self._budget.acquire(
+                charge, self._full, lambda: self._closing or self._seq.error is not None, held
+            ):
                 with self._lock:
                     self._raise_error()
                 raise self._closed_error()
@@ -392,32 +397,37 @@ class IJTiffFile(FileLifecycle):
                 if stored:
                     job = self._seq.reserve_unordered(key, bound, tuple(extra))
                 else:
-                    job = self._seq.reserve(key, charge, bound, tuple(extra))
+                    job = self._seq.reserve(key, held, bound, tuple(extra))
+            if stored:
+                self._store_now(job, arr)
+            elif not compressed:
+                # nothing to compress: appending here costs less than a hand-off to the pool;
+                # the frame (maybe the caller's own array) is in the file before save returns
+                self._process(job, arr)
+                del arr
+                self._seq.wait_passed(job)
+                with self._lock:
+                    self._raise_error()
+            else:
+                with self._lock:  # to the file's encode queue (see _encoder): a worker deposits
+                    self._encoder.put(job, arr)
+                    self._seq.handed(job)
+                del arr
+                self._encoder.start()
         except BaseException:
-            with self._lock:  # a reserved job gives its charge back when its turn passes
-                reserved = self._seq.holds(key)
-            if acquired and not reserved:
-                self._budget.release(charge)
+            self._abandon(key, job, held)
             raise
-        if stored:
-            self._store_now(job, arr)
-            return
-        if not compressed:
-            # nothing to compress: appending here costs less than a hand-off to the pool; the
-            # frame (maybe the caller's own array) is in the file before save returns
-            self._process(job, arr)
-            del arr
-            self._seq.wait_passed(job, self._release_jobs)
-            with self._lock:
-                self._raise_error()
-            return
-        with self._lock:  # to the file's encode queue (see _encoder): a worker deposits it
-            self._encoder.put(job, arr)
-            self._seq.handed(job)
-            start = self._encoder.wants_task()
-        del arr
-        if start:
-            self._encoder.start()
+
+    def _abandon(self, key: Key, job: Job | None, held: list[int]) -> None:
+        """A save failed or was interrupted: free what it holds (see Sequencer.abandon)."""
+        with self._lock:
+            if job is None:  # reserved, and the interrupt struck before ``job`` was set?
+                job = self._seq.owned(key)
+        if job is not None:
+            self._seq.abandon(job)  # a job gives its budget bytes back when its turn passes
+        nbytes, held[0] = held[0], 0
+        if nbytes:  # taken, and no job carries them
+            self._budget.release(nbytes)
 
     def _full(self) -> bool:
         return self._max_inflight is not None and self._seq.pending >= self._max_inflight
@@ -447,15 +457,17 @@ class IJTiffFile(FileLifecycle):
         self._seq.append_unordered(job)
         with self._lock:
             self._raise_error()
-            parked = self._seq.can_pump()
-        if parked:  # jobs a worker left while this thread appended: a worker appends them
+
+    def _handoff(self) -> None:
+        """Have a worker append the parked jobs (a thread gave up the role leaving some)."""
+        with contextlib.suppress(Exception):  # no pool (shutting down): close appends them
             self._pool.submit(self._pump)
 
     def _pump(self) -> None:
-        self._release_jobs(self._seq.pump())
+        self._seq.pump()
 
     def _deposit(self, jobs: list[Job]) -> None:
-        self._release_jobs(self._seq.deposit_many(jobs))
+        self._seq.deposit_many(jobs)
 
     def _process(self, job: Job, arr: np.ndarray) -> None:
         """Store one uncompressed frame in the saving thread, then take its turn."""
@@ -465,11 +477,7 @@ class IJTiffFile(FileLifecycle):
             job.digest = data_key(job.data)
         except Exception as exc:  # reported to the caller on save/flush/close
             job.error = exc
-        except BaseException:  # KeyboardInterrupt in the saving thread: the plane stays free
-            job.skip = True
-            self._release_jobs(self._seq.deposit(job))
-            raise
-        self._release_jobs(self._seq.deposit(job))
+        self._seq.deposit(job)
 
     def _append_job(self, job: Job) -> None:
         self._app.append(job.coord, job.data, job.digest, job.extra)
@@ -478,9 +486,17 @@ class IJTiffFile(FileLifecycle):
         return job.coord in self._app.planes
 
     def _job_finished(self, job: Job, landed: bool) -> None:
-        """A job's turn passed (lock held)."""
-        self._claimed.discard(job.coord)
+        """A job's turn passed (lock held): it gives back its budget bytes, here and once.
+
+        Here, not by whoever ran the sequencer: an exception (an interrupt in the saving
+        thread) would lose the list of passed jobs, and their bytes with it.
+        """
+        if job.charge:  # may run twice (see Sequencer.pump): every step is idempotent
+            self._budget.release(job.charge)
+            job.charge = 0
         self._inflight_bytes -= job.bound
+        job.bound = 0
+        self._claimed.discard(job.coord)
         if landed and job.unordered:
             self.frames_kept_up += 1
         job.data = b""
@@ -527,11 +543,13 @@ class IJTiffFile(FileLifecycle):
                 if key not in self._claimed or self._closed:
                     msg = f"plane {self._where(key)} was not saved to {self.path}"
                     raise CoordinateError(msg)
+                if self._inherited:  # in flight in the parent: never appended in this child
+                    raise self._closed_error()
                 self._raise_error()
                 if not self._seq.can_pump():
                     self._cond.wait()
                     continue
-            self._release_jobs(self._seq.pump())
+            self._seq.pump()
         assert self._app.frame_shape is not None
         return read_plane(
             self.path, self._layout, packed, self._codec, self._dtype, self._app.frame_shape

@@ -18,7 +18,6 @@ from . import _pool
 from ._attributes import FileAttributes
 from ._encoder import EncodeQueue
 from ._finish import finish_file
-from ._order import Job
 
 __all__ = ["FileLifecycle"]
 
@@ -51,15 +50,11 @@ class FileLifecycle(FileAttributes):
         self._cond = threading.Condition(self._lock)
         self._close_lock = threading.Lock()
         self._seq.lock, self._seq.cond = self._lock, self._cond
-        self._encoder.lock = self._lock
+        self._encoder.detach(self._lock)
         self._io.reset_lock_after_fork()
         self._inherited = True
         self._closing = True  # only the parent writes it
         self._holds_pool[0] = False  # the child's pool count was reset
-
-    def _release_jobs(self, jobs: list[Job]) -> None:
-        for job in jobs:
-            self._budget.release(job.charge)
 
     def _raise_error(self) -> None:
         self._seq.raise_error(self.path, len(self._app.planes))
@@ -82,7 +77,7 @@ class FileLifecycle(FileAttributes):
         if self._closed or self._closing:
             raise self._closed_error()
         self._encoder.kick()
-        self._seq.wait_idle(self._release_jobs)
+        self._seq.wait_idle()
         with self._lock:
             self._raise_error()
         self._check_identity()
@@ -103,6 +98,8 @@ class FileLifecycle(FileAttributes):
         is left as the valid TIFF it is (see :func:`mmtiffsink.repair`) and
         :class:`WriterError` raised; also when the file was deleted or replaced meanwhile.
         In a process forked while the file was open, ``close`` only releases the child's copy.
+        Interrupted (KeyboardInterrupt) while it waits for the frames in flight, the file stays
+        open and refuses saves; the frames keep landing, and ``close`` again finishes it.
         """
         with self._close_lock:
             if self._closed:
@@ -115,11 +112,14 @@ class FileLifecycle(FileAttributes):
             with self._lock:
                 self._closing = True
             self._budget.wake()
+            # an interrupt (KeyboardInterrupt) while waiting propagates and leaves the file
+            # open, refusing saves: the frames in flight still land, and close again
+            # finishes the file (releasing the descriptor now would lose every one of them)
+            self._encoder.kick()
+            self._seq.wait_idle()
             error: BaseException | None = None
             remove = False
             try:
-                self._encoder.kick()
-                self._seq.wait_idle(self._release_jobs)
                 if self._seq.error is None:
                     self._check_identity()
                     remove = self._finalize()
@@ -132,6 +132,8 @@ class FileLifecycle(FileAttributes):
                 self._release()
             if remove:
                 os.unlink(self.path)
+        if error is not None and not isinstance(error, Exception):
+            raise error  # an interrupt while finishing: itself, not what followed from it
         with self._lock:
             self._raise_error()
         if error is not None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import WriterError
 from ._frames import Key
@@ -67,6 +66,10 @@ class Sequencer:
         Whether a job's plane is in the file (asked after an interruption).
     finished
         Called under the lock for every job whose turn has passed, with whether it landed.
+    handoff
+        Asks a pool worker to append the parked jobs (called without the lock) when a thread
+        gives up the role while jobs are next in line: it was interrupted, or it appended a
+        frame of its own out of order.
 
     """
 
@@ -77,12 +80,16 @@ class Sequencer:
         append: Callable[[Job], None],
         landed: Callable[[Job], bool],
         finished: Callable[[Job, bool], None],
+        handoff: Callable[[], None],
     ) -> None:
         self.lock = lock
         self.cond = cond
         self._append = append
         self._landed = landed
         self._finished = finished
+        self._handoff = handoff
+        # jobs in line, by number, until their turn has passed (the appender takes them in
+        # order but removes them only then: an interrupt anywhere leaves every job findable)
         self._ready: dict[int, Job] = {}
         # jobs a saving thread reserved and still owns (not deposited, not handed to the pool):
         # at most one or two per saving thread, so looking through them costs nothing
@@ -91,24 +98,27 @@ class Sequencer:
         self._unordered: dict[int, Job] = {}
         self._wanted = 0  # saving threads waiting for the appender role (they go first)
         self._role = 0  # the thread holding the appender role
+        self._current: Job | None = None  # the job whose bytes the appender is writing
         self._next_seq = 0
         self._write_seq = 0
         self._appending = False
         self.pending = 0
         self.error: BaseException | None = None
 
-    def reserve(self, coord: Key, charge: int, bound: int, extra: tuple[Tag, ...]) -> Job:
+    def reserve(self, coord: Key, held: list[int], bound: int, extra: tuple[Tag, ...]) -> Job:
         """A new job, next in save order (lock held); pending until its turn has passed.
 
+        The job takes over the budget bytes in ``held[0]`` (given back when its turn passes).
         The saving thread owns it until it deposits it or hands it to the pool (then
         :meth:`handed` clears the owner). Should an interrupt stop that thread in between,
-        :meth:`wait_idle` in the same thread lets the job's turn pass (its plane stays free)
-        instead of waiting forever.
+        :meth:`abandon` (or, at its next call, :meth:`free_orphans`) lets the job's turn pass
+        (its plane stays free) instead of waiting forever.
         """
-        job = Job(self._next_seq, coord, charge, bound, extra=extra)
+        job = Job(self._next_seq, coord, held[0], bound, extra=extra)
         job.owner = threading.get_ident()
         # no call between these stores, so no interrupt can separate them
         self._reserved[job.seq] = job
+        held[0] = 0
         self._next_seq += 1
         self.pending += 1
         return job
@@ -129,7 +139,7 @@ class Sequencer:
         """Append a job of :meth:`reserve_unordered` in this thread, now.
 
         Waits only for the job being appended by another thread (a waiting saving thread
-        goes before the parked jobs); parked jobs are left to a worker (see ``can_pump``).
+        goes before the parked jobs); parked jobs are then handed to a worker.
         """
         landed = False
         with self.lock:
@@ -142,7 +152,7 @@ class Sequencer:
                 while self._appending:
                     self.cond.wait()
             except BaseException:
-                self._unordered[id(job)] = job  # still this thread's: free_orphans takes it
+                self._unordered[id(job)] = job  # still this thread's: abandon takes it
                 raise
             finally:
                 self._wanted -= 1
@@ -160,6 +170,9 @@ class Sequencer:
                 job.passed = True
                 self._finished(job, landed)
                 self.cond.notify_all()
+                parked = self.can_pump()
+            if parked:  # jobs a worker left while this thread appended: a worker appends them
+                self._handoff()
 
     def handed(self, job: Job) -> None:
         """The pool has the job: a worker will deposit it (lock held)."""
@@ -183,10 +196,45 @@ class Sequencer:
             job.passed = True
             self._finished(job, False)
 
-    def holds(self, coord: Key) -> bool:
-        """Whether this thread reserved a job for ``coord`` and still owns it (lock held)."""
+    def owned(self, coord: Key) -> Job | None:
+        """The job for ``coord`` this thread reserved and still owns, if any (lock held)."""
         me = threading.get_ident()
-        return any(j.coord == coord and j.owner == me for j in self._reserved.values())
+        for job in (*self._reserved.values(), *self._unordered.values()):
+            if job.coord == coord and job.owner == me:
+                return job
+        return None
+
+    def abandon(self, job: Job) -> None:
+        """An interrupt stopped this thread's save of ``job``: let its turn pass unless it landed.
+
+        Called by the saving thread on its way out (lock not held). A job handed to the pool
+        is left alone (it holds a copy: it still lands); a job of this thread not yet
+        appended is skipped, its plane stays free. If another thread is writing its bytes
+        now, this waits until that append is over: after this returns the file never reads
+        the caller's buffer again.
+        """
+        me = threading.get_ident()
+        with self.lock:
+            if job.passed or job.owner != me:
+                return
+            # from the job's own state, wherever the interrupt left it (reserved, parked,
+            # or taken out of one container and not yet put in the next)
+            if job.unordered:  # only its own thread appends it: not being appended now
+                self._unordered.pop(id(job), None)
+                self.pending -= 1
+                job.passed = True
+                self._finished(job, self._landed(job))
+            else:
+                while self._current is job and not job.passed:
+                    self.cond.wait()  # another thread is writing its bytes: a moment
+                if not job.passed and job.seq >= self._write_seq:
+                    job.skip = True
+                    self._ready[job.seq] = job
+                    self._reserved.pop(job.seq, None)
+            self.cond.notify_all()
+            parked = self.can_pump()
+        if parked:
+            self._handoff()
 
     def latch(self, exc: BaseException) -> None:
         """Keep the first failure (lock held)."""
@@ -220,8 +268,8 @@ class Sequencer:
             for job in jobs:
                 if job.seq < self._write_seq or job.seq in self._ready:
                     continue
+                self._ready[job.seq] = job  # first: an interrupt after it loses no job
                 self._reserved.pop(job.seq, None)
-                self._ready[job.seq] = job
         return self.pump()
 
     def can_pump(self) -> bool:
@@ -231,51 +279,71 @@ class Sequencer:
     def pump(self) -> list[Job]:
         """Take the appender role if free and a job is next in line; return the jobs done.
 
-        Runs until no job is ready. A BaseException while appending leaves the remaining jobs
-        parked for the next thread, and propagates.
+        Runs until no job is ready, or a saving thread waits for the role. A job leaves
+        ``_ready`` only once its turn has passed, so a BaseException (an interrupt in a
+        saving thread) loses no job: the one it struck passes if it landed or is this
+        thread's own (its save is the interrupted one); any other job stays in line, is
+        handed to a worker, and the exception propagates.
         """
         passed: list[Job] = []
+        me = threading.get_ident()
         while True:
-            with self.lock:
-                if not self.can_pump():
-                    return passed
-                self._appending = True
-                self._role = threading.get_ident()
-                batch: list[Job] = []
-                while self._write_seq in self._ready:
-                    batch.append(self._ready.pop(self._write_seq))
-                    self._write_seq += 1
             done: list[tuple[Job, bool]] = []
-            rest: list[Job] = []
+            held = interrupted = False
             try:
-                for i, job in enumerate(batch):
-                    if self._wanted:  # a saving thread waits for the role: it goes first
-                        rest = batch[i:]
-                        break
+                with self.lock:
+                    if not self.can_pump():
+                        return passed
+                    self._appending = True
+                    held = True  # no call between these stores: no interrupt between them
+                    self._role = me
+                while True:
+                    with self.lock:
+                        job = self._ready.get(self._write_seq + len(done))
+                        if job is None or self._wanted:  # a waiting saving thread goes first
+                            break
+                        if job.skip:  # decided under the lock (see abandon)
+                            done.append((job, False))
+                            continue
+                        self._current = job
                     try:
                         landed = self._run(job)
+                        done.append((job, landed))
                     except BaseException:
-                        done.append((job, self._landed(job)))
-                        rest = batch[i + 1 :]
+                        # the interrupt may strike just after the append above returned
+                        recorded = bool(done) and done[-1][0] is job
+                        if not recorded and (self._landed(job) or job.owner == me):
+                            done.append((job, self._landed(job)))
                         raise
-                    done.append((job, landed))
+            except BaseException:
+                interrupted = True
+                raise
             finally:
-                with self.lock:
-                    self._appending = False  # first: an interrupt below cannot keep the role
-                    for job in rest:
-                        self._ready[job.seq] = job
-                    if rest:
-                        self._write_seq = rest[0].seq
-                    for job, landed in done:
-                        self.pending -= 1
-                        job.passed = True
-                        self._finished(job, landed)
-                        passed.append(job)
-                    self.cond.notify_all()
+                if held:
+                    with self.lock:
+                        self._appending = False  # first: an interrupt below cannot keep it
+                        self._current = None
+                        for job, landed in done:
+                            # ``finished`` first (it may run twice, see _run); then the
+                            # stores that pass the turn, with no call between them: an
+                            # interrupt in this loop leaves the rest in line, and the next
+                            # appender passes them again without appending twice
+                            self._finished(job, landed)
+                            del self._ready[job.seq]
+                            self.pending -= 1
+                            job.passed = True
+                            self._write_seq += 1
+                            passed.append(job)
+                        self.cond.notify_all()
+                        parked = interrupted and self.can_pump()
+                    if parked:  # the interrupted thread leaves the rest to a worker
+                        self._handoff()
 
     def _run(self, job: Job) -> bool:
         if job.skip:
             return False
+        if self._landed(job):  # appended before an interrupt cut its turn short: done
+            return True
         if job.error is not None:
             with self.lock:
                 self.latch(job.error)
@@ -290,29 +358,23 @@ class Sequencer:
             return False
         return True
 
-    def wait_passed(self, job: Job, release: Callable[[list[Job]], Any]) -> None:
+    def wait_passed(self, job: Job) -> None:
         """Wait until a deposited job's turn has passed, appending parked jobs if no thread does.
 
         For a job whose data is the caller's own buffer: once this returns, the file no
-        longer needs it. Interrupted while the job is still parked, the job is skipped (its
-        plane stays free), so the buffer is never read after the caller got the interrupt.
+        longer needs it. An interrupted caller calls :meth:`abandon`, which makes sure the
+        buffer is not read after the interrupt reached the caller.
         """
-        try:
-            while True:
-                with self.lock:
-                    if job.passed:
-                        return
-                    if not self.can_pump():
-                        self.cond.wait()
-                        continue
-                release(self.pump())
-        except BaseException:
+        while True:
             with self.lock:
-                if self._ready.get(job.seq) is job:
-                    job.skip = True
-            raise
+                if job.passed:
+                    return
+                if not self.can_pump():
+                    self.cond.wait()
+                    continue
+            self.pump()
 
-    def wait_idle(self, release: Callable[[list[Job]], Any]) -> None:
+    def wait_idle(self) -> None:
         """Wait until no job is pending, appending parked jobs if no thread does.
 
         A job this thread reserved but never deposited (an interrupt struck between the two),
@@ -330,4 +392,4 @@ class Sequencer:
                 if not self.can_pump():
                     self.cond.wait()
                     continue
-            release(self.pump())
+            self.pump()

@@ -78,8 +78,18 @@ class Budget:
         self._lock = threading.Lock()  # blocks hold the lock itself (see Sequencer)
         self._cond = threading.Condition(self._lock)
 
-    def acquire(self, nbytes: int, blocked: Callable[[], bool], stop: Callable[[], bool]) -> bool:
-        """Take ``nbytes``; wait while full or ``blocked()``; give up (False) once ``stop()``."""
+    def acquire(
+        self,
+        nbytes: int,
+        blocked: Callable[[], bool],
+        stop: Callable[[], bool],
+        held: list[int],
+    ) -> bool:
+        """Take ``nbytes``; wait while full or ``blocked()``; give up (False) once ``stop()``.
+
+        What was taken is also added to ``held[0]`` in the same step: an interrupt striking
+        as this returns cannot make the caller lose track of bytes it holds.
+        """
         with self._lock:
             while True:
                 if stop():
@@ -87,15 +97,17 @@ class Budget:
                 fits = self.used == 0 or self.used + nbytes <= self.capacity
                 if fits and not blocked():
                     self.used += nbytes
+                    held[0] += nbytes  # no call between these stores
                     return True
                 self._cond.wait()
 
-    def try_acquire(self, nbytes: int, blocked: Callable[[], bool]) -> bool:
-        """Take ``nbytes`` if they fit now and not ``blocked()``; never wait."""
+    def try_acquire(self, nbytes: int, blocked: Callable[[], bool], held: list[int]) -> bool:
+        """Take ``nbytes`` if they fit now and not ``blocked()``; never wait (see acquire)."""
         with self._lock:
             fits = self.used == 0 or self.used + nbytes <= self.capacity
             if fits and not blocked():
                 self.used += nbytes
+                held[0] += nbytes
                 return True
             return False
 
