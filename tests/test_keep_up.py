@@ -194,3 +194,22 @@ def test_why_not_mixed_compression(tmp_path: Path) -> None:
         assert f.is_imagej
         with pytest.raises(Exception, match=r"(?i)zstd|frame"):
             f.series[0].asarray()
+
+
+@pytest.mark.parametrize("keep_up", [False, True])
+def test_the_callers_buffer_is_free_when_save_returns(
+    tmp_path: Path, tiny_budget: None, keep_up: bool
+) -> None:
+    """Queued frames are copied, stored ones written before save returns: either way the
+    caller may overwrite its buffer at once (one buffer reused for every frame here)."""
+    path = tmp_path / "reuse.tif"
+    buffer = np.empty(SHAPE, np.uint16)
+    with IJTiffFile(path, compression=("zstd", 19), keep_up=keep_up) as tif:
+        for t in range(12):
+            buffer[:] = frame(t)
+            tif.save(buffer, 0, 0, t)
+            buffer[:] = 0  # at once: what the file holds must not change
+    assert (tif.frames_kept_up > 0) == keep_up
+    with tifffile.TiffFile(path) as f:
+        for t, page in enumerate(f.pages):
+            np.testing.assert_array_equal(page.asarray(), frame(t))

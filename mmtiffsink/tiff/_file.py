@@ -348,9 +348,11 @@ class IJTiffFile(FileLifecycle):
         else:
             args = (self._low, self._high, self._max_planes, self.path, declared)
             self._series.check(key, *args)
-        # uncompressed frames are written before save returns: the caller's array serves
+        # frames written before save returns (uncompressed, or stored by keep_up) need no copy
+        # of the caller's array; a frame queued for the pool is copied below
         compressed = self._codec.compressed
-        arr = as_frame(frame, self._dtype, self._cast, copy=compressed)
+        arr = as_frame(frame, self._dtype, self._cast, copy=False)
+        callers = isinstance(frame, np.ndarray) and np.may_share_memory(arr, frame)
         extra = list(normalize_tags(extratags, bigtiff=self._layout.bigtiff))
         if metadata is not None:
             extra.append(Tag.ascii(METADATA_TAG, _metadata_json(metadata)))
@@ -409,6 +411,8 @@ class IJTiffFile(FileLifecycle):
                 with self._lock:
                     self._raise_error()
             else:
+                if callers:  # the caller may reuse its buffer as soon as save returns
+                    arr = np.array(arr, order="C", copy=True)
                 with self._lock:  # to the file's encode queue (see _encoder): a worker deposits
                     self._encoder.put(job, arr)
                     self._seq.handed(job)
