@@ -215,6 +215,11 @@ class Sequencer:
         """
         me = threading.get_ident()
         with self.lock:
+            if self._appending and self._role == me:
+                # this thread is on its way out of save, not appending: a role it still holds
+                # was left by the interrupt (e.g. between taking it and the append's try)
+                self._appending = False
+                self.cond.notify_all()
             if job.passed or job.owner != me:
                 return
             # from the job's own state, wherever the interrupt left it (reserved, parked,
