@@ -679,7 +679,37 @@ def run_child(job: Job) -> None:
         result.message = f"{type(exc).__name__}: {exc}".replace(job.out_dir, "<out>")
         traceback.print_exc()
     result.peak_rss_mb = peak_rss_mb()
+    if result.status == "ok" and writer not in NOT_WRITERS | {"ndstorage", "ome-zarr"}:
+        problem = check_tiff_output(Path(job.out_dir), count)  # untimed
+        if problem:
+            result.status, result.message = "incomplete", problem
     Path(job.result_file).write_text(json.dumps(asdict(result)))
+
+
+def check_tiff_output(out_dir: Path, count: int) -> str:
+    """'' when the TIFF(s) in ``out_dir`` hold ``count`` pages whose last one decodes, else why.
+
+    Run after the clock stops: a writer that returns before its file is complete (a writer
+    thread still busy, a truncated file) must not show a rate or a file size as if it had
+    written everything. (NDTiff and Zarr outputs are not checked: not one TIFF hyperstack.)
+    """
+    import tifffile
+
+    paths = sorted(p for p in out_dir.rglob("*") if p.suffix.lower() in (".tif", ".tiff"))
+    if not paths:
+        return "it left no TIFF file"
+    pages = 0
+    try:
+        for path in paths:
+            with tifffile.TiffFile(path) as tif:
+                pages += len(tif.pages)
+                last = tif.pages[-1]
+                last.asarray()  # type: ignore[union-attr]
+    except Exception as exc:
+        return f"its file does not read back: {type(exc).__name__}: {exc}"
+    if pages != count:
+        return f"its file(s) hold {pages} of {count} frames"
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
