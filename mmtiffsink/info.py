@@ -332,9 +332,7 @@ def _inspect(
             shape = {"T": t, "Z": z, "C": c, **dict(zip(frame_axes, frame_shape, strict=True))}
             planes = images
     if shape is None and ome:  # every OME dimension, also those of size 1
-        ome_series = tif.series[0]
-        axes, sizes = ome_series.get_axes(False), ome_series.get_shape(False)
-        shape = {ax: int(n) for ax, n in zip(axes, sizes, strict=True) if ax != "S" or n > 1}
+        shape = _unsqueezed(tif.series[0])
     if shape is None:
         series = tif.series[0] if tif.series else None
         if series is not None and series.shape:
@@ -369,6 +367,21 @@ def _inspect(
     )
 
 
+def _unsqueezed(series: tifffile.TiffPageSeries) -> dict[str, int]:
+    """Axis -> size of an OME series, T, Z and C kept when 1 (S only when more than 1).
+
+    tifffile up to 2026.3 gives the unsqueezed axes (``get_axes(False)``); later releases
+    squeeze them away, so T, Z and C of size 1 are put back in OME's order.
+    """
+    if hasattr(series, "get_axes"):
+        axes, sizes = series.get_axes(False), series.get_shape(False)
+    else:
+        axes, sizes = series.axes, series.shape
+    found = {ax: int(n) for ax, n in zip(axes, sizes, strict=True) if ax != "S" or n > 1}
+    full = {ax: found.pop(ax, 1) for ax in "TZC"}
+    return {**full, **found}
+
+
 def _series(
     tif: tifffile.TiffFile,
     tagged: Sequence[tuple[tuple[int, ...] | None, str | None]],
@@ -382,9 +395,7 @@ def _series(
             return []
         found = []
         for series in tif.series:
-            axes, sizes = series.get_axes(False), series.get_shape(False)
-            shape = {ax: int(n) for ax, n in zip(axes, sizes, strict=True) if ax != "S" or n > 1}
-            found.append(SeriesInfo(str(series.name or ""), shape))
+            found.append(SeriesInfo(str(series.name or ""), _unsqueezed(series)))
         return found
     spans: dict[int, list[tuple[int, ...]]] = {}
     names: dict[int, str] = {}
