@@ -20,7 +20,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -39,7 +38,7 @@ from mmtiffsink.info import file_info
 from mmtiffsink.tiff import _pool
 from mmtiffsink.tiff._appender import Appender
 from mmtiffsink.tiff._codecs import Codec
-from tests.test_crash import ROOT
+from tests.test_crash import ROOT, kill_after_flush
 from tests.writer_support import page_plane
 
 SHAPE = (128, 128)
@@ -691,15 +690,7 @@ for t in range(100000):
 def test_flush_is_a_durable_point_with_keep_up(tmp_path: Path) -> None:
     path = tmp_path / "killed.tif"
     child = start(FLUSH_KILL_CHILD, str(path), env={"MMTIFFSINK_INFLIGHT_MB": "0.000001"})
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    if not line.startswith("flushed"):
-        out, err = child.communicate(timeout=30)
-        pytest.fail(f"child failed: {line}{out}{err}")
-    flushed = int(line.split()[1])
-    time.sleep(0.2)
-    child.send_signal(signal.SIGKILL)
-    child.communicate(timeout=30)
+    flushed = int(kill_after_flush(child, 0.2).split()[1])
     planes = check_pages(path)
     assert {(0, 0, t) for t in range(flushed)} <= planes
     with warnings_ok():

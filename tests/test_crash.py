@@ -38,6 +38,23 @@ def run_child(code: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def kill_after_flush(child: subprocess.Popen[str], wait: float) -> str:
+    """Wait for the child's first "flushed ..." line, let it write ``wait`` s more, SIGKILL it.
+
+    Returns that line; fails the test with the child's output if it printed anything else.
+    """
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if not line.startswith("flushed"):
+        out, err = child.communicate(timeout=30)
+        pytest.fail(f"child failed: {line}{out}{err}")
+    time.sleep(wait)  # keep writing, then die in the middle of it
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)  # also closes the pipes
+    assert child.returncode == -signal.SIGKILL
+    return line
+
+
 KILL_CHILD = """
     import sys, time
     import numpy as np
@@ -63,17 +80,8 @@ KILL_CHILD = """
 @pytest.mark.parametrize("compression", ["zstd", "none", "zstd:1+predictor"])
 def test_sigkill_after_flush_loses_nothing(tmp_path: Path, compression: str) -> None:
     path = tmp_path / "killed.tif"
-    child = run_child(KILL_CHILD, str(path), compression)
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    if not line.startswith("flushed"):
-        out, err = child.communicate(timeout=30)
-        pytest.fail(f"child failed: {line}{out}{err}")
+    line = kill_after_flush(run_child(KILL_CHILD, str(path), compression), 0.3)
     flushed = int(line.split()[1])
-    time.sleep(0.3)  # keep writing, then die in the middle of it
-    child.send_signal(signal.SIGKILL)
-    child.communicate(timeout=30)  # also closes the pipes
-    assert child.returncode == -signal.SIGKILL
 
     # tifffile opens the file as it was left: every flushed frame, exact, with its (c, z, t)
     with tifffile.TiffFile(path) as f:

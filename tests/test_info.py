@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from mmtiffsink.cli import main
 from mmtiffsink.errors import DatasetError
 from mmtiffsink.info import FileInfo, file_info, summary_table
 from tests.readers import bioformats_info
-from tests.test_crash import KILL_CHILD, run_child
+from tests.test_crash import KILL_CHILD, kill_after_flush, run_child
 from tests.writer_support import coded_frame, read_hyperstack
 
 C, Z, T = 2, 3, 4
@@ -161,15 +160,7 @@ def test_identical_frames_are_counted_once(tmp_path: Path, compression: object) 
 def test_killed_writer_is_unfinished_then_repaired_by_cli(tmp_path: Path) -> None:
     path = tmp_path / "killed.tif"
     child = run_child(KILL_CHILD, str(path), "zstd")
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    if not line.startswith("flushed"):
-        out, err = child.communicate(timeout=30)
-        pytest.fail(f"child failed: {line}{out}{err}")
-    time.sleep(0.2)
-    child.send_signal(signal.SIGKILL)
-    child.communicate(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    kill_after_flush(child, 0.2)
 
     before = sha(path)
     info = file_info(path)

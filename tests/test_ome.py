@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import random
 import re
-import signal
-import time
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -25,7 +23,7 @@ from mmtiffsink.info import file_info
 from mmtiffsink.options import SinkOptions
 from mmtiffsink.tiff import PlaneInfo, Profile
 from tests.readers import bioformats_info, bioformats_pixels, bioformats_server, imagej_read
-from tests.test_crash import run_child
+from tests.test_crash import kill_after_flush, run_child
 from tests.writer_support import check_ome_schema, coded_frame
 
 C, Z, T = 2, 3, 4
@@ -344,15 +342,7 @@ KILL_OME_CHILD = """
 def test_sigkilled_ome_writer_repairs_to_valid_ome_tiff(tmp_path: Path) -> None:
     path = tmp_path / "killed.ome.tif"
     child = run_child(KILL_OME_CHILD, str(path))
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    if not line.startswith("flushed"):
-        out, err = child.communicate(timeout=30)
-        pytest.fail(f"child failed: {line}{out}{err}")
-    time.sleep(0.2)
-    child.send_signal(signal.SIGKILL)
-    child.communicate(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    kill_after_flush(child, 0.2)
     with tifffile.TiffFile(path) as f:  # a valid TIFF as it was left, not yet OME
         assert not f.is_ome and len(f.pages) >= 30
     with warnings.catch_warnings():

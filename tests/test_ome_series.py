@@ -7,8 +7,6 @@ series and StageLabels, bfconvert pixels), bioio-ome-tiff (scenes), ome-types (s
 from __future__ import annotations
 
 import random
-import signal
-import time
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,7 +21,7 @@ from mmtiffsink.errors import ConfigError, CoordinateError, ProfileError
 from mmtiffsink.info import file_info
 from mmtiffsink.tiff import StageLabel
 from tests.readers import bioformats_pixels, bioformats_server, imagej_read
-from tests.test_crash import run_child
+from tests.test_crash import kill_after_flush, run_child
 from tests.writer_support import PLANE_TAG, check_ome_schema, coded_frame
 
 NS = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
@@ -312,15 +310,7 @@ KILL_SERIES_CHILD = """
 def test_sigkilled_series_writer_repairs(tmp_path: Path) -> None:
     path = tmp_path / "killed.ome.tif"
     child = run_child(KILL_SERIES_CHILD, str(path))
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    if not line.startswith("flushed"):
-        out, err = child.communicate(timeout=30)
-        pytest.fail(f"child failed: {line}{out}{err}")
-    time.sleep(0.2)
-    child.send_signal(signal.SIGKILL)
-    child.communicate(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    kill_after_flush(child, 0.2)
     info = file_info(path)
     assert not info.finished and [s.shape["Z"] for s in info.series] == [1, 2, 3]
     with tifffile.TiffFile(path) as f:  # a valid TIFF as it was left, not yet OME
