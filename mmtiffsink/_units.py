@@ -1,4 +1,4 @@
-"""Units as ImageJ and TIFF name them, in micrometres and seconds (for :mod:`mmtiffsink.info`)."""
+"""Units as ImageJ and TIFF name them, in micrometres and seconds (for :mod:`mmtiffsink.inspect`)."""
 
 from __future__ import annotations
 

@@ -19,12 +19,13 @@ from typing import Any, final
 import numpy as np
 import tifffile
 
-from . import _ometiff
-from ._planetag import frame_tags
-from .errors import DatasetError
-from .info import FileInfo
-from .info import _settings as settings_of
-from .tiff._colors import color_lut, colormap_lut
+from mmtiffsink.errors import DatasetError
+from mmtiffsink.tiff import _omexml as _ometiff
+from mmtiffsink.tiff._colors import color_lut, colormap_lut
+from mmtiffsink.tiff.format import frame_tags
+
+from ._info import FileInfo
+from ._info import _settings as settings_of
 
 __all__ = ["READ_ERRORS", "Stack", "Where", "stacks"]
 

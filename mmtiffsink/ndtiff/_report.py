@@ -1,6 +1,6 @@
 """What ``mmtiffsink replay`` shows: the progress bar, the summary and the paths it takes.
 
-The conversion itself is :mod:`mmtiffsink.replay`; this module only reports on it (and tells
+The conversion itself is :mod:`mmtiffsink.ndtiff`; this module only reports on it (and tells
 datasets from the output directory on the command line), for :mod:`mmtiffsink.cli`.
 """
 
@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmtiffsink.errors import DatasetError, MMTiffSinkError
-from mmtiffsink.ndtiff import dataset_dir, is_ndtiff_dataset
+
+from ._reader import dataset_dir, is_ndtiff_dataset
 
 if TYPE_CHECKING:
-    from mmtiffsink.replay import ReplayResult
+    from ._replay import ReplayResult
 
 __all__ = ["Progress", "format_results", "split_replay_paths"]
 
@@ -152,8 +153,8 @@ def _indent(text: str) -> str:
 
 
 def _files_table(files: Sequence[Path]) -> str:
-    """``summary_table`` of :mod:`mmtiffsink.info` over ``files``; a plain list if unreadable."""
-    from mmtiffsink.info import file_info, summary_table
+    """``summary_table`` of :mod:`mmtiffsink.inspect` over ``files``; a plain list if unreadable."""
+    from mmtiffsink.inspect import file_info, summary_table
 
     infos = []
     unreadable: list[str] = []
