@@ -633,8 +633,8 @@ def test_replay_many_local_cluster(tmp_path: Path, three: tuple[Source, Path, So
 def test_unreachable_scheduler(
     tmp_path: Path, three: tuple[Source, Path, Source], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mmtiffsink.ndtiff import _replay as replay_module
     from mmtiffsink.errors import MMTiffSinkError
+    from mmtiffsink.ndtiff import _replay as replay_module
 
     monkeypatch.setattr(replay_module, "_CONNECT_TIMEOUT_S", 1.0)  # 15 s otherwise
     good_a, _, _ = three

@@ -23,9 +23,9 @@ from typing import Any, final
 import numpy as np
 import tifffile
 
-from mmtiffsink._units import LENGTH_UM as _LENGTH_UM
-from mmtiffsink._units import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
-from mmtiffsink._units import TIME_S as _TIME_S
+from mmtiffsink._values import LENGTH_UM as _LENGTH_UM
+from mmtiffsink._values import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
+from mmtiffsink._values import TIME_S as _TIME_S
 from mmtiffsink.errors import DatasetError
 from mmtiffsink.tiff.format import frame_tags
 

@@ -2,8 +2,8 @@
 
 :func:`format_plan` describes a run file without acquiring (microscope, acquisition, the files
 expected and the first and last events); :func:`format_result` summarises a
-:class:`~mmtiffsink.runfile.RunResult` (files with dimensions, size, compression and calibration, read
-back from the files, then any error).
+:class:`~mmtiffsink.runfile.RunResult` (files with dimensions, size, compression and
+calibration, read back from the files, then any error).
 """
 
 from __future__ import annotations

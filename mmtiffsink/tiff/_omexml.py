@@ -6,9 +6,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import final
 
+from mmtiffsink._values import LENGTH_UM, positive
+
 __all__ = ["Image", "parse"]
 
-_UM = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
 @final
@@ -61,10 +62,7 @@ def _color(value: str | None) -> tuple[int, int, int] | None:
 
 
 def _size(value: str | None, unit: str) -> float | None:
-    if value is None or unit not in _UM:
+    number = positive(value)
+    if number is None or unit not in LENGTH_UM:
         return None
-    try:
-        size = float(value) * _UM[unit]
-    except ValueError:
-        return None
-    return size if size > 0 else None
+    return number * LENGTH_UM[unit]
