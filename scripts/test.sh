@@ -135,7 +135,7 @@ run_pytest() {  # run_pytest NAME PYTHON [env NAME=VALUE ...] -- PYTEST ARGS...
     shift
     section "pytest: $name"
     local start=$SECONDS
-    env "${envs[@]}" "$python" -m pytest "$@" || rc=$?
+    env "${envs[@]}" "$python" -m pytest --durations=25 "$@" || rc=$?
     local took=$((SECONDS - start))
     case "$rc" in
         0) record "$name" "passed (${took} s)" 0 ;;
