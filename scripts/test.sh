@@ -153,12 +153,13 @@ else
     # positional writes, e.g. Windows).
     run_pytest "portable I/O (MMTIFFSINK_PORTABLE_IO=1)" "$PY" MMTIFFSINK_PORTABLE_IO=1 -- \
         tests/test_writer.py tests/test_crash.py tests/test_hardening.py tests/test_info.py \
-        tests/test_fuzz_info_repair.py tests/test_keep_up.py tests/test_adversarial_writer.py
+        tests/test_fuzz_info_repair.py tests/test_keep_up.py tests/test_adversarial_writer.py \
+        tests/test_writer_buffers.py
 
     # The core tests on the oldest and the newest Python the package claims.
     CORE_TESTS=(tests/test_writer.py tests/test_crash.py tests/test_hardening.py tests/test_sink.py
         tests/test_replay.py tests/test_replay_damaged.py tests/test_info.py tests/test_keep_up.py
-        tests/test_adversarial_writer.py)
+        tests/test_adversarial_writer.py tests/test_writer_buffers.py)
     OTHER_PYTHONS=(3.10 3.13)
     pyenv_root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
     find_python() {  # find_python 3.10 -> the newest 3.10.x interpreter that can make a venv
