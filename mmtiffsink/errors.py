@@ -21,6 +21,7 @@ __all__ = [
     "MissingFramesWarning",
     "OutputExistsError",
     "ProfileError",
+    "SupersededImagesWarning",
     "WriterClosedError",
     "WriterError",
 ]
@@ -92,3 +93,7 @@ class MissingFramesWarning(MMTiffSinkWarning):
 
 class CalibrationWarning(MMTiffSinkWarning):
     """Calibration metadata were missing, inconsistent or absurd and were left out."""
+
+
+class SupersededImagesWarning(MMTiffSinkWarning):
+    """A dataset stores images more than once at the same coordinates; the last one was kept."""

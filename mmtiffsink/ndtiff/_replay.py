@@ -13,6 +13,10 @@ place against :data:`~mmtiffsink.limits.MAX_PLANES`. Every image that can be pla
 converted, the others are left out (their planes are blank), and the conversion fails,
 counting the images not placed and naming why. The files written are valid hyperstacks.
 
+An image stored again at the same coordinates (Magellan's overwritten tiles) replaces the
+earlier one, as ``ndstorage`` reads such a dataset: the last one is written, and a
+:class:`~mmtiffsink.errors.SupersededImagesWarning` says how many were replaced.
+
 :func:`replay_many` converts several datasets at once, on a thread pool here or on an existing
 dask.distributed cluster (``scheduler=``, the optional extra ``mmtiffsink[cluster]``); one
 dataset's failure is recorded in its :class:`ReplayResult` and never stops the others.
@@ -25,6 +29,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -41,6 +46,7 @@ from mmtiffsink.errors import (
     FileExistsError_,
     FrameError,
     MMTiffSinkError,
+    SupersededImagesWarning,
 )
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.sink import AxisMapper, FileKey, SinkOptions, TiffSink, file_name, split_position
@@ -262,6 +268,15 @@ def _replay_one(
         name = options.name if options.name is not None else source.name
         places = _Places()
         scan = source.scan(stop, places)
+        if scan.superseded:
+            count = len(scan.superseded)
+            warnings.warn(
+                f"{dataset}: {count} image{'s were' if count != 1 else ' was'} stored again at "
+                f"the same coordinates (e.g. axes {scan.superseded_example}); the last one "
+                "stored is kept, as ndstorage reads the dataset",
+                SupersededImagesWarning,
+                stacklevel=2,
+            )
         _check_outputs(source, dict.fromkeys(places.files), target, name, options)
         if progress is not None:
             progress.add_total(scan.frames)
@@ -280,7 +295,8 @@ def _replay_one(
                 try:
                     sink.put(image, entry.axes, metadata)
                 except (CoordinateError, FrameError) as exc:  # nothing written for it
-                    problems.add(f"{entry.describe()}: {exc}")
+                    rgb = " (an RGB image)" if image.ndim == 3 else ""
+                    problems.add(f"{entry.describe()}{rgb}: {exc}")
                     continue
                 frames += 1
                 if progress is not None:
