@@ -413,13 +413,27 @@ class NDTiffSource:
         name = metadata.get("Channel") if isinstance(metadata, dict) else None
         return name if isinstance(name, str) and name else None
 
+    def _is_own(self, entry: IndexEntry) -> bool:
+        """Whether the image an entry points at says (by its own ``Axes``) it is the entry's.
+
+        An entry whose axes were damaged into another's is not a superseded image: it is read,
+        and its disagreement reported, as any other.
+        """
+        try:
+            with (self.root / entry.filename).open("rb") as fh:
+                self._read_metadata(fh, entry)
+        except (DatasetError, OSError):
+            return False
+        return True
+
     def _supersede(
         self, scan: Scan, digests: array[int], offsets: array[int], numbers: array[int]
     ) -> None:
         """Mark every readable entry whose axes a later readable entry repeats as superseded.
 
         Digests (8 bytes per entry) find the candidates; the axes of each candidate are read
-        again from the index and compared exactly, so a digest collision never drops an image.
+        again from the index and compared exactly, so a digest collision never drops an image;
+        the earlier image's own ``Axes`` metadata must agree (see :meth:`_is_own`).
         """
         keys = np.frombuffer(digests, dtype=np.uint64)
         if len(keys) < 2:
@@ -435,7 +449,7 @@ class NDTiffSource:
             k = i + 1
             while k < len(order) and ranked[k] == ranked[i]:
                 other = next(iter_index(self.index, offsets[int(order[k])], numbers[int(order[k])]))
-                if _set_axes(other.axes) == _set_axes(entry.axes):
+                if _set_axes(other.axes) == _set_axes(entry.axes) and self._is_own(entry):
                     scan.superseded.add(entry.number)
                     scan.superseded_example = scan.superseded_example or entry.axes
                     break
@@ -500,15 +514,13 @@ class NDTiffSource:
         handles: dict[str, IO[bytes]] = {}
         try:
             for entry in iter_index_prefix(self.index, scan.entries):
-                if (
-                    entry.filename in scan.bad_files
-                    or entry.number in scan.bad_entries
-                    or entry.number in scan.superseded
-                ):
+                if entry.filename in scan.bad_files or entry.number in scan.bad_entries:
                     continue
                 fh = handles.get(entry.filename)
                 if fh is None:
                     fh = handles[entry.filename] = (self.root / entry.filename).open("rb")
+                if entry.number in scan.superseded:
+                    continue
                 try:
                     image, metadata = self._read(fh, entry)
                 except DatasetError as exc:
@@ -535,6 +547,13 @@ class NDTiffSource:
             image = np.frombuffer(buffer, dtype=dtype).reshape(entry.height, entry.width)
         if dtype.byteorder not in ("=", "|") and dtype.byteorder != _NATIVE:
             image = image.astype(dtype.newbyteorder("="))
+        return image, self._read_metadata(fh, entry)
+
+    def _read_metadata(self, fh: IO[bytes], entry: IndexEntry) -> dict[str, Any] | None:
+        """An image's metadata, checked against its entry's axes (None when it has none).
+
+        An entry whose image's own ``Axes`` differ is damaged, never a superseded image.
+        """
         metadata: dict[str, Any] | None = None
         if entry.metadata_length:
             fh.seek(entry.metadata_offset)
@@ -555,7 +574,7 @@ class NDTiffSource:
                 msg = f"{entry.describe()}: the image it points at has the Axes {axes}"
                 raise DatasetError(msg)
             metadata = parsed
-        return image, metadata
+        return metadata
 
 
 def _set_axes(axes: dict[str, Any]) -> dict[str, Any]:
