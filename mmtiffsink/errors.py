@@ -22,6 +22,7 @@ __all__ = [
     "OutputExistsError",
     "ProfileError",
     "SupersededImagesWarning",
+    "TextReplacedWarning",
     "WriterClosedError",
     "WriterError",
 ]
@@ -97,3 +98,7 @@ class CalibrationWarning(MMTiffSinkWarning):
 
 class SupersededImagesWarning(MMTiffSinkWarning):
     """A dataset stores images more than once at the same coordinates; the last one was kept."""
+
+
+class TextReplacedWarning(MMTiffSinkWarning):
+    """Text that came with the data held characters no file can hold; they were replaced."""

@@ -204,6 +204,8 @@ class Scan:
     channel_names: list[str] = field(default_factory=list)
     """Channel labels in order of first appearance (or the summary's ``ChNames`` for
     integer channels); empty when unknown."""
+    channels_labelled: bool = False
+    """True when :attr:`channel_names` are the channel axis' own text labels."""
     bad_files: dict[str, str] = field(default_factory=dict)
     """Files that cannot be read -> why."""
     bad_entries: set[int] = field(default_factory=set)
@@ -395,6 +397,7 @@ class NDTiffSource:
         self._supersede(scan, digests, offsets, numbers)
         if names:
             scan.channel_names = list(names)
+            scan.channels_labelled = True
         else:
             summary_names = _summary_channel_names(self.summary) if integer_channels else []
             scan.channel_names = summary_names or _labels_in_order(labels)

@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import StrictBool, model_validator
+from pydantic import StrictBool, field_validator, model_validator
 
 from mmtiffsink._closing import close_after_block
+from mmtiffsink._text import check_name, clean_text, xml_illegal
 from mmtiffsink.errors import (
     ConfigError,
     CoordinateError,
@@ -51,7 +52,7 @@ from mmtiffsink.errors import (
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.sink import AxisMapper, FileKey, SinkOptions, TiffSink, file_name, split_position
 
-from ._reader import IndexEntry, NDTiffSource, dataset_dir
+from ._reader import IndexEntry, NDTiffSource, Scan, dataset_dir
 from ._report import Progress
 
 __all__ = [
@@ -90,6 +91,12 @@ class ReplayOptions(SinkOptions):
     LIVE: ClassVar[bool] = False  # offline: the profile's default codec (zstd 3), not zstd 1
     name: str | None = None
     keep_up: StrictBool = False  # offline: wait for the pool, the smallest files
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        # the one rule for names of files (as a run file's output.name and TiffSink's name)
+        return None if value is None else check_name("name", value)
 
     @model_validator(mode="before")
     @classmethod
@@ -240,6 +247,26 @@ class _Places:
         return None
 
 
+def _with_channel_names(
+    options: SinkOptions, names: list[str], scan: Scan, dataset: Path
+) -> SinkOptions:
+    """The options with the dataset's channel names, as far as a file can hold them.
+
+    Text labels of the channel axis are the channels' identity: with a character no file can
+    hold they are left to the sink, which names the channels as they arrive and writes such
+    characters as U+FFFD (saying so). Names of integer channels (from the summary or the
+    images' metadata) are written so here, and left out if two become one.
+    """
+    if all(xml_illegal(name) is None for name in names):
+        return options.replace(channel_names=tuple(names))
+    if scan.channels_labelled:
+        return options
+    cleaned = [clean_text(f"{dataset}: the channel name {name!r}", name) for name in names]
+    if len(set(cleaned)) != len(cleaned):
+        return options
+    return options.replace(channel_names=tuple(cleaned))
+
+
 def _written(files: list[Path], frames: int) -> str:
     if not files:
         return "no file was written"
@@ -285,7 +312,7 @@ def _replay_one(
         fields["compression"] = options.codec  # the offline default resolved
         sink_options = SinkOptions.of(**fields)
         if sink_options.channel_names is None and scan.channel_names:
-            sink_options = sink_options.replace(channel_names=tuple(scan.channel_names))
+            sink_options = _with_channel_names(sink_options, scan.channel_names, scan, dataset)
         sink = TiffSink(target, name, sink_options)
         try:
             sink.update_summary(source.summary)
