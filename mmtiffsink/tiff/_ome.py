@@ -13,6 +13,7 @@ planes), no runtime dependency.
 from __future__ import annotations
 
 import math
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -23,7 +24,8 @@ import numpy as np
 
 from mmtiffsink._values import LENGTH_UM, positive, require
 
-from ..errors import ConfigError, FrameError
+from .._text import xml_safe
+from ..errors import ConfigError, FrameError, TextReplacedWarning
 from ._appender import Appender, unpack
 from ._frames import Coord, Key
 from ._settings import Settings
@@ -272,7 +274,14 @@ def ome_description(
         ET.SubElement(original, q + "Key").text = f"Channel{ch}Name"
         ET.SubElement(original, q + "Value").text = channel_name
     body = ET.tostring(root, encoding="unicode")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body
+    safe = xml_safe(body)  # the last line of defence: every text was checked where it entered
+    if safe != body:
+        warnings.warn(
+            f"{path.name}: characters no XML parser reads were written as U+FFFD in its OME-XML",
+            TextReplacedWarning,
+            stacklevel=2,
+        )
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + safe
 
 
 def _image(
