@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from mmtiffsink import FrameError, IJTiffFile, MissingFramesWarning, ProfileError, repair
+from mmtiffsink import (
+    FrameError,
+    IJTiffFile,
+    MissingFramesWarning,
+    ProfileError,
+    preview,
+    repair,
+)
 from mmtiffsink.inspect import file_info
 from tests.test_crash import kill_after_flush, run_child
 from tests.writer_support import check_ome_schema, page_plane, rgb_frame
@@ -218,6 +225,9 @@ def test_killed_rgb_writer_is_repaired(tmp_path: Path, profile: str, compression
             c, z, t = page_plane(page)
             np.testing.assert_array_equal(page.asarray(), rgb_frame(c, z, t, (48, 40)))
             seen.add((c, z, t))
+    unfinished = file_info(path)
+    assert not unfinished.finished and unfinished.rgb
+    assert preview(path).is_file()  # the unfinished file, by the planes each IFD names
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingFramesWarning)  # the last time point may lack some
         report = repair(path)

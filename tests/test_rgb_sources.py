@@ -138,3 +138,27 @@ def test_tiff_acquisition_refuses_a_colour_camera(microscope: Any, tmp_path: Pat
     finally:
         microscope.set_property("Camera", "PixelType", "16bit")
     assert not list(tmp_path.iterdir())
+
+
+def test_info_and_preview_of_an_rgb_file(tmp_path: Path) -> None:
+    """``info`` says RGB; ``preview`` draws each channel as one tile in its own colours."""
+    import mmtiffsink
+    from mmtiffsink.inspect._preview import sheet
+    from tests.test_preview import at, decode
+
+    path = tmp_path / "colour.tif"
+    shape = (96, 128)  # shown 1:1
+    with mmtiffsink.IJTiffFile(path, shape=(2, 2, 1), dtype="uint8", pxsize=0.5) as tif:
+        for c in range(2):
+            for z in range(2):
+                tif.save(rgb_frame(c, z, 0, shape), c, z, 0)
+    info = file_info(path)
+    assert info.rgb and info.shape == {"T": 1, "Z": 2, "C": 2, "Y": 96, "X": 128, "S": 3}
+    assert " uint8 RGB" in info.format()
+    png = decode(mmtiffsink.preview(path, projection="mid"))  # the middle slice: z=1
+    boxes = sheet(path, projection="mid", time="first").boxes
+    assert "tile 0 2" not in boxes  # colour images are not blended into a composite
+    for c in range(2):
+        frame = rgb_frame(c, 1, 0, shape)
+        for y, x in ((0, 0), (5, 3), (48, 42)):
+            assert at(png, boxes[f"tile 0 {c}"], y, x) == tuple(int(v) for v in frame[y, x])
