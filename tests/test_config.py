@@ -21,7 +21,8 @@ from mmtiffsink.errors import ConfigError, MMTiffSinkError
 from mmtiffsink.run import RunResult, plan_events, planned_files
 from mmtiffsink.tiff import Codec, IJTiffFile
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+EXAMPLES = Path(__file__).parents[1] / "mmtiffsink" / "examples"  # `mmtiffsink example NAME`
+CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
 
 
 def _write(folder: Path, text: str, name: str = "run.yaml") -> Path:
