@@ -1,4 +1,4 @@
-"""Issue 9: the OME-TIFF profile, and the imagej profile's colour and Info fixes.
+"""The OME-TIFF profile, and the imagej profile's colour and Info fixes.
 
 Oracles: Bio-Formats 7.3.1 (OMETiffReader, its schema validation), ImageJ 1.x, tifffile, ome-types
 (schema validation), bioio-ome-tiff when installed.
@@ -19,8 +19,8 @@ import tifffile
 
 from mmtiffsink import IJTiffFile, MissingFramesWarning, ProfileError, TiffSink, repair
 from mmtiffsink.errors import FrameError
-from mmtiffsink.info import file_info
-from mmtiffsink.options import SinkOptions
+from mmtiffsink.inspect import file_info
+from mmtiffsink.sink import SinkOptions
 from mmtiffsink.tiff import PlaneInfo, Profile
 from tests.readers import bioformats_info, bioformats_pixels, bioformats_server, imagej_read
 from tests.test_crash import kill_after_flush, run_child
