@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 # the one place that says where the run-file models live
-from mmtiffsink.config import RunConfig
+from mmtiffsink.runfile import RunConfig
 
 __all__ = ["cli_reference", "on_page_markdown", "run_file_reference"]
 

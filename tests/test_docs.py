@@ -20,7 +20,7 @@ import pytest
 import tifffile
 
 from mmtiffsink import cli
-from mmtiffsink.config import RunConfig
+from mmtiffsink.runfile import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
