@@ -1,8 +1,8 @@
 """The documentation: its code runs, its generated references are complete, README stays short.
 
-Every ``python`` code block of README.md, the Getting started page and the two engine pages runs
-on the demo microscope, one page as one script (blocks in order, as a reader would paste them),
-in a fresh folder, in a fresh interpreter. The site itself is built with
+Every ``python`` code block of README.md, the Getting started page, the two engine pages and the
+Python page runs (on the demo microscope), one page as one script (blocks in order, as a reader
+would paste them), in a fresh folder, in a fresh interpreter. The site itself is built with
 ``mkdocs build --strict`` by ``scripts/test.sh``.
 """
 
@@ -34,6 +34,7 @@ RUNNABLE = {
     ],
     "docs/pycromanager.md": ["data/exp1_0.tif", "data/exp1_1.tif", "data/exp3.ome.tif"],
     "docs/pymmcore-plus.md": ["data/exp1_A1.tif", "data/exp1_B2.tif", "data/plate.ome.tif"],
+    "docs/python.md": ["cells.tif", "stack.tif"],
 }
 FENCE = re.compile(r"^```python\n(.*?)^```$", flags=re.S | re.M)
 
@@ -56,7 +57,7 @@ def _load_hooks() -> ModuleType:
 @pytest.mark.parametrize("page", sorted(RUNNABLE))
 def test_page_has_code_that_compiles(page: str) -> None:
     blocks = python_blocks(REPO / page)
-    assert len(blocks) >= 2, f"{page}: expected python blocks, found {len(blocks)}"
+    assert blocks, f"{page}: no python code block"
     for i, block in enumerate(blocks):
         compile(block, f"{page} block {i + 1}", "exec")
 
