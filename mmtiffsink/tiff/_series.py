@@ -24,6 +24,7 @@ import numpy as np
 
 from mmtiffsink._values import require
 
+from .._text import check_text
 from ..errors import ConfigError, CoordinateError, ProfileError
 from ..limits import MAX_SERIES
 from ._frames import NONE_SAVED, Coord, Key, widen
@@ -84,13 +85,11 @@ def _coordinate(axis: str, value: Any) -> float | None:
 def _name(what: str, value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        msg = f"{what} is text, got {value!r}"
+    text = check_text(what, value)  # text any file can hold
+    if len(text) > _MAX_NAME:
+        msg = f"{what} is {len(text):,} characters long; keep it under {_MAX_NAME}"
         raise ConfigError(msg)
-    if len(value) > _MAX_NAME:
-        msg = f"{what} is {len(value):,} characters long; keep it under {_MAX_NAME}"
-        raise ConfigError(msg)
-    return value
+    return text
 
 
 def stage_label(stage: Any, default_name: str | None) -> StageLabel | None:
