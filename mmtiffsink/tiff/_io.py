@@ -17,9 +17,16 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, final
+from typing import Literal, Protocol, final
 
 __all__ = ["FileIO", "open_output", "portable_forced"]
+
+class Releasable(Protocol):
+    """What :class:`FileIO` releases when it closes (the in-use mark of ``_lock.py``)."""
+
+    def release(self) -> None:
+        """Release it (idempotent)."""
+
 
 Mode = Literal["create", "create_new", "update", "read"]
 _FLAGS = {
@@ -56,7 +63,7 @@ class FileIO:
 
     """
 
-    __slots__ = ("_closed", "_fd", "_lock", "_positional", "path")
+    __slots__ = ("_closed", "_fd", "_lock", "_positional", "mark", "path")
 
     def __init__(self, path: str | os.PathLike[str], mode: Mode) -> None:
         self.path = Path(path)
@@ -64,6 +71,8 @@ class FileIO:
         self._lock = threading.Lock()
         self._fd = os.open(self.path, _FLAGS[mode] | _BINARY, 0o666)
         self._closed = False
+        self.mark: Releasable | None = None
+        """The file's in-use mark (see ``_lock.py``), released after the descriptor closes."""
 
     @property
     def positional(self) -> bool:
@@ -184,12 +193,16 @@ class FileIO:
         return (st.st_dev, st.st_ino) == (at.st_dev, at.st_ino)
 
     def close(self) -> None:
-        """Close the descriptor (after any call in progress); idempotent."""
+        """Close the descriptor (after any call in progress), then the in-use mark; idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            os.close(self._fd)
+            try:
+                os.close(self._fd)
+            finally:
+                if self.mark is not None:
+                    self.mark.release()
 
     def reset_lock_after_fork(self) -> None:
         """A fork child's copy: a fresh lock (a parent thread may have held the old one)."""
@@ -202,19 +215,39 @@ def open_output(path: Path, *, overwrite: bool) -> FileIO:
     Raises
     ------
     OutputExistsError
-        ``path`` exists and ``overwrite`` is False.
+        ``path`` exists and ``overwrite`` is False, or another writer that lives marks it as
+        in use (its lock record ``NAME.tif.lock``, see ``_lock.py``).
     WriterError
         The OS refused (no such folder, no permission).
 
     """
     from ..errors import OutputExistsError, WriterError
+    from ._lock import FileMark, take
 
     try:
-        return FileIO(path, "create" if overwrite else "create_new")
+        mark = take(path)
+    except OSError:
+        mark = None  # no record can be made here: the file is judged by its contents alone
+    if mark is not None and not isinstance(mark, FileMark):
+        msg = (
+            f"{path} is being written by another writer ({mark.writer()}; lock record "
+            f"{mark.path.name}); choose another name"
+        )
+        raise OutputExistsError(msg)
+    try:
+        io = FileIO(path, "create" if overwrite else "create_new")
     except FileExistsError:
+        if mark is not None:
+            mark.release()
         msg = f"{path} exists; pass overwrite=True to replace it"
         raise OutputExistsError(msg) from None
-    except OSError as exc:
+    except BaseException as exc:
+        if mark is not None:
+            mark.release()
+        if not isinstance(exc, OSError):
+            raise
         why = exc.strerror or exc
         msg = f"cannot create {path}: {why}; choose a file in a folder you can write to"
         raise WriterError(msg) from exc
+    io.mark = mark
+    return io

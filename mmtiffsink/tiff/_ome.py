@@ -25,7 +25,7 @@ from ..errors import ConfigError, FrameError
 from ._appender import Appender, unpack
 from ._frames import Coord, Key
 from ._settings import Settings
-from ._tags import Tag, decode_values
+from ._tags import PLANE_INFO_TAG, Tag, decode_values
 
 __all__ = [
     "PLANE_INFO_TAG",
@@ -36,9 +36,6 @@ __all__ = [
     "ome_description",
     "read_plane_infos",
 ]
-
-PLANE_INFO_TAG = 65424
-"""Private tag of a frame's IFD: its :class:`PlaneInfo` as five DOUBLEs (NaN: unknown)."""
 
 OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 ET.register_namespace("", OME_NS)  # once: a process-wide setting of ElementTree
