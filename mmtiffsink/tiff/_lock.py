@@ -243,9 +243,16 @@ def check(path: str | os.PathLike[str]) -> Mark | None:
         return _judge_record(record, data)
     if taken is False:
         return _mark(record, data, "live")
+    return _free(record, data)
+
+
+def _free(record: Path, data: dict[str, Any]) -> Mark:
+    """A record whose OS lock nobody holds: stale, unless it names another host.
+
+    A free lock on another host's record means that writer stopped, or that the share does
+    not pass locks between hosts (an NFS mount with ``nolock``): it cannot be proved here.
+    """
     if data.get("host", socket.gethostname()) != socket.gethostname():
-        # a free lock on another host's record: that writer stopped, or the share does not
-        # pass locks between hosts (an NFS mount with nolock): it cannot be proved here
         return _mark(record, data, "unknown")
     return _mark(record, data, "stale")
 
@@ -337,8 +344,11 @@ def _try_take(record: Path, *, last: bool) -> FileMark | Mark | None:
                 return None  # removed by its last holder between our open and our lock
         except FileNotFoundError:
             return None
-        if taken is None and old.get("pid") not in (None, os.getpid()):
-            judged = _judge_record(record, old)
+        if old.get("pid") not in (None, os.getpid()):
+            # a record left behind: with no lock to ask, judged by pid and host; with a free
+            # lock, stale on this host, unknown from another (a share that does not pass
+            # locks between hosts would hide a live writer there)
+            judged = _judge_record(record, old) if taken is None else _free(record, old)
             if judged.state != "stale":
                 return judged
         data = {**_record(), "held_by": "os" if taken else "record"}
