@@ -210,44 +210,24 @@ class FileIO:
 
 
 def open_output(path: Path, *, overwrite: bool) -> FileIO:
-    """Create a writer's file, with mmtiffsink's errors.
+    """Create a writer's file, with mmtiffsink's errors (see ``_lock.open_marked``).
 
     Raises
     ------
     OutputExistsError
-        ``path`` exists and ``overwrite`` is False, or another writer that lives marks it as
-        in use (its lock record ``NAME.tif.lock``, see ``_lock.py``).
+        ``path`` exists and ``overwrite`` is False.
     WriterError
         The OS refused (no such folder, no permission).
 
     """
     from ..errors import OutputExistsError, WriterError
-    from ._lock import FileMark, take
 
     try:
-        mark = take(path)
-    except OSError:
-        mark = None  # no record can be made here: the file is judged by its contents alone
-    if mark is not None and not isinstance(mark, FileMark):
-        msg = (
-            f"{path} is being written by another writer ({mark.writer()}; lock record "
-            f"{mark.path.name}); choose another name"
-        )
-        raise OutputExistsError(msg)
-    try:
-        io = FileIO(path, "create" if overwrite else "create_new")
+        return FileIO(path, "create" if overwrite else "create_new")
     except FileExistsError:
-        if mark is not None:
-            mark.release()
         msg = f"{path} exists; pass overwrite=True to replace it"
         raise OutputExistsError(msg) from None
-    except BaseException as exc:
-        if mark is not None:
-            mark.release()
-        if not isinstance(exc, OSError):
-            raise
+    except OSError as exc:
         why = exc.strerror or exc
         msg = f"cannot create {path}: {why}; choose a file in a folder you can write to"
         raise WriterError(msg) from exc
-    io.mark = mark
-    return io

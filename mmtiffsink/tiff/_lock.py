@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, final
 
-from ._io import portable_forced
+from ..errors import OutputExistsError
+from ._io import FileIO, open_output, portable_forced
 
-__all__ = ["LOCK_BYTE", "FileMark", "Mark", "check", "lock_path", "take"]
+__all__ = ["LOCK_BYTE", "FileMark", "Mark", "check", "lock_path", "open_output_marked", "take"]
 
 LOCK_BYTE = 1 << 30
 """The byte of the record the OS lock covers (past the record: readers can read the record)."""
@@ -362,3 +363,39 @@ def _try_take(record: Path, *, last: bool) -> FileMark | Mark | None:
     finally:
         if not keep:
             os.close(fd)
+
+
+def open_output_marked(path: Path, *, overwrite: bool) -> FileIO:
+    """Create a writer's file marked as in use: :func:`take`, then ``_io.open_output``.
+
+    The mark is taken first, so a live writer's file is never truncated by another; it is
+    released when the returned file closes (:attr:`FileIO.mark`). Where no record can be made
+    (an ``OSError``), the file is written unmarked and judged by its contents alone.
+
+    Raises
+    ------
+    OutputExistsError
+        Another writer that lives (or one on another host) marks ``path`` as in use, or
+        ``path`` exists and ``overwrite`` is False.
+    WriterError
+        The OS refused (no such folder, no permission).
+
+    """
+    try:
+        mark = take(path)
+    except OSError:
+        mark = None
+    if mark is not None and not isinstance(mark, FileMark):
+        msg = (
+            f"{path} is being written by another writer ({mark.writer()}; lock record "
+            f"{mark.path.name}); choose another name"
+        )
+        raise OutputExistsError(msg)
+    try:
+        io = open_output(path, overwrite=overwrite)
+    except BaseException:
+        if mark is not None:
+            mark.release()
+        raise
+    io.mark = mark
+    return io
