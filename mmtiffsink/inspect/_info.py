@@ -235,14 +235,28 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
     if size == 0:
         msg = f"{p}: the file is empty, not a TIFF file"
         raise DatasetError(msg)
-    mark = in_use(p)  # before reading: a live writer's file is growing, not corrupt
+    for attempt in range(3):
+        mark = in_use(p)  # before reading: a live writer's file is growing, not corrupt
+        try:
+            return _read(p, mark)
+        except _Finished:  # its writer finished the file while it was read: read it again
+            if attempt == 2:
+                raise DatasetError(f"{p}: the file kept changing while it was read") from None
+    raise AssertionError  # pragma: no cover
+
+
+class _Finished(Exception):
+    """The file's writer switched it to its final chain between the walk and tifffile."""
+
+
+def _read(p: Path, mark: Mark | None) -> FileInfo:
     with tifffile_log() as records:
         try:
             with open(p, "rb") as fh:
                 chain = _walk(fh, p, mark)
             with tifffile.TiffFile(p) as tif:
                 return _inspect(tif, p, chain, mark, records)
-        except DatasetError:
+        except (DatasetError, _Finished):
             raise
         except tifffile.TiffFileError as exc:
             msg = f"{p}: corrupt or truncated TIFF ({_first_line(str(exc))})"
@@ -354,7 +368,9 @@ def _inspect(
     finished = settings is None or description.startswith(("ImageJ=", "<?xml"))
     ome = settings is not None and settings.get("profile") == "ome" and tif.is_ome
     live = mark is not None and mark.state == "live" and not finished
-    size = chain.size
+    if chain.unfinished and finished:
+        raise _Finished
+    size = max(chain.size, int(tif.filehandle.size))  # tifffile's view is the later one
 
     # Every IFD of the main chain the walk found linked, as light TiffFrames (data offsets
     # and byte counts only): a growing file's frames linked after the walk are not counted
