@@ -10,6 +10,7 @@ series when its frames belong to several (an OME-TIFF of several positions).
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ import tifffile
 
 from mmtiffsink.errors import DatasetError
 from mmtiffsink.tiff import OmeImageFacts, color_lut, colormap_lut, parse_ome
-from mmtiffsink.tiff.format import frame_tags
+from mmtiffsink.tiff.format import IfdWalk, frame_tags
 
 from ._info import FileInfo
 from ._info import _settings as settings_of
@@ -337,9 +338,10 @@ def _unfinished_stacks(
     pages.set_keyframe(0)
     where: dict[int, dict[tuple[int, int, int], int]] = {}
     names: dict[int, str] = {}
-    for index in range(len(pages)):
-        page = pages[index]
-        key, name = frame_tags(tif, page.offset) if page is not None else (None, None)
+    with open(info.path, "rb") as fh:  # the frames info found linked, not those linked since
+        walk = IfdWalk.growing(fh)
+        tags = [frame_tags(walk, ifd) for ifd in itertools.islice(walk, info.planes)]
+    for index, (key, name) in enumerate(tags):
         if key is None:
             continue
         s = key[3] if len(key) > 3 else 0

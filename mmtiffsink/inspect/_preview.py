@@ -393,8 +393,10 @@ def _title(
     h, w = stack.frame
     name = info.path.name
     lines: list[tuple[str, Color]] = [(name, _TEXT)]
-    if not info.finished:
-        lines.append(("UNFINISHED: its writer was killed (mmtiffsink repair finishes it)", _WARN))
+    if info.in_use:
+        lines.append((f"BEING WRITTEN: {info.planes} frames so far", _WARN))
+    elif not info.finished:
+        lines.append(("UNFINISHED: its writer stopped (mmtiffsink repair finishes it)", _WARN))
     dims = f"C={c}  Z={z}  T={t}  {w}x{h} px  {stack.dtype.name}"
     if stack.rgb:
         dims += " RGB"

@@ -65,8 +65,9 @@ from ._frames import (
     widen,
 )
 from ._frames import metadata_json as _metadata_json
-from ._io import FileIO, open_output
+from ._io import FileIO
 from ._lifecycle import FileLifecycle
+from ._lock import open_output_marked
 from ._ome import PlaneInfo
 from ._order import Job, Sequencer
 from ._profiles import DEFAULT, Profile, ProfileName
@@ -227,7 +228,7 @@ class IJTiffFile(FileLifecycle):
             raise ConfigError(msg)
         self._keep_up = keep_up
         self.path = Path(path)
-        io = open_output(self.path, overwrite=overwrite)
+        io = open_output_marked(self.path, overwrite=overwrite)  # in use: NAME.tif.lock
         slots = (
             declared
             if self._profile.uncompressed_needs_shape and not self._codec.compressed

@@ -29,7 +29,7 @@ from ..errors import ConfigError, FrameError, TextReplacedWarning
 from ._appender import Appender, unpack
 from ._frames import Coord, Key, samples_per_pixel
 from ._settings import Settings
-from ._tags import Tag, decode_values
+from ._tags import PLANE_INFO_TAG, Tag, decode_values
 
 __all__ = [
     "PLANE_INFO_TAG",
@@ -43,9 +43,6 @@ __all__ = [
     "read_plane_infos",
     "rgb_of_ome_color",
 ]
-
-PLANE_INFO_TAG = 65424
-"""Private tag of a frame's IFD: its :class:`PlaneInfo` as five DOUBLEs (NaN: unknown)."""
 
 OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 ET.register_namespace("", OME_NS)  # once: a process-wide setting of ElementTree

@@ -24,11 +24,13 @@ from ._colors import color_lut, colormap_lut
 from ._file import IJTiffFile
 from ._frames import RGB_SAMPLES, Key
 from ._io import FileIO
+from ._lock import FileMark, take
 from ._ome import StageLabel
 from ._profiles import Profile
-from ._series import SERIES_TAG, parse_label
+from ._series import parse_label
 from ._settings import Settings
-from ._tags import _TYPES, PLANE_TAG, SETTINGS_TAG, Layout, decode_values
+from ._tags import _TYPES, PLANE_TAG, SERIES_TAG, SETTINGS_TAG, Layout, decode_values
+from .format import Ifd, IfdWalk
 
 __all__ = ["RepairReport", "repair"]
 
@@ -97,22 +99,20 @@ class _Chain:
             raise DatasetError(msg)
         return data
 
-    def ifd(self, offset: int) -> tuple[dict[int, tuple[int, bytes]], int, int]:
-        """(tag code -> (field type, value bytes), IFD size, next IFD offset) of one IFD."""
-        lay = self.lay
-        count = self.read(offset, 8 if lay.bigtiff else 2)
-        (n,) = struct.unpack("<Q" if lay.bigtiff else "<H", count)
-        if not 0 < n <= _MAX_TAGS:
-            raise _corrupt(self.path, offset, f"claims {n} entries")
-        ifd_size = lay.ifd_size(n)
-        entries, nxt = lay.parse_ifd(self.read(offset, ifd_size))
+    def ifd(self, ifd: Ifd) -> dict[int, tuple[int, bytes]]:
+        """Tag code -> (field type, value bytes) of one IFD the walker found whole."""
         values: dict[int, tuple[int, bytes]] = {}
-        for entry in entries:
-            code, dtype = struct.unpack_from("<HH", entry, 0)
-            if dtype not in _TYPES:
-                raise _corrupt(self.path, offset, f"gives tag {code} the unknown type {dtype}")
-            values[code] = lay.entry_value(entry, self.read)
-        return values, ifd_size, nxt
+        for code, entry in ifd.entries.items():
+            if entry.dtype not in _TYPES:
+                raise _corrupt(
+                    self.path, ifd.offset, f"gives tag {code} the unknown type {entry.dtype}"
+                )
+            raw = entry.field[: entry.nbytes] if entry.inline else None
+            if raw is None:
+                (at,) = struct.unpack("<Q" if self.lay.bigtiff else "<I", entry.field)
+                raw = self.read(at, entry.nbytes)  # checked against the size before reading
+            values[code] = (entry.dtype, raw)
+        return values
 
     def ints(self, values: dict[int, tuple[int, bytes]], code: int, offset: int) -> list[int]:
         """The integer values of a tag the writer always writes."""
@@ -311,6 +311,39 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
 
     """
     path = Path(path)
+    mark = _take_mark(path)
+    try:
+        return _repair(path)
+    finally:
+        if mark is not None:
+            mark.release()
+
+
+def _take_mark(path: Path) -> FileMark | None:
+    """Mark ``path`` as in use by this repair, or refuse if a writer that lives has it."""
+    try:
+        mark = take(path)
+    except OSError:
+        return None  # no record can be made beside it (a read-only folder): nothing to guard
+    if isinstance(mark, FileMark):
+        return mark
+    if mark.state == "unknown":
+        msg = (
+            f"{path} may be being written on another host ({mark.writer()}), where this "
+            f"process cannot ask: repair refused. If that writer has stopped, delete "
+            f"{mark.path} and run repair again"
+        )
+    else:
+        msg = (
+            f"{path} is being written ({mark.writer()}): repair refused, it would damage "
+            "the acquisition. Let the writer close the file (a closed file is finished); "
+            f"if its process is stuck, end it: its lock record {mark.path.name} then goes stale "
+            "and repair proceeds"
+        )
+    raise DatasetError(msg)
+
+
+def _repair(path: Path) -> RepairReport:
     try:
         io = FileIO(path, "read")
     except OSError as exc:
@@ -328,24 +361,26 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         if len(head) < lay.header_size:
             msg = f"{path}: truncated TIFF: the file ends inside its header"
             raise DatasetError(msg)
-        (offset,) = struct.unpack_from("<Q" if bigtiff else "<I", head, lay.first_ifd_pointer)
-        seen: set[int] = set()
         dangling = 0
-        while offset and offset < size:
-            if offset in seen:
-                msg = f"{path}: corrupt TIFF: the IFD chain loops back to byte {offset}"
-                raise DatasetError(msg)
-            seen.add(offset)
-            values, ifd_size, nxt = chain.ifd(offset)
-            if not chain.planes:
-                desc = values.get(270)
-                if desc is not None and desc[1].startswith((b"ImageJ=", b"<?xml")):
-                    return RepairReport(path, len(seen), (0, 0, 0), 0, True)
-            chain.add(values, offset, ifd_size)
-            chain.link_pos = offset + ifd_size - lay.offset_size
-            offset = nxt
-        if offset:  # a link past the end of a truncated file (or a corrupt one): cut it there
-            dangling = offset
+        with open(path, "rb") as fh:
+            try:
+                walk = IfdWalk(fh, size, max_ifds=MAX_PLANES, max_entries=_MAX_TAGS)
+            except ValueError:
+                msg = f"{path}: corrupt TIFF: its header is damaged"
+                raise DatasetError(msg) from None
+            for ifd in walk:
+                values = chain.ifd(ifd)
+                if not chain.planes:
+                    desc = values.get(270)
+                    if desc is not None and desc[1].startswith((b"ImageJ=", b"<?xml")):
+                        return RepairReport(path, walk.count, (0, 0, 0), 0, True)
+                chain.add(values, ifd.offset, ifd.size)
+                chain.link_pos = ifd.link_pos
+        if walk.stop == "corrupt":
+            msg = f"{path}: corrupt TIFF: {walk.problem}"
+            raise DatasetError(msg)
+        if walk.stop == "past_end":  # a link past the end of a truncated file: cut it there
+            dangling = walk.dangling
     finally:
         io.close()
     if not chain.planes or chain.frame is None or chain.first is None:
