@@ -8,10 +8,11 @@ one 4- or 8-byte write: before that write the old chain is intact, after it the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import warnings
-from collections.abc import Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from ._appender import Appender, Tail, data_key, unpack
 from ._codecs import Codec
 from ._frames import Coord, Key, samples_per_pixel
 from ._imagej import imagej_description, imagej_metadata_tags
-from ._ome import OmeImage, ome_description, read_plane_infos
+from ._ome import OmeImage, iter_plane_infos, ome_xml_chunks
 from ._profiles import Profile
 from ._series import Part, SeriesTable
 from ._settings import Settings
@@ -103,27 +104,55 @@ def ome_first_ifd_tags(
     *,
     dtype: Any,
     profile: str,
-) -> list[Tag]:
-    """The OME-XML description (an Image per series), settings and resolution of IFD 0."""
+    blank: Container[Key] = (),
+) -> tuple[list[Tag], Iterator[str]]:
+    """The settings and resolution tags of IFD 0, and its OME-XML description as a stream.
+
+    The description (an Image per series) is made as it is consumed, reading each plane's
+    values from its IFD (``blank``: the planes never saved); :func:`write_final_chain` writes
+    it to the file piece by piece.
+    """
     assert appender.frame_shape is not None
-    images = [
+    images = (
         OmeImage(
             part.shape,
-            read_plane_infos(appender, part.plane_keys()),
+            iter_plane_infos(appender, part.plane_keys(), blank),
             name=part.name,
             stage=part.stage,
         )
         for part in parts
-    ]
-    xml = ome_description(
+    )
+    xml = ome_xml_chunks(
         path=appender.io.path,
         settings=settings,
         frame_shape=appender.frame_shape,
         dtype=np.dtype(dtype),
         images=images,
     )
-    tags = [Tag.ascii(270, xml), Tag.ascii(SETTINGS_TAG, json.dumps(settings.to_json(profile)))]
-    return tags + resolution_tags(settings.pxsize)
+    tags = [Tag.ascii(SETTINGS_TAG, json.dumps(settings.to_json(profile)))]
+    return tags + resolution_tags(settings.pxsize), xml
+
+
+#: Bytes of streamed description text gathered before one write.
+_TEXT_WRITE_BYTES = 1 << 18
+
+
+def _write_text(appender: Appender, chunks: Iterable[str], offset: int) -> int:
+    """Write ``chunks`` as one NUL-terminated UTF-8 ASCII value at ``offset``; its count."""
+    pending: list[bytes] = []
+    size = 0
+    at = offset
+    for text in chunks:
+        data = text.encode("utf-8")
+        pending.append(data)
+        size += len(data)
+        if size >= _TEXT_WRITE_BYTES:
+            appender.io.write(pending, at)
+            at += size
+            pending, size = [], 0
+    pending.append(b"\0")
+    appender.io.write(pending, at)
+    return at + size + 1 - offset
 
 
 def _retag(entry: bytes, old: int, new: int) -> bytes:
@@ -134,17 +163,51 @@ def _retag(entry: bytes, old: int, new: int) -> bytes:
 
 
 def write_final_chain(
-    appender: Appender, canonical: Sequence[Key], first_extra: Sequence[Tag], *, two_strips: bool
+    appender: Appender,
+    canonical: Sequence[Key],
+    first_extra: Sequence[Tag],
+    *,
+    two_strips: bool,
+    description: Iterable[str] | None = None,
 ) -> None:
     """Write the chain in canonical order, then switch the header to it.
 
-    Layout at the end of the file: [IFD 1..n-1 copies][first-IFD values][IFD 0].
+    Layout at the end of the file: [description][IFD 1..n-1 copies][first-IFD values][IFD 0].
+    A ``description`` given as a stream of text (the OME-XML) is written first, piece by
+    piece, as it is made; IFD 0's ImageDescription then points at it with its byte count. On
+    any failure the file is cut back to its old end: the old chain stays the file's.
     """
+    tail = Tail(appender.end)
+    old_end = appender.end
+    try:
+        extra = list(first_extra)
+        if description is not None:
+            count = _write_text(appender, description, tail.pos)
+            at = tail.reserve(count + count % 2)
+            extra.append(Tag(270, 2, count, b""))  # its value is at ``at``, not in memory
+            _chain(appender, canonical, extra, tail, two_strips=two_strips, values={270: at})
+        else:
+            _chain(appender, canonical, extra, tail, two_strips=two_strips, values={})
+    except BaseException:
+        with contextlib.suppress(OSError, ValueError):
+            appender.io.truncate(old_end)
+        raise
+
+
+def _chain(
+    appender: Appender,
+    canonical: Sequence[Key],
+    first_extra: Sequence[Tag],
+    tail: Tail,
+    *,
+    two_strips: bool,
+    values: Mapping[int, int],
+) -> None:
+    """:func:`write_final_chain` after the description (``values``: tags already written)."""
     lay = appender.layout
     read = appender.read
     planes = appender.planes
     rewrite_all = appender.arrival != list(canonical)
-    tail = Tail(appender.end)
     alloc = tail.alloc
 
     nplanes = len(canonical)
@@ -177,6 +240,9 @@ def write_final_chain(
     replaced = {tag.code for tag in first_extra} | {282, 283, 296}
     entries = [e for e in entries if lay.entry_code(e) not in replaced]
     for tag in first_extra:
+        if tag.code in values:
+            entries.append(lay.encode_entry(tag, values[tag.code]))
+            continue
         inline = len(tag.value) <= lay.inline_size
         entries.append(lay.encode_entry(tag, None if inline else alloc(tag.value)))
     if two_strips and nplanes > 1:
@@ -245,8 +311,11 @@ def finish(
         warnings.warn(text, MissingFramesWarning, stacklevel=stacklevel)
     missing = [p for p in canonical if p not in appender.planes]
     blanks = blank_planes(appender, missing, codec, dtype)
+    description = None
     if Profile.get(profile).ome:
-        first_extra = ome_first_ifd_tags(appender, parts, settings, dtype=dtype, profile=profile)
+        first_extra, description = ome_first_ifd_tags(
+            appender, parts, settings, dtype=dtype, profile=profile, blank=set(missing)
+        )
     else:
         # images= when the planes are compressed or lie in their slots, in plane order
         images = codec.compressed or appender.slots is not None
@@ -255,7 +324,13 @@ def finish(
             parts[0].shape, settings, profile=profile, images=images, rgb=rgb
         )
     h = appender.frame_shape[0] if appender.frame_shape else 1
-    write_final_chain(appender, canonical, first_extra, two_strips=appender.rows_per_strip < h)
+    write_final_chain(
+        appender,
+        canonical,
+        first_extra,
+        two_strips=appender.rows_per_strip < h,
+        description=description,
+    )
     appender.io.sync()
     return blanks
 

@@ -3,11 +3,13 @@
 Per-plane values (DeltaT, exposure, stage position) travel with their frame: ``save(...,
 plane=)`` stores them in a private tag of the frame's IFD (:data:`PLANE_INFO_TAG`), so the
 writer's memory does not grow with them and a killed file keeps them for
-:func:`~mmtiffsink.repair`. At close :func:`ome_description` reads them back from the IFDs of
-the final chain and writes one OME-XML document: per series (position) an Image with
-Pixels (XYCZT, the IFD order), Channels, a TiffData and a Plane per plane. Built with the
-standard library's ElementTree: one pass, no model objects per plane (files of 10**5
-planes), no runtime dependency.
+:func:`~mmtiffsink.repair`. At close :func:`ome_xml_chunks` reads them back from the IFDs of
+the final chain, one plane at a time, and makes one OME-XML document as a stream of text
+pieces that the finish writes to the file as they come: per series (position) an Image with
+Pixels (XYCZT, the IFD order), Channels, one TiffData covering its planes and a Plane per
+plane. Text made directly (every attribute and text escaped with :mod:`xml.sax.saxutils`), no
+element or model object per plane: memory does not grow with the planes (10**6 and more), no
+runtime dependency.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from __future__ import annotations
 import math
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, final
+from typing import Any, ClassVar, Final, final
+from xml.sax.saxutils import escape
 
 import numpy as np
 
@@ -37,15 +40,15 @@ __all__ = [
     "OmeImageFacts",
     "PlaneInfo",
     "StageLabel",
+    "iter_plane_infos",
     "ome_color",
     "ome_description",
+    "ome_xml_chunks",
     "parse_ome",
-    "read_plane_infos",
     "rgb_of_ome_color",
 ]
 
 OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
-ET.register_namespace("", OME_NS)  # once: a process-wide setting of ElementTree
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _SCHEMA = f"{OME_NS} {OME_NS}/ome.xsd"
 _PIXEL_TYPES = {
@@ -168,20 +171,47 @@ def ome_color(rgb: Sequence[int]) -> int:
     return packed - (1 << 32) if packed >= 1 << 31 else packed
 
 
-def read_plane_infos(appender: Appender, canonical: Sequence[Key]) -> list[PlaneInfo | None]:
-    """Each plane's :class:`PlaneInfo` from its IFD (None: none stored, e.g. a blank plane)."""
+_NO_VALUES: Final = PlaneInfo()
+
+
+def iter_plane_infos(
+    appender: Appender, keys: Iterable[Key], blank: Container[Key] = ()
+) -> Iterator[PlaneInfo | None]:
+    """Each plane's :class:`PlaneInfo`, read from its IFD one plane at a time.
+
+    Yields None for a plane in ``blank`` (never saved: it holds the shared blank frame) and an
+    empty PlaneInfo for a saved plane that stored no values (or a damaged value).
+    """
     lay = appender.layout
     read = appender.read
-    out: list[PlaneInfo | None] = []
-    for coord in canonical:
-        entries, _ = lay.parse_ifd(read(*unpack(appender.planes[coord])))
+    for key in keys:
+        if key in blank:
+            yield None
+            continue
+        entries, _ = lay.parse_ifd(read(*unpack(appender.planes[key])))
         found = next((e for e in entries if lay.entry_code(e) == PLANE_INFO_TAG), None)
-        out.append(None if found is None else PlaneInfo.from_tag(*lay.entry_value(found, read)))
-    return out
+        info = None if found is None else PlaneInfo.from_tag(*lay.entry_value(found, read))
+        yield _NO_VALUES if info is None else info
 
 
 def _fmt(value: float) -> str:
     return repr(float(value))
+
+
+_ATTR_ENTITIES: Final = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#09;"}
+
+
+def _attrs(attrs: Mapping[str, str]) -> str:
+    """`` K="V"`` for each attribute, escaped as XML attribute values (double-quoted)."""
+    return "".join(f' {k}="{escape(v, _ATTR_ENTITIES)}"' for k, v in attrs.items())
+
+
+def _empty(tag: str, attrs: Mapping[str, str]) -> str:
+    return f"<{tag}{_attrs(attrs)} />"
+
+
+def _text(tag: str, text: str, attrs: Mapping[str, str] | None = None) -> str:
+    return f"<{tag}{_attrs(attrs or {})}>{escape(text)}</{tag}>"
 
 
 def _image_name(settings: Settings, path: Path) -> str:
@@ -197,12 +227,58 @@ def _image_name(settings: Settings, path: Path) -> str:
 @final
 @dataclass(frozen=True)
 class OmeImage:
-    """One Image of an OME-TIFF: its (C, Z, T), Plane values in IFD order, name, stage."""
+    """One Image of an OME-TIFF: its (C, Z, T), Plane values in IFD order, name, stage.
+
+    ``planes`` may be an iterator (read once, one plane at a time): a value per plane, None
+    for a plane never acquired, as :func:`iter_plane_infos` yields them.
+    """
 
     shape: Coord
-    planes: Sequence[PlaneInfo | None]
+    planes: Iterable[PlaneInfo | None]
     name: str | None = None
     stage: StageLabel | None = None
+
+
+#: Planes whose Plane elements make one piece of the streamed text.
+_PLANES_PER_CHUNK: Final = 1024
+
+
+def ome_xml_chunks(
+    *,
+    path: Path,
+    settings: Settings,
+    frame_shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    images: Iterable[OmeImage],
+) -> Iterator[str]:
+    """The OME-XML of a finished file as pieces of text, made as they are consumed.
+
+    One Image per series, their planes one after another in the file: image ``n``'s TiffData
+    starts at the IFD after image ``n - 1``'s last and covers its C x Z x T planes in XYCZT
+    order (one TiffData per image, ``PlaneCount`` planes). Its Plane elements are made from
+    ``planes`` a few thousand at a time, so memory does not grow with the number of planes.
+    Without a name, image 0 is named after the file (or ``settings.image_name``), image ``n``
+    after it with ``" #n"`` appended.
+
+    A plane's DeltaT is the measured one (``save(..., plane=)``); a plane saved without one,
+    in an image with a ``TimeIncrement``, gets the nominal ``TheT * TimeIncrement`` (readers
+    such as bioio take the interval only from DeltaT); a plane never acquired gets none.
+
+    Every piece goes through :func:`~mmtiffsink._text.xml_safe`, the last line of defence:
+    a character no XML parser reads is written as U+FFFD, with a
+    :class:`~mmtiffsink.errors.TextReplacedWarning` once the text is complete.
+
+    Raises
+    ------
+    ConfigError
+        A pixel type OME cannot describe (64-bit integers); raised at once, before any text.
+
+    """
+    pixel_type = _PIXEL_TYPES.get(dtype.str.lstrip("<>|="))
+    if pixel_type is None:
+        msg = f"OME-XML has no pixel type for {dtype.name}; use profile='bigtiff'"
+        raise ConfigError(msg)
+    return _safe_chunks(path, _ome_chunks(path, settings, frame_shape, dtype, pixel_type, images))
 
 
 def ome_description(
@@ -211,13 +287,9 @@ def ome_description(
     settings: Settings,
     frame_shape: tuple[int, ...],
     dtype: np.dtype[Any],
-    images: Sequence[OmeImage],
+    images: Iterable[OmeImage],
 ) -> str:
-    """The OME-XML of a finished file: one Image per series, their planes one after another.
-
-    Image ``n``'s TiffData count its IFDs from the end of image ``n - 1``'s; each image's
-    ``planes`` are in IFD (XYCZT) order. Without a name, image 0 is named after the file
-    (or ``settings.image_name``), image ``n`` after it with ``" #n"`` appended.
+    """The OME-XML of :func:`ome_xml_chunks` as one string (for small files and tests).
 
     Raises
     ------
@@ -225,64 +297,71 @@ def ome_description(
         A pixel type OME cannot describe (64-bit integers).
 
     """
-    pixel_type = _PIXEL_TYPES.get(dtype.str.lstrip("<>|="))
-    if pixel_type is None:
-        msg = f"OME-XML has no pixel type for {dtype.name}; use profile='bigtiff'"
-        raise ConfigError(msg)
-    q = f"{{{OME_NS}}}"
-    root = ET.Element(
-        q + "OME",
-        {
-            "Creator": "mmtiffsink",
-            f"{{{_XSI}}}schemaLocation": _SCHEMA,
-        },
+    chunks = ome_xml_chunks(
+        path=path, settings=settings, frame_shape=frame_shape, dtype=dtype, images=images
     )
-    base = _image_name(settings, path)
-    first_ifd = 0
-    for index, spec in enumerate(images):
-        name = spec.name or (base if index == 0 else f"{base} #{index}")
-        _image(root, index, name, spec, settings, frame_shape, dtype, pixel_type, first_ifd)
-        first_ifd += spec.shape[0] * spec.shape[1] * spec.shape[2]
-    names = list(settings.channel_names or [])
-    if settings.annotations or names:
-        annotations = ET.SubElement(root, q + "StructuredAnnotations")
-    if settings.annotations:
-        mapping = ET.SubElement(
-            annotations,
-            q + "MapAnnotation",
-            ID="Annotation:0",
-            Namespace="micro-manager.org/summary-metadata",
-        )
-        pairs = ET.SubElement(mapping, q + "Value")
-        for key, text in settings.annotations.items():
-            ET.SubElement(pairs, q + "M", K=key).text = text
-    # the channel names again as Bio-Formats' own "original metadata" (ChannelNName = ...):
-    # Fiji's importer shows a file's original metadata in Image > Show Info, and nowhere else
-    # the OME channel names (measured: benchmarks/reader_matrix.py)
-    first_id = 1 if settings.annotations else 0
-    for ch, channel_name in enumerate(names):
-        xml = ET.SubElement(
-            annotations,
-            q + "XMLAnnotation",
-            ID=f"Annotation:{first_id + ch}",
-            Namespace="openmicroscopy.org/OriginalMetadata",
-        )
-        original = ET.SubElement(ET.SubElement(xml, q + "Value"), q + "OriginalMetadata")
-        ET.SubElement(original, q + "Key").text = f"Channel{ch}Name"
-        ET.SubElement(original, q + "Value").text = channel_name
-    body = ET.tostring(root, encoding="unicode")
-    safe = xml_safe(body)  # the last line of defence: every text was checked where it entered
-    if safe != body:
+    return "".join(chunks)
+
+
+def _safe_chunks(path: Path, chunks: Iterable[str]) -> Iterator[str]:
+    replaced = False
+    for text in chunks:
+        safe = xml_safe(text)  # every text was checked where it entered: the last defence
+        replaced = replaced or safe != text
+        yield safe
+    if replaced:
         warnings.warn(
             f"{path.name}: characters no XML parser reads were written as U+FFFD in its OME-XML",
             TextReplacedWarning,
             stacklevel=2,
         )
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + safe
+
+
+def _ome_chunks(
+    path: Path,
+    settings: Settings,
+    frame_shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    pixel_type: str,
+    images: Iterable[OmeImage],
+) -> Iterator[str]:
+    yield '<?xml version="1.0" encoding="UTF-8"?>\n'
+    yield (
+        f'<OME xmlns="{OME_NS}" xmlns:xsi="{_XSI}" Creator="mmtiffsink" '
+        f'xsi:schemaLocation="{_SCHEMA}">'
+    )
+    base = _image_name(settings, path)
+    first_ifd = 0
+    for index, spec in enumerate(images):
+        name = spec.name or (base if index == 0 else f"{base} #{index}")
+        yield from _image(index, name, spec, settings, frame_shape, dtype, pixel_type, first_ifd)
+        first_ifd += spec.shape[0] * spec.shape[1] * spec.shape[2]
+    names = list(settings.channel_names or [])
+    if settings.annotations or names:
+        yield "<StructuredAnnotations>"
+    if settings.annotations:
+        pairs = "".join(_text("M", text, {"K": key}) for key, text in settings.annotations.items())
+        yield (
+            '<MapAnnotation ID="Annotation:0" Namespace="micro-manager.org/summary-metadata">'
+            f"<Value>{pairs}</Value></MapAnnotation>"
+        )
+    # the channel names again as Bio-Formats' own "original metadata" (ChannelNName = ...):
+    # Fiji's importer shows a file's original metadata in Image > Show Info, and nowhere else
+    # the OME channel names (measured: benchmarks/reader_matrix.py)
+    first_id = 1 if settings.annotations else 0
+    for ch, channel_name in enumerate(names):
+        original = _text("Key", f"Channel{ch}Name") + _text("Value", channel_name)
+        yield (
+            f'<XMLAnnotation ID="Annotation:{first_id + ch}" '
+            'Namespace="openmicroscopy.org/OriginalMetadata">'
+            f"<Value><OriginalMetadata>{original}</OriginalMetadata></Value></XMLAnnotation>"
+        )
+    if settings.annotations or names:
+        yield "</StructuredAnnotations>"
+    yield "</OME>"
 
 
 def _image(
-    root: ET.Element,
     index: int,
     name: str,
     spec: OmeImage,
@@ -291,19 +370,18 @@ def _image(
     dtype: np.dtype[Any],
     pixel_type: str,
     first_ifd: int,
-) -> None:
-    """One Image element (its Pixels, Channels, TiffData and Planes) under ``root``."""
-    q = f"{{{OME_NS}}}"
-    image = ET.SubElement(root, q + "Image", ID=f"Image:{index}", Name=name)
+) -> Iterator[str]:
+    """One Image element (its Pixels, Channels, TiffData and Planes), piece by piece."""
+    head = [f"<Image{_attrs({'ID': f'Image:{index}', 'Name': name})}>"]
     if settings.acquisition_date:
-        ET.SubElement(image, q + "AcquisitionDate").text = settings.acquisition_date
+        head.append(_text("AcquisitionDate", settings.acquisition_date))
     stage = spec.stage
     if stage is not None:
         label = {"Name": stage.name}
         for axis, value in (("X", stage.x), ("Y", stage.y), ("Z", stage.z)):
             if value is not None:
                 label[axis], label[axis + "Unit"] = _fmt(value), _UM
-        ET.SubElement(image, q + "StageLabel", label)
+        head.append(_empty("StageLabel", label))
     c, z, t = spec.shape
     # an RGB file: each Channel has 3 samples, interleaved (RGBRGB...) in one IFD; SizeC
     # counts samples (OME's rule, as tifffile and Bio-Formats write it), TheC channels
@@ -327,9 +405,10 @@ def _image(
             attrs[f"PhysicalSize{axis}Unit"] = _UM
     if settings.deltaz is not None:
         attrs["PhysicalSizeZ"], attrs["PhysicalSizeZUnit"] = _fmt(settings.deltaz), _UM
-    if settings.timeinterval is not None:
-        attrs["TimeIncrement"], attrs["TimeIncrementUnit"] = _fmt(settings.timeinterval), "s"
-    pixels = ET.SubElement(image, q + "Pixels", attrs)
+    interval = settings.timeinterval
+    if interval is not None:
+        attrs["TimeIncrement"], attrs["TimeIncrementUnit"] = _fmt(interval), "s"
+    head.append(f"<Pixels{_attrs(attrs)}>")
     names = settings.channel_names or []
     luts = (settings.channel_luts(c) if samples == 1 else None) or []
     for ch in range(c):
@@ -338,36 +417,39 @@ def _image(
             channel["Name"] = names[ch]
         if ch < len(luts):
             channel["Color"] = str(ome_color([int(v) for v in luts[ch][:, 255]]))
-        ET.SubElement(pixels, q + "Channel", channel)
-    order = [(cc, zz, tt) for tt in range(t) for zz in range(z) for cc in range(c)]
-    for ifd, (cc, zz, tt) in enumerate(order, start=first_ifd):
-        ET.SubElement(
-            pixels,
-            q + "TiffData",
-            IFD=str(ifd),
-            FirstC=str(cc),
-            FirstZ=str(zz),
-            FirstT=str(tt),
-            PlaneCount="1",
-        )
+        head.append(_empty("Channel", channel))
+    # one TiffData for the image: its c*z*t IFDs from first_ifd on, in DimensionOrder
+    head.append(_empty("TiffData", {"IFD": str(first_ifd), "PlaneCount": str(c * z * t)}))
+    yield "".join(head)
+    order = ((cc, zz, tt) for tt in range(t) for zz in range(z) for cc in range(c))
+    batch: list[str] = []
     for (cc, zz, tt), info in zip(order, spec.planes, strict=True):
-        plane = {"TheZ": str(zz), "TheT": str(tt), "TheC": str(cc)}
-        if info is not None:
-            if info.delta_t is not None:
-                plane["DeltaT"], plane["DeltaTUnit"] = _fmt(info.delta_t), "s"
-            if info.exposure_time is not None:
-                plane["ExposureTime"] = _fmt(info.exposure_time)
-                plane["ExposureTimeUnit"] = "s"
-            for axis, value in (
-                ("X", info.position_x),
-                ("Y", info.position_y),
-                ("Z", info.position_z),
-            ):
-                if value is not None:
-                    plane[f"Position{axis}"], plane[f"Position{axis}Unit"] = _fmt(value), _UM
-        ET.SubElement(pixels, q + "Plane", plane)
+        batch.append(_plane(cc, zz, tt, info, interval))
+        if len(batch) == _PLANES_PER_CHUNK:
+            yield "".join(batch)
+            batch.clear()
+    tail = "</Pixels>"
     if settings.annotations:
-        ET.SubElement(image, q + "AnnotationRef", ID="Annotation:0")
+        tail += '<AnnotationRef ID="Annotation:0" />'
+    yield "".join(batch) + tail + "</Image>"
+
+
+def _plane(cc: int, zz: int, tt: int, info: PlaneInfo | None, interval: float | None) -> str:
+    """One Plane element: the plane's measured values, or a nominal DeltaT (see above)."""
+    text = f'<Plane TheZ="{zz}" TheT="{tt}" TheC="{cc}"'
+    if info is None:  # never acquired: nothing invented
+        return text + " />"
+    delta_t = info.delta_t
+    if delta_t is None and interval is not None:
+        delta_t = tt * interval
+    if delta_t is not None:
+        text += f' DeltaT="{_fmt(delta_t)}" DeltaTUnit="s"'
+    if info.exposure_time is not None:
+        text += f' ExposureTime="{_fmt(info.exposure_time)}" ExposureTimeUnit="s"'
+    for axis, value in (("X", info.position_x), ("Y", info.position_y), ("Z", info.position_z)):
+        if value is not None:
+            text += f' Position{axis}="{_fmt(value)}" Position{axis}Unit="{_UM}"'
+    return text + " />"
 
 
 # --- reading: the few OME-XML facts inspect and the reader need ----------------------------
