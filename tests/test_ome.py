@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+import tracemalloc
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -21,7 +22,9 @@ from mmtiffsink import IJTiffFile, MissingFramesWarning, ProfileError, TiffSink,
 from mmtiffsink.errors import FrameError
 from mmtiffsink.inspect import file_info
 from mmtiffsink.sink import SinkOptions
-from mmtiffsink.tiff import PlaneInfo, Profile
+from mmtiffsink.tiff import PlaneInfo, Profile, tiffwrite
+from mmtiffsink.tiff._ome import OmeImage, ome_xml_chunks
+from mmtiffsink.tiff._settings import Settings
 from tests.readers import bioformats_info, bioformats_pixels, bioformats_server, imagej_read
 from tests.test_crash import kill_after_flush, run_child
 from tests.writer_support import check_ome_schema, coded_frame
@@ -315,6 +318,128 @@ def test_bioio_reads_ome_tiff(tmp_path: Path) -> None:
     data = image.get_image_data("TCZYX")
     for c, z, t in ALL:
         np.testing.assert_array_equal(data[t, c, z], coded_frame(c, z, t))
+
+
+# ------------------------------------------------- DeltaT of planes without measured times
+def _plane_times(path: Path) -> dict[tuple[int, int, int], str | None]:
+    root = ET.fromstring(description(path))
+    return {
+        (int(p.get("TheC", -1)), int(p.get("TheZ", -1)), int(p.get("TheT", -1))): p.get("DeltaT")
+        for p in root.findall(".//ome:Plane", NS)
+    }
+
+
+def test_planes_without_measured_time_get_the_nominal_delta_t(tmp_path: Path) -> None:
+    """Measured DeltaT wins; else TheT x TimeIncrement; a never-acquired plane gets none."""
+    path = tmp_path / "nominal.ome.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingFramesWarning)
+        with IJTiffFile(path, profile="ome", timeinterval=0.1) as tif:
+            for t in range(4):
+                for c in range(2):
+                    if (c, t) == (1, 2):
+                        continue  # never saved
+                    plane = {"delta_t": 0.35} if (c, t) == (0, 3) else None
+                    if (c, t) == (1, 1):
+                        plane = {"exposure_time": 0.01}  # values, but no time
+                    tif.save(coded_frame(c, 0, t, (4, 6)), c, 0, t, plane=plane)
+    xml = description(path)
+    check_schema(xml)
+    times = _plane_times(path)
+    want = {(c, 0, t): repr(t * 0.1) for t in range(4) for c in range(2)}
+    want[(1, 0, 2)] = None
+    want[(0, 0, 3)] = "0.35"
+    assert times == want
+    assert 'ExposureTime="0.01"' in xml
+
+
+def test_no_time_increment_no_delta_t(tmp_path: Path) -> None:
+    path = tmp_path / "plain.ome.tif"
+    with IJTiffFile(path, profile="ome") as tif:
+        for t in range(2):
+            tif.save(coded_frame(0, 0, t, (4, 6)), 0, 0, t)
+    assert set(_plane_times(path).values()) == {None}
+
+
+# bioio-ome-tiff passes ome-types 0.7 a parser= argument, which warns (not our file's fault)
+@pytest.mark.filterwarnings("ignore:As of version 0.4.0, the parser argument is ignored")
+@pytest.mark.parametrize("measured", [True, False], ids=["plane", "no-plane"])
+def test_bioio_shows_the_interval_with_and_without_plane_values(
+    tmp_path: Path, measured: bool
+) -> None:
+    """bioio takes an OME file's interval only from Plane DeltaT (never TimeIncrement)."""
+    bioio_ome_tiff = pytest.importorskip("bioio_ome_tiff")
+    from bioio import BioImage
+
+    path = tmp_path / "interval.ome.tif"
+    data = np.stack([np.stack([coded_frame(c, 0, t, (8, 6)) for c in range(2)]) for t in range(3)])
+    if measured:  # the acquisition's own times (2.4 s apart) beside a nominal 2.5 s
+        with IJTiffFile(path, profile="ome", pxsize=0.65, timeinterval=2.5) as tif:
+            for t in range(3):
+                for c in range(2):
+                    tif.save(data[t, c], c, 0, t, plane={"delta_t": 2.4 * t + 0.01 * c})
+    else:
+        tiffwrite(path, data, axes="TCYX", profile="ome", pxsize=0.65, timeinterval=2.5)
+    image = BioImage(path, reader=bioio_ome_tiff.Reader)
+    interval = image.standard_metadata.timelapse_interval
+    assert interval is not None
+    assert interval.total_seconds() == pytest.approx(2.4 if measured else 2.5)
+    sizes = image.physical_pixel_sizes
+    assert (sizes.Y, sizes.X) == (0.65, 0.65)
+    # bioio-ome-tiff 1.4 leaves BioImage.time_interval None whatever the file holds
+    assert image.time_interval is None or image.time_interval == interval
+
+
+# ----------------------------------------------------- memory of the finish, per plane
+def test_ome_xml_is_made_in_pieces_whose_memory_does_not_grow() -> None:
+    """200,000 planes of Plane text: the peak is a few pieces, not the document."""
+    planes = 200_000
+    images = [
+        OmeImage(
+            (2, 1, planes // 2),
+            (PlaneInfo(delta_t=0.5 * i, exposure_time=0.01) for i in range(planes)),
+            name="big",
+        )
+    ]
+    chunks = ome_xml_chunks(
+        path=Path("big.ome.tif"),
+        settings=Settings(channel_names=["A", "B"], timeinterval=0.5),
+        frame_shape=(4, 4),
+        dtype=np.dtype(np.uint8),
+        images=images,
+    )
+    count = size = 0
+    tracemalloc.start()
+    try:
+        for chunk in chunks:
+            count += chunk.count("<Plane ")
+            size += len(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == planes and size > 100 * planes  # the text is ~20 MB ...
+    assert peak < 2_000_000, peak  # ... made a thousand planes at a time (ElementTree: ~GB)
+
+
+@pytest.mark.slow
+def test_ome_close_memory_per_plane(tmp_path: Path) -> None:
+    """The finish of a 20,000-plane file: bounded memory per plane (it was ~2.2 KB)."""
+    planes = 20_000
+    frame = np.zeros((4, 4), np.uint8)
+    tif = IJTiffFile(tmp_path / "many.ome.tif", profile="ome", timeinterval=0.5)
+    for t in range(planes):
+        tif.save(frame, 0, 0, t, plane={"delta_t": 0.5 * t})
+    tracemalloc.start()
+    try:
+        tif.close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # bigtiff's finish: ~210 B per plane (the canonical order, the keys); the OME-XML adds a
+    # fixed few hundred KB (a piece of text, a write buffer), not a cost per plane
+    assert peak / planes < 600, peak / planes
+    with tifffile.TiffFile(tmp_path / "many.ome.tif") as f:
+        assert f.is_ome and f.series[0].shape == (planes, 4, 4)
 
 
 KILL_OME_CHILD = """
