@@ -89,7 +89,7 @@ def test_positions_channels_z_t_pixel_by_pixel(core: CMMCorePlus, tmp_path: Path
         core.mda.run(seq, output=[handler, recorder])
     assert [p.name for p in handler.files] == ["exp1_A1.tif", "exp1_B2.tif"]
     assert handler.frames == len(recorder.frames) == 2 * 2 * 5 * 3
-    assert handler.blank_planes == {p: 0 for p in handler.files}
+    assert handler.blank_planes_by_file == {p: 0 for p in handler.files}
     by_name = {p.name: p for p in handler.files}
     stacks = {}
     for name, path in by_name.items():
@@ -125,15 +125,22 @@ def test_metadata_and_channel_names(core: CMMCorePlus, tmp_path: Path) -> None:
     assert info.shape == {"T": 2, "Z": 5, "C": 2, "Y": HEIGHT, "X": WIDTH}
     assert info.pixel_size_um == pytest.approx(0.5)
     assert info.z_step_um == pytest.approx(0.5)
-    assert info.interval_s is None or info.interval_s > 0  # as fast as possible: measured
+    # "as fast as possible": no stated interval, measured from the frames' runner_time_ms
+    assert info.interval_s is not None and 0 < info.interval_s < 5
     with tifffile.TiffFile(path) as tif:
         meta = _json(tif.pages[1].tags[51123].value)
+        ij = tif.imagej_metadata or {}
     assert meta["format"] == "frame-dict"
-    assert meta["PixelSize_um"] == pytest.approx(0.5)
-    assert "ZPosition_um_Intended" in meta and "ElapsedTime-ms" in meta
+    assert meta["pixel_size_um"] == pytest.approx(0.5)
+    assert "runner_time_ms" in meta and "exposure_ms" in meta
+    # pymmcore-plus's own keys only: no pycro-manager keys made up
+    assert not {"PixelSize_um", "ZPosition_um_Intended", "ElapsedTime-ms"} & set(meta)
     assert meta["mda_event"]["channel"]["config"] in ("FITC", "DAPI")
     assert "sequence" not in meta["mda_event"]  # the whole plan, not in every frame
     assert handler.summary is not None and handler.summary["format"] == "summary-dict"
+    info_lines = dict(line.split(" = ", 1) for line in ij["Info"].splitlines() if " = " in line)
+    assert json.loads(info_lines["mda_sequence"])["channels"][0]["config"] == "FITC"
+    assert "DemoCamera" in info_lines["devices"]
 
 
 def test_explicit_options_win(core: CMMCorePlus, tmp_path: Path) -> None:
@@ -176,7 +183,7 @@ def test_skipped_frames_are_blank(core: CMMCorePlus, tmp_path: Path) -> None:
         del engine.setup_event
     (path,) = handler.files
     assert handler.frames == 9
-    assert handler.blank_planes == {path: 1}
+    assert handler.blank_planes_by_file == {path: 1} and handler.blank_planes == 1
     data = tifffile.imread(path)
     assert data.shape == (2, 5, HEIGHT, WIDTH)
     assert not data[0, 1].any() and data[1, 1].any()
@@ -264,13 +271,13 @@ def test_second_sequence_is_refused(core: CMMCorePlus, tmp_path: Path) -> None:
 
 
 def test_event_axes_mapping() -> None:
-    from mmtiffsink.pymmcore_plus import _Layout
+    from mmtiffsink.pymmcore_plus import SequenceLayout
 
     seq = MDASequence(
         channels=["DAPI", "DAPI"],
         stage_positions=[{"x": 0, "y": 0, "name": "A"}, {"x": 1, "y": 1}],
     )
-    layout = _Layout.of(seq, {"image_infos": [{"num_camera_adapter_channels": 2}]})
+    layout = SequenceLayout.of(seq, {"image_infos": [{"num_camera_adapter_channels": 2}]})
     assert layout.channel_names == ("DAPI_0", "DAPI_1")
     assert not layout.position_names  # one position has no name: indices
     event = next(iter(seq))
@@ -372,7 +379,7 @@ def test_named_positions_as_series_of_one_ome_file(core: CMMCorePlus, tmp_path: 
     assert [p.name for p in handler.files] == ["plate.ome.tif"]
     (path,) = handler.files
     assert handler.frames == len(recorder.frames) == 2 * (5 + 3) * 3
-    assert handler.blank_planes == {path: 0}
+    assert handler.blank_planes_by_file == {path: 0}
     with tifffile.TiffFile(path) as tif:
         assert tif.is_ome and [s.name for s in tif.series] == ["A1", "B2"]
         stacks = {s.name: s.asarray() for s in tif.series}

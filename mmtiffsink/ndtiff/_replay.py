@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import StrictBool, model_validator
+from pydantic import StrictBool
 
 from mmtiffsink._closing import close_after_block
 from mmtiffsink.errors import (
@@ -84,18 +84,6 @@ class ReplayOptions(SinkOptions):
     LIVE: ClassVar[bool] = False  # offline: the profile's default codec (zstd 3), not zstd 1
     name: str | None = None
     keep_up: StrictBool = False  # offline: wait for the pool, the smallest files
-
-    @model_validator(mode="before")
-    @classmethod
-    def _overwrite(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "overwrite" in data:
-            data = dict(data)
-            value = data.pop("overwrite")
-            if not isinstance(value, bool):
-                msg = f"overwrite is True or False, got {value!r}"
-                raise ConfigError(msg)
-            data.setdefault("if_exists", "overwrite" if value else "error")
-        return data
 
     @property
     def overwrite(self) -> bool:

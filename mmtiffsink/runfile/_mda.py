@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from mmtiffsink.pymmcore_plus import TiffHandler, _Layout, event_axes
+from mmtiffsink.pymmcore_plus import EventPlaces, SequenceLayout, TiffHandler
 from mmtiffsink.sink import AxisMapper, FileKey, file_name, split_position
 
 from ._microscope import SnakeCore, check_preset, pymmcore_plus_core, set_up
@@ -33,14 +33,15 @@ def planned_sequence_files(
     """
     sequence = config.sequence
     out = config.output
-    layout = _Layout.of(sequence, {})
+    layout = SequenceLayout.of(sequence)
+    places = EventPlaces(layout)
     mapper = AxisMapper(layout.channel_names)
     stem = out.name if name is None else name
     files: dict[FileKey, list[int]] = {}  # key -> [C, Z, T, frames]
     events = 0
     for event in sequence:
         events += 1
-        axes = event_axes(event, None, layout)
+        axes = places.axes(event)
         placement = mapper.map(axes)
         key = placement.file_key
         if out.positions == "series":  # every position a series of one file
