@@ -209,17 +209,48 @@ def test_example_run_bioformats(
 # -- dry run and failures -----------------------------------------------------------------------
 
 
-def test_dry_run_acquires_nothing(tmp_path: Path) -> None:
-    _require_demo()
+#: Runs the CLI with pycro-manager, pymmcore(-plus) and the demo adapters made unimportable.
+_WITHOUT_ENGINES = """
+import importlib.abc, sys
+BLOCKED = {"pycromanager", "pymmcore", "pymmcore_plus", "mmpycorex", "ndstorage"}
+BLOCKED.add("mm_test_adapters")
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"blocked by the test: {name}")
+sys.meta_path.insert(0, Blocker())
+from mmtiffsink.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_dry_run_acquires_nothing_and_needs_no_engine(tmp_path: Path) -> None:
+    """README: ``--dry-run`` needs neither pycro-manager nor a microscope (imports blocked)."""
     source = next(p for p in CONFIGS if p.name == "demo.yaml")
     copy = tmp_path / "demo.yaml"
     copy.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
-    done = mmtiffsink("run", copy, "--dry-run", cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_ENGINES, "run", str(copy), "--dry-run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "Events: 45 (45 frames expected)" in done.stdout
     assert '"axes": {"time": 0, "channel": "DAPI", "z": 0}' in done.stdout
     assert "Dry run: nothing was acquired." in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.yaml"]
+    blocked = subprocess.run(  # the blocker works: a real run cannot start
+        [sys.executable, "-c", _WITHOUT_ENGINES, "run", str(copy), "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert blocked.returncode == 1 and "blocked by the test" in blocked.stderr, blocked.stderr
 
 
 def _fails(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -262,6 +293,7 @@ def test_missing_yaml_exits_1(tmp_path: Path) -> None:
     _fails(done, "run file nope.yaml does not exist")
 
 
+@pytest.mark.acquisition
 def test_existing_output_is_left_untouched(tmp_path: Path) -> None:
     _require_demo()
     path = _write(tmp_path, "acquisition:\n  num_time_points: 2\noutput:\n  name: cells\n")
@@ -288,6 +320,7 @@ def test_invalid_micromanager_path_exits_1(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.acquisition
 def test_unknown_preset_exits_1_before_acquiring(tmp_path: Path) -> None:
     _require_demo()
     path = _write(tmp_path, "microscope:\n  presets:\n    Objective: 25X\n")
@@ -335,7 +368,6 @@ def test_micromanager_kind(tmp_path: Path) -> None:
 
 
 @pytest.mark.acquisition
-@pytest.mark.acquisition
 def test_no_preview_by_option_or_yaml(tmp_path: Path) -> None:
     _require_demo()
     text = """
@@ -364,6 +396,7 @@ def test_no_preview_by_option_or_yaml(tmp_path: Path) -> None:
     assert "preview:" not in flag.stdout + yaml_off.stdout
 
 
+@pytest.mark.acquisition
 def test_if_exists_rename_and_overwrite(tmp_path: Path) -> None:
     _require_demo()
     text = """
@@ -395,6 +428,7 @@ def test_if_exists_rename_and_overwrite(tmp_path: Path) -> None:
     assert not (tmp_path / "cells_2.tif").exists()
 
 
+@pytest.mark.acquisition
 def test_unsupported_pixel_type_exits_1_before_acquiring(tmp_path: Path) -> None:
     """32-bit frames break pycro-manager's Python backend (and hang the process): refused."""
     _require_demo()
