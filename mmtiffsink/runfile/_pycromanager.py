@@ -174,9 +174,11 @@ class _PycroRun:
         self._on_frame = on_frame
         self._sink = TiffSink(config.output.directory, name, options)
         self._acq: Any = None
+        self._aborted = False
+        self._lock = threading.Lock()
         self._failure: BaseException | None = None
         self._hook_error: BaseException | None = None
-        self._waiter: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def files(self) -> list[Path]:
@@ -192,55 +194,55 @@ class _PycroRun:
         self._on_frame()
 
     def begin(self) -> None:
-        from pycromanager import Acquisition
+        # everything pycro-manager does runs on this thread: a Ctrl-C on the main thread can
+        # never strike inside its constructor or its acquire(), only abort() is called there
+        self._thread = threading.Thread(target=self._acquire, name="mmtiffsink-pycromanager")
+        self._thread.start()
 
-        kwargs: dict[str, Any] = {"show_display": False}
-        if self._config.microscope.kind == "java":
-            kwargs["port"] = self._config.microscope.java_port
+    def _acquire(self) -> None:
         try:
-            self._acq = Acquisition(
+            from pycromanager import Acquisition
+
+            kwargs: dict[str, Any] = {"show_display": False}
+            if self._config.microscope.kind == "java":
+                kwargs["port"] = self._config.microscope.java_port
+            acq = Acquisition(
                 directory=None, name=self._name, image_process_fn=self._hook, **kwargs
             )
         except Exception as exc:
             self._failure = exc
             return
+        with self._lock:
+            self._acq = acq
+            aborted = self._aborted
         try:
-            self._acq.acquire(list(self._events))  # pycro-manager takes a list or a generator
-        except Exception as exc:  # pycro-manager aborted the acquisition; let it end
-            self._failure = exc
-        self._finish()
-
-    def _finish(self) -> None:
-        """Mark the end of the events and wait for the acquisition on a thread."""
-        self._acq.mark_finished()
-        if self._waiter is not None:
-            return
-        acq = self._acq
-
-        def wait() -> None:
-            try:
-                acq.await_completion()
-            except BaseException as exc:  # reported by the main thread
-                self._failure = self._failure or exc
-            finally:
-                _drain_engine()
-
-        self._waiter = threading.Thread(target=wait, name="mmtiffsink-run-wait", daemon=True)
-        self._waiter.start()
+            if not aborted:
+                try:
+                    acq.acquire(list(self._events))  # pycro-manager takes a list or a generator
+                except Exception as exc:  # pycro-manager aborted the acquisition; let it end
+                    self._failure = exc
+                if self._aborted:  # abort() came while the events were handed over
+                    acq.abort()
+            acq.mark_finished()
+            acq.await_completion()
+        except BaseException as exc:  # reported by the main thread
+            self._failure = self._failure or exc
+        finally:
+            _drain_engine()
 
     def wait(self, timeout: float) -> bool:
-        if self._acq is None:
+        if self._thread is None:
             return True
-        if self._waiter is None:
-            return False
-        self._waiter.join(timeout)
-        return not self._waiter.is_alive()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def abort(self) -> None:
-        if self._acq is None:
-            return
-        self._acq.abort()
-        self._finish()  # abort() empties the event queue, the end marker included
+        with self._lock:
+            self._aborted = True
+            acq = self._acq
+        if acq is not None:
+            acq.abort()
+            acq.mark_finished()  # abort() empties the event queue, the end marker included
 
     def close(self) -> BaseException | None:
         failure = self._failure
