@@ -404,7 +404,7 @@ def check_tiffs(out_dir: Path, expected: int) -> str:
 def kept_up(out_dir: Path) -> int:
     """Frames the writer stored uncompressed to keep up (``mmtiffsink info``), or 0."""
     try:
-        from mmtiffsink.info import file_info
+        from mmtiffsink.inspect import file_info
     except ImportError:
         return 0
     return sum(getattr(file_info(p), "frames_uncompressed", 0) for p in out_dir.rglob("*.tif"))

@@ -5,7 +5,9 @@ and writes BigTIFF (or classic ImageJ) hyperstacks that Fiji, ImageJ and tifffil
 the right dimensions and calibration. The file on disk stays valid while it is written.
 """
 
-from ._preview import preview
+from mmtiffsink.inspect import preview
+from mmtiffsink.sink import SinkOptions, TiffSink
+
 from ._version import __version__
 from .errors import (
     CalibrationWarning,
@@ -25,8 +27,6 @@ from .errors import (
     WriterError,
 )
 from .limits import MAX_PLANES
-from .options import SinkOptions
-from .sink import TiffSink
 from .tiff import IJTiffFile, PlaneInfo, RepairReport, StageLabel, Tag, repair, tiffwrite
 
 __all__ = [

@@ -4,8 +4,8 @@ Every subcommand prints a readable message and exits non-zero on failure; a trac
 shown only with ``--traceback``. Exit status: 0 success, 1 failure (some dataset or file
 failed, or the run stopped), 2 bad command line, 130 interrupted.
 
-The work is done by :mod:`mmtiffsink.run`, :mod:`mmtiffsink.replay` and
-:mod:`mmtiffsink.info`; this module only parses arguments and reports.
+The work is done by :mod:`mmtiffsink.runfile`, :mod:`mmtiffsink.ndtiff` and
+:mod:`mmtiffsink.inspect`; this module only parses arguments and reports.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ._version import __version__
 from .errors import MMTiffSinkError
 
 if TYPE_CHECKING:
-    from .config import RunConfig
+    from mmtiffsink.runfile import RunConfig
 
 __all__ = ["main"]
 
@@ -183,9 +183,7 @@ def _compression(text: str | None) -> object:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ._runreport import format_plan, format_result
-    from .config import load_config
-    from .run import run
+    from mmtiffsink.runfile import format_plan, format_result, load_config, run
 
     config = load_config(args.config)
     if args.positions is not None:
@@ -210,7 +208,7 @@ def _with_positions(config: RunConfig, positions: str) -> RunConfig:
 
 def _previews(command: str, files: Sequence[Path]) -> None:
     """Write a preview PNG beside each file; a failed preview is reported, never fatal."""
-    from ._preview import write_previews
+    from mmtiffsink.inspect import write_previews
 
     def failed(path: Path, exc: Exception) -> None:
         print(f"mmtiffsink {command}: no preview of {path}: {exc}", file=sys.stderr)
@@ -220,8 +218,7 @@ def _previews(command: str, files: Sequence[Path]) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from ._replayreport import format_results, split_replay_paths
-    from .replay import ReplayOptions, replay_many
+    from mmtiffsink.ndtiff import ReplayOptions, format_results, replay_many, split_replay_paths
 
     datasets, out = split_replay_paths(args.paths, args.out)
     options = ReplayOptions(
@@ -252,7 +249,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     import json
 
-    from .info import file_info
+    from mmtiffsink.inspect import file_info
 
     status = EXIT_OK
     infos = []
@@ -299,7 +296,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
-    from ._preview import preview
+    from mmtiffsink.inspect import preview
 
     if args.out is not None and len(args.files) > 1:
         print("mmtiffsink preview: error: -o/--out takes one FILE only", file=sys.stderr)

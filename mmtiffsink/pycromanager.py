@@ -32,9 +32,7 @@ from ndstorage.ndstorage_base import NDStorageBase, WritableNDStorageAPI
 from pycromanager.acquisition.python_backend_acquisitions import PythonBackendAcquisition
 
 from mmtiffsink.errors import CoordinateError, MMTiffSinkError
-from mmtiffsink.mapping import Placement
-from mmtiffsink.options import SinkOptions
-from mmtiffsink.sink import TiffSink
+from mmtiffsink.sink import Placement, SinkOptions, TiffSink
 
 from ._closing import close_after_block
 
@@ -273,7 +271,7 @@ post_camera_hook_fn, notification_callback_fn, napari_viewer, image_saved_fn, de
         Accepted for code written for the Java backend and ignored, as pycro-manager's Python
         backend does.
     options, **sink_options
-        How the files are written: a :class:`~mmtiffsink.options.SinkOptions` and/or its
+        How the files are written: a :class:`~mmtiffsink.sink.SinkOptions` and/or its
         fields, as :class:`~mmtiffsink.sink.TiffSink` takes them. Unlike a ``TiffSink``, the
         default ``if_exists`` is ``"rename"``: as pycro-manager's own storage does, an
         acquisition whose files exist is written under a new name (``name_1``, ...).

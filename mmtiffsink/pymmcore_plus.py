@@ -46,8 +46,7 @@ from typing import Any
 import numpy as np
 
 from mmtiffsink.errors import MMTiffSinkError, WriterClosedError
-from mmtiffsink.options import SinkOptions
-from mmtiffsink.sink import TiffSink, sink_options
+from mmtiffsink.sink import SinkOptions, TiffSink, sink_options
 
 from ._closing import add_note, close_after_block
 
@@ -268,7 +267,7 @@ class TiffHandler:
     name
         Dataset name: the ``{name}`` of the file-name template.
     options, **sink_options
-        How the files are written: a :class:`~mmtiffsink.options.SinkOptions` and/or its
+        How the files are written: a :class:`~mmtiffsink.sink.SinkOptions` and/or its
         fields, as :class:`~mmtiffsink.sink.TiffSink` takes them. Without ``channel_names``
         the sequence's channel order is used. Explicit ``pixel_size_um``/``z_step_um``/
         ``interval_s`` win over the sequence's plan and the frames' metadata.
@@ -442,7 +441,7 @@ class TiffHandler:
                 self._count_blanks()
 
     def _count_blanks(self) -> None:
-        from mmtiffsink.info import file_info
+        from mmtiffsink.inspect import file_info
 
         for path, frames in self._per_file.items():
             try:

@@ -114,6 +114,9 @@ for p in mmtiffsink tests benchmarks; do [[ -e "$p" ]] && lint_paths+=("$p"); do
 section "mypy"
 "$PY" -m mypy
 
+section "import contracts (lint-imports: the layers of pyproject.toml's [tool.importlinter])"
+"$PY" -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
+
 # --- 5. Test runs ------------------------------------------------------------------------
 # Each run is recorded; a failure does not stop the others. pytest's exit 5 (no test ran) is a
 # failure: a run that tests nothing must not pass.

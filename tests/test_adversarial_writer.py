@@ -34,10 +34,9 @@ import pytest
 import tifffile
 
 from mmtiffsink import IJTiffFile, MissingFramesWarning, WriterClosedError, WriterError, repair
-from mmtiffsink.info import file_info
-from mmtiffsink.tiff import _pool
+from mmtiffsink.inspect import file_info
+from mmtiffsink.tiff import Codec, _pool
 from mmtiffsink.tiff._appender import Appender
-from mmtiffsink.tiff._codecs import Codec
 from tests.test_crash import ROOT, kill_after_flush
 from tests.writer_support import page_plane
 

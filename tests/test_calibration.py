@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mmtiffsink.calibration import (
+from mmtiffsink.errors import CalibrationWarning, MMTiffSinkWarning
+from mmtiffsink.sink import AxisMapper
+from mmtiffsink.sink._calibration import (
     MAX_PIXEL_SIZE_UM,
     Calibration,
     CalibrationTracker,
@@ -23,8 +25,6 @@ from mmtiffsink.calibration import (
     pixel_size_um,
     z_step_um,
 )
-from mmtiffsink.errors import CalibrationWarning, MMTiffSinkWarning
-from mmtiffsink.mapping import AxisMapper
 from tests.microscope import (
     DEMO_POSITIONS_FRAMES,
     DEMO_SEQUENCED_FRAMES,

@@ -12,7 +12,7 @@ import tifffile
 
 from mmtiffsink import IJTiffFile, __version__
 from mmtiffsink.cli import main
-from mmtiffsink.info import file_info
+from mmtiffsink.inspect import file_info
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:

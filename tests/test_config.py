@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from mmtiffsink._runreport import format_plan, format_result
-from mmtiffsink.config import DEFAULT_JAVA_PORT, RunConfig, load_config
 from mmtiffsink.errors import ConfigError, MMTiffSinkError
-from mmtiffsink.run import RunResult, plan_events, planned_files
+from mmtiffsink.runfile import RunResult, format_plan, format_result, plan_events, planned_files
+from mmtiffsink.runfile._models import DEFAULT_JAVA_PORT, RunConfig, load_config
 from mmtiffsink.tiff import Codec, IJTiffFile
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
@@ -475,7 +474,7 @@ def test_run_result_format(tmp_path: Path) -> None:
 def test_run_refuses_a_second_core_in_one_process(demo_core: Any, tmp_path: Path) -> None:
     """The pytest process already runs the demo microscope: a run must not start another."""
     from mmtiffsink.errors import MicroscopeError
-    from mmtiffsink.run import run
+    from mmtiffsink.runfile import run
 
     config = load_config(_write(tmp_path, "acquisition:\n  num_time_points: 1\n"))
     with pytest.raises(MicroscopeError, match="already runs in this process"):

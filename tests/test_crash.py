@@ -21,7 +21,7 @@ import pytest
 import tifffile
 
 from mmtiffsink import MissingFramesWarning, ProfileError, repair
-from mmtiffsink.info import file_info
+from mmtiffsink.inspect import file_info
 from tests.writer_support import coded_frame, page_plane, read_hyperstack
 
 ROOT = Path(__file__).resolve().parents[1]

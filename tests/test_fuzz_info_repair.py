@@ -27,7 +27,7 @@ import tifffile
 from mmtiffsink import IJTiffFile
 from mmtiffsink.cli import main
 from mmtiffsink.errors import DatasetError, MissingFramesWarning, MMTiffSinkError, MMTiffSinkWarning
-from mmtiffsink.info import file_info
+from mmtiffsink.inspect import file_info
 from mmtiffsink.tiff import repair
 from tests.writer_support import coded_frame, read_hyperstack
 

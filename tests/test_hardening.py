@@ -273,7 +273,7 @@ def test_repair_killed_imagej_uncompressed_exactly(tmp_path: Path) -> None:
     for c, z, t in [(1, 2, 1), (0, 0, 0), (1, 0, 0), (0, 1, 1)]:
         np.testing.assert_array_equal(data[t, z, c], coded_frame(c, z, t))
     assert not data[0, 1, 0].any()
-    from mmtiffsink.info import file_info
+    from mmtiffsink.inspect import file_info
 
     info = file_info(path)
     assert info.finished

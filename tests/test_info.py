@@ -26,7 +26,7 @@ import tifffile
 from mmtiffsink import IJTiffFile
 from mmtiffsink.cli import main
 from mmtiffsink.errors import DatasetError
-from mmtiffsink.info import FileInfo, file_info, summary_table
+from mmtiffsink.inspect import FileInfo, file_info, summary_table
 from tests.readers import bioformats_info
 from tests.test_crash import KILL_CHILD, kill_after_flush, run_child
 from tests.writer_support import coded_frame, read_hyperstack

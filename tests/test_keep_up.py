@@ -20,9 +20,8 @@ import tifffile
 
 from mmtiffsink import IJTiffFile
 from mmtiffsink.errors import ConfigError
-from mmtiffsink.info import file_info
-from mmtiffsink.tiff import _pool
-from mmtiffsink.tiff._codecs import Codec
+from mmtiffsink.inspect import file_info
+from mmtiffsink.tiff import Codec, _pool
 from tests.readers import bioformats_pixels, imagej_read
 
 SHAPE = (256, 256)
@@ -154,9 +153,8 @@ def test_imagej_reads_kept_up_deflate_frames(
 
 
 def test_sinks_keep_up_by_default_and_replay_does_not(tmp_path: Path, tiny_budget: None) -> None:
-    from mmtiffsink.options import SinkOptions
-    from mmtiffsink.replay import ReplayOptions
-    from mmtiffsink.sink import TiffSink
+    from mmtiffsink.ndtiff import ReplayOptions
+    from mmtiffsink.sink import SinkOptions, TiffSink
 
     assert SinkOptions().keep_up and not ReplayOptions().keep_up
     with TiffSink(tmp_path, "live", compression=("zstd", 19)) as sink:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mmtiffsink.errors import CoordinateError
-from mmtiffsink.mapping import AxisMapper, Placement, file_name, sanitize
+from mmtiffsink.sink._mapping import AxisMapper, Placement, file_name, sanitize
 from tests.microscope import (
     DEMO_POSITIONS_FRAMES,
     DEMO_SEQUENCED_FRAMES,

@@ -19,8 +19,8 @@ import tifffile
 
 from mmtiffsink import IJTiffFile, MissingFramesWarning, ProfileError, TiffSink, repair
 from mmtiffsink.errors import FrameError
-from mmtiffsink.info import file_info
-from mmtiffsink.options import SinkOptions
+from mmtiffsink.inspect import file_info
+from mmtiffsink.sink import SinkOptions
 from mmtiffsink.tiff import PlaneInfo, Profile
 from tests.readers import bioformats_info, bioformats_pixels, bioformats_server, imagej_read
 from tests.test_crash import kill_after_flush, run_child

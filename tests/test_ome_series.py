@@ -18,7 +18,7 @@ import tifffile
 
 from mmtiffsink import IJTiffFile, MissingFramesWarning, repair
 from mmtiffsink.errors import ConfigError, CoordinateError, ProfileError
-from mmtiffsink.info import file_info
+from mmtiffsink.inspect import file_info
 from mmtiffsink.tiff import StageLabel
 from tests.readers import bioformats_pixels, bioformats_server, imagej_read
 from tests.test_crash import kill_after_flush, run_child
@@ -195,7 +195,7 @@ def test_series_absurd_input(tmp_path: Path) -> None:
             tif.save(frame, 0, 0, 0, series=10**9)
         with pytest.raises(CoordinateError, match=r"series=-2 is negative"):
             tif.set_series(-2, name="x")
-        with pytest.raises(ConfigError, match="stage x must be a finite number"):
+        with pytest.raises(ConfigError, match=r"stage x \(µm\) must be a finite number"):
             tif.set_series(1, stage={"x": float("nan")})
         with pytest.raises(ConfigError, match="unknown stage field 'w'"):
             tif.set_series(1, stage={"w": 1.0})
@@ -349,7 +349,7 @@ def test_preview_draws_a_row_per_series(tmp_path: Path) -> None:
     import shutil
 
     import mmtiffsink
-    from mmtiffsink._preview import sheet
+    from mmtiffsink.inspect._preview import sheet
     from tests.test_preview import LIME, MAGENTA, SPOTS, at, decode, is_missing, near, spot_frame
 
     path = tmp_path / "rows.ome.tif"
@@ -377,7 +377,7 @@ def test_preview_draws_a_row_per_series(tmp_path: Path) -> None:
 def test_sink_positions_as_series(tmp_path: Path) -> None:
     """TiffSink(positions="series"): one file, a series per position in order of arrival."""
     from mmtiffsink import TiffSink
-    from mmtiffsink.mapping import Placement
+    from mmtiffsink.sink import Placement
 
     with pytest.raises(ConfigError, match=r"positions='series' .* needs profile='ome'"):
         TiffSink(tmp_path, "x", positions="series")

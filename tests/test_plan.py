@@ -12,12 +12,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mmtiffsink._runreport import format_plan
 from mmtiffsink.cli import main
-from mmtiffsink.config import AcquisitionConfig, RunConfig, load_config
 from mmtiffsink.errors import ConfigError
 from mmtiffsink.limits import MAX_PLANES
-from mmtiffsink.run import EventPlan, plan_events, planned_files
+from mmtiffsink.runfile import (
+    AcquisitionConfig,
+    EventPlan,
+    RunConfig,
+    format_plan,
+    load_config,
+    plan_events,
+    planned_files,
+)
 
 
 def _write(folder: Path, text: str) -> Path:

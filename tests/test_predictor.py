@@ -19,10 +19,9 @@ import tifffile
 
 from mmtiffsink import IJTiffFile, MissingFramesWarning, repair
 from mmtiffsink.errors import ConfigError, ProfileError
-from mmtiffsink.info import file_info
-from mmtiffsink.options import SinkOptions
-from mmtiffsink.replay import ReplayOptions
-from mmtiffsink.sink import TiffSink
+from mmtiffsink.inspect import file_info
+from mmtiffsink.ndtiff import ReplayOptions
+from mmtiffsink.sink import SinkOptions, TiffSink
 from mmtiffsink.tiff import DEFAULT, Codec, Profile
 from tests.writer_support import page_plane
 

@@ -21,9 +21,9 @@ import tifffile
 
 import mmtiffsink
 from mmtiffsink import DatasetError, IJTiffFile, MissingFramesWarning
-from mmtiffsink._preview import MAX_ROWS, preview_path, sheet, write_previews
-from mmtiffsink._sheet import BACKGROUND, HATCH, MISSING
-from mmtiffsink.info import file_info
+from mmtiffsink.inspect import file_info
+from mmtiffsink.inspect._preview import MAX_ROWS, preview_path, sheet, write_previews
+from mmtiffsink.inspect._sheet import BACKGROUND, HATCH, MISSING
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 96, 128  # small frames are shown 1:1 (no binning, no enlarging)

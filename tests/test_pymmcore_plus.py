@@ -81,7 +81,7 @@ def _sequence(**changes: Any) -> MDASequence:
 
 
 def test_positions_channels_z_t_pixel_by_pixel(core: CMMCorePlus, tmp_path: Path) -> None:
-    from mmtiffsink.info import file_info
+    from mmtiffsink.inspect import file_info
 
     seq = _sequence()
     recorder = Recorder()
@@ -113,7 +113,7 @@ def test_positions_channels_z_t_pixel_by_pixel(core: CMMCorePlus, tmp_path: Path
 
 
 def test_metadata_and_channel_names(core: CMMCorePlus, tmp_path: Path) -> None:
-    from mmtiffsink.info import file_info
+    from mmtiffsink.inspect import file_info
 
     seq = _sequence(stage_positions=[], time_plan={"interval": 0, "loops": 2})
     with TiffHandler(tmp_path, name="m") as handler:
@@ -137,7 +137,7 @@ def test_metadata_and_channel_names(core: CMMCorePlus, tmp_path: Path) -> None:
 
 
 def test_explicit_options_win(core: CMMCorePlus, tmp_path: Path) -> None:
-    from mmtiffsink.info import file_info
+    from mmtiffsink.inspect import file_info
 
     seq = _sequence(stage_positions=[], channels=[], time_plan={"interval": 0.05, "loops": 2})
     with TiffHandler(tmp_path, "x", z_step_um=2.0, interval_s=9.0, pixel_size_um=0.1) as h:
@@ -311,8 +311,7 @@ def test_yaml_run_through_the_cli(tmp_path: Path) -> None:
 
 
 def test_yaml_dry_run_lists_the_sequence(tmp_path: Path) -> None:
-    from mmtiffsink._runreport import format_plan
-    from mmtiffsink.config import load_config
+    from mmtiffsink.runfile import format_plan, load_config
 
     config = tmp_path / "run.yaml"
     config.write_text((REPO / "configs" / "demo_pymmcore_plus.yaml").read_text())
@@ -324,8 +323,8 @@ def test_yaml_dry_run_lists_the_sequence(tmp_path: Path) -> None:
 
 
 def test_yaml_engine_and_section_must_match(tmp_path: Path) -> None:
-    from mmtiffsink.config import load_config
     from mmtiffsink.errors import ConfigError
+    from mmtiffsink.runfile import load_config
 
     config = tmp_path / "mix.yaml"
     config.write_text("sequence:\n  channels: [DAPI]\n")
@@ -337,8 +336,8 @@ def test_yaml_engine_and_section_must_match(tmp_path: Path) -> None:
 
 
 def test_yaml_typo_names_line_and_key(tmp_path: Path) -> None:
-    from mmtiffsink.config import load_config
     from mmtiffsink.errors import ConfigError
+    from mmtiffsink.runfile import load_config
 
     config = tmp_path / "typo.yaml"
     config.write_text(
@@ -358,7 +357,7 @@ def test_named_positions_as_series_of_one_ome_file(core: CMMCorePlus, tmp_path: 
     import re
     import xml.etree.ElementTree as ET
 
-    from mmtiffsink.info import file_info
+    from mmtiffsink.inspect import file_info
 
     sub = {"z_plan": {"range": 1, "step": 0.5}}  # B2: 3 slices instead of 5
     seq = _sequence(
@@ -407,9 +406,8 @@ def test_positions_series_needs_the_ome_profile(tmp_path: Path) -> None:
 
 
 def test_yaml_run_positions_series_through_the_cli(tmp_path: Path) -> None:
-    from mmtiffsink._runreport import format_plan
-    from mmtiffsink.config import load_config
     from mmtiffsink.errors import ConfigError
+    from mmtiffsink.runfile import format_plan, load_config
 
     config = tmp_path / "run.yaml"
     text = (REPO / "configs" / "demo_pymmcore_plus.yaml").read_text()

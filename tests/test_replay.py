@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 import tifffile
 
-from mmtiffsink._replayreport import format_results, split_replay_paths
 from mmtiffsink.cli import main
 from mmtiffsink.errors import (
     ConfigError,
@@ -34,8 +33,15 @@ from mmtiffsink.errors import (
     MissingFramesWarning,
     ProfileError,
 )
-from mmtiffsink.replay import ReplayOptions, ReplayResult, replay, replay_many
-from mmtiffsink.sink import DEFAULT
+from mmtiffsink.ndtiff import (
+    ReplayOptions,
+    ReplayResult,
+    format_results,
+    replay,
+    replay_many,
+    split_replay_paths,
+)
+from mmtiffsink.sink._sink import DEFAULT
 from mmtiffsink.tiff import Codec
 from tests.readers import bioformats_info
 
@@ -627,8 +633,8 @@ def test_replay_many_local_cluster(tmp_path: Path, three: tuple[Source, Path, So
 def test_unreachable_scheduler(
     tmp_path: Path, three: tuple[Source, Path, Source], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mmtiffsink import replay as replay_module
     from mmtiffsink.errors import MMTiffSinkError
+    from mmtiffsink.ndtiff import _replay as replay_module
 
     monkeypatch.setattr(replay_module, "_CONNECT_TIMEOUT_S", 1.0)  # 15 s otherwise
     good_a, _, _ = three

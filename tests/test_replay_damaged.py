@@ -20,7 +20,7 @@ import tifffile
 from mmtiffsink.cli import main
 from mmtiffsink.errors import DatasetError
 from mmtiffsink.limits import MAX_PLANES
-from mmtiffsink.replay import replay
+from mmtiffsink.ndtiff import replay
 from tests.test_replay import CHANNELS, Source, allow_blank_planes, check_position, make_dataset
 
 pytestmark = allow_blank_planes

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from mmtiffsink.config import load_config
+from mmtiffsink.runfile import load_config
 from tests.microscope import OBJECTIVES
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))

@@ -21,10 +21,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mmtiffsink._yamlfile import MAX_BYTES, MAX_DEPTH, MAX_NODES, MAX_NUMBER_CHARS
 from mmtiffsink.cli import main
-from mmtiffsink.config import RunConfig, load_config
 from mmtiffsink.errors import ConfigError
+from mmtiffsink.runfile import RunConfig, load_config
+from mmtiffsink.runfile._yaml import MAX_BYTES, MAX_DEPTH, MAX_NODES, MAX_NUMBER_CHARS
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 #: Wall-clock bound of one refusal (they take milliseconds; the machine is shared).

@@ -22,8 +22,7 @@ from mmtiffsink.errors import (
     WriterClosedError,
     WriterError,
 )
-from mmtiffsink.options import SinkOptions
-from mmtiffsink.sink import TiffSink
+from mmtiffsink.sink import SinkOptions, TiffSink
 from mmtiffsink.tiff import Codec
 
 CHANNELS = ("DAPI", "FITC")

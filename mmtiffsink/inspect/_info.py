@@ -23,12 +23,14 @@ from typing import Any, final
 import numpy as np
 import tifffile
 
-from ._planetag import frame_tags
+from mmtiffsink._values import LENGTH_UM as _LENGTH_UM
+from mmtiffsink._values import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
+from mmtiffsink._values import TIME_S as _TIME_S
+from mmtiffsink._values import positive
+from mmtiffsink.errors import DatasetError
+from mmtiffsink.tiff.format import frame_tags
+
 from ._tifflog import tifffile_log
-from ._units import LENGTH_UM as _LENGTH_UM
-from ._units import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
-from ._units import TIME_S as _TIME_S
-from .errors import DatasetError
 
 __all__ = ["FileInfo", "SeriesInfo", "file_info", "summary_table"]
 
@@ -457,11 +459,7 @@ def _codec(page: tifffile.TiffPage) -> str:
 
 
 def _positive(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
+    return positive(value)
 
 
 def _calibration(

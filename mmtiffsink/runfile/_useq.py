@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from mmtiffsink._yamlfile import Loc, located_error
+from ._yaml import Loc, located_error
 
 __all__ = ["USEQ_HINT", "sequence_errors", "validate_sequence"]
 
@@ -38,7 +38,7 @@ def _sequence_model() -> type[BaseModel]:
 def validate_sequence(value: Any) -> Any:
     """The ``MDASequence`` of a ``sequence`` section (a pydantic error for the first problem).
 
-    :func:`mmtiffsink.config.load_config` reports every problem with :func:`sequence_errors`
+    :func:`mmtiffsink.runfile.load_config` reports every problem with :func:`sequence_errors`
     first; this is the check of ``RunConfig.model_validate``.
     """
     if value is None:

@@ -1,64 +1,23 @@
 """What ``mmtiffsink replay`` shows: the progress bar, the summary and the paths it takes.
 
-The conversion itself is :mod:`mmtiffsink.replay`; this module only reports on it (and tells
+The conversion itself is :mod:`mmtiffsink.ndtiff`; this module only reports on it (and tells
 datasets from the output directory on the command line), for :mod:`mmtiffsink.cli`.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mmtiffsink.errors import DatasetError, MMTiffSinkError
-from mmtiffsink.ndtiff import dataset_dir, is_ndtiff_dataset
+
+from ._reader import dataset_dir, is_ndtiff_dataset
 
 if TYPE_CHECKING:
-    from mmtiffsink.replay import ReplayResult
+    from ._replay import ReplayResult
 
-__all__ = ["Progress", "format_results", "split_replay_paths"]
-
-
-class Progress:
-    """One tqdm bar (on stderr) shared by the datasets being converted; thread-safe.
-
-    The bar appears with the first work announced (:meth:`add_total`), so a run that fails
-    before converting anything prints no empty bar.
-    """
-
-    def __init__(self, enabled: bool, unit: str = "frame", total: int = 0) -> None:
-        self._lock = threading.Lock()
-        self._enabled = enabled
-        self._unit = unit
-        self._bar: Any = None
-        if total:
-            self.add_total(total)
-
-    def add_total(self, count: int) -> None:
-        if not self._enabled or not count:
-            return
-        with self._lock:
-            if self._bar is None:
-                from tqdm import tqdm
-
-                self._bar = tqdm(
-                    total=count, unit=self._unit, desc="replay", file=sys.stderr, dynamic_ncols=True
-                )
-            else:
-                self._bar.total += count
-                self._bar.refresh()
-
-    def advance(self, count: int = 1) -> None:
-        if self._bar is not None:
-            with self._lock:
-                self._bar.update(count)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._bar is not None:
-                self._bar.close()
+__all__ = ["format_results", "split_replay_paths"]
 
 
 def split_replay_paths(paths: Sequence[Path], out: Path | None) -> tuple[list[Path], Path]:
@@ -152,8 +111,8 @@ def _indent(text: str) -> str:
 
 
 def _files_table(files: Sequence[Path]) -> str:
-    """``summary_table`` of :mod:`mmtiffsink.info` over ``files``; a plain list if unreadable."""
-    from mmtiffsink.info import file_info, summary_table
+    """``summary_table`` of :mod:`mmtiffsink.inspect` over ``files``; a plain list if unreadable."""
+    from mmtiffsink.inspect import file_info, summary_table
 
     infos = []
     unreadable: list[str] = []

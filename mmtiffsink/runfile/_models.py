@@ -42,7 +42,12 @@ from pydantic import (
     model_validator,
 )
 
-from mmtiffsink._yamlfile import (
+from mmtiffsink.errors import ConfigError
+from mmtiffsink.limits import MAX_PLANES
+from mmtiffsink.sink import SinkOptions
+from mmtiffsink.tiff import DEFAULT
+
+from ._yaml import (
     BASE_DIR,
     MAX_BYTES,
     MAX_PROBLEMS_SHOWN,
@@ -54,12 +59,8 @@ from mmtiffsink._yamlfile import (
     read_yaml,
     resolve_path,
 )
-from mmtiffsink._yamlfile import FileModel as _Model
-from mmtiffsink._yamlfile import located_error as _error
-from mmtiffsink.errors import ConfigError
-from mmtiffsink.limits import MAX_PLANES
-from mmtiffsink.options import SinkOptions
-from mmtiffsink.tiff import DEFAULT
+from ._yaml import FileModel as _Model
+from ._yaml import located_error as _error
 
 __all__ = [
     "DEFAULT_JAVA_PORT",
@@ -81,7 +82,7 @@ _ORDER_LETTERS = frozenset("tpcz")
 
 
 def _check_color(value: str) -> str:
-    from mmtiffsink.tiff._colors import parse_color
+    from mmtiffsink.tiff import parse_color
 
     try:
         parse_color(value)
@@ -392,7 +393,7 @@ class AcquisitionConfig(_Model):
 class OutputConfig(SinkOptions):
     """Where and how the hyperstacks are written (one file per position, or one OME-TIFF).
 
-    Every field of :class:`~mmtiffsink.options.SinkOptions` (``template``, ``profile``,
+    Every field of :class:`~mmtiffsink.sink.SinkOptions` (``template``, ``profile``,
     ``compression`` such as ``zstd``, ``zstd:9``, ``deflate`` or ``none``, ``predictor``
     (true/false), ``colors`` or ``colormap``, ``pixel_size_um``, ``z_step_um``,
     ``interval_s``, ``if_exists``, ``max_planes``, ``keep_up``, ``positions``), plus:
@@ -461,7 +462,7 @@ class RunConfig(_Model):
     @field_validator("sequence")
     @classmethod
     def _check_sequence(cls, value: Any) -> Any:
-        from mmtiffsink._useqfile import validate_sequence
+        from ._useq import validate_sequence
 
         return validate_sequence(value)
 
@@ -539,7 +540,7 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
         values such as a negative z step or zero time points).
 
     """
-    from mmtiffsink._useqfile import sequence_errors
+    from ._useq import sequence_errors
 
     problems = _sequence_problems(Path(path), sequence_errors)
     if problems:

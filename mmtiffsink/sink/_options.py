@@ -4,7 +4,7 @@
 codec, file-name template, channel names, colors, calibration overrides, what to do when a
 file exists, the plane cap, one file per position or all positions as series of one file).
 :class:`~mmtiffsink.sink.TiffSink`, the pycro-manager
-:class:`~mmtiffsink.pycromanager.TiffAcquisition`, :func:`~mmtiffsink.replay.replay` and the
+:class:`~mmtiffsink.pycromanager.TiffAcquisition`, :func:`~mmtiffsink.ndtiff.replay` and the
 ``output`` section of a run file all take it; none of them re-lists or re-checks its fields.
 """
 
@@ -77,7 +77,7 @@ def _positive(value: Any) -> Any:
 @_checked
 def _color(value: Any) -> Any:
     """One channel color, checked (CSS name, ``#rrggbb`` or an RGB triple)."""
-    from mmtiffsink.tiff._colors import parse_color
+    from mmtiffsink.tiff import parse_color
 
     parse_color(value)
     return value if isinstance(value, str) else tuple(value)
@@ -90,7 +90,7 @@ class SinkOptions(BaseModel):
     ----------
     template
         File name template: ``{name}`` and axis fields such as ``{position}``; a field the
-        images lack is dropped with its separator (see :func:`mmtiffsink.mapping.file_name`).
+        images lack is dropped with its separator (see :func:`mmtiffsink.sink.file_name`).
         Default ``{name}_{position}.tif``; ``{name}_{position}.ome.tif`` for ``profile="ome"``.
     profile
         ``"bigtiff"`` (default; Fiji/Bio-Formats, tifffile, napari), ``"imagej"`` (classic
@@ -100,7 +100,7 @@ class SinkOptions(BaseModel):
         ``"zstd"``, ``"zstd:9"``, ``("zstd", 9)``, ``"deflate"``, ``"zstd:1+predictor"``,
         ``None`` (none) or :data:`~mmtiffsink.tiff.DEFAULT`: the profile's codec for live
         acquisitions, zstd 1 with the predictor for bigtiff and ome (without it for float
-        pixels), deflate 1 for imagej; replays (:class:`~mmtiffsink.replay.ReplayOptions`)
+        pixels), deflate 1 for imagej; replays (:class:`~mmtiffsink.ndtiff.ReplayOptions`)
         take zstd 3 instead. Stored as a :class:`~mmtiffsink.tiff.Codec` (or ``DEFAULT``).
     predictor
         True adds TIFF's horizontal-differencing predictor to the codec (files about 4%
@@ -166,7 +166,7 @@ class SinkOptions(BaseModel):
     @classmethod
     @_checked
     def _check_template(cls, value: str) -> str:
-        from mmtiffsink.mapping import file_name
+        from ._mapping import file_name
 
         try:
             specs = "".join(spec or "" for _, _, spec, _ in string.Formatter().parse(value))
@@ -214,7 +214,7 @@ class SinkOptions(BaseModel):
     @_checked
     def _check_colormap(cls, value: str | None) -> str | None:
         if value is not None:
-            from mmtiffsink.tiff._colors import colormap_lut
+            from mmtiffsink.tiff import colormap_lut
 
             colormap_lut(value)
         return value
@@ -294,7 +294,7 @@ class SinkOptions(BaseModel):
 
         A default (``compression=DEFAULT``) is the profile's codec for live acquisitions
         (zstd 1 with the predictor for ``bigtiff`` and ``ome``), without the predictor for
-        float pixels; :class:`~mmtiffsink.replay.ReplayOptions` use the offline default.
+        float pixels; :class:`~mmtiffsink.ndtiff.ReplayOptions` use the offline default.
         """
         profile = Profile.get(self.profile)
         codec = profile.codec(

@@ -1,7 +1,7 @@
 """``mmtiffsink run`` with ``microscope.engine: pymmcore-plus``: a useq sequence on CMMCorePlus.
 
 The run file's ``sequence`` (a useq ``MDASequence``) runs on a ``CMMCorePlus`` started from the
-run file's microscope (:func:`mmtiffsink.microscope.pymmcore_plus_core`), set up as for
+run file's microscope (:func:`mmtiffsink.runfile._microscope.pymmcore_plus_core`), set up as for
 pycro-manager (presets, properties, exposure), into a
 :class:`~mmtiffsink.pymmcore_plus.TiffHandler`. Existing output files are found before the
 microscope starts (``output.if_exists``); Ctrl-C cancels the MDA, the files are finished and
@@ -14,11 +14,12 @@ import threading
 import time
 from typing import Any
 
-from mmtiffsink.config import RunConfig
-from mmtiffsink.mapping import AxisMapper, FileKey, file_name, split_position
-from mmtiffsink.microscope import SnakeCore, check_preset, pymmcore_plus_core, set_up
 from mmtiffsink.pymmcore_plus import TiffHandler, _Layout, event_axes
-from mmtiffsink.run import PlannedFile, RunResult, output_name
+from mmtiffsink.sink import AxisMapper, FileKey, file_name, split_position
+
+from ._microscope import SnakeCore, check_preset, pymmcore_plus_core, set_up
+from ._models import RunConfig
+from ._run import PlannedFile, RunResult, output_name
 
 __all__ = ["planned_sequence_files", "run_sequence", "sequence_plan"]
 
@@ -75,7 +76,7 @@ def _check_channels(core: SnakeCore, config: RunConfig) -> None:
 
 
 def run_sequence(config: RunConfig, *, progress: bool = True) -> RunResult:
-    """Run the file's ``sequence`` with pymmcore-plus; see :func:`mmtiffsink.run.run`."""
+    """Run the file's ``sequence`` with pymmcore-plus; see :func:`mmtiffsink.runfile.run`."""
     from tqdm import tqdm
 
     started = time.monotonic()

@@ -1,4 +1,4 @@
-"""tifffile's log, collected per thread while a file is inspected (see :mod:`mmtiffsink.info`)."""
+"""tifffile's log, collected per thread while a file is inspected (:mod:`mmtiffsink.inspect`)."""
 
 from __future__ import annotations
 

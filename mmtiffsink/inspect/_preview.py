@@ -28,12 +28,13 @@ from typing import Literal, final
 import numpy as np
 import tifffile
 
+from mmtiffsink.errors import ConfigError, DatasetError, MMTiffSinkError
+
 from ._canvas import Canvas, Color
+from ._info import FileInfo, file_info
 from ._planes import READ_ERRORS, Stack
 from ._planes import stacks as stacks_of
 from ._sheet import Row, Tile, render
-from .errors import ConfigError, DatasetError, MMTiffSinkError
-from .info import FileInfo, file_info
 
 __all__ = ["MAX_ROWS", "preview", "preview_path", "sheet", "write_previews"]
 

@@ -2,7 +2,7 @@
 
 :func:`run` plans the events (an :class:`EventPlan`: pycro-manager's
 ``multi_d_acquisition_events``, computed on demand), checks the output files against
-``output.if_exists``, starts the microscope and sets it up (:mod:`mmtiffsink.microscope`),
+``output.if_exists``, starts the microscope and sets it up (:mod:`mmtiffsink.runfile._microscope`),
 acquires through pycro-manager with a :class:`~mmtiffsink.sink.TiffSink` as the
 ``image_process_fn``, and returns a :class:`RunResult` (the CLI reports it).
 
@@ -28,11 +28,11 @@ from typing import Any, overload
 
 import numpy as np
 
-from mmtiffsink.config import AcquisitionConfig, RunConfig
 from mmtiffsink.errors import FileExistsError_
-from mmtiffsink.mapping import AxisMapper, FileKey, file_name
-from mmtiffsink.microscope import microscope, set_up
-from mmtiffsink.sink import TiffSink
+from mmtiffsink.sink import AxisMapper, FileKey, TiffSink, file_name
+
+from ._microscope import microscope, set_up
+from ._models import AcquisitionConfig, RunConfig
 
 __all__ = [
     "EventPlan",
@@ -60,7 +60,7 @@ class EventPlan(Sequence[dict[str, Any]]):
 
     The events are those of pycro-manager's ``multi_d_acquisition_events`` for the run's
     ``acquisition`` (same keys, key order and values, as plain Python values), except that a z
-    stack has the run file's :attr:`~mmtiffsink.config.AcquisitionConfig.num_z_slices` slices
+    stack has the run file's :attr:`~mmtiffsink.runfile.AcquisitionConfig.num_z_slices` slices
     (``numpy.arange`` there can add a slice beyond ``z_end_um``). ``len(plan)`` is computed,
     ``plan[i]`` is built from ``i``, and iterating builds one event at a time, so a plan of
     10**7 events costs no memory.
@@ -168,7 +168,7 @@ def plan_events(config: RunConfig) -> EventPlan:
 
     """
     if config.microscope.engine == "pymmcore-plus":
-        from mmtiffsink._mda import sequence_plan
+        from ._mda import sequence_plan
 
         return sequence_plan(config)  # type: ignore[return-value]
     return EventPlan(config.acquisition)
@@ -215,7 +215,7 @@ def planned_files(config: RunConfig, name: str | None = None) -> list[PlannedFil
 
     """
     if config.microscope.engine == "pymmcore-plus":
-        from mmtiffsink._mda import planned_sequence_files
+        from ._mda import planned_sequence_files
 
         return planned_sequence_files(config, name)[0]
     acq, out = config.acquisition, config.output
@@ -357,7 +357,7 @@ def run(config: RunConfig, *, progress: bool = True) -> RunResult:
     Parameters
     ----------
     config
-        The run configuration (:func:`mmtiffsink.config.load_config`).
+        The run configuration (:func:`mmtiffsink.runfile.load_config`).
     progress
         Show a progress bar over the expected frames (on stderr).
 
@@ -381,7 +381,7 @@ def run(config: RunConfig, *, progress: bool = True) -> RunResult:
     from tqdm import tqdm
 
     if config.microscope.engine == "pymmcore-plus":
-        from mmtiffsink._mda import run_sequence
+        from ._mda import run_sequence
 
         return run_sequence(config, progress=progress)
     started = time.monotonic()

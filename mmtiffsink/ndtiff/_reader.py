@@ -34,7 +34,9 @@ from typing import IO, Any, Final
 
 import numpy as np
 
-from mmtiffsink._ndtiff_format import (
+from mmtiffsink.errors import DatasetError
+
+from ._format import (
     INDEX_NAME,
     PIXEL_BYTES,
     RGB_PIXEL_TYPE,
@@ -46,7 +48,6 @@ from mmtiffsink._ndtiff_format import (
     iter_index_prefix,
     read_header,
 )
-from mmtiffsink.errors import DatasetError
 
 __all__ = [
     "FULL_RESOLUTION",

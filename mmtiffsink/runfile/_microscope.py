@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mmtiffsink.config import MicroscopeConfig, RunConfig
 from mmtiffsink.errors import MicroscopeError
+
+from ._models import MicroscopeConfig, RunConfig
 
 __all__ = [
     "EXTRA_HINT",

@@ -34,7 +34,6 @@ from typing import Any, ClassVar
 from pydantic import StrictBool, model_validator
 
 from mmtiffsink._closing import close_after_block
-from mmtiffsink._replayreport import Progress
 from mmtiffsink.errors import (
     ConfigError,
     CoordinateError,
@@ -44,10 +43,10 @@ from mmtiffsink.errors import (
     MMTiffSinkError,
 )
 from mmtiffsink.limits import MAX_PLANES
-from mmtiffsink.mapping import AxisMapper, FileKey, file_name, split_position
-from mmtiffsink.ndtiff import IndexEntry, NDTiffSource, dataset_dir
-from mmtiffsink.options import SinkOptions
-from mmtiffsink.sink import TiffSink
+from mmtiffsink.sink import AxisMapper, FileKey, SinkOptions, TiffSink, file_name, split_position
+
+from ._progress import Progress
+from ._reader import IndexEntry, NDTiffSource, dataset_dir
 
 __all__ = [
     "ReplayOptions",
@@ -62,7 +61,7 @@ _CONNECT_TIMEOUT_S = 15.0
 
 # ==================================================================================== values
 class ReplayOptions(SinkOptions):
-    """How datasets are written: the fields of :class:`~mmtiffsink.options.SinkOptions`, and more.
+    """How datasets are written: the fields of :class:`~mmtiffsink.sink.SinkOptions`, and more.
 
     Parameters
     ----------

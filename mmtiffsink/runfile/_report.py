@@ -2,8 +2,8 @@
 
 :func:`format_plan` describes a run file without acquiring (microscope, acquisition, the files
 expected and the first and last events); :func:`format_result` summarises a
-:class:`~mmtiffsink.run.RunResult` (files with dimensions, size, compression and calibration, read
-back from the files, then any error).
+:class:`~mmtiffsink.runfile.RunResult` (files with dimensions, size, compression and
+calibration, read back from the files, then any error).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmtiffsink.config import AcquisitionConfig, MicroscopeConfig, RunConfig
 from mmtiffsink.errors import MMTiffSinkError
-from mmtiffsink.info import FileInfo, file_info, summary_table
-from mmtiffsink.run import RunResult, plan_events, planned_files
+from mmtiffsink.inspect import FileInfo, file_info, summary_table
+
+from ._models import AcquisitionConfig, MicroscopeConfig, RunConfig
+from ._run import RunResult, plan_events, planned_files
 
 __all__ = ["PLAN_EVENTS_SHOWN", "format_plan", "format_result"]
 
@@ -177,7 +178,7 @@ def _calibration_line(info: FileInfo) -> str:
 
 
 def _summary(files: Sequence[Path]) -> str:
-    """:func:`mmtiffsink.info.summary_table` of the files, then their calibration."""
+    """:func:`mmtiffsink.inspect.summary_table` of the files, then their calibration."""
     infos: list[FileInfo] = []
     unreadable: list[str] = []
     for path in files:
@@ -196,7 +197,7 @@ def format_result(result: RunResult) -> str:
     Parameters
     ----------
     result
-        What :func:`mmtiffsink.run.run` returned.
+        What :func:`mmtiffsink.runfile.run` returned.
 
     Returns
     -------

@@ -1,9 +1,9 @@
 """TiffSink: pycro-manager images -> one ImageJ hyperstack TIFF per position.
 
-Every image arrives with its ``Axes`` dict; :class:`~mmtiffsink.mapping.AxisMapper` turns it into
+Every image arrives with its ``Axes`` dict; :class:`~mmtiffsink.sink.AxisMapper` turns it into
 a file key (position, camera, ...) and a (c, z, t) place. One
 :class:`~mmtiffsink.tiff.IJTiffFile` is opened per file key, lazily, and its calibration (pixel
-size, z step, interval) follows a :class:`~mmtiffsink.calibration.CalibrationTracker` fed with the
+size, z step, interval) follows a :class:`~mmtiffsink.sink.CalibrationTracker` fed with the
 images' metadata; explicit values given to the sink win. With ``positions="series"`` the
 position leaves the file key: each position becomes a series (an OME Image) of its file,
 numbered in order of its first image.
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mmtiffsink.calibration import Calibration, CalibrationTracker
+from mmtiffsink._closing import add_note, close_after_block
 from mmtiffsink.errors import (
     CloseErrors,
     ConfigError,
@@ -30,11 +30,11 @@ from mmtiffsink.errors import (
     WriterClosedError,
     WriterError,
 )
-from mmtiffsink.mapping import AxisMapper, FileKey, Placement, file_name, split_position
-from mmtiffsink.options import SinkOptions
 from mmtiffsink.tiff import DEFAULT, IJTiffFile, Profile, StageLabel
 
-from ._closing import add_note, close_after_block
+from ._calibration import Calibration, CalibrationTracker
+from ._mapping import AxisMapper, FileKey, Placement, file_name, split_position
+from ._options import SinkOptions
 
 __all__ = ["DEFAULT", "TiffSink"]
 
@@ -160,12 +160,12 @@ class TiffSink:
     name
         Dataset name, the ``{name}`` field of the template.
     options
-        How the files are written: a :class:`~mmtiffsink.options.SinkOptions`.
+        How the files are written: a :class:`~mmtiffsink.sink.SinkOptions`.
     pass_through
         When True, :meth:`image_process_fn` returns ``(image, metadata)`` so that pycro-manager
         also stores the image; when False (default) the image is consumed.
     **changes
-        Any field of :class:`~mmtiffsink.options.SinkOptions` (``profile``, ``compression``
+        Any field of :class:`~mmtiffsink.sink.SinkOptions` (``profile``, ``compression``
         (default: zstd 1 with the predictor), ``predictor``, ``keep_up`` (default True),
         ``template``, ``channel_names``, ``colors``, ``colormap``, ``pixel_size_um``,
         ``z_step_um``, ``interval_s``, ``if_exists``, ``max_planes``, ``positions``), on top
@@ -238,7 +238,7 @@ class TiffSink:
         return split_position(file_key)
 
     def file_of(self, placement: Placement) -> Path:
-        """The file an image of this :class:`~mmtiffsink.mapping.Placement` went to.
+        """The file an image of this :class:`~mmtiffsink.sink.Placement` went to.
 
         Raises
         ------
@@ -452,7 +452,7 @@ class TiffSink:
         return self.read_placement(placement)
 
     def read_placement(self, placement: Placement) -> tuple[np.ndarray, dict[str, Any] | None]:
-        """Like :meth:`read`, for a :class:`~mmtiffsink.mapping.Placement` from :meth:`put`."""
+        """Like :meth:`read`, for a :class:`~mmtiffsink.sink.Placement` from :meth:`put`."""
         key, position = self._split(placement.file_key)
         entry = self._entries.get(key)
         series = (

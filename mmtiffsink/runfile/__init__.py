@@ -1,0 +1,26 @@
+"""Runs described by a YAML file (``mmtiffsink run``), on pycro-manager or pymmcore-plus.
+
+Stages: :mod:`._yaml` (the bounded YAML loader), :mod:`._models` (the run-file models),
+:mod:`._useq` (useq-schema sequences), :mod:`._microscope` (starting and setting up the
+microscope), :mod:`._run` (the run, planning and the pycro-manager engine), :mod:`._mda` (the
+pymmcore-plus engine), :mod:`._report` (what the CLI prints).
+"""
+
+from ._models import AcquisitionConfig, MicroscopeConfig, RunConfig, load_config
+from ._report import format_plan, format_result
+from ._run import EventPlan, PlannedFile, RunResult, plan_events, planned_files, run
+
+__all__ = [
+    "AcquisitionConfig",
+    "EventPlan",
+    "MicroscopeConfig",
+    "PlannedFile",
+    "RunConfig",
+    "RunResult",
+    "format_plan",
+    "format_result",
+    "load_config",
+    "plan_events",
+    "planned_files",
+    "run",
+]
