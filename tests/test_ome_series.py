@@ -1,4 +1,4 @@
-"""Issue 9: several positions as series (OME Images) of one OME-TIFF.
+"""Several positions as series (OME Images) of one OME-TIFF.
 
 Oracles: tifffile (``series[*]``), Bio-Formats 7.3.1 (OMETiffReader, its schema validation,
 series and StageLabels, bfconvert pixels), bioio-ome-tiff (scenes), ome-types (schema).

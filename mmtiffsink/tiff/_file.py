@@ -74,12 +74,13 @@ from ._frames import (
     coordinate,
 )
 from ._frames import metadata_json as _metadata_json
-from ._io import FileIO, open_output
+from ._io import FileIO
+from ._lock import open_output_marked
 from ._ome import PlaneInfo, StageLabel
 from ._profiles import DEFAULT, Profile, ProfileName
 from ._readback import read_plane
 from ._series import SeriesTable, series_index
-from ._settings import Settings
+from ._settings import Settings, optional_text
 from ._tags import METADATA_TAG, Layout, Tag, TagsLike, normalize_tags
 from ._writer import FileWriter, Job, Kind
 
@@ -109,6 +110,7 @@ class IJTiffFile:
     dtype
         Pixel type of the file. Frames of another type are cast; see ``cast``.
         ``bigtiff`` takes (u)int8/16/32/64 and float32/64, ``imagej`` uint8, uint16, float32.
+        RGB frames (Y, X, 3) need ``"uint8"`` (or ``"uint16"`` in ``bigtiff`` and ``ome``).
     colors
         One color per channel: CSS names (``"magenta"``), ``"#rrggbb"`` or RGB triples.
     colormap
@@ -279,7 +281,7 @@ class IJTiffFile:
             raise ConfigError(msg)
         self._keep_up = keep_up
         self.path = Path(path)
-        io = open_output(self.path, overwrite=overwrite)
+        io = open_output_marked(self.path, overwrite=overwrite)  # in use: NAME.tif.lock
         slots = (
             declared
             if self._profile.uncompressed_needs_shape and not self._codec.compressed
@@ -334,10 +336,12 @@ class IJTiffFile:
         Parameters
         ----------
         frame
-            A 2-D array (Y, X), or anything ``numpy.asarray`` turns into one (a view, a
-            ``memoryview`` or other buffer, an object with ``__array_interface__`` or
-            ``__array__``, a memory map). Whatever it is, the file never reads it after
-            ``save`` returns.
+            A 2-D array (Y, X), or an RGB frame (Y, X, 3), or anything ``numpy.asarray``
+            turns into one (a view, a ``memoryview`` or other buffer, an object with
+            ``__array_interface__`` or ``__array__``, a memory map); the file never reads it
+            after ``save`` returns. The first frame makes the file grey or RGB; RGB frames are
+            8 bits per sample (``dtype="uint8"``), or 16 (``"uint16"``, Micro-Manager's
+            64bitRGB) in the ``bigtiff`` and ``ome`` profiles.
         c, z, t
             The plane's channel, slice and time point, from 0.
         extratags
@@ -356,14 +360,16 @@ class IJTiffFile:
         Raises
         ------
         FrameError
-            Wrong dimensionality, shape or dtype, a cast that would change values, or
+            Wrong dimensionality, shape or dtype, a grey frame into an RGB file or an RGB
+            frame into a grey one, a cast that would change values, or
             metadata that cannot be stored as JSON.
         CoordinateError
             Negative, out-of-shape, repeated or absurd coordinates (beyond ``max_planes``)
             or series.
         ProfileError
-            The frame would push an ``imagej`` file past 4 GiB; a series above 0 in a file
-            whose profile is not ``"ome"``.
+            RGB samples of a type the profile's readers cannot show (16-bit RGB in
+            ``imagej``, any RGB dtype but uint8/uint16); the frame would push an ``imagej``
+            file past 4 GiB; a series above 0 in a file whose profile is not ``"ome"``.
         WriterClosedError
             The file is closed (or closing in another thread).
         WriterError
@@ -389,6 +395,8 @@ class IJTiffFile:
             self._series.check(key, w.low, w.high, self._max_planes, self.path, declared)
         # who owns the frame's memory decides the copy, never the input's type (see as_frame)
         arr, owned = as_frame(frame, self._dtype, self._cast)
+        if arr.ndim == 3:  # RGB: 8 bits per sample, or 16 where the profile's readers show it
+            self._profile.check_rgb(self._dtype)
         extra = list(normalize_tags(extratags, bigtiff=self._layout.bigtiff))
         if metadata is not None:
             extra.append(Tag.ascii(METADATA_TAG, _metadata_json(metadata)))
@@ -484,7 +492,7 @@ class IJTiffFile:
         Returns
         -------
         image : numpy.ndarray
-            The 2-D frame as stored.
+            The frame as stored: (Y, X), or (Y, X, 3) in an RGB file.
         metadata : dict or None
             The frame's ``metadata`` (tag 51123), or None when it had none.
 
@@ -769,7 +777,7 @@ class IJTiffFile:
 
     @image_name.setter
     def image_name(self, name: str | None) -> None:
-        text = None if name is None else str(name)
+        text = optional_text("image_name", name)
         self._set(lambda v: setattr(self._settings, "image_name", v), text)
 
     @property
@@ -798,7 +806,8 @@ class IJTiffFile:
 
     @comment.setter
     def comment(self, text: str | None) -> None:
-        self._set(lambda v: setattr(self._settings, "comment", None if v is None else str(v)), text)
+        checked = optional_text("comment", text)
+        self._set(lambda v: setattr(self._settings, "comment", v), checked)
 
     def set_series(
         self,

@@ -24,16 +24,16 @@ import numpy as np
 
 from mmtiffsink._values import require
 
+from .._text import check_text
 from ..errors import ConfigError, CoordinateError, ProfileError
 from ..limits import MAX_SERIES
 from ._frames import NONE_SAVED, Coord, Key, widen
 from ._ome import StageLabel
 from ._profiles import Profile
-from ._tags import Tag
+from ._tags import SERIES_TAG, Tag
 
 __all__ = ["SERIES_TAG", "Part", "SeriesTable", "parse_label", "series_index", "stage_label"]
 
-SERIES_TAG = 65425
 """Private tag of a frame's IFD: its series' name and stage label, as JSON."""
 _EMPTY: tuple[Coord, Coord] = ((0, 0, 0), NONE_SAVED)
 _MAX_NAME = 4096
@@ -84,13 +84,11 @@ def _coordinate(axis: str, value: Any) -> float | None:
 def _name(what: str, value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        msg = f"{what} is text, got {value!r}"
+    text = check_text(what, value)  # text any file can hold
+    if len(text) > _MAX_NAME:
+        msg = f"{what} is {len(text):,} characters long; keep it under {_MAX_NAME}"
         raise ConfigError(msg)
-    if len(value) > _MAX_NAME:
-        msg = f"{what} is {len(value):,} characters long; keep it under {_MAX_NAME}"
-        raise ConfigError(msg)
-    return value
+    return text
 
 
 def stage_label(stage: Any, default_name: str | None) -> StageLabel | None:
