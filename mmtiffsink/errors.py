@@ -23,6 +23,7 @@ __all__ = [
     "ProfileError",
     "SupersededImagesWarning",
     "TextReplacedWarning",
+    "UnclosedFileWarning",
     "WriterClosedError",
     "WriterError",
 ]
@@ -102,3 +103,7 @@ class SupersededImagesWarning(MMTiffSinkWarning):
 
 class TextReplacedWarning(MMTiffSinkWarning):
     """Text that came with the data held characters no file can hold; they were replaced."""
+
+
+class UnclosedFileWarning(MMTiffSinkWarning):
+    """A file was still open at interpreter exit: mmtiffsink finished it then."""

@@ -32,11 +32,11 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, final
+from typing import Any, TypeVar, final
 
 import numpy as np
 
@@ -91,6 +91,8 @@ _CALIBRATION_ALIASES = {
     "deltaz": "z_step_um",
     "timeinterval": "interval_s",
 }
+
+_T = TypeVar("_T")
 
 
 @final
@@ -307,11 +309,13 @@ class IJTiffFile:
         self._series = SeriesTable()  # series > 0 (profile "ome"), series names and stages
         self.blank_planes = 0
         self._budget = _pool.budget()
+        # the stages call back into the file through weak references: a file dropped unclosed
+        # is collected (its finalizer then stops its writer), never kept alive by its own parts
         self._app = Appender(
-            io, self._layout, self._static_tags, end=end, link_pos=link_pos, slots=slots
+            io, self._layout, _weak(self._static_tags), end=end, link_pos=link_pos, slots=slots
         )
         pool = _pool.acquire_pool()
-        self._w = FileWriter(self._app, self._budget, self._start_encoding, self._series)
+        self._w = FileWriter(self._app, self._budget, _weak(self._start_encoding), self._series)
         self._encoder = EncodeQueue(pool, _pool.pool_workers(), self._codec, self._w.deliver)
         self._finalizer = weakref.finalize(self, _pool.abandoned, self._w)
         _pool.register_file(self)
@@ -715,6 +719,7 @@ class IJTiffFile:
         def fset(self: IJTiffFile, value: float | None) -> None:
             checked = require(name, value)
             with self._w.lock:
+                self._check_settable(name)
                 setattr(self._settings, field, checked)
                 self._static = None
 
@@ -736,10 +741,20 @@ class IJTiffFile:
     time_interval = _setting("time_interval", "timeinterval", "tiffwrite's :attr:`interval_s`.")
     del _setting
 
-    def _set(self, setter: Any, value: Any) -> None:
+    def _set(self, name: str, setter: Any, value: Any) -> None:
         with self._w.lock:
+            self._check_settable(name)
             setter(value)
             self._static = None
+
+    def _check_settable(self, name: str) -> None:
+        """Settings go into the file when it is finished: after that, a change would be lost."""
+        if self._closed or self._w.closing:
+            msg = (
+                f"{self.path} is {'closed' if self._closed else 'closing'}: {name} can no longer "
+                "change (settings are written when the file is finished)"
+            )
+            raise WriterClosedError(msg)
 
     @property
     def channel_names(self) -> list[str] | None:
@@ -749,7 +764,7 @@ class IJTiffFile:
 
     @channel_names.setter
     def channel_names(self, names: Sequence[str] | None) -> None:
-        self._set(self._settings.set_channel_names, names)
+        self._set("channel_names", self._settings.set_channel_names, names)
 
     @property
     def colors(self) -> list[Any] | None:
@@ -759,7 +774,7 @@ class IJTiffFile:
 
     @colors.setter
     def colors(self, colors: Sequence[str | Sequence[float]] | None) -> None:
-        self._set(self._settings.set_colors, colors)
+        self._set("colors", self._settings.set_colors, colors)
 
     @property
     def colormap(self) -> str | None:
@@ -768,7 +783,7 @@ class IJTiffFile:
 
     @colormap.setter
     def colormap(self, name: str | None) -> None:
-        self._set(self._settings.set_colormap, name)
+        self._set("colormap", self._settings.set_colormap, name)
 
     @property
     def image_name(self) -> str | None:
@@ -778,7 +793,7 @@ class IJTiffFile:
     @image_name.setter
     def image_name(self, name: str | None) -> None:
         text = optional_text("image_name", name)
-        self._set(lambda v: setattr(self._settings, "image_name", v), text)
+        self._set("image_name", lambda v: setattr(self._settings, "image_name", v), text)
 
     @property
     def acquisition_date(self) -> str | None:
@@ -787,7 +802,7 @@ class IJTiffFile:
 
     @acquisition_date.setter
     def acquisition_date(self, value: Any) -> None:
-        self._set(self._settings.set_acquisition_date, value)
+        self._set("acquisition_date", self._settings.set_acquisition_date, value)
 
     @property
     def annotations(self) -> dict[str, str] | None:
@@ -797,7 +812,7 @@ class IJTiffFile:
 
     @annotations.setter
     def annotations(self, value: Any) -> None:
-        self._set(self._settings.set_annotations, value)
+        self._set("annotations", self._settings.set_annotations, value)
 
     @property
     def comment(self) -> str | None:
@@ -807,7 +822,7 @@ class IJTiffFile:
     @comment.setter
     def comment(self, text: str | None) -> None:
         checked = optional_text("comment", text)
-        self._set(lambda v: setattr(self._settings, "comment", v), checked)
+        self._set("comment", lambda v: setattr(self._settings, "comment", v), checked)
 
     def set_series(
         self,
@@ -930,6 +945,20 @@ class IJTiffFile:
             f"<IJTiffFile {str(self.path)!r} {state} {self.profile} {self._dtype.name} "
             f"{self._codec} shape(C,Z,T)={self.shape}>"
         )
+
+
+def _weak(method: Callable[..., _T]) -> Callable[..., _T]:
+    """``method`` (bound to a file) called through a weak reference to its file."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any, **kwargs: Any) -> _T:
+        bound = ref()
+        if bound is None:
+            msg = "the file was collected without close(); its frames in flight are lost"
+            raise WriterClosedError(msg)
+        return bound(*args, **kwargs)
+
+    return call
 
 
 def _never() -> bool:

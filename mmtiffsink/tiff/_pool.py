@@ -12,13 +12,17 @@ it inherited are detached (see :meth:`IJTiffFile.close`): only the parent writes
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import threading
 import warnings
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, final
+
+from ..errors import UnclosedFileWarning
 
 __all__ = [
     "Budget",
@@ -202,18 +206,45 @@ def pool_users() -> int:
 
 
 def abandoned(writer: Any) -> None:
-    """Finalizer of a file that was never closed: stop its writer, release what it holds.
+    """Finalizer of a file dropped unclosed while the program runs: stop its writer, release.
 
     Runs in whichever thread dropped the file's last reference (never a writer thread, which
-    holds the file's core, not the file); see :func:`release_pool` for a pool thread.
+    holds the file's core, not the file); see :func:`release_pool` for a pool thread. At
+    interpreter exit :func:`_finish_at_exit` closes (finishes) open files instead.
     """
     if writer.abandon():
         warnings.warn(
-            f"IJTiffFile {writer.io.path} was never closed; it is a valid TIFF, "
+            f"IJTiffFile {writer.app.io.path} was never closed; it is a valid TIFF, "
             "mmtiffsink.repair() finishes it",
             ResourceWarning,
             stacklevel=2,
         )
+
+
+def _finish_at_exit() -> None:
+    """At interpreter exit, finish every file still open (and say so): nothing is left unfinished.
+
+    Registered to run before :mod:`concurrent.futures` shuts its pools down (``threading``'s
+    exit hooks, which run before the interpreter joins its threads), so the frames still in
+    flight are compressed and land. A file whose close fails stays the valid, unfinished TIFF
+    it is (``mmtiffsink repair`` finishes it); the error is printed, never raised.
+    """
+    for file in list(_files):
+        if file.closed or file._inherited:
+            continue
+        try:
+            warnings.warn(
+                f"IJTiffFile {file.path} was still open at exit: it was finished now; close it "
+                "(or use 'with IJTiffFile(...) as f:') when done writing",
+                UnclosedFileWarning,
+                stacklevel=1,
+            )
+        except Exception as exc:  # -W error: the warning is an exception; still finish
+            print(f"mmtiffsink: {exc}", file=sys.stderr)
+        try:
+            file.close()
+        except Exception as exc:
+            print(f"mmtiffsink: finishing {file.path} at exit failed: {exc}", file=sys.stderr)
 
 
 def register_file(file: Any) -> None:
@@ -236,3 +267,11 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# before concurrent.futures' own exit hook (registered when it was imported, above): the pool
+# must still take work while the open files are finished
+_register = getattr(threading, "_register_atexit", None)
+if _register is not None:
+    _register(_finish_at_exit)
+else:  # pragma: no cover - every CPython we support has it
+    atexit.register(_finish_at_exit)
