@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import socket
 import threading
 import time
 import warnings
@@ -62,8 +63,10 @@ __all__ = [
     "replay_many",
 ]
 
-#: Seconds to reach a dask scheduler before giving up.
+#: Seconds to reach a dask scheduler (and to hear its greeting) before giving up.
 _CONNECT_TIMEOUT_S = 15.0
+#: Largest first frame a dask scheduler's greeting may announce (it sends about 60 bytes).
+_MAX_GREETING = 1 << 26
 
 
 # ==================================================================================== values
@@ -558,6 +561,60 @@ def _outcome(
         return ReplayResult(dataset=dataset, error=_error_text(exc))
 
 
+def _check_scheduler(address: str, timeout: float) -> None:
+    """Check that ``address`` is a dask scheduler's before dask.distributed is given it.
+
+    dask's client, given an address that accepts TCP but never speaks dask, waits forever; given
+    an HTTP service, it reads the reply as a frame length and allocates exabytes; given a
+    malformed address, its connection thread raises a TimeoutError later. So the address is
+    parsed here and, for ``tcp://``, the scheduler's greeting (it speaks first: an 8-byte
+    frame length, then its handshake) is awaited for ``timeout`` seconds on a plain socket.
+
+    Raises
+    ------
+    MMTiffSinkError
+        The address is malformed, refuses or drops the connection, says nothing in time, or
+        answers with something other than a dask greeting.
+
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        msg = f"--scheduler {address!r} is not a dask scheduler address ({exc}); write tcp://host:port"
+        raise MMTiffSinkError(msg) from None
+    if scheme != "tcp":
+        return  # tls:// and others: dask's own connection, with its timeout
+    if not host or not 0 < port < 65536:
+        msg = f"--scheduler {address!r} is not a dask scheduler address; write tcp://host:port"
+        raise MMTiffSinkError(msg)
+    head = b""
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        msg = (
+            f"the address {address} {'accepts connections but ' if head == b'' else ''}"
+            f"sent no dask greeting in {timeout:g} s: it is not a dask scheduler"
+        )
+        raise MMTiffSinkError(msg) from None
+    except OSError as exc:
+        msg = f"cannot connect to the dask scheduler at {address}: {exc.strerror or exc}"
+        raise MMTiffSinkError(msg) from None
+    length = int.from_bytes(head, "little") if len(head) == 8 else 0
+    if not 0 < length <= _MAX_GREETING:
+        what = f"answered {head!r}" if head else "closed the connection"
+        msg = f"the address {address} {what}: it is not a dask scheduler"
+        raise MMTiffSinkError(msg)
+
+
 def _replay_on_cluster(
     datasets: list[Path],
     out: Path | None,
@@ -576,6 +633,7 @@ def _replay_on_cluster(
             "install it with: pip install 'mmtiffsink[cluster]'"
         )
         raise MMTiffSinkError(msg) from None
+    _check_scheduler(scheduler, _CONNECT_TIMEOUT_S)
     try:
         client = distributed.Client(scheduler, set_as_default=False, timeout=_CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError, ValueError) as exc:
