@@ -513,8 +513,11 @@ def test_output_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     # only the second position's file is in the way: still nothing may be written
     first.files[0].unlink()
     before = first.files[1].stat().st_mtime_ns
-    with pytest.raises(FileExistsError_, match=r"the output exists: .*ex_1_1\.tif; nothing"):
+    with pytest.raises(FileExistsError_, match=r"the output exists: .*ex_1_1\.tif; nothing") as err:
         replay(source.path, out, progress=False)
+    assert 'if_exists="rename" to write the dataset under a new name: ex_1_1, ...' in str(err.value)
+    renamed = replay(source.path, out, ReplayOptions(if_exists="rename"), progress=False)
+    assert [f.name for f in renamed.files] == ["ex_1_1_0.tif", "ex_1_1_1.tif"]
     assert not first.files[0].exists()
     assert first.files[1].stat().st_mtime_ns == before
 

@@ -181,8 +181,28 @@ def _check_outputs(
     out: Path,
     name: str,
     options: ReplayOptions,
-) -> None:
-    """Refuse, before writing anything, outputs that exist, collide or overwrite the input."""
+) -> str:
+    """Refuse, before writing anything, outputs that exist, collide or overwrite the input.
+
+    Returns the dataset name to write under: ``name``, or with ``if_exists="rename"`` the first
+    of ``name_1``, ``name_2``, ... under which no file of the dataset exists (one name for all
+    its files).
+    """
+    paths = _output_paths(file_keys, out, name, options)
+    if options.if_exists == "rename":
+        n = 0
+        while any(p.exists() for p in paths):
+            n += 1
+            paths = _output_paths(file_keys, out, f"{name}_{n}", options)
+        name = f"{name}_{n}" if n else name
+    _check_inputs_and_existing(dataset, paths, name, options)
+    return name
+
+
+def _output_paths(
+    file_keys: dict[FileKey, None], out: Path, name: str, options: ReplayOptions
+) -> dict[Path, FileKey]:
+    """The file of each file key under dataset name ``name``; two keys, one file: refused."""
     paths: dict[Path, FileKey] = {}
     for key in file_keys:
         if options.positions == "series":  # every position a series of one file
@@ -196,6 +216,13 @@ def _check_outputs(
             )
             raise CoordinateError(msg)
         paths[path] = key
+    return paths
+
+
+def _check_inputs_and_existing(
+    dataset: NDTiffSource, paths: dict[Path, FileKey], name: str, options: ReplayOptions
+) -> None:
+    """Refuse outputs that would overwrite the dataset, or exist (``if_exists="error"``)."""
     inputs = {f.resolve() for f in dataset.files}
     clobbered = [p for p in paths if p.resolve() in inputs]
     if clobbered:
@@ -208,8 +235,9 @@ def _check_outputs(
         shown = ", ".join(str(p) for p in existing[:3])
         more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
         msg = (
-            f"the output exists: {shown}{more}; nothing was written "
-            "(use --overwrite / overwrite=True to replace it)"
+            f"the output exists: {shown}{more}; nothing was written (use --overwrite, "
+            'if_exists="overwrite", to replace it, or if_exists="rename" to write the dataset '
+            f"under a new name: {name}_1, ...)"
         )
         raise FileExistsError_(msg)
 
@@ -307,12 +335,14 @@ def _replay_one(
                 SupersededImagesWarning,
                 stacklevel=2,
             )
-        _check_outputs(source, dict.fromkeys(places.files), target, name, options)
+        name = _check_outputs(source, dict.fromkeys(places.files), target, name, options)
         if progress is not None:
             progress.add_total(scan.frames)
         problems = scan.problems
         fields = {**options.sink_fields(), "keep_up": options.keep_up}
         fields["compression"] = options.codec  # the offline default resolved
+        if options.if_exists == "rename":
+            fields["if_exists"] = "error"  # the free name was chosen above, for every file
         sink_options = SinkOptions.of(**fields)
         if sink_options.channel_names is None and scan.channel_names:
             sink_options = _with_channel_names(sink_options, scan.channel_names, scan, dataset)
