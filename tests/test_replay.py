@@ -494,7 +494,7 @@ def test_not_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     cases = {
         empty: "is not an NDTiff dataset: it has no NDTiff.index",
         a_file: "is not an NDTiff dataset",
-        tmp_path / "nowhere": "does not exist",
+        tmp_path / "nowhere": "nowhere: no such file",
         empty_index: "holds no images",
     }
     for path, text in cases.items():

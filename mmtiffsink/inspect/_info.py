@@ -26,7 +26,7 @@ import tifffile
 from mmtiffsink._values import LENGTH_UM as _LENGTH_UM
 from mmtiffsink._values import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
 from mmtiffsink._values import TIME_S as _TIME_S
-from mmtiffsink.errors import DatasetError
+from mmtiffsink.errors import DatasetError, no_such_file
 from mmtiffsink.tiff.format import frame_tags
 
 from ._tifflog import tifffile_log
@@ -209,8 +209,7 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
     try:
         size = p.stat().st_size
     except FileNotFoundError:
-        msg = f"{p}: no such file"
-        raise DatasetError(msg) from None
+        raise no_such_file(p) from None
     except OSError as exc:
         msg = f"{p}: cannot read it ({exc.strerror or exc})"
         raise DatasetError(msg) from None
@@ -252,8 +251,20 @@ def _head(path: Path) -> bytes:
         return b""
 
 
+#: tifffile's own object names in its messages (``<tifffile.TiffPages @8>``, ``<TiffTag.fromfile>
+#: raised TiffFileError('...')``): internals a reader of our message has no use for.
+_TIFFFILE_NAME = re.compile(r"<(?:tifffile\.)?Tiff\w*(?:\.\w+)?(?: [^<>]*)?>\s*")
+_RAISED = re.compile(r"^raised \w+\((['\"])(.*)\1\)$")
+
+
 def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:200] if text.strip() else "no detail"
+    """The first line of a reader's message, without tifffile's internal object names."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = _TIFFFILE_NAME.sub("", line).strip()
+    wrapped = _RAISED.match(line)
+    if wrapped is not None:
+        line = _TIFFFILE_NAME.sub("", wrapped.group(2)).strip()
+    return line[:200] or "no detail"
 
 
 def _corrupt(path: Path, records: Sequence[logging.LogRecord], what: str) -> DatasetError:

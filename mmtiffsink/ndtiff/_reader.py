@@ -43,7 +43,7 @@ from typing import IO, Any, Final
 
 import numpy as np
 
-from mmtiffsink.errors import DatasetError
+from mmtiffsink.errors import DatasetError, no_such_file
 
 from ._format import (
     INDEX_NAME,
@@ -244,8 +244,7 @@ class NDTiffSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         if not path.exists():
-            msg = f"{path} does not exist"
-            raise DatasetError(msg)
+            raise no_such_file(path)
         index = index_path(path)
         if index is None:
             if path.is_dir():

@@ -14,7 +14,7 @@ from typing import Any, final
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError, MissingFramesWarning
+from ..errors import ConfigError, DatasetError, MissingFramesWarning, no_such_file
 from ..limits import MAX_PLANES, MAX_SERIES
 from ._appender import pack, rows_per_strip
 from ._codecs import Codec
@@ -301,6 +301,8 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     path = Path(path)
     try:
         io = FileIO(path, "read")
+    except FileNotFoundError:
+        raise no_such_file(path) from None
     except OSError as exc:
         msg = f"cannot open {path}: {exc.strerror or exc}"
         raise DatasetError(msg) from exc
