@@ -5,9 +5,6 @@ and writes BigTIFF (or classic ImageJ) hyperstacks that Fiji, ImageJ and tifffil
 the right dimensions and calibration. The file on disk stays valid while it is written.
 """
 
-from mmtiffsink.inspect import preview
-from mmtiffsink.sink import SinkOptions, TiffSink
-
 from ._version import __version__
 from .errors import (
     CalibrationWarning,
@@ -26,17 +23,31 @@ from .errors import (
     WriterClosedError,
     WriterError,
 )
+from .inspect import FileInfo, file_info, preview
 from .limits import MAX_PLANES
-from .tiff import IJTiffFile, PlaneInfo, RepairReport, StageLabel, Tag, repair, tiffwrite
+from .sink import SinkOptions, TiffSink
+from .tiff import (
+    Codec,
+    IJTiffFile,
+    PlaneInfo,
+    Profile,
+    RepairReport,
+    StageLabel,
+    Tag,
+    repair,
+    tiffwrite,
+)
 
 __all__ = [
     "MAX_PLANES",
     "CalibrationWarning",
     "CloseErrors",
+    "Codec",
     "ConfigError",
     "CoordinateError",
     "DatasetError",
     "FileExistsError_",
+    "FileInfo",
     "FrameError",
     "IJTiffFile",
     "MMTiffSinkError",
@@ -45,6 +56,7 @@ __all__ = [
     "MissingFramesWarning",
     "OutputExistsError",
     "PlaneInfo",
+    "Profile",
     "ProfileError",
     "RepairReport",
     "SinkOptions",
@@ -54,6 +66,7 @@ __all__ = [
     "WriterClosedError",
     "WriterError",
     "__version__",
+    "file_info",
     "preview",
     "repair",
     "tiffwrite",

@@ -26,6 +26,7 @@ import tifffile
 from mmtiffsink._values import LENGTH_UM as _LENGTH_UM
 from mmtiffsink._values import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
 from mmtiffsink._values import TIME_S as _TIME_S
+from mmtiffsink._values import positive
 from mmtiffsink.errors import DatasetError, no_such_file
 from mmtiffsink.tiff.format import frame_tags
 
@@ -469,11 +470,7 @@ def _codec(page: tifffile.TiffPage) -> str:
 
 
 def _positive(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
+    return positive(value)
 
 
 def _calibration(

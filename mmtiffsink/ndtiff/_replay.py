@@ -53,8 +53,8 @@ from mmtiffsink.errors import (
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.sink import AxisMapper, FileKey, SinkOptions, TiffSink, file_name, split_position
 
+from ._progress import Progress
 from ._reader import IndexEntry, NDTiffSource, Scan, dataset_dir
-from ._report import Progress
 
 __all__ = [
     "ReplayOptions",

@@ -83,7 +83,7 @@ _ORDER_LETTERS = frozenset("tpcz")
 
 
 def _check_color(value: str) -> str:
-    from mmtiffsink.tiff._colors import parse_color
+    from mmtiffsink.tiff import parse_color
 
     try:
         parse_color(value)

@@ -78,7 +78,7 @@ def _positive(value: Any) -> Any:
 @_checked
 def _color(value: Any) -> Any:
     """One channel color, checked (CSS name, ``#rrggbb`` or an RGB triple)."""
-    from mmtiffsink.tiff._colors import parse_color
+    from mmtiffsink.tiff import parse_color
 
     parse_color(value)
     return value if isinstance(value, str) else tuple(value)
@@ -227,7 +227,7 @@ class SinkOptions(BaseModel):
     @_checked
     def _check_colormap(cls, value: str | None) -> str | None:
         if value is not None:
-            from mmtiffsink.tiff._colors import colormap_lut
+            from mmtiffsink.tiff import colormap_lut
 
             colormap_lut(value)
         return value

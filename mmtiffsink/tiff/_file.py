@@ -349,10 +349,11 @@ class IJTiffFile(FileLifecycle):
             args = (self._low, self._high, self._max_planes, self.path, declared)
             self._series.check(key, *args)
         # frames written before save returns (uncompressed, or stored by keep_up) need no copy
-        # of the caller's array; a frame queued for the pool is copied below
+        # of the caller's memory; a frame queued for the pool is copied below unless the
+        # writer made it (a cast, a contiguous copy): whatever the input's type, memory the
+        # writer did not make may be the caller's, to be filled again once save returns
         compressed = self._codec.compressed
-        arr = as_frame(frame, self._dtype, self._cast, copy=False)
-        callers = isinstance(frame, np.ndarray) and np.may_share_memory(arr, frame)
+        arr, owned = as_frame(frame, self._dtype, self._cast)
         extra = list(normalize_tags(extratags, bigtiff=self._layout.bigtiff))
         if metadata is not None:
             extra.append(Tag.ascii(METADATA_TAG, _metadata_json(metadata)))
@@ -411,7 +412,7 @@ class IJTiffFile(FileLifecycle):
                 with self._lock:
                     self._raise_error()
             else:
-                if callers:  # the caller may reuse its buffer as soon as save returns
+                if not owned:  # the caller may reuse its buffer as soon as save returns
                     arr = np.array(arr, order="C", copy=True)
                 with self._lock:  # to the file's encode queue (see _encoder): a worker deposits
                     self._encoder.put(job, arr)

@@ -141,11 +141,16 @@ def write_final_chain(
 
     nplanes = len(canonical)
     if rewrite_all and nplanes > 1:
+        # the first saved frame keeps its metadata in 65423 (see FIRST_METADATA_TAG): its
+        # copy gets 51123 back, and the entries are sorted again (TIFF: ascending tag order)
         copies = [
-            [
-                _retag(e, FIRST_METADATA_TAG, METADATA_TAG)
-                for e in lay.parse_ifd(read(*unpack(planes[p])))[0]
-            ]
+            sorted(
+                (
+                    _retag(e, FIRST_METADATA_TAG, METADATA_TAG)
+                    for e in lay.parse_ifd(read(*unpack(planes[p])))[0]
+                ),
+                key=lay.entry_code,
+            )
             for p in canonical[1:]
         ]
         at = tail.pos

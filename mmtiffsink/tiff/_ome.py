@@ -22,6 +22,8 @@ from typing import Any, ClassVar, final
 
 import numpy as np
 
+from mmtiffsink._values import LENGTH_UM, positive, require
+
 from .._text import xml_safe
 from ..errors import ConfigError, FrameError, TextReplacedWarning
 from ._appender import Appender, unpack
@@ -32,11 +34,14 @@ from ._tags import Tag, decode_values
 __all__ = [
     "PLANE_INFO_TAG",
     "OmeImage",
+    "OmeImageFacts",
     "PlaneInfo",
     "StageLabel",
     "ome_color",
     "ome_description",
+    "parse_ome",
     "read_plane_infos",
+    "rgb_of_ome_color",
 ]
 
 PLANE_INFO_TAG = 65424
@@ -60,21 +65,8 @@ _UM = "µm"
 
 
 def _number(name: str, value: Any, *, non_negative: bool = False) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        msg = f"plane {name} must be a number, got {value!r}"
-        raise FrameError(msg)
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        msg = f"plane {name} must be a number, got {value!r}"
-        raise FrameError(msg) from None
-    if not math.isfinite(number) or (non_negative and number < 0):
-        kind = "non-negative, finite" if non_negative else "finite"
-        msg = f"plane {name} must be a {kind} number, got {value!r}"
-        raise FrameError(msg)
-    return number
+    sign = "non-negative" if non_negative else "any"
+    return require(f"plane {name}", value, sign=sign, error=FrameError)
 
 
 @final
@@ -376,3 +368,62 @@ def _image(
         ET.SubElement(pixels, q + "Plane", plane)
     if settings.annotations:
         ET.SubElement(image, q + "AnnotationRef", ID="Annotation:0")
+
+
+# --- reading: the few OME-XML facts inspect and the reader need ----------------------------
+
+
+@final
+@dataclass(frozen=True)
+class OmeImageFacts:
+    """What a reader needs of one OME ``Image``: its name, channel names and colours, pixel size."""
+
+    name: str
+    channel_names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int] | None, ...]
+    pixel_size_um: float | None
+
+
+def parse_ome(xml: str) -> list[OmeImageFacts]:
+    """The ``Image`` elements of an OME-XML document, in order; empty if it is unreadable."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return []
+    images = []
+    for image in root.iter():
+        if _local(image.tag) != "Image":
+            continue
+        pixels = next((p for p in image if _local(p.tag) == "Pixels"), None)
+        names: list[str] = []
+        colors: list[tuple[int, int, int] | None] = []
+        size: float | None = None
+        if pixels is not None:
+            for channel in (ch for ch in pixels if _local(ch.tag) == "Channel"):
+                names.append(channel.get("Name", ""))
+                colors.append(rgb_of_ome_color(channel.get("Color")))
+            size = _size(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit", "µm"))
+        images.append(OmeImageFacts(image.get("Name", ""), tuple(names), tuple(colors), size))
+    return images
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def rgb_of_ome_color(value: str | None) -> tuple[int, int, int] | None:
+    """OME's signed 32-bit RGBA integer (:func:`ome_color`) -> (r, g, b); None if unreadable."""
+    if value is None:
+        return None
+    try:
+        rgba = int(value) & 0xFFFFFFFF
+    except ValueError:
+        return None
+    return (rgba >> 24) & 255, (rgba >> 16) & 255, (rgba >> 8) & 255
+
+
+def _size(value: str | None, unit: str) -> float | None:
+    number = positive(value)
+    if number is None or unit not in LENGTH_UM:
+        return None
+    return number * LENGTH_UM[unit]

@@ -14,6 +14,8 @@ from typing import Any, final
 
 import numpy as np
 
+from mmtiffsink._values import positive
+
 from ..errors import ConfigError, DatasetError, MissingFramesWarning, no_such_file
 from ..limits import MAX_PLANES, MAX_SERIES
 from ._appender import pack, rows_per_strip
@@ -221,8 +223,7 @@ def _is_size(value: Any) -> bool:
 
 
 def _is_positive(value: Any) -> bool:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return number and math.isfinite(value) and value > 0
+    return positive(value) is not None
 
 
 def _is_texts(value: Any) -> bool:

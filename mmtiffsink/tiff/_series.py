@@ -16,12 +16,13 @@ that received no frame is left out (with a warning) and the others keep their or
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, final
 
 import numpy as np
+
+from mmtiffsink._values import require
 
 from .._text import check_text
 from ..errors import ConfigError, CoordinateError, ProfileError
@@ -78,20 +79,7 @@ def series_index(value: Any, profile: Profile) -> int:
 
 
 def _coordinate(axis: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        msg = f"stage {axis} must be a number in µm, got {value!r}"
-        raise ConfigError(msg)
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        msg = f"stage {axis} must be a number in µm, got {value!r}"
-        raise ConfigError(msg) from None
-    if not math.isfinite(number):
-        msg = f"stage {axis} must be a finite number in µm, got {value!r}"
-        raise ConfigError(msg)
-    return number
+    return require(f"stage {axis} (µm)", value, sign="any")
 
 
 def _name(what: str, value: Any) -> str | None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from mmtiffsink._values import require
 
 from .._text import check_text, xml_safe
 from ..errors import ConfigError
@@ -27,21 +28,8 @@ SETTINGS_VERSION = 1
 
 
 def positive_or_none(name: str, value: Any) -> float | None:
-    """A positive, finite float, or None; a :class:`ConfigError` for anything else."""
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        msg = f"{name} must be a number, got {value!r}"
-        raise ConfigError(msg)
-    try:
-        val = float(value)
-    except (TypeError, ValueError, OverflowError):
-        msg = f"{name} must be a number, got {value!r}"
-        raise ConfigError(msg) from None
-    if not math.isfinite(val) or val <= 0:
-        msg = f"{name} must be a positive, finite number, got {value!r}"
-        raise ConfigError(msg)
-    return val
+    """A positive, finite float, or None; a :class:`ConfigError` naming ``name`` otherwise."""
+    return require(name, value)
 
 
 def acquisition_date(value: Any) -> str | None:
