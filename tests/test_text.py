@@ -287,3 +287,9 @@ def test_run_file_refuses_text(key: str, text: str, tmp_path: Path) -> None:
     """Text no file can hold is refused by the run file's validation, naming its key."""
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         load_config(_run_file(tmp_path, text))
+
+
+def test_ijtifffile_path_with_nul(tmp_path: Path) -> None:
+    """A NUL in the path is a ConfigError naming it, not the OS's bare ValueError."""
+    with pytest.raises(ConfigError, match="NUL character"):
+        IJTiffFile(tmp_path / "a\x00b.tif")

@@ -203,12 +203,17 @@ def open_output(path: Path, *, overwrite: bool) -> FileIO:
     ------
     OutputExistsError
         ``path`` exists and ``overwrite`` is False.
+    ConfigError
+        ``path`` holds a NUL character.
     WriterError
         The OS refused (no such folder, no permission).
 
     """
-    from ..errors import OutputExistsError, WriterError
+    from ..errors import ConfigError, OutputExistsError, WriterError
 
+    if "\0" in str(path):  # the OS would say "embedded null byte" (a bare ValueError)
+        msg = f"the file name {str(path)!r} holds a NUL character, which no file name can hold"
+        raise ConfigError(msg)
     try:
         return FileIO(path, "create" if overwrite else "create_new")
     except FileExistsError:
