@@ -293,3 +293,20 @@ def test_ijtifffile_path_with_nul(tmp_path: Path) -> None:
     """A NUL in the path is a ConfigError naming it, not the OS's bare ValueError."""
     with pytest.raises(ConfigError, match="NUL character"):
         IJTiffFile(tmp_path / "a\x00b.tif")
+
+
+def test_replay_channel_name_from_image_metadata(tmp_path: Path) -> None:
+    """An NDTiff image's ``Channel`` holding U+0008: written as U+FFFD, said, the file reads."""
+    import shutil
+
+    dataset = tmp_path / "ds"
+    shutil.copytree(Path(__file__).parent / "data/ndstorage/v3/ndtiffv3.0_test", dataset)
+    tif = dataset / "ndtiffv3.0_test_NDTiffStack.tif"
+    data = tif.read_bytes()
+    assert data.count(b'"Channel":"DAPI"') == 5
+    tif.write_bytes(data.replace(b'"Channel":"DAPI"', b'"Channel": "\\b" '))  # same length
+    with pytest.warns(TextReplacedWarning, match="the channel name '\\\\x08'"):
+        result = replay(dataset, tmp_path / "out", ReplayOptions(profile="ome"), progress=False)
+    assert result.ok, result.error
+    xml = _check_ome(result.files[0])
+    assert 'Name="\ufffd"' in xml and 'Name="FITC"' in xml
