@@ -23,6 +23,7 @@ from typing import Any, final
 import numpy as np
 import tifffile
 
+from mmtiffsink._text import xml_safe
 from mmtiffsink._values import LENGTH_UM as _LENGTH_UM
 from mmtiffsink._values import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
 from mmtiffsink._values import TIME_S as _TIME_S
@@ -408,7 +409,7 @@ def _series(
             return []
         found = []
         for series in tif.series:
-            found.append(SeriesInfo(str(series.name or ""), _unsqueezed(series)))
+            found.append(SeriesInfo(xml_safe(str(series.name or "")), _unsqueezed(series)))
         return found
     spans: dict[int, list[tuple[int, ...]]] = {}
     names: dict[int, str] = {}
@@ -513,6 +514,16 @@ def _calibration(
 
 
 def _channel_names(
+    ij: Mapping[str, Any] | None,
+    settings: Mapping[str, Any] | None,
+    channels: int,
+    finished: bool,
+) -> list[str]:
+    """Channel names, printable: what no text can hold (a lone surrogate) as U+FFFD."""
+    return [xml_safe(name) for name in _stored_channel_names(ij, settings, channels, finished)]
+
+
+def _stored_channel_names(
     ij: Mapping[str, Any] | None,
     settings: Mapping[str, Any] | None,
     channels: int,
