@@ -6,7 +6,7 @@ and thread pools are per case. Each case writes into its own directory under ``-
 the size of what it wrote, and deletes it.
 
 Run ``python benchmarks/bench_writer.py --help`` for the options, and see
-``benchmarks/README.md`` for what each column means.
+``docs/benchmarks/writer.md`` for what each column means.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``mmtiffsink`` command: ``run``, ``replay``, ``info``, ``repair`` and ``preview``.
+"""The ``mmtiffsink`` command: ``run``, ``replay``, ``info``, ``repair``, ``preview``, ``example``.
 
 Every subcommand prints a readable message and exits non-zero on failure; a traceback is
 shown only with ``--traceback``. Exit status: 0 success, 1 failure (some dataset or file
@@ -82,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run the acquisition a YAML file describes",
-        description="Run the acquisition described by a YAML file (see configs/).",
+        description=(
+            "Run the acquisition described by a YAML file (`mmtiffsink example` lists "
+            "working ones; `mmtiffsink example demo > demo.yaml` writes one)."
+        ),
     )
     run.add_argument("config", type=Path, help="the YAML run file")
     run.add_argument(
@@ -169,6 +172,17 @@ def _parser() -> argparse.ArgumentParser:
         default="first",
         help="the first (default) or last time point, or a row per time point (at most 8)",
     )
+
+    example = sub.add_parser(
+        "example",
+        help="list the example run files, or print one",
+        description=(
+            "Without NAME, list the example run files shipped with mmtiffsink; with NAME, "
+            "print that run file (e.g. `mmtiffsink example demo > demo.yaml && mmtiffsink run "
+            "demo.yaml`: its output folder is relative to the run file)."
+        ),
+    )
+    example.add_argument("name", nargs="?", default=None, metavar="NAME", help="an example")
     return parser
 
 
@@ -315,12 +329,39 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return status
 
 
+def _examples() -> dict[str, str]:
+    """The example run files shipped in ``mmtiffsink/examples``: name -> text."""
+    from importlib.resources import files
+
+    folder = files("mmtiffsink").joinpath("examples")
+    found = (f for f in folder.iterdir() if f.name.endswith(".yaml"))
+    return {f.name.removesuffix(".yaml"): f.read_text(encoding="utf-8") for f in found}
+
+
+def _cmd_example(args: argparse.Namespace) -> int:
+    examples = _examples()
+    if args.name is None:
+        for name, text in sorted(examples.items()):
+            title = text.splitlines()[0].lstrip("# ") if text else ""
+            print(f"{name:<20} {title}")
+        return EXIT_OK
+    name = str(args.name).removesuffix(".yaml")
+    if name not in examples:
+        known = ", ".join(sorted(examples))
+        message = f"mmtiffsink example: error: no example {name!r} (there are: {known})"
+        print(message, file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(examples[name])
+    return EXIT_OK
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "replay": _cmd_replay,
     "info": _cmd_info,
     "repair": _cmd_repair,
     "preview": _cmd_preview,
+    "example": _cmd_example,
 }
 
 

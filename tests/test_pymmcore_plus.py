@@ -30,6 +30,7 @@ from mmtiffsink.pymmcore_plus import TiffHandler, event_axes, jsonable  # noqa: 
 
 pytestmark = pytest.mark.acquisition
 REPO = Path(__file__).resolve().parents[1]
+MDA_EXAMPLE = REPO / "mmtiffsink" / "examples" / "demo_pymmcore_plus.yaml"
 WIDTH, HEIGHT = 64, 48
 
 
@@ -294,7 +295,7 @@ def test_bad_option_fails_at_construction(tmp_path: Path) -> None:
 
 def test_yaml_run_through_the_cli(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
-    text = (REPO / "configs" / "demo_pymmcore_plus.yaml").read_text()
+    text = MDA_EXAMPLE.read_text()
     config.write_text(text)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "mmtiffsink", "run", str(config), "--no-progress"]
@@ -314,7 +315,7 @@ def test_yaml_dry_run_lists_the_sequence(tmp_path: Path) -> None:
     from mmtiffsink.runfile import format_plan, load_config
 
     config = tmp_path / "run.yaml"
-    config.write_text((REPO / "configs" / "demo_pymmcore_plus.yaml").read_text())
+    config.write_text(MDA_EXAMPLE.read_text())
     text = format_plan(load_config(config))
     assert "Events: 90 (90 frames expected)" in text
     assert "Sequence (useq): 3 time points, 2 positions, 3 channels, 5 z slices" in text
@@ -410,7 +411,7 @@ def test_yaml_run_positions_series_through_the_cli(tmp_path: Path) -> None:
     from mmtiffsink.runfile import format_plan, load_config
 
     config = tmp_path / "run.yaml"
-    text = (REPO / "configs" / "demo_pymmcore_plus.yaml").read_text()
+    text = MDA_EXAMPLE.read_text()
     config.write_text(text.replace("profile: bigtiff", "profile: ome"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "mmtiffsink", "run", str(config), "--no-progress"]

@@ -1,8 +1,8 @@
-"""The README's reader matrix, measured again (``benchmarks/reader_matrix.py``).
+"""The reader matrix of ``docs/profiles.md``, measured again (``benchmarks/reader_matrix.py``).
 
 One measurement per module (six small files, every reader: about a minute, most of it the two
-ImageJ JVMs per file); the tests then check the claims the README makes from it, and that the
-README's table is the one measured now, so it cannot go stale silently.
+ImageJ JVMs per file); the tests then check the claims the page makes from it, and that the
+page's table is the one measured now, so it cannot go stale silently.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.readers import REPO_ROOT
 
 pytestmark = pytest.mark.readers
 
-README = REPO_ROOT / "README.md"
+PAGE = REPO_ROOT / "docs" / "profiles.md"
 BEGIN, END = "<!-- reader-matrix:begin -->", "<!-- reader-matrix:end -->"
 BIOFORMATS = "Bio-Formats (showinf, bfconvert)"
 IMPORTER = "Fiji's Bio-Formats Importer"
@@ -46,12 +46,12 @@ def score(matrix: Matrix, reader: str, profile: str, codec: str, prop: str) -> i
     return matrix.row(reader, profile, codec).cells[prop].score
 
 
-def test_readme_table_is_the_measured_one(matrix: Matrix) -> None:
-    text = README.read_text(encoding="utf-8")
+def test_docs_table_is_the_measured_one(matrix: Matrix) -> None:
+    text = PAGE.read_text(encoding="utf-8")
     found = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), text, flags=re.S)
-    assert found, f"README.md has no {BEGIN} ... {END} block"
+    assert found, f"{PAGE.name} has no {BEGIN} ... {END} block"
     assert found.group(1).strip() == markdown(matrix).strip(), (
-        "README's reader matrix is stale: paste the table of "
+        "the reader matrix of docs/profiles.md is stale: paste the table of "
         "`python benchmarks/reader_matrix.py` between the markers"
     )
 
@@ -104,7 +104,7 @@ def test_plain_imagej_opens_only_the_imagej_profile(matrix: Matrix) -> None:
 
 
 def test_what_holds_ome_back_from_being_the_default(matrix: Matrix) -> None:
-    """The README's reasons: the only places where ome shows less than bigtiff."""
+    """The page's reasons: the only places where ome shows less than bigtiff."""
     behind = {(reader, prop) for reader, prop, _ in matrix.behind()}
     assert behind == {
         ("bioio-tifffile", "z step"),  # it reads z only from an ImageJ description

@@ -157,20 +157,22 @@ def test_rgb_frames_read_as_ndstorage_does(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::mmtiffsink.errors.MissingFramesWarning")
-def test_rgb_replay_message(tmp_path: Path) -> None:
-    """Replay of an RGB dataset either writes it exactly or names RGB once per image, clearly."""
+def test_rgb_replay_is_exact(tmp_path: Path) -> None:
+    """An RGB dataset replays into RGB hyperstacks, every sample as ndstorage reads it."""
+    from mmtiffsink.inspect import file_info
+
     dataset = DATA / RGB
-    try:
-        result = replay(dataset, tmp_path, progress=False)
-    except DatasetError as exc:  # the writer refuses RGB frames (not yet supported)
-        message = str(exc)
-        assert "in no index entry" not in message
-        assert message.count("(an RGB image)") == 3
-        assert "3 of 3 images could not be read or placed" in message
-        return
-    pages = _pages(result.files)  # the writer takes RGB: then it is exact
-    for key, image in _ndstorage_images(dataset).items():
+    result = replay(dataset, tmp_path, progress=False)
+    assert result.files
+    pages = _pages(result.files)
+    expected = _ndstorage_images(dataset)
+    assert set(pages) == set(expected)
+    for key, image in expected.items():
+        assert pages[key].shape == (32, 32, 3)
         np.testing.assert_array_equal(pages[key], image, key)
+    for path in result.files:
+        info = file_info(path)
+        assert info.finished and info.rgb and info.dtype == "uint8"
 
 
 def _overwritten(root: Path) -> Path:

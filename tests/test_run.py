@@ -29,7 +29,8 @@ import tifffile
 from mmtiffsink.runfile import load_config
 from tests.microscope import OBJECTIVES
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+EXAMPLES = Path(__file__).parents[1] / "mmtiffsink" / "examples"  # `mmtiffsink example NAME`
+CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
 # pycro-manager examples; the pymmcore-plus ones run in tests/test_pymmcore_plus.py
 CONFIGS = [path for path in CONFIGS if "engine: pymmcore-plus" not in path.read_text("utf-8")]
 #: Pixel size of the demo configuration at start-up (System/Startup: 10X).
@@ -95,7 +96,7 @@ def _read(path: Path) -> tuple[np.ndarray, str, dict[str, Any], float, list[dict
     return data, series.axes, meta, den / num, frames
 
 
-# -- every example in configs/ ------------------------------------------------------------------
+# -- every example in mmtiffsink/examples/ -----------------------------------------------------
 
 
 @pytest.fixture(scope="module", params=CONFIGS, ids=lambda p: p.name)

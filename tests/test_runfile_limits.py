@@ -1,9 +1,9 @@
 """Hostile run files: bounded YAML, and ``load_config`` raising ConfigError and nothing else.
 
 Each refusal names the file and the line, in one line, well under a second; the fuzz tests
-mutate the examples in configs/ and small hand-written run files (byte flips, truncations,
-random keys and values, deep nesting, huge numbers, NaN/inf, wrong types) and accept only a
-RunConfig or a ConfigError.
+mutate the example run files (mmtiffsink/examples/) and small hand-written run files (byte
+flips, truncations, random keys and values, deep nesting, huge numbers, NaN/inf, wrong types)
+and accept only a RunConfig or a ConfigError.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from mmtiffsink.errors import ConfigError
 from mmtiffsink.runfile import RunConfig, load_config
 from mmtiffsink.runfile._yaml import MAX_BYTES, MAX_DEPTH, MAX_NODES, MAX_NUMBER_CHARS
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+EXAMPLES = Path(__file__).parents[1] / "mmtiffsink" / "examples"  # `mmtiffsink example NAME`
+CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
 #: Wall-clock bound of one refusal (they take milliseconds; the machine is shared).
 QUICK_S = 0.5
 

@@ -29,14 +29,11 @@ from mmtiffsink._values import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
 from mmtiffsink._values import TIME_S as _TIME_S
 from mmtiffsink._values import positive
 from mmtiffsink.errors import DatasetError, no_such_file
-from mmtiffsink.tiff.format import frame_tags
+from mmtiffsink.tiff.format import SETTINGS_TAG, IfdWalk, Mark, frame_tags, in_use
 
 from ._tifflog import tifffile_log
 
 __all__ = ["FileInfo", "SeriesInfo", "file_info", "summary_table"]
-
-SETTINGS_TAG = 65422
-"""mmtiffsink's settings JSON tag (see ``mmtiffsink/tiff/_tags.py``)."""
 
 _CODEC_NAMES = {
     "NONE": "none",
@@ -101,6 +98,17 @@ class FileInfo:
     series: list[SeriesInfo] = field(default_factory=list)
     """The image series of a file of several (an OME-TIFF of several positions), in order;
     empty for one. ``shape`` is then the first one's; ``planes`` counts every series'."""
+    rgb: bool = False
+    """The frames are RGB colour images (Photometric RGB, three samples per pixel: ``S`` in
+    ``shape``), not grey ones."""
+    in_use: bool = False
+    """True while a writer that lives has the file open (its lock record ``NAME.tif.lock``):
+    the file is growing, and what is shown is what its writer had linked when it was read."""
+    writer: str = ""
+    """Who marks the file as in use, or last did (``pid 12 on host x since ...``), if known."""
+    writer_state: str = ""
+    """The lock record's state: ``"live"``, ``"stale"`` (its writer stopped), ``"unknown"``
+    (a record of another host, where this process cannot ask), or ``""`` (no record)."""
 
     @property
     def compression_ratio(self) -> float:
@@ -111,6 +119,7 @@ class FileInfo:
         """A readable multi-line block for the terminal."""
         dims = " ".join(f"{k}={v}" for k, v in self.shape.items())
         maker = f", written by {self.written_by}" if self.written_by else ""
+        rgb = " RGB" if self.rgb else ""
         stored = f"{self.frames_stored} stored"
         if self.frames_stored < self.planes:
             stored += " (identical frames stored once)"
@@ -121,7 +130,7 @@ class FileInfo:
             )
         lines = [
             str(self.path),
-            f"  format       {self.profile}, {self.codec}, {self.dtype}{maker}",
+            f"  format       {self.profile}, {self.codec}, {self.dtype}{rgb}{maker}",
             f"  dimensions   {dims}",
             f"  planes       {self.planes}, {stored}",
             f"  calibration  {_calibration_text(self)}",
@@ -138,14 +147,23 @@ class FileInfo:
             f"  size         {_size(self.size_bytes)} on disk, {_size(self.raw_bytes)} of pixels, "
             f"ratio {self.compression_ratio:.2f}"
         )
-        if self.finished:
-            lines.append("  state        finished")
-        else:
-            lines.append(
-                "  state        UNFINISHED (its writer was killed): "
-                f"run `mmtiffsink repair {self.path}`"
-            )
+        lines.append(f"  state        {self.state_text()}")
         return "\n".join(lines)
+
+    def state_text(self) -> str:
+        """One line: finished, being written, or unfinished and what to do about it."""
+        if self.in_use:
+            return f"being written, {self.planes} frames so far ({self.writer})"
+        if self.finished:
+            return "finished"
+        if self.writer_state == "unknown":
+            return (
+                f"UNFINISHED, or being written on another host ({self.writer}): if that "
+                "writer has stopped, delete the lock record "
+                f"{self.path.name}.lock, then run `mmtiffsink repair {self.path}`"
+            )
+        stopped = f"its writer stopped: {self.writer}" if self.writer else "its writer was killed"
+        return f"UNFINISHED ({stopped}): run `mmtiffsink repair {self.path}`"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field plus ``compression_ratio``."""
@@ -221,21 +239,40 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
     if size == 0:
         msg = f"{p}: the file is empty, not a TIFF file"
         raise DatasetError(msg)
+    for attempt in range(3):
+        mark = in_use(p)  # before reading: a live writer's file is growing, not corrupt
+        try:
+            return _read(p, mark)
+        except _Finished:  # its writer finished the file while it was read: read it again
+            if attempt == 2:
+                raise DatasetError(f"{p}: the file kept changing while it was read") from None
+    raise AssertionError  # pragma: no cover
+
+
+class _Finished(Exception):
+    """The file's writer switched it to its final chain between the walk and tifffile."""
+
+
+def _read(p: Path, mark: Mark | None) -> FileInfo:
     with tifffile_log() as records:
         try:
+            with open(p, "rb") as fh:
+                chain = _walk(fh, p, mark)
             with tifffile.TiffFile(p) as tif:
-                return _inspect(tif, p, size, records)
-        except DatasetError:
+                return _inspect(tif, p, chain, mark, records)
+        except (DatasetError, _Finished):
             raise
         except tifffile.TiffFileError as exc:
-            head = _head(p)
-            if head[:4] not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
-                msg = f"{p}: not a TIFF file (it does not start with a TIFF header)"
-            else:
-                msg = f"{p}: corrupt or truncated TIFF ({_first_line(str(exc))})"
+            msg = f"{p}: corrupt or truncated TIFF ({_first_line(str(exc))})"
             raise DatasetError(msg) from exc
         except struct.error as exc:
             msg = f"{p}: corrupt or truncated TIFF (the file ends inside its header or an IFD)"
+            raise DatasetError(msg) from exc
+        except RecursionError as exc:
+            msg = f"{p}: corrupt TIFF metadata (nested too deeply to read)"
+            raise DatasetError(msg) from exc
+        except MemoryError as exc:
+            msg = f"{p}: corrupt TIFF metadata (it asks for more memory than there is)"
             raise DatasetError(msg) from exc
         except (ValueError, IndexError, KeyError, TypeError, EOFError) as exc:
             msg = f"{p}: corrupt or truncated TIFF ({type(exc).__name__}: {_first_line(str(exc))})"
@@ -243,6 +280,55 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
         except OSError as exc:
             msg = f"{p}: cannot read it ({exc.strerror or exc})"
             raise DatasetError(msg) from exc
+
+
+@dataclass
+class _Chain:
+    """What the IFD walk found: IFDs linked, where it stopped, an unfinished file's frames."""
+
+    count: int
+    size: int
+    """The file's size when the walk ended (a growing file's, re-checked)."""
+    unfinished: bool
+    tagged: list[tuple[tuple[int, ...] | None, str | None]]
+
+
+def _walk(fh: Any, path: Path, mark: Mark | None) -> _Chain:
+    """Walk the IFD chain (the one walker, ``tiff.format``) up to its last linked IFD."""
+    try:
+        walk = IfdWalk.growing(fh)
+    except ValueError:
+        msg = f"{path}: not a TIFF file (it does not start with a TIFF header)"
+        raise DatasetError(msg) from None
+    unfinished = False
+    tagged: list[tuple[tuple[int, ...] | None, str | None]] = []
+    for ifd in walk:
+        if walk.count == 1:
+            desc = ifd.entries.get(270)
+            head = walk.text(desc, max_bytes=1 << 24) if desc is not None else b""
+            unfinished = SETTINGS_TAG in ifd.entries and not (head or b"").startswith(
+                (b"ImageJ=", b"<?xml")
+            )
+        if unfinished:
+            tagged.append(frame_tags(walk, ifd))
+    live = mark is not None and mark.state == "live"
+    if walk.stop == "corrupt":
+        msg = f"{path}: corrupt TIFF: {walk.problem}"
+        raise DatasetError(msg)
+    if walk.count == 0:
+        if live and mark is not None:
+            msg = f"{path}: being written ({mark.writer()}), no frame linked yet"
+        else:
+            msg = f"{path}: corrupt or truncated TIFF, no readable image (IFD) in the file"
+        raise DatasetError(msg)
+    if walk.stop == "past_end" and not live:
+        msg = (
+            f"{path}: corrupt or truncated TIFF, the IFD chain breaks after plane "
+            f"{walk.count - 1}: it links to byte {walk.dangling}, past the end of the file "
+            f"({walk.size} bytes)"
+        )
+        raise DatasetError(msg)
+    return _Chain(walk.count, walk.size, unfinished, tagged if unfinished else [])
 
 
 def _head(path: Path) -> bytes:
@@ -276,7 +362,11 @@ def _corrupt(path: Path, records: Sequence[logging.LogRecord], what: str) -> Dat
 
 
 def _inspect(
-    tif: tifffile.TiffFile, path: Path, size: int, records: list[logging.LogRecord]
+    tif: tifffile.TiffFile,
+    path: Path,
+    chain: _Chain,
+    mark: Mark | None,
+    records: list[logging.LogRecord],
 ) -> FileInfo:
     pages = tif.pages
     first = pages.first if len(pages) else None
@@ -293,17 +383,22 @@ def _inspect(
     description = first.description or ""
     finished = settings is None or description.startswith(("ImageJ=", "<?xml"))
     ome = settings is not None and settings.get("profile") == "ome" and tif.is_ome
+    live = mark is not None and mark.state == "live" and not finished
+    if chain.unfinished and finished:
+        raise _Finished
+    size = max(chain.size, int(tif.filehandle.size))  # tifffile's view is the later one
 
-    # Every IFD of the main chain, as light TiffFrames (data offsets and byte counts only).
+    # Every IFD of the main chain the walk found linked, as light TiffFrames (data offsets
+    # and byte counts only): a growing file's frames linked after the walk are not counted
     pages.useframes = True
     pages.set_keyframe(0)
-    npages = len(pages)
+    npages = chain.count
     keys: set[object] = set()
     raw_keys: set[object] = set()  # frames of a compressed file stored uncompressed
     whole_frames = settings is not None  # mmtiffsink stores a frame as one contiguous block
     frame_raw = math.prod(first.shape) * np.dtype(first.dtype or "uint8").itemsize
     compressed = first.compression != 1
-    tagged: list[tuple[tuple[int, ...] | None, str | None]] = []  # an unfinished file's frames
+    tagged = chain.tagged if not finished else []  # an unfinished file's frames
     for index in range(npages):
         try:
             page = pages[index]
@@ -313,6 +408,9 @@ def _inspect(
                 "the first image (or the file holds images of several sizes, not one stack)"
             )
             raise DatasetError(msg) from None
+        except IndexError:  # tifffile took the size before the walk re-checked it
+            npages = index
+            break
         if page is None:
             raise _corrupt(path, records, f"IFD {index} cannot be read")
         offsets = tuple(int(o) for o in page.dataoffsets)
@@ -327,10 +425,7 @@ def _inspect(
             keys.add(offsets[0] if whole_frames else offsets)
             if compressed and sum(counts) >= frame_raw:
                 raw_keys.add(offsets[0])
-        if not finished:
-            tagged.append(frame_tags(tif, page.offset))
-    if _next_ifd(tif, pages[npages - 1]) != 0:  # tifffile stopped at a bad link
-        raise _corrupt(path, records, f"the IFD chain breaks after plane {npages - 1}")
+    tagged = tagged[:npages]
 
     dtype = np.dtype(first.dtype) if first.dtype is not None else np.dtype("uint8")
     frame_shape = tuple(int(n) for n in first.shape)  # (Y, X) or (Y, X, S)
@@ -347,6 +442,8 @@ def _inspect(
             planes = images
     if shape is None and ome:  # every OME dimension, also those of size 1
         shape = _unsqueezed(tif.series[0])
+    if shape is None and not finished:  # the frames linked so far, as a plain stack
+        shape = {"I": npages, **dict(zip(frame_axes, frame_shape, strict=True))}
     if shape is None:
         series = tif.series[0] if tif.series else None
         if series is not None and series.shape:
@@ -371,6 +468,7 @@ def _inspect(
         frames_stored=frames_stored,
         frames_uncompressed=len(raw_keys),
         raw_bytes=raw_bytes,
+        rgb=first.photometric == tifffile.PHOTOMETRIC.RGB and "S" in frame_axes,
         pixel_size_um=pixel_size,
         z_step_um=z_step,
         interval_s=interval,
@@ -378,6 +476,9 @@ def _inspect(
         finished=finished,
         written_by=written_by,
         series=found,
+        in_use=live,
+        writer=mark.writer() if mark is not None else "",
+        writer_state=mark.state if mark is not None else "",
     )
 
 
@@ -427,19 +528,6 @@ def _series(
         c, z, t = (1 + max(k[i] for k in keys) - min(0, *(k[i] for k in keys)) for i in range(3))
         out.append(SeriesInfo(names.get(s, ""), {"T": t, "Z": z, "C": c, **frame}))
     return out
-
-
-def _next_ifd(tif: tifffile.TiffFile, page: tifffile.TiffPage | tifffile.TiffFrame | None) -> int:
-    """The next-IFD pointer of ``page``: 0 at the end of a sound chain."""
-    if page is None:
-        return -1
-    fmt = tif.tiff
-    fh = tif.filehandle
-    fh.seek(page.offset)
-    (tagno,) = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))
-    fh.seek(page.offset + fmt.tagnosize + tagno * fmt.tagsize)
-    (nxt,) = struct.unpack(fmt.offsetformat, fh.read(fmt.offsetsize))
-    return int(nxt)
 
 
 def _settings(page: tifffile.TiffPage) -> dict[str, Any] | None:
@@ -582,7 +670,7 @@ def summary_table(infos: Sequence[FileInfo]) -> str:
             f"{info.frames_stored}/{info.planes}",
             _size(info.size_bytes),
             f"{info.compression_ratio:.2f}",
-            "finished" if info.finished else "UNFINISHED",
+            "being written" if info.in_use else "finished" if info.finished else "UNFINISHED",
         )
         for info in infos
     ]

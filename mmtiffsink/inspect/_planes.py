@@ -10,6 +10,7 @@ series when its frames belong to several (an OME-TIFF of several positions).
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ import tifffile
 
 from mmtiffsink.errors import DatasetError
 from mmtiffsink.tiff import OmeImageFacts, color_lut, colormap_lut, parse_ome
-from mmtiffsink.tiff.format import frame_tags
+from mmtiffsink.tiff.format import IfdWalk, frame_tags
 
 from ._info import FileInfo
 from ._info import _settings as settings_of
@@ -70,7 +71,7 @@ class Stack:
     key: Callable[[Where], object]
     """A plane's identity on disk, equal for identical (de-duplicated) frames; no decoding."""
     read: Callable[[Where], np.ndarray]
-    """Decode one plane: a 2-D array."""
+    """Decode one plane: a 2-D array ((Y, X, 3) for an RGB stack)."""
     names: list[str]
     luts: list[np.ndarray]
     last_t: int
@@ -78,6 +79,8 @@ class Stack:
     z_axis: str = "Z"
     blank: set[object] = field(default_factory=set)
     """Keys of planes found blank (all zero), so each is decoded once."""
+    rgb: bool = False
+    """Colour images (Photometric RGB): ``read`` gives (Y, X, 3), a channel is one RGB image."""
 
 
 def stacks(tif: tifffile.TiffFile, info: FileInfo, *, tile: int) -> list[Stack]:
@@ -175,6 +178,9 @@ def _series_stack(
         raise DatasetError(msg)
     samples = int(key.shape[page_axes.index("S")]) if "S" in page_axes else 1
     frame = (int(key.shape[page_axes.index("Y")]), int(key.shape[page_axes.index("X")]))
+    rgb = _is_rgb(key, page_axes)
+    if rgb:  # a channel is one colour image, not three planes
+        samples = 1
 
     c_pages = stacked_shape[stacked_axes.index("C")] if "C" in stacked_axes else 1
     t_size = stacked_shape[stacked_axes.index("T")] if "T" in stacked_axes else 1
@@ -217,6 +223,8 @@ def _series_stack(
     def read(where: Where) -> np.ndarray:
         if contiguous and where.page >= len(pages):
             return _read_contiguous(tif, level, key, where, page_axes)
+        if rgb:
+            return _colour_plane(page_of(where).asarray(), page_axes)
         return _plane(page_of(where).asarray(), page_axes, where.sample)
 
     single = len(tif.series) == 1
@@ -227,7 +235,9 @@ def _series_stack(
         names = ["R", "G", "B"]
     names = [n or f"C{i}" for i, n in enumerate(names)] or [f"C{i}" for i in range(channels)]
     ij = tif.imagej_metadata if tif.is_imagej and single else None
-    if samples == 3 and c_pages == 1 and not (ij and ij.get("LUTs")):
+    if rgb:  # the pixels carry their colours: a white label, no LUT applied
+        luts = [color_lut((255, 255, 255))] * channels
+    elif samples == 3 and c_pages == 1 and not (ij and ij.get("LUTs")):
         luts = [color_lut(c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
     else:
         luts = _luts(channels, ij, settings, ome.colors if ome else ())
@@ -246,7 +256,28 @@ def _series_stack(
         last_t=t_size - 1,
         um_per_px=pixel * factor if pixel else None,
         z_axis="Z" if set(stacked_axes) - set("CT") <= {"Z"} else "plane",
+        rgb=rgb,
     )
+
+
+def _is_rgb(page: tifffile.TiffPage, page_axes: str) -> bool:
+    """Whether a page is a colour image of three samples (Photometric RGB)."""
+    if "S" not in page_axes or int(page.shape[page_axes.index("S")]) != 3:
+        return False
+    return bool(page.photometric == tifffile.PHOTOMETRIC.RGB)
+
+
+def _colour_plane(array: np.ndarray, page_axes: str) -> np.ndarray:
+    """A decoded RGB page as (Y, X, 3), whatever its sample layout (contiguous or planar)."""
+    arr = np.asarray(array)
+    if arr.ndim > len(page_axes):
+        arr = arr.reshape(arr.shape[-len(page_axes) :])
+    order = [page_axes.index("Y"), page_axes.index("X"), page_axes.index("S")]
+    rest = [i for i in range(arr.ndim) if i not in order]
+    arr = np.transpose(arr, [*rest, *order])
+    for _ in rest:
+        arr = arr[0]  # other page axes (e.g. tiled depth): first
+    return arr
 
 
 def _level(series: tifffile.TiffPageSeries, tile: int) -> tuple[tifffile.TiffPageSeries, float]:
@@ -307,9 +338,10 @@ def _unfinished_stacks(
     pages.set_keyframe(0)
     where: dict[int, dict[tuple[int, int, int], int]] = {}
     names: dict[int, str] = {}
-    for index in range(len(pages)):
-        page = pages[index]
-        key, name = frame_tags(tif, page.offset) if page is not None else (None, None)
+    with open(info.path, "rb") as fh:  # the frames info found linked, not those linked since
+        walk = IfdWalk.growing(fh)
+        tags = [frame_tags(walk, ifd) for ifd in itertools.islice(walk, info.planes)]
+    for index, (key, name) in enumerate(tags):
         if key is None:
             continue
         s = key[3] if len(key) > 3 else 0
@@ -360,7 +392,11 @@ def _unfinished_stack(
     def data_key(w: Where) -> object:
         return tuple(page_of(w).dataoffsets)
 
+    rgb = _is_rgb(key, str(key.axes))
+
     def read(w: Where) -> np.ndarray:
+        if rgb:
+            return _colour_plane(page_of(w).asarray(), str(key.axes))
         return _plane(page_of(w).asarray(), str(key.axes), None)
 
     return Stack(
@@ -372,7 +408,8 @@ def _unfinished_stack(
         key=data_key,
         read=read,
         names=names,
-        luts=_luts(sizes[0], None, settings),
+        luts=[color_lut((255, 255, 255))] * sizes[0] if rgb else _luts(sizes[0], None, settings),
         last_t=max(k[2] for k in where),
         um_per_px=info.pixel_size_um,
+        rgb=rgb,
     )

@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, final
+from typing import Any, Literal, final
 
 import numpy as np
 import tifffile
@@ -272,13 +272,19 @@ def _project(stack: Stack, c: int, t: int, projection: Projection) -> _Tile:
 
 
 def _bin(plane: np.ndarray) -> np.ndarray:
-    """Average down to at most :data:`TILE` pixels, or enlarge small images; float32."""
-    h, w = plane.shape
+    """Average down to at most :data:`TILE` pixels, or enlarge small images; float32.
+
+    ``plane`` is (Y, X), or (Y, X, 3) for a colour image (each sample binned alike).
+    """
+    h, w = plane.shape[:2]
+    samples = plane.shape[2:]
     factor = math.ceil(max(h, w) / TILE)
     if factor > 1:
         hh, ww = (h // factor) * factor, (w // factor) * factor
         blocks = (
-            plane[:hh, :ww].astype(np.float32).reshape(hh // factor, factor, ww // factor, factor)
+            plane[:hh, :ww]
+            .astype(np.float32)
+            .reshape(hh // factor, factor, ww // factor, factor, *samples)
         )
         binned: np.ndarray = blocks.mean(axis=(1, 3), dtype=np.float32)
         return binned
@@ -317,6 +323,15 @@ def _colorize(data: np.ndarray, lut: np.ndarray, lo: float, hi: float) -> np.nda
     return rgb
 
 
+def _colour(data: np.ndarray, dtype: np.dtype[Any], lo: float, hi: float) -> np.ndarray:
+    """A colour tile (Y, X, 3): 8-bit samples as they are, wider ones scaled by one range."""
+    if dtype.itemsize == 1:
+        lo, hi = 0.0, 255.0  # true colour: an 8-bit RGB image is made to be shown as it is
+    scaled = np.clip((data - lo) * (255.0 / (hi - lo)), 0, 255)
+    out: np.ndarray = scaled.astype(np.uint8)
+    return out
+
+
 def _label_color(lut: np.ndarray) -> Color:
     """The LUT's brightest colour, lightened so that dark blue stays readable."""
     r, g, b = (int(v) for v in lut[:, -1])
@@ -340,7 +355,9 @@ def _sheet_rows(rows: Sequence[_Row]) -> list[Row]:
         for c, tile in enumerate(row.tiles):
             lut = stack.luts[c]
             rgb = None
-            if tile.data is not None:
+            if tile.data is not None and stack.rgb:  # its own colours, one range for R, G, B
+                rgb = _colour(tile.data, stack.dtype, *ranges[(id(stack), c)])
+            elif tile.data is not None:
                 rgb = _colorize(tile.data, lut, *ranges[(id(stack), c)])
                 layer = rgb.astype(np.uint16)
                 composite = layer if composite is None else composite + layer
@@ -353,7 +370,7 @@ def _sheet_rows(rows: Sequence[_Row]) -> list[Row]:
                     missing="unreadable" if tile.unreadable and not tile.planes else "missing",
                 )
             )
-        if len(row.tiles) > 1:
+        if len(row.tiles) > 1 and not stack.rgb:  # colour images are not blended
             merged = None if composite is None else np.minimum(composite, 255).astype(np.uint8)
             tiles.append(Tile(label="composite", color=_TEXT, rgb=merged))
         scale = _scale(stack)
@@ -376,9 +393,13 @@ def _title(
     h, w = stack.frame
     name = info.path.name
     lines: list[tuple[str, Color]] = [(name, _TEXT)]
-    if not info.finished:
-        lines.append(("UNFINISHED: its writer was killed (mmtiffsink repair finishes it)", _WARN))
+    if info.in_use:
+        lines.append((f"BEING WRITTEN: {info.planes} frames so far", _WARN))
+    elif not info.finished:
+        lines.append(("UNFINISHED: its writer stopped (mmtiffsink repair finishes it)", _WARN))
     dims = f"C={c}  Z={z}  T={t}  {w}x{h} px  {stack.dtype.name}"
+    if stack.rgb:
+        dims += " RGB"
     if len(stacks) > 1:
         dims += f"  {len(stacks)} series"
     cal = []

@@ -490,7 +490,9 @@ class TiffSink:
         Parameters
         ----------
         image
-            The image.
+            The image: grey (Y, X), or colour (Y, X, 3) from a camera whose ``PixelType``
+            is ``RGB32`` (pycro-manager's Java backend gives its samples in B, G, R order:
+            stored as R, G, B).
         metadata
             Its metadata, with the ``Axes`` dict.
 
@@ -501,8 +503,13 @@ class TiffSink:
 
         """
         axes = metadata.get("Axes") or {}
+        stored = image
+        if metadata.get("PixelType") == "RGB32" and getattr(image, "ndim", 0) == 3:
+            # pycro-manager's Java backend: Micro-Manager's RGB32 bytes (B, G, R, A) with the
+            # alpha cut off, i.e. B, G, R; stored as R, G, B
+            stored = np.asarray(image)[..., ::-1]
         try:
-            self.put(image, axes, metadata)
+            self.put(stored, axes, metadata)
         except Exception as exc:
             # pycro-manager turns this into Exception("exception in image processor: ...");
             # __exit__ raises the original, with its type and traceback

@@ -65,8 +65,9 @@ from ._frames import (
     widen,
 )
 from ._frames import metadata_json as _metadata_json
-from ._io import FileIO, open_output
+from ._io import FileIO
 from ._lifecycle import FileLifecycle
+from ._lock import open_output_marked
 from ._ome import PlaneInfo
 from ._order import Job, Sequencer
 from ._profiles import DEFAULT, Profile, ProfileName
@@ -96,6 +97,7 @@ class IJTiffFile(FileLifecycle):
     dtype
         Pixel type of the file. Frames of another type are cast; see ``cast``.
         ``bigtiff`` takes (u)int8/16/32/64 and float32/64, ``imagej`` uint8, uint16, float32.
+        RGB frames (Y, X, 3) need ``"uint8"`` (or ``"uint16"`` in ``bigtiff`` and ``ome``).
     colors
         One color per channel: CSS names (``"magenta"``), ``"#rrggbb"`` or RGB triples.
     colormap
@@ -226,7 +228,7 @@ class IJTiffFile(FileLifecycle):
             raise ConfigError(msg)
         self._keep_up = keep_up
         self.path = Path(path)
-        io = open_output(self.path, overwrite=overwrite)
+        io = open_output_marked(self.path, overwrite=overwrite)  # in use: NAME.tif.lock
         slots = (
             declared
             if self._profile.uncompressed_needs_shape and not self._codec.compressed
@@ -298,7 +300,10 @@ class IJTiffFile(FileLifecycle):
         Parameters
         ----------
         frame
-            A 2-D array (Y, X), or anything ``numpy.asarray`` turns into one.
+            A 2-D array (Y, X), or an RGB frame (Y, X, 3), or anything ``numpy.asarray``
+            turns into one. The first frame makes the file grey or RGB; RGB frames are
+            8 bits per sample (``dtype="uint8"``), or 16 (``"uint16"``, Micro-Manager's
+            64bitRGB) in the ``bigtiff`` and ``ome`` profiles.
         c, z, t
             The plane's channel, slice and time point, from 0.
         extratags
@@ -317,14 +322,16 @@ class IJTiffFile(FileLifecycle):
         Raises
         ------
         FrameError
-            Wrong dimensionality, shape or dtype, a cast that would change values, or
+            Wrong dimensionality, shape or dtype, a grey frame into an RGB file or an RGB
+            frame into a grey one, a cast that would change values, or
             metadata that cannot be stored as JSON.
         CoordinateError
             Negative, out-of-shape, repeated or absurd coordinates (beyond ``max_planes``)
             or series.
         ProfileError
-            The frame would push an ``imagej`` file past 4 GiB; a series above 0 in a file
-            whose profile is not ``"ome"``.
+            RGB samples of a type the profile's readers cannot show (16-bit RGB in
+            ``imagej``, any RGB dtype but uint8/uint16); the frame would push an ``imagej``
+            file past 4 GiB; a series above 0 in a file whose profile is not ``"ome"``.
         WriterClosedError
             The file is closed (or closing in another thread).
         WriterError
@@ -354,6 +361,8 @@ class IJTiffFile(FileLifecycle):
         # writer did not make may be the caller's, to be filled again once save returns
         compressed = self._codec.compressed
         arr, owned = as_frame(frame, self._dtype, self._cast)
+        if arr.ndim == 3:  # RGB: 8 bits per sample, or 16 where the profile's readers show it
+            self._profile.check_rgb(self._dtype)
         extra = list(normalize_tags(extratags, bigtiff=self._layout.bigtiff))
         if metadata is not None:
             extra.append(Tag.ascii(METADATA_TAG, _metadata_json(metadata)))
@@ -526,7 +535,7 @@ class IJTiffFile(FileLifecycle):
         Returns
         -------
         image : numpy.ndarray
-            The 2-D frame as stored.
+            The frame as stored: (Y, X), or (Y, X, 3) in an RGB file.
         metadata : dict or None
             The frame's ``metadata`` (tag 51123), or None when it had none.
 

@@ -15,7 +15,18 @@ import numpy as np
 
 from ..errors import CoordinateError, FrameError
 
-__all__ = ["Cast", "Coord", "Key", "cast_frame", "check_plane_count", "coordinate", "metadata_json"]
+__all__ = [
+    "RGB_SAMPLES",
+    "Cast",
+    "Coord",
+    "Key",
+    "cast_frame",
+    "check_plane_count",
+    "coordinate",
+    "frame_kind",
+    "metadata_json",
+    "samples_per_pixel",
+]
 
 Coord = tuple[int, int, int]
 Key = tuple[int, ...]
@@ -26,6 +37,18 @@ NONE_SAVED: Coord = (-(2**62), -(2**62), -(2**62))
 Cast = Literal["exact", "round", "truncate"]
 _CASTS = ("exact", "round", "truncate")
 _MAX_METADATA_DEPTH = 64
+RGB_SAMPLES = 3
+"""Samples of an RGB pixel: an RGB frame is ``(Y, X, 3)``, stored contiguous (RGBRGB...)."""
+
+
+def samples_per_pixel(frame_shape: tuple[int, ...]) -> int:
+    """Samples per pixel of a frame of ``frame_shape``: 1 for ``(Y, X)``, 3 for ``(Y, X, 3)``."""
+    return frame_shape[2] if len(frame_shape) > 2 else 1
+
+
+def frame_kind(frame_shape: tuple[int, ...]) -> str:
+    """``"RGB (Y, X, 3)"`` or ``"grey (Y, X)"``, for messages."""
+    return "RGB (Y, X, 3)" if samples_per_pixel(frame_shape) > 1 else "grey (Y, X)"
 
 
 def coordinate(name: str, value: Any, *, negative: bool = False) -> int:
@@ -208,7 +231,10 @@ def metadata_json(metadata: Any) -> str:
 
 
 def as_frame(frame: Any, dtype: np.dtype[Any], cast: Cast) -> tuple[np.ndarray, bool]:
-    """``frame`` as a C-contiguous 2-D array of ``dtype``, and whether the writer owns it.
+    """``frame`` as a C-contiguous array of ``dtype``, and whether the writer owns it.
+
+    A frame is grey, ``(Y, X)``, or RGB, ``(Y, X, 3)`` (red, green, blue samples of each
+    pixel, in that order).
 
     ``frame`` is anything :func:`numpy.asarray` takes: an ndarray or a view of one, a
     ``memoryview`` or other buffer-protocol object, an object with ``__array_interface__`` or
@@ -221,8 +247,15 @@ def as_frame(frame: Any, dtype: np.dtype[Any], cast: Cast) -> tuple[np.ndarray, 
     except (TypeError, ValueError) as exc:
         msg = f"a frame is a 2-D array; {type(frame).__name__} cannot be one: {exc}"
         raise FrameError(msg) from None
-    if arr.ndim != 2:
-        msg = f"a frame is 2-D (Y, X); got an array of shape {arr.shape}"
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        msg = (
+            f"a frame of shape {arr.shape} has 4 samples per pixel (RGBA, or Micro-Manager's "
+            "BGRA): store its colours as RGB, e.g. frame[..., :3] for RGBA or "
+            "frame[..., 2::-1] for BGRA"
+        )
+        raise FrameError(msg)
+    if arr.ndim != 2 and not (arr.ndim == 3 and arr.shape[2] == RGB_SAMPLES):
+        msg = f"a frame is 2-D (Y, X) or RGB (Y, X, 3); got an array of shape {arr.shape}"
         raise FrameError(msg)
     if 0 in arr.shape:
         msg = f"a frame cannot be empty; got shape {arr.shape}"

@@ -27,9 +27,9 @@ from mmtiffsink._values import LENGTH_UM, positive, require
 from .._text import xml_safe
 from ..errors import ConfigError, FrameError, TextReplacedWarning
 from ._appender import Appender, unpack
-from ._frames import Coord, Key
+from ._frames import Coord, Key, samples_per_pixel
 from ._settings import Settings
-from ._tags import Tag, decode_values
+from ._tags import PLANE_INFO_TAG, Tag, decode_values
 
 __all__ = [
     "PLANE_INFO_TAG",
@@ -43,9 +43,6 @@ __all__ = [
     "read_plane_infos",
     "rgb_of_ome_color",
 ]
-
-PLANE_INFO_TAG = 65424
-"""Private tag of a frame's IFD: its :class:`PlaneInfo` as five DOUBLEs (NaN: unknown)."""
 
 OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 ET.register_namespace("", OME_NS)  # once: a process-wide setting of ElementTree
@@ -101,9 +98,9 @@ class PlaneInfo:
 
     def __post_init__(self) -> None:
         for field in fields(self):
-            value = _number(field.name, getattr(self, field.name), non_negative=field.name in (
-                "exposure_time",
-            ))
+            value = _number(
+                field.name, getattr(self, field.name), non_negative=field.name in ("exposure_time",)
+            )
             object.__setattr__(self, field.name, value)
 
     @classmethod
@@ -212,7 +209,7 @@ def ome_description(
     *,
     path: Path,
     settings: Settings,
-    frame_shape: tuple[int, int],
+    frame_shape: tuple[int, ...],
     dtype: np.dtype[Any],
     images: Sequence[OmeImage],
 ) -> str:
@@ -290,7 +287,7 @@ def _image(
     name: str,
     spec: OmeImage,
     settings: Settings,
-    frame_shape: tuple[int, int],
+    frame_shape: tuple[int, ...],
     dtype: np.dtype[Any],
     pixel_type: str,
     first_ifd: int,
@@ -308,16 +305,19 @@ def _image(
                 label[axis], label[axis + "Unit"] = _fmt(value), _UM
         ET.SubElement(image, q + "StageLabel", label)
     c, z, t = spec.shape
+    # an RGB file: each Channel has 3 samples, interleaved (RGBRGB...) in one IFD; SizeC
+    # counts samples (OME's rule, as tifffile and Bio-Formats write it), TheC channels
+    samples = samples_per_pixel(frame_shape)
     attrs = {
         "ID": f"Pixels:{index}",
         "DimensionOrder": "XYCZT",
         "Type": pixel_type,
         "SignificantBits": str(dtype.itemsize * 8),
-        "Interleaved": "false",
+        "Interleaved": "true" if samples > 1 else "false",
         "BigEndian": "false",
         "SizeX": str(frame_shape[1]),
         "SizeY": str(frame_shape[0]),
-        "SizeC": str(c),
+        "SizeC": str(c * samples),
         "SizeZ": str(z),
         "SizeT": str(t),
     }
@@ -331,9 +331,9 @@ def _image(
         attrs["TimeIncrement"], attrs["TimeIncrementUnit"] = _fmt(settings.timeinterval), "s"
     pixels = ET.SubElement(image, q + "Pixels", attrs)
     names = settings.channel_names or []
-    luts = settings.channel_luts(c) or []
+    luts = (settings.channel_luts(c) if samples == 1 else None) or []
     for ch in range(c):
-        channel = {"ID": f"Channel:{index}:{ch}", "SamplesPerPixel": "1"}
+        channel = {"ID": f"Channel:{index}:{ch}", "SamplesPerPixel": str(samples)}
         if ch < len(names):
             channel["Name"] = names[ch]
         if ch < len(luts):

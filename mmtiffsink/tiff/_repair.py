@@ -22,13 +22,15 @@ from ._appender import pack, rows_per_strip
 from ._codecs import Codec
 from ._colors import color_lut, colormap_lut
 from ._file import IJTiffFile
-from ._frames import Key
+from ._frames import RGB_SAMPLES, Key
 from ._io import FileIO
+from ._lock import FileMark, take
 from ._ome import StageLabel
 from ._profiles import Profile
-from ._series import SERIES_TAG, parse_label
+from ._series import parse_label
 from ._settings import Settings
-from ._tags import _TYPES, PLANE_TAG, SETTINGS_TAG, Layout, decode_values
+from ._tags import _TYPES, PLANE_TAG, SERIES_TAG, SETTINGS_TAG, Layout, decode_values
+from .format import Ifd, IfdWalk
 
 __all__ = ["RepairReport", "repair"]
 
@@ -77,7 +79,7 @@ class _Chain:
         self.labels: dict[int, tuple[str | None, StageLabel | None]] = {}
         self.settings: dict[str, Any] | None = None
         self.link_pos = self.lay.first_ifd_pointer
-        # width, height, bits, codec, kind, strips, predictor
+        # width, height, bits, codec, kind, strips, predictor, samples per pixel
         self.frame: tuple[int, ...] | None = None
 
     def read(self, offset: int, nbytes: int) -> bytes:
@@ -97,22 +99,20 @@ class _Chain:
             raise DatasetError(msg)
         return data
 
-    def ifd(self, offset: int) -> tuple[dict[int, tuple[int, bytes]], int, int]:
-        """(tag code -> (field type, value bytes), IFD size, next IFD offset) of one IFD."""
-        lay = self.lay
-        count = self.read(offset, 8 if lay.bigtiff else 2)
-        (n,) = struct.unpack("<Q" if lay.bigtiff else "<H", count)
-        if not 0 < n <= _MAX_TAGS:
-            raise _corrupt(self.path, offset, f"claims {n} entries")
-        ifd_size = lay.ifd_size(n)
-        entries, nxt = lay.parse_ifd(self.read(offset, ifd_size))
+    def ifd(self, ifd: Ifd) -> dict[int, tuple[int, bytes]]:
+        """Tag code -> (field type, value bytes) of one IFD the walker found whole."""
         values: dict[int, tuple[int, bytes]] = {}
-        for entry in entries:
-            code, dtype = struct.unpack_from("<HH", entry, 0)
-            if dtype not in _TYPES:
-                raise _corrupt(self.path, offset, f"gives tag {code} the unknown type {dtype}")
-            values[code] = lay.entry_value(entry, self.read)
-        return values, ifd_size, nxt
+        for code, entry in ifd.entries.items():
+            if entry.dtype not in _TYPES:
+                raise _corrupt(
+                    self.path, ifd.offset, f"gives tag {code} the unknown type {entry.dtype}"
+                )
+            raw = entry.field[: entry.nbytes] if entry.inline else None
+            if raw is None:
+                (at,) = struct.unpack("<Q" if self.lay.bigtiff else "<I", entry.field)
+                raw = self.read(at, entry.nbytes)  # checked against the size before reading
+            values[code] = (entry.dtype, raw)
+        return values
 
     def ints(self, values: dict[int, tuple[int, bytes]], code: int, offset: int) -> list[int]:
         """The integer values of a tag the writer always writes."""
@@ -138,14 +138,22 @@ class _Chain:
         key = tuple(coord)
         if key in self.planes:
             raise _corrupt(self.path, offset, f"repeats the plane (c, z, t[, s]) = {key}")
-        one = [self.ints(values, code, offset) for code in (256, 257, 258, 259)]
+        one = [self.ints(values, code, offset) for code in (256, 257, 259)]
         if any(len(v) != 1 for v in one):
             raise _corrupt(self.path, offset, "holds several values in a one-value tag")
-        width, height, bits, codec = (v[0] for v in one)
-        kind = self.ints(values, 339, offset)[0] if 339 in values else 1
+        width, height, codec = (v[0] for v in one)
+        samples = self.ints(values, 277, offset)[0] if 277 in values else 1
+        # BitsPerSample and SampleFormat: one value per sample, all the same (an RGB frame)
+        per_sample = [self.ints(values, 258, offset)]
+        if 339 in values:
+            per_sample.append(self.ints(values, 339, offset))
+        if any(len(v) != samples or len(set(v)) != 1 for v in per_sample):
+            raise _corrupt(self.path, offset, f"describes samples unlike each other: {per_sample}")
+        bits = per_sample[0][0]
+        kind = per_sample[1][0] if 339 in values else 1
         predictor = self.ints(values, 317, offset)[0] if 317 in values else 1
         strips, counts = self.ints(values, 273, offset), self.ints(values, 279, offset)
-        frame = (width, height, bits, codec, kind, len(strips), predictor)
+        frame = (width, height, bits, codec, kind, len(strips), predictor, samples)
         if self.frame is None:
             self._check_frame(frame, offset)
             self.frame = frame
@@ -155,7 +163,7 @@ class _Chain:
             o + n > self.size or n <= 0 for o, n in zip(strips, counts, strict=False)
         ):
             raise _corrupt(self.path, offset, "has pixel strips past the end of the file")
-        if codec == 1 and sum(counts) != width * height * (bits // 8):
+        if codec == 1 and sum(counts) != width * height * samples * (bits // 8):
             raise _corrupt(self.path, offset, f"stores {sum(counts)} bytes of raw pixels")
         if SETTINGS_TAG in values and self.settings is None:
             self.settings = _parse_settings(self.path, values[SETTINGS_TAG][1])
@@ -169,9 +177,12 @@ class _Chain:
         self.arrival.append(key)
 
     def _check_frame(self, frame: tuple[int, ...], offset: int) -> None:
-        width, height, bits, codec, kind, nstrips, predictor = frame
+        width, height, bits, codec, kind, nstrips, predictor, samples = frame
         if not (0 < width < 1 << 31 and 0 < height < 1 << 31) or codec not in _CODECS:
             raise _corrupt(self.path, offset, f"describes a {width}x{height} frame, codec {codec}")
+        if samples not in (1, RGB_SAMPLES) or (samples > 1 and (kind != 1 or bits > 16)):
+            what = f"{samples} samples per pixel of {bits}-bit pixels of kind {kind}"
+            raise _corrupt(self.path, offset, f"describes {what}")
         if kind not in _KINDS or bits not in (8, 16, 32, 64) or (kind == 3 and bits < 32):
             raise _corrupt(self.path, offset, f"describes {bits}-bit pixels of kind {kind}")
         if predictor not in (1, 2) or (predictor == 2 and (codec == 1 or kind == 3)):
@@ -300,6 +311,39 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
 
     """
     path = Path(path)
+    mark = _take_mark(path)
+    try:
+        return _repair(path)
+    finally:
+        if mark is not None:
+            mark.release()
+
+
+def _take_mark(path: Path) -> FileMark | None:
+    """Mark ``path`` as in use by this repair, or refuse if a writer that lives has it."""
+    try:
+        mark = take(path)
+    except OSError:
+        return None  # no record can be made beside it (a read-only folder): nothing to guard
+    if isinstance(mark, FileMark):
+        return mark
+    if mark.state == "unknown":
+        msg = (
+            f"{path} may be being written on another host ({mark.writer()}), where this "
+            f"process cannot ask: repair refused. If that writer has stopped, delete "
+            f"{mark.path} and run repair again"
+        )
+    else:
+        msg = (
+            f"{path} is being written ({mark.writer()}): repair refused, it would damage "
+            "the acquisition. Let the writer close the file (a closed file is finished); "
+            f"if its process is stuck, end it: its lock record {mark.path.name} then goes stale "
+            "and repair proceeds"
+        )
+    raise DatasetError(msg)
+
+
+def _repair(path: Path) -> RepairReport:
     try:
         io = FileIO(path, "read")
     except FileNotFoundError:
@@ -319,24 +363,26 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         if len(head) < lay.header_size:
             msg = f"{path}: truncated TIFF: the file ends inside its header"
             raise DatasetError(msg)
-        (offset,) = struct.unpack_from("<Q" if bigtiff else "<I", head, lay.first_ifd_pointer)
-        seen: set[int] = set()
         dangling = 0
-        while offset and offset < size:
-            if offset in seen:
-                msg = f"{path}: corrupt TIFF: the IFD chain loops back to byte {offset}"
-                raise DatasetError(msg)
-            seen.add(offset)
-            values, ifd_size, nxt = chain.ifd(offset)
-            if not chain.planes:
-                desc = values.get(270)
-                if desc is not None and desc[1].startswith((b"ImageJ=", b"<?xml")):
-                    return RepairReport(path, len(seen), (0, 0, 0), 0, True)
-            chain.add(values, offset, ifd_size)
-            chain.link_pos = offset + ifd_size - lay.offset_size
-            offset = nxt
-        if offset:  # a link past the end of a truncated file (or a corrupt one): cut it there
-            dangling = offset
+        with open(path, "rb") as fh:
+            try:
+                walk = IfdWalk(fh, size, max_ifds=MAX_PLANES, max_entries=_MAX_TAGS)
+            except ValueError:
+                msg = f"{path}: corrupt TIFF: its header is damaged"
+                raise DatasetError(msg) from None
+            for ifd in walk:
+                values = chain.ifd(ifd)
+                if not chain.planes:
+                    desc = values.get(270)
+                    if desc is not None and desc[1].startswith((b"ImageJ=", b"<?xml")):
+                        return RepairReport(path, walk.count, (0, 0, 0), 0, True)
+                chain.add(values, ifd.offset, ifd.size)
+                chain.link_pos = ifd.link_pos
+        if walk.stop == "corrupt":
+            msg = f"{path}: corrupt TIFF: {walk.problem}"
+            raise DatasetError(msg)
+        if walk.stop == "past_end":  # a link past the end of a truncated file: cut it there
+            dangling = walk.dangling
     finally:
         io.close()
     if not chain.planes or chain.frame is None or chain.first is None:
@@ -349,7 +395,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         raise DatasetError(msg)
     if dangling:
         _cut_chain(path, chain, dangling)
-    width, height, bits, compression, kind, _, predictor = chain.frame
+    width, height, bits, compression, kind, _, predictor, samples = chain.frame
     dtype = np.dtype(f"<{_KINDS[kind]}{bits // 8}")
     try:
         codec = Codec.from_tiff(compression, predictor)
@@ -357,13 +403,14 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         msg = f"{path}: unexpected compression {compression}"
         raise DatasetError(msg) from None
     stored = Settings.from_json(chain.settings or {})
-    frame_bytes = height * width * dtype.itemsize
+    frame_shape = (height, width) if samples == 1 else (height, width, samples)
+    frame_bytes = height * width * samples * dtype.itemsize
     slots_at = _slots_start(chain.first, chain.planes, stored, codec, chain.lay, frame_bytes)
     tif = _resume(
         path,
         profile=profile,
         labels=chain.labels,
-        frame_shape=(height, width),
+        frame_shape=frame_shape,
         dtype=dtype,
         codec=codec,
         settings=stored,
@@ -391,7 +438,7 @@ def _resume(
     *,
     profile: Profile,
     labels: dict[int, tuple[str | None, StageLabel | None]],
-    frame_shape: tuple[int, int],
+    frame_shape: tuple[int, ...],
     dtype: np.dtype[Any],
     codec: Codec,
     settings: Settings,

@@ -30,11 +30,10 @@ from ..limits import MAX_SERIES
 from ._frames import NONE_SAVED, Coord, Key, widen
 from ._ome import StageLabel
 from ._profiles import Profile
-from ._tags import Tag
+from ._tags import SERIES_TAG, Tag
 
 __all__ = ["SERIES_TAG", "Part", "SeriesTable", "parse_label", "series_index", "stage_label"]
 
-SERIES_TAG = 65425
 """Private tag of a frame's IFD: its series' name and stage label, as JSON."""
 _EMPTY: tuple[Coord, Coord] = ((0, 0, 0), NONE_SAVED)
 _MAX_NAME = 4096
