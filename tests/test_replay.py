@@ -693,6 +693,7 @@ class _Server:
 
         self.kind = kind
         self.held: list[Any] = []
+        self.stop = threading.Event()
         if kind == "http":
             self.httpd = http.server.HTTPServer(
                 ("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler
@@ -706,24 +707,27 @@ class _Server:
         self.thread.start()
 
     def _accept(self) -> None:
-        try:
-            while True:
+        self.sock.settimeout(0.05)  # a blocked accept() would outlive close()
+        while not self.stop.is_set():
+            try:
                 conn, _ = self.sock.accept()
-                if self.kind == "greets":
-                    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
-                self.held.append(conn)
-        except OSError:
-            return  # closed
+            except TimeoutError:
+                continue
+            if self.kind == "greets":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+            self.held.append(conn)
 
     def close(self) -> None:
         if self.kind == "http":
             self.httpd.shutdown()
             self.httpd.server_close()
-        else:
-            self.sock.close()
-        for conn in self.held:
-            conn.close()
+        self.stop.set()
         self.thread.join(5)
+        assert not self.thread.is_alive()
+        if self.kind != "http":
+            self.sock.close()
+        for conn in self.held:  # every connection it took, now that it takes no more
+            conn.close()
 
 
 @pytest.mark.parametrize(
