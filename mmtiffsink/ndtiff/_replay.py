@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import StrictBool, field_validator, model_validator
+from pydantic import StrictBool, field_validator
 
 from mmtiffsink._closing import close_after_block
 from mmtiffsink._text import check_name, clean_text, xml_illegal
@@ -100,18 +100,6 @@ class ReplayOptions(SinkOptions):
     def _check_name(cls, value: str | None) -> str | None:
         # the one rule for names of files (as a run file's output.name and TiffSink's name)
         return None if value is None else check_name("name", value)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _overwrite(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "overwrite" in data:
-            data = dict(data)
-            value = data.pop("overwrite")
-            if not isinstance(value, bool):
-                msg = f"overwrite is True or False, got {value!r}"
-                raise ConfigError(msg)
-            data.setdefault("if_exists", "overwrite" if value else "error")
-        return data
 
     @property
     def overwrite(self) -> bool:

@@ -122,12 +122,14 @@ class FileIO:
             got += len(more)
         return b"".join(parts)
 
-    def write(self, chunks: Sequence[bytes | memoryview], offset: int) -> None:
+    def write(self, chunks: Sequence[bytes | bytearray | memoryview], offset: int) -> None:
         """Write ``chunks`` contiguously at ``offset``, retrying short writes."""
         with self._lock:
             self._write(self._check(), chunks, offset)
 
-    def _write(self, fd: int, chunks: Sequence[bytes | memoryview], offset: int) -> None:
+    def _write(
+        self, fd: int, chunks: Sequence[bytes | bytearray | memoryview], offset: int
+    ) -> None:
         if len(chunks) > _IOV_MAX:
             chunks = [b"".join(chunks)]
         total = sum(len(c) for c in chunks)

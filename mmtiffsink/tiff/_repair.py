@@ -460,6 +460,7 @@ def _resume(
     tif._settings = settings
     tif._extratags = ()
     tif._max_inflight = None
+    tif._keep_up = False
     tif.path = Path(path)
     slots = settings.shape if slots_at is not None else None
     tif._setup(FileIO(tif.path, "update"), end=end, link_pos=link_pos, slots=slots)
@@ -472,7 +473,7 @@ def _resume(
     app.planes = {coord: pack(*where) for coord, where in planes.items()}
     app.arrival = list(arrival)
     for coord in planes:
-        tif._extend(coord)
+        tif._w.extend(coord)
     for series, (name, stage) in labels.items():
         tif._series.set_label(series, name, stage)
     return tif
