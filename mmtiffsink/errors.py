@@ -26,6 +26,7 @@ __all__ = [
     "UnclosedFileWarning",
     "WriterClosedError",
     "WriterError",
+    "no_such_file",
 ]
 
 
@@ -79,6 +80,14 @@ class ConfigError(MMTiffSinkError, ValueError):
 
 class DatasetError(MMTiffSinkError):
     """An input dataset (e.g. NDTiff) is missing, unreadable or corrupted."""
+
+
+def no_such_file(path: object) -> DatasetError:
+    """The error of an input that does not exist.
+
+    One wording for ``info``, ``preview``, ``repair`` and ``replay``.
+    """
+    return DatasetError(f"{path}: no such file")
 
 
 class MicroscopeError(MMTiffSinkError):

@@ -16,7 +16,7 @@ import numpy as np
 
 from mmtiffsink._values import positive
 
-from ..errors import ConfigError, DatasetError, MissingFramesWarning
+from ..errors import ConfigError, DatasetError, MissingFramesWarning, no_such_file
 from ..limits import MAX_PLANES, MAX_SERIES
 from ._appender import pack, rows_per_strip
 from ._codecs import Codec
@@ -346,6 +346,8 @@ def _take_mark(path: Path) -> FileMark | None:
 def _repair(path: Path) -> RepairReport:
     try:
         io = FileIO(path, "read")
+    except FileNotFoundError:
+        raise no_such_file(path) from None
     except OSError as exc:
         msg = f"cannot open {path}: {exc.strerror or exc}"
         raise DatasetError(msg) from exc
