@@ -38,16 +38,9 @@ from mmtiffsink import IJTiffFile, MissingFramesWarning, WriterClosedError, Writ
 from mmtiffsink.inspect import file_info
 from mmtiffsink.tiff import Codec, _pool
 from mmtiffsink.tiff._appender import Appender
-from tests.test_crash import ROOT, kill_after_flush
+from tests.adversarial_support import SHAPE, frame
+from tests.crash_support import ROOT, kill_after_flush
 from tests.writer_support import page_plane
-
-SHAPE = (128, 128)
-BASE = np.random.default_rng(0).integers(0, 4000, SHAPE, dtype=np.uint16)
-
-
-def frame(c: int, t: int, z: int = 0) -> np.ndarray:
-    """A frame that zstd 19 works on (random) and that says which plane it is."""
-    return BASE + np.uint16((c * 7919 + z * 104729 + t) % 60000)
 
 
 def check_pages(path: Path, expected: Any = frame) -> set[tuple[int, int, int]]:
@@ -106,7 +99,7 @@ import faulthandler, json, os, random, signal, sys, threading, time
 faulthandler.dump_traceback_later(40, exit=True)  # a hang shows where it is, and fails
 import numpy as np
 from mmtiffsink import IJTiffFile, WriterClosedError, WriterError
-from tests.test_adversarial_writer import frame
+from tests.adversarial_support import frame
 signal.signal(signal.SIGINT, signal.default_int_handler)
 """
 

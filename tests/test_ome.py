@@ -22,8 +22,8 @@ from mmtiffsink.errors import FrameError
 from mmtiffsink.inspect import file_info
 from mmtiffsink.sink import SinkOptions
 from mmtiffsink.tiff import PlaneInfo, Profile
+from tests.crash_support import kill_after_flush, run_child
 from tests.readers import bioformats_info, bioformats_pixels, bioformats_server, imagej_read
-from tests.test_crash import kill_after_flush, run_child
 from tests.writer_support import check_ome_schema, coded_frame
 
 C, Z, T = 2, 3, 4

@@ -21,7 +21,7 @@ from mmtiffsink.cli import main
 from mmtiffsink.errors import DatasetError
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.ndtiff import replay
-from tests.test_replay import CHANNELS, Source, allow_blank_planes, check_position, make_dataset
+from tests.replay_support import CHANNELS, Source, allow_blank_planes, check_position, make_dataset
 
 pytestmark = allow_blank_planes
 ENTRIES = 18  # 1 position x 2 time points x 3 z x 3 channels
@@ -182,7 +182,7 @@ def test_absurd_coordinates_are_bad_entries(
 
 def test_unindexed_second_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A second NDTiff tif the index never names (its entries lost) holds images: damaged."""
-    from tests.test_replay import two_file_dataset
+    from tests.replay_support import two_file_dataset
 
     source = two_file_dataset(tmp_path / "src", "two")
     index = source.path / "NDTiff.index"
