@@ -55,7 +55,7 @@ def test_python_dash_m(tmp_path: Path) -> None:
 
 def test_replay_predictor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``replay --predictor``: files with tag 317 = 2 holding the dataset's exact frames."""
-    from tests.test_replay import CHANNELS, check_position, make_dataset
+    from tests.replay_support import CHANNELS, check_position, make_dataset
 
     source = make_dataset(tmp_path / "src", "exp", positions=(0,), nz=2, nt=2)
     out = tmp_path / "out"

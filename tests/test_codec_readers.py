@@ -19,8 +19,8 @@ import pytest
 import tifffile
 
 from mmtiffsink import IJTiffFile
+from tests.predictor_support import extreme_frames
 from tests.readers import ReaderError, bioformats_pixels, imagej_read
-from tests.test_predictor import extreme_frames
 
 pytestmark = pytest.mark.readers
 

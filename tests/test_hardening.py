@@ -35,7 +35,7 @@ from mmtiffsink import (
 )
 from mmtiffsink._closing import close_after_block
 from mmtiffsink.tiff import _pool
-from tests.test_crash import run_child
+from tests.crash_support import run_child
 from tests.writer_support import coded_frame, page_plane, read_hyperstack
 
 

@@ -27,8 +27,8 @@ from mmtiffsink import IJTiffFile
 from mmtiffsink.cli import main
 from mmtiffsink.errors import DatasetError
 from mmtiffsink.inspect import FileInfo, file_info, summary_table
+from tests.crash_support import KILL_CHILD, kill_after_flush, run_child
 from tests.readers import bioformats_info
-from tests.test_crash import KILL_CHILD, kill_after_flush, run_child
 from tests.writer_support import coded_frame, read_hyperstack
 
 C, Z, T = 2, 3, 4

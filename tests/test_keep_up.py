@@ -22,16 +22,8 @@ from mmtiffsink import IJTiffFile
 from mmtiffsink.errors import ConfigError
 from mmtiffsink.inspect import file_info
 from mmtiffsink.tiff import Codec, _pool
+from tests.keep_up_support import SHAPE, frame
 from tests.readers import bioformats_pixels, imagej_read
-
-SHAPE = (256, 256)
-
-
-def frame(i: int) -> np.ndarray:
-    rng = np.random.default_rng(i)
-    y, x = np.mgrid[: SHAPE[0], : SHAPE[1]]
-    spot = 800 * np.exp(-((x - 7 * i % 256) ** 2 + (y - 128) ** 2) / 300)
-    return (100 + spot + rng.poisson(20, SHAPE)).astype(np.uint16)
 
 
 @pytest.fixture

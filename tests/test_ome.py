@@ -25,8 +25,8 @@ from mmtiffsink.sink import SinkOptions
 from mmtiffsink.tiff import PlaneInfo, Profile, tiffwrite
 from mmtiffsink.tiff._ome import OmeImage, ome_xml_chunks
 from mmtiffsink.tiff._settings import Settings
+from tests.crash_support import kill_after_flush, run_child
 from tests.readers import bioformats_info, bioformats_pixels, bioformats_server, imagej_read
-from tests.test_crash import kill_after_flush, run_child
 from tests.writer_support import check_ome_schema, coded_frame
 
 C, Z, T = 2, 3, 4

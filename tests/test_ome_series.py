@@ -20,8 +20,9 @@ from mmtiffsink import IJTiffFile, MissingFramesWarning, repair
 from mmtiffsink.errors import ConfigError, CoordinateError, ProfileError
 from mmtiffsink.inspect import file_info
 from mmtiffsink.tiff import StageLabel
+from tests.crash_support import kill_after_flush, run_child
 from tests.readers import bioformats_pixels, bioformats_server, imagej_read
-from tests.test_crash import kill_after_flush, run_child
+from tests.series_support import series_frame
 from tests.writer_support import PLANE_TAG, check_ome_schema, coded_frame
 
 NS = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
@@ -30,11 +31,6 @@ ZS = (3, 1, 2)  # z slices of series 0, 1, 2: positions may differ in z
 NAMES = ("A1", "B2", "C3")
 STAGES = ((100.0, -50.5, 7.0), (1200.25, 30.0, None), (-5.0, 0.0, 12.5))
 MISSING = (1, 1, 0, 1)  # (series, c, z, t) never saved
-
-
-def series_frame(s: int, c: int, z: int, t: int, shape: tuple[int, int] = (24, 40)) -> np.ndarray:
-    """A frame whose pixels say its series and plane."""
-    return coded_frame(c, z, t, shape) + np.uint16(10_000 * s)
 
 
 def planes_of(s: int) -> list[tuple[int, int, int]]:
@@ -288,7 +284,7 @@ def test_bioio_reads_series_as_scenes(tmp_path: Path) -> None:
 KILL_SERIES_CHILD = """
     import sys, time
     from mmtiffsink import IJTiffFile
-    from tests.test_ome_series import series_frame
+    from tests.series_support import series_frame
     path = sys.argv[1]
     tif = IJTiffFile(path, profile="ome", pxsize=0.5, channel_names=["A", "B"])
     for s in range(3):
@@ -350,7 +346,7 @@ def test_preview_draws_a_row_per_series(tmp_path: Path) -> None:
 
     import mmtiffsink
     from mmtiffsink.inspect._preview import sheet
-    from tests.test_preview import LIME, MAGENTA, SPOTS, at, decode, is_missing, near, spot_frame
+    from tests.preview_support import LIME, MAGENTA, SPOTS, at, decode, is_missing, near, spot_frame
 
     path = tmp_path / "rows.ome.tif"
     early = tmp_path / "early.ome.tif"
@@ -410,7 +406,7 @@ def test_sink_positions_as_series(tmp_path: Path) -> None:
 
 def test_replay_cli_positions_series(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mmtiffsink.cli import main
-    from tests.test_replay import make_dataset
+    from tests.replay_support import make_dataset
 
     source = make_dataset(tmp_path / "src", "pv", positions=("A1", "B2"), nt=2)
     out = tmp_path / "out"
@@ -432,7 +428,7 @@ def test_replay_cli_positions_series(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_keep_up_frames_keep_their_series(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Frames keep_up stores out of save order land in their own series, pixels exact."""
     from mmtiffsink.tiff import _pool
-    from tests.test_keep_up import frame
+    from tests.keep_up_support import frame
 
     monkeypatch.setattr(_pool, "_budget", _pool.Budget(1))  # one frame in flight at a time
     path = tmp_path / "kept.ome.tif"

@@ -23,20 +23,11 @@ from mmtiffsink.inspect import file_info
 from mmtiffsink.ndtiff import ReplayOptions
 from mmtiffsink.sink import SinkOptions, TiffSink
 from mmtiffsink.tiff import DEFAULT, Codec, Profile
+from tests.predictor_support import extreme_frames
 from tests.writer_support import page_plane
 
 INTEGER_DTYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64"]
 CODECS = ["zstd:1", "zstd:3", "deflate:1", "deflate:6"]
-
-
-def extreme_frames(dtype: str, n: int = 3, shape: tuple[int, int] = (21, 34)) -> np.ndarray:
-    """Full-range random frames, the first with min/max alternating (every difference wraps)."""
-    info = np.iinfo(dtype)
-    rng = np.random.default_rng(317)
-    frames = rng.integers(info.min, info.max, (n, *shape), dtype=dtype, endpoint=True)
-    frames[0, :, ::2] = info.max
-    frames[0, :, 1::2] = info.min
-    return frames
 
 
 def smooth_frame(shape: tuple[int, int] = (128, 160)) -> np.ndarray:

@@ -16,7 +16,6 @@ import struct
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,149 +43,18 @@ from mmtiffsink.ndtiff import (
 from mmtiffsink.sink._sink import DEFAULT
 from mmtiffsink.tiff import Codec
 from tests.readers import bioformats_info
-
-# Planes left out of a damaged dataset are filled blank, with this warning from the writer.
-allow_blank_planes = pytest.mark.filterwarnings("ignore::mmtiffsink.errors.MissingFramesWarning")
-
-CHANNELS = ("FITC", "DAPI", "Cy5")  # arrival order, deliberately not alphabetical
-HEIGHT, WIDTH = 12, 20
-
-
-@dataclass
-class Source:
-    """A dataset written here, with every image and metadata dict kept for comparison."""
-
-    path: Path
-    frames: dict[tuple[Any, ...], tuple[np.ndarray, dict[str, Any]]] = field(default_factory=dict)
-    order: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _frame(p: int, t: int, z: int, c: int, dtype: str) -> np.ndarray:
-    """A frame that encodes its own coordinates (and differs pixel by pixel)."""
-    base = 1000 * t + 100 * z + 10 * c + p if dtype == "uint16" else 40 * t + 12 * z + 3 * c + p
-    ramp = np.arange(HEIGHT * WIDTH).reshape(HEIGHT, WIDTH) % 7
-    return (base + ramp).astype(dtype)
-
-
-def make_dataset(
-    root: Path,
-    name: str,
-    *,
-    positions: Sequence[int | str] = (0, 1),
-    channels: Sequence[str | int] = CHANNELS,
-    nz: int = 3,
-    nt: int = 2,
-    summary: dict[str, Any] | None = None,
-    dtype: str = "uint16",
-    pixel_size: float = 0.65,
-    z_step: float = 1.5,
-    interval_ms: float = 2500.0,
-) -> Source:
-    """Write an NDTiff dataset with ndstorage's writer, in acquisition order t > p > z > c.
-
-    Per-image metadata are what pycro-manager writes (Axes, PixelSize_um, ElapsedTime-ms,
-    ZPosition_um_Intended, ...); ``summary`` defaults to pycro-manager's summary keys.
-    """
-    from ndstorage import NDTiffDataset
-
-    dataset = NDTiffDataset(str(root), name=name, writable=True)
-    dataset.initialize(
-        summary
-        if summary is not None
-        else {"PixelSize_um": pixel_size, "PixelType": "GRAY16", "Core-Camera": "Camera"}
-    )
-    source = Source(Path(dataset.path))
-    for t in range(nt):
-        for p, position in enumerate(positions):
-            for z in range(nz):
-                for c, channel in enumerate(channels):
-                    axes: dict[str, Any] = {"time": t, "position": position, "z": z}
-                    axes["channel"] = channel
-                    image = _frame(p, t, z, c, dtype)
-                    metadata = {
-                        "Axes": dict(axes),
-                        "PixelSize_um": pixel_size,
-                        "ElapsedTime-ms": t * interval_ms + 10.0 * (p * nz + z),
-                        "ZPosition_um_Intended": -2.0 + z_step * z,
-                        "Exposure": 10.0,
-                        "Camera": "Camera",
-                        "Width": WIDTH,
-                        "Height": HEIGHT,
-                    }
-                    dataset.put_image(axes, image, metadata)
-                    source.frames[(position, t, z, channel)] = (image, metadata)
-                    source.order.append(axes)
-    writer = dataset.current_writer
-    dataset.finish()
-    dataset.close()
-    writer.reader.close()  # ndstorage 0.1.18's writer never closes the reader it opens
-    return source
-
-
-@dataclass
-class Output:
-    data: np.ndarray  # (T, Z, C, Y, X)
-    labels: list[str]
-    pixel_size: float | None
-    spacing: float | None
-    finterval: float | None
-    metadata: list[dict[str, Any] | None]  # per page, in the file's (canonical) page order
-
-
-def read_output(path: Path) -> Output:
-    """Read a replayed hyperstack with tifffile: pixels, calibration, per-page metadata."""
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        data = series.asarray()
-        axes = series.axes
-        ij = dict(tif.imagej_metadata or {})
-        page0 = tif.pages[0]
-        num, den = page0.tags["XResolution"].value
-        metadata: list[dict[str, Any] | None] = []
-        for i, page in enumerate(tif.pages):
-            tag = page.tags.get(65423 if i == 0 else 51123)
-            value = None if tag is None else tag.value
-            if isinstance(value, (bytes, str)):
-                value = json.loads(value)
-            metadata.append(value)
-    shape = {axis: data.shape[i] for i, axis in enumerate(axes)}
-    data = data.reshape(
-        shape.get("T", 1), shape.get("Z", 1), shape.get("C", 1), shape["Y"], shape["X"]
-    )
-    labels = ij.get("Labels") or []
-    return Output(
-        data=data,
-        labels=list(labels) if not isinstance(labels, str) else [labels],
-        pixel_size=den / num if num and num != den else None,
-        spacing=ij.get("spacing"),
-        finterval=ij.get("finterval"),
-        metadata=metadata,
-    )
-
-
-def check_position(
-    source: Source,
-    path: Path,
-    position: int | str,
-    channels: Sequence[str | int],
-    missing: set[tuple[Any, ...]] | None = None,
-) -> Output:
-    """Every plane of one position's file equals the source; metadata kept; gaps blank."""
-    out = read_output(path)
-    nt, nz, nc = out.data.shape[:3]
-    assert nc == len(channels)
-    for t in range(nt):
-        for z in range(nz):
-            for c, channel in enumerate(channels):
-                key = (position, t, z, channel)
-                page = (t * nz + z) * nc + c
-                if missing is not None and key in missing:
-                    assert not out.data[t, z, c].any(), key
-                    continue
-                image, metadata = source.frames[key]
-                np.testing.assert_array_equal(out.data[t, z, c], image, err_msg=str(key))
-                assert out.metadata[page] == metadata, key
-    return out
+from tests.replay_support import (
+    CHANNELS,
+    HEIGHT,
+    WIDTH,
+    Source,
+    _tif,
+    allow_blank_planes,
+    check_position,
+    make_dataset,
+    read_output,
+    two_file_dataset,
+)
 
 
 # ------------------------------------------------------------------------------ good datasets
@@ -360,11 +228,6 @@ def _cut(path: Path, nbytes: int) -> None:
         fh.truncate(path.stat().st_size - nbytes)
 
 
-def _tif(source: Source) -> Path:
-    (tif,) = source.path.glob("*.tif")
-    return tif
-
-
 def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
     status = main(["replay", *(str(a) for a in args)])
     captured = capsys.readouterr()
@@ -442,27 +305,6 @@ def _rewrite_index(index: Path, offsets: dict[int, int]) -> None:
             fh.write(struct.pack("<8I", *fields))
 
 
-def two_file_dataset(root: Path, name: str) -> Source:
-    """A dataset whose position 1 lives in a second tif (as a dataset past 4 GB has it).
-
-    Written by ndstorage as two datasets, the second's tif and index entries then moved into
-    the first under the name NDTiff gives a second file.
-    """
-    first = make_dataset(root / "a", name, positions=(0,), nt=1)
-    second = make_dataset(root / "b", name, positions=(1,), nt=1)
-    moved = f"{name}_NDTiffStack_1.tif"
-    _tif(second).rename(first.path / moved)
-    with (first.path / "NDTiff.index").open("ab") as fh:
-        for axes, _filename, *fields in tifffile.read_ndtiff_index(second.path / "NDTiff.index"):
-            raw_axes = json.dumps(axes).encode()
-            fh.write(struct.pack("<I", len(raw_axes)) + raw_axes)
-            fh.write(struct.pack("<I", len(moved)) + moved.encode())
-            fh.write(struct.pack("<8I", *fields))
-    first.frames.update(second.frames)
-    first.order += second.order
-    return first
-
-
 @allow_blank_planes
 def test_missing_tiff(tmp_path: Path) -> None:
     """Position 1 lives in a second tif that was deleted: position 0 is still converted."""
@@ -494,7 +336,7 @@ def test_not_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     cases = {
         empty: "is not an NDTiff dataset: it has no NDTiff.index",
         a_file: "is not an NDTiff dataset",
-        tmp_path / "nowhere": "does not exist",
+        tmp_path / "nowhere": "nowhere: no such file",
         empty_index: "holds no images",
     }
     for path, text in cases.items():
@@ -513,8 +355,11 @@ def test_output_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     # only the second position's file is in the way: still nothing may be written
     first.files[0].unlink()
     before = first.files[1].stat().st_mtime_ns
-    with pytest.raises(FileExistsError_, match=r"the output exists: .*ex_1_1\.tif; nothing"):
+    with pytest.raises(FileExistsError_, match=r"the output exists: .*ex_1_1\.tif; nothing") as err:
         replay(source.path, out, progress=False)
+    assert 'if_exists="rename" to write the dataset under a new name: ex_1_1, ...' in str(err.value)
+    renamed = replay(source.path, out, ReplayOptions(if_exists="rename"), progress=False)
+    assert [f.name for f in renamed.files] == ["ex_1_1_0.tif", "ex_1_1_1.tif"]
     assert not first.files[0].exists()
     assert first.files[1].stat().st_mtime_ns == before
 
@@ -678,3 +523,105 @@ def test_negative_z_from_ndstorage_replays_in_order(tmp_path: Path) -> None:
         assert tif.imagej_metadata["slices"] == 4
         assert tif.imagej_metadata["spacing"] == pytest.approx(0.5)
     np.testing.assert_array_equal(data[:, 0, 0], [98, 99, 100, 101])  # z = -2, -1, 0, 1
+
+
+class _Server:
+    """A local TCP server for --scheduler: silent (accepts, never answers) or an HTTP service."""
+
+    def __init__(self, kind: str) -> None:
+        import http.server
+        import socket
+        import threading
+
+        self.kind = kind
+        self.held: list[Any] = []
+        self.stop = threading.Event()
+        if kind == "http":
+            self.httpd = http.server.HTTPServer(
+                ("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler
+            )
+            self.port = self.httpd.server_address[1]
+            self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        else:
+            self.sock = socket.create_server(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+            self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.05)  # a blocked accept() would outlive close()
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            if self.kind == "greets":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+            self.held.append(conn)
+
+    def close(self) -> None:
+        if self.kind == "http":
+            self.httpd.shutdown()
+            self.httpd.server_close()
+        self.stop.set()
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+        if self.kind != "http":
+            self.sock.close()
+        for conn in self.held:  # every connection it took, now that it takes no more
+            conn.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("silent", "accepts connections but sent no dask greeting in 1 s"),
+        ("http", "accepts connections but sent no dask greeting in 1 s"),
+        ("greets", r"answered b'SSH-2.0-': it is not a dask scheduler"),
+    ],
+)
+def test_scheduler_that_does_not_speak_dask(
+    kind: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TCP service that is not dask: a one-line error in about the timeout, never a hang."""
+    pytest.importorskip("distributed")
+    from mmtiffsink.errors import MMTiffSinkError
+    from mmtiffsink.ndtiff import _replay as replay_module
+
+    monkeypatch.setattr(replay_module, "_CONNECT_TIMEOUT_S", 1.0)
+    dataset = Path(__file__).parent / "data" / "ndstorage" / "v3" / "ndtiffv3.0_test"
+    server = _Server(kind)
+    try:
+        start = time.monotonic()
+        with pytest.raises(MMTiffSinkError, match=message):
+            replay_many(
+                [dataset],
+                tmp_path / "out",
+                scheduler=f"tcp://127.0.0.1:{server.port}",
+                progress=False,
+            )
+        assert time.monotonic() - start < 10
+    finally:
+        server.close()
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["tcp://nonsense:::1", "foo://bar", "tcp://127.0.0.1", "127.0.0.1:99999", "tcp://:8786"],
+)
+def test_malformed_scheduler_address(
+    address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A malformed address is one error line at once, and nothing runs on afterwards."""
+    pytest.importorskip("distributed")
+    import threading
+
+    dataset = Path(__file__).parent / "data" / "ndstorage" / "v3" / "ndtiffv3.0_test"
+    threads = threading.active_count()
+    start = time.monotonic()
+    code = main(["replay", str(dataset), "--out", str(tmp_path), "--scheduler", address])
+    assert code != 0 and time.monotonic() - start < 5
+    err = capsys.readouterr().err
+    assert "is not a dask scheduler address" in err and "Traceback" not in err
+    assert threading.active_count() == threads  # no connection thread left to raise later

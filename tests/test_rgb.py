@@ -6,10 +6,8 @@ Issue 19 ("RGB cameras"). The Bio-Formats and ImageJ checks of the same files ar
 
 from __future__ import annotations
 
-import random
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -24,12 +22,9 @@ from mmtiffsink import (
     repair,
 )
 from mmtiffsink.inspect import file_info
-from tests.test_crash import kill_after_flush, run_child
+from tests.crash_support import kill_after_flush, run_child
+from tests.rgb_support import ALL, SHAPE, C, T, Z, write_rgb
 from tests.writer_support import check_ome_schema, page_plane, rgb_frame
-
-C, Z, T = 2, 3, 2
-ALL = [(c, z, t) for t in range(T) for z in range(Z) for c in range(C)]
-SHAPE = (20, 36)
 
 CASES = [
     ("bigtiff", "zstd", False),
@@ -41,33 +36,6 @@ CASES = [
     ("ome", "zstd", True),
     ("ome", None, False),
 ]
-
-
-def write_rgb(
-    path: Path,
-    profile: str,
-    compression: object,
-    predictor: bool = False,
-    dtype: str = "uint8",
-    **kw: Any,
-) -> None:
-    order = list(ALL)
-    random.Random(5).shuffle(order)
-    with IJTiffFile(
-        path,
-        shape=(C, Z, T),
-        dtype=dtype,
-        profile=profile,  # type: ignore[arg-type]
-        compression=compression,  # type: ignore[arg-type]
-        predictor=predictor,
-        pxsize=0.5,
-        **kw,
-    ) as tif:
-        for c, z, t in order:
-            tif.save(rgb_frame(c, z, t, SHAPE, dtype), c, z, t, metadata={"c": c})
-        back, meta = tif.read_frame(1, 2, 1)
-        np.testing.assert_array_equal(back, rgb_frame(1, 2, 1, SHAPE, dtype))
-        assert meta == {"c": 1}
 
 
 def read_rgb(path: Path) -> tuple[np.ndarray, tifffile.TiffFile]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.readers import bioformats_info, bioformats_pixels, imagej_read
-from tests.test_rgb import ALL, SHAPE, C, T, Z, write_rgb
+from tests.rgb_support import ALL, SHAPE, C, T, Z, write_rgb
 from tests.writer_support import rgb_frame
 
 pytestmark = pytest.mark.readers

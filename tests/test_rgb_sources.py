@@ -144,7 +144,7 @@ def test_info_and_preview_of_an_rgb_file(tmp_path: Path) -> None:
     """``info`` says RGB; ``preview`` draws each channel as one tile in its own colours."""
     import mmtiffsink
     from mmtiffsink.inspect._preview import sheet
-    from tests.test_preview import at, decode
+    from tests.preview_support import at, decode
 
     path = tmp_path / "colour.tif"
     shape = (96, 128)  # shown 1:1
