@@ -6,6 +6,7 @@ Oracles: Bio-Formats 7.3.1 (OMETiffReader, its schema validation), ImageJ 1.x, t
 
 from __future__ import annotations
 
+import errno
 import random
 import re
 import tracemalloc
@@ -22,7 +23,8 @@ from mmtiffsink import IJTiffFile, MissingFramesWarning, ProfileError, TiffSink,
 from mmtiffsink.errors import FrameError
 from mmtiffsink.inspect import file_info
 from mmtiffsink.sink import SinkOptions
-from mmtiffsink.tiff import PlaneInfo, Profile, tiffwrite
+from mmtiffsink.tiff import PlaneInfo, Profile, _finish, tiffwrite
+from mmtiffsink.tiff._io import FileIO
 from mmtiffsink.tiff._ome import OmeImage, ome_xml_chunks
 from mmtiffsink.tiff._settings import Settings
 from tests.crash_support import kill_after_flush, run_child
@@ -440,6 +442,45 @@ def test_ome_close_memory_per_plane(tmp_path: Path) -> None:
     assert peak / planes < 600, peak / planes
     with tifffile.TiffFile(tmp_path / "many.ome.tif") as f:
         assert f.is_ome and f.series[0].shape == (planes, 4, 4)
+
+
+def test_ome_close_failing_while_the_xml_is_written_keeps_the_file_repairable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk halfway through the streamed OME-XML: the text is cut off, the old chain
+    stays the file's, and repair finishes it."""
+    path = tmp_path / "full.ome.tif"
+    tif = IJTiffFile(path, profile="ome", timeinterval=1.0)
+    for t in range(50):
+        tif.save(coded_frame(0, 0, t, (4, 6)), 0, 0, t)
+    tif.flush()
+    size = path.stat().st_size
+    monkeypatch.setattr(_finish, "_TEXT_WRITE_BYTES", 256)  # the XML in several writes
+    real_write = FileIO.write
+    past_end: list[int] = []
+
+    def write(self: FileIO, chunks: Any, offset: int) -> None:
+        if offset >= size:
+            past_end.append(offset)
+            if len(past_end) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, chunks, offset)
+
+    monkeypatch.setattr(FileIO, "write", write)
+    with pytest.raises(OSError, match="No space") as caught:
+        tif.close()
+    monkeypatch.undo()
+    assert len(past_end) == 3 and past_end[1] > past_end[0]  # two pieces were written
+    assert path.stat().st_size == size, caught.value  # and cut off again
+    with tifffile.TiffFile(path) as f:
+        assert not f.is_ome and len(f.pages) == 50
+    assert not file_info(path).finished
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # repair says it finished an unfinished file
+        assert repair(path).frames == 50
+    with tifffile.TiffFile(path) as f:
+        assert f.is_ome and f.series[0].shape == (50, 4, 6)
+    check_schema(description(path))
 
 
 KILL_OME_CHILD = """
