@@ -308,6 +308,18 @@ class IfdWalk:
         )
         return self._read(int(offset), nbytes)
 
+    def head(self, entry: Entry, nbytes: int) -> bytes | None:
+        """The first ``nbytes`` (at most) of an entry's value: a long text's start, read cheaply."""
+        if entry.dtype not in TYPE_SIZES:
+            return None
+        nbytes = min(nbytes, entry.nbytes)
+        if entry.inline:
+            return entry.field[:nbytes]
+        (offset,) = struct.unpack(
+            self.header.byteorder + ("Q" if self.header.bigtiff else "I"), entry.field
+        )
+        return self._read(int(offset), nbytes)
+
     def ints(self, entry: Entry, *, max_count: int = 1 << 20) -> tuple[int, ...] | None:
         """The values of an integer entry (BYTE, SHORT, LONG, SLONG, LONG8, IFD, ...)."""
         codes = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
