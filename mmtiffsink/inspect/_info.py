@@ -311,9 +311,7 @@ def _walk(fh: Any, path: Path, mark: Mark | None) -> _Chain:
         if walk.count == 1:
             desc = ifd.entries.get(270)
             head = (walk.head(desc, 16) or b"") if desc is not None else b""
-            unfinished = SETTINGS_TAG in ifd.entries and not head.startswith(
-                (b"ImageJ=", b"<?xml")
-            )
+            unfinished = SETTINGS_TAG in ifd.entries and not head.startswith((b"ImageJ=", b"<?xml"))
             if desc is not None and head.lstrip().startswith(b"<"):
                 description = walk.text(desc, max_bytes=_MAX_OME_XML) or b""
         if unfinished:
