@@ -25,6 +25,7 @@ __all__ = [
     "TextReplacedWarning",
     "WriterClosedError",
     "WriterError",
+    "missing_file",
 ]
 
 
@@ -102,3 +103,11 @@ class SupersededImagesWarning(MMTiffSinkWarning):
 
 class TextReplacedWarning(MMTiffSinkWarning):
     """Text that came with the data held characters no file can hold; they were replaced."""
+
+
+def missing_file(path: object) -> DatasetError:
+    """The one error for a file or dataset that is not there: ``PATH: no such file``.
+
+    ``info``, ``preview``, ``repair`` and ``replay`` word it alike.
+    """
+    return DatasetError(f"{path}: no such file")

@@ -27,7 +27,7 @@ from mmtiffsink._values import LENGTH_UM as _LENGTH_UM
 from mmtiffsink._values import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
 from mmtiffsink._values import TIME_S as _TIME_S
 from mmtiffsink._values import positive
-from mmtiffsink.errors import DatasetError
+from mmtiffsink.errors import DatasetError, missing_file
 from mmtiffsink.limits import MAX_PLANES, MAX_SERIES
 from mmtiffsink.tiff import OmeImageFacts, parse_ome
 from mmtiffsink.tiff.format import SETTINGS_TAG, IfdWalk, Mark, frame_tags, in_use
@@ -230,8 +230,7 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
     try:
         size = p.stat().st_size
     except FileNotFoundError:
-        msg = f"{p}: no such file"
-        raise DatasetError(msg) from None
+        raise missing_file(p) from None
     except OSError as exc:
         msg = f"{p}: cannot read it ({exc.strerror or exc})"
         raise DatasetError(msg) from None
@@ -378,8 +377,13 @@ def _head(path: Path) -> bytes:
         return b""
 
 
+_TIFFFILE_REPR = re.compile(r"<tifffile\.\w+[^<>]*>\s*")
+
+
 def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:200] if text.strip() else "no detail"
+    """The first line of a reader's message, without tifffile's object names."""
+    text = _TIFFFILE_REPR.sub("", text).strip()
+    return text.splitlines()[0][:200] if text else "no detail"
 
 
 def _corrupt(path: Path, records: Sequence[logging.LogRecord], what: str) -> DatasetError:
