@@ -251,12 +251,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         progress=not args.no_progress,
     )
-    print(format_results(results))
+    print(format_results(results, errors=False))  # each error is said once, on stderr
     if not args.no_preview:
         _previews("replay", [f for result in results for f in result.files])
     for result in results:
         if not result.ok:
-            print(f"mmtiffsink replay: {result.dataset}: {result.error}", file=sys.stderr)
+            error = str(result.error)
+            where = "" if error.startswith(str(result.dataset)) else f"{result.dataset}: "
+            print(f"mmtiffsink replay: {where}{error}", file=sys.stderr)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
@@ -364,6 +366,21 @@ _COMMANDS = {
 }
 
 
+def _end_interrupted_run() -> None:
+    """End the process of an interrupted ``mmtiffsink run`` now, with status 130.
+
+    By then the run has finished its files and stopped its microscope; what may be left are
+    the engines' threads (pycro-manager's, a camera's or the core's C++ threads). Python's
+    shutdown would stop them mid-call: a thread inside C++ then aborts the process (SIGABRT,
+    "FATAL: exception not rethrown") and pycro-manager's threads print their tracebacks.
+    ``os._exit`` (every platform) skips that shutdown; the output streams are flushed first.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``mmtiffsink`` command line; returns the exit status.
 
@@ -376,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         0 on success, 1 on failure, 2 for a bad command line, 130 when interrupted.
+        As the program (``argv`` None), an interrupted ``run`` ends the process with 130
+        once its files are finished, without Python's shutdown (see
+        :func:`_end_interrupted_run`).
 
     """
     parser = _parser()
@@ -387,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"mmtiffsink {args.command}: interrupted", file=sys.stderr)
+        if argv is None and args.command == "run":
+            _end_interrupted_run()
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `mmtiffsink info *.tif | head`: the reader left; not an error
         with contextlib.suppress(OSError):

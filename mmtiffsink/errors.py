@@ -23,9 +23,10 @@ __all__ = [
     "ProfileError",
     "SupersededImagesWarning",
     "TextReplacedWarning",
+    "UnclosedFileWarning",
     "WriterClosedError",
     "WriterError",
-    "missing_file",
+    "no_such_file",
 ]
 
 
@@ -81,6 +82,14 @@ class DatasetError(MMTiffSinkError):
     """An input dataset (e.g. NDTiff) is missing, unreadable or corrupted."""
 
 
+def no_such_file(path: object) -> DatasetError:
+    """The error of an input that does not exist.
+
+    One wording for ``info``, ``preview``, ``repair`` and ``replay``.
+    """
+    return DatasetError(f"{path}: no such file")
+
+
 class MicroscopeError(MMTiffSinkError):
     """The microscope could not be started, reached or set up as the run file says."""
 
@@ -105,9 +114,5 @@ class TextReplacedWarning(MMTiffSinkWarning):
     """Text that came with the data held characters no file can hold; they were replaced."""
 
 
-def missing_file(path: object) -> DatasetError:
-    """The one error for a file or dataset that is not there: ``PATH: no such file``.
-
-    ``info``, ``preview``, ``repair`` and ``replay`` word it alike.
-    """
-    return DatasetError(f"{path}: no such file")
+class UnclosedFileWarning(MMTiffSinkWarning):
+    """A file was still open at interpreter exit: mmtiffsink finished it then."""

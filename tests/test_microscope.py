@@ -258,10 +258,11 @@ def test_process_fn_exception_aborts(microscope: Any) -> None:
         raise RuntimeError("boom")
 
     with (
-        pytest.raises(Exception, match="exception in image processor: boom"),
+        pytest.raises(Exception, match="exception in image processor: boom") as info,
         Acquisition(directory=None, image_process_fn=fail) as acq,
     ):
         acq.acquire(multi_d_events(num_time_points=3))
+    assert type(info.value) is Exception  # pycro-manager's wrapper, not the RuntimeError itself
 
 
 # -- in a subprocess: things that break the process-wide headless state -----------------------

@@ -25,10 +25,15 @@ from pymmcore_plus import CMMCorePlus  # noqa: E402
 from pymmcore_plus.mda import SkipEvent, mda_listeners_connected  # noqa: E402
 from useq import MDAEvent, MDASequence  # noqa: E402
 
-from mmtiffsink.errors import MissingFramesWarning, OutputExistsError  # noqa: E402
+from mmtiffsink.errors import (  # noqa: E402
+    MissingFramesWarning,
+    MMTiffSinkError,
+    OutputExistsError,
+)
 from mmtiffsink.pymmcore_plus import TiffHandler, event_axes, jsonable  # noqa: E402
 
-pytestmark = pytest.mark.acquisition
+# only the tests that start the demo microscope (the ``core`` fixture, a CLI run) are marked
+acquisition = pytest.mark.acquisition
 REPO = Path(__file__).resolve().parents[1]
 MDA_EXAMPLE = REPO / "mmtiffsink" / "examples" / "demo_pymmcore_plus.yaml"
 WIDTH, HEIGHT = 64, 48
@@ -81,6 +86,7 @@ def _sequence(**changes: Any) -> MDASequence:
     return MDASequence(**fields)
 
 
+@acquisition
 def test_positions_channels_z_t_pixel_by_pixel(core: CMMCorePlus, tmp_path: Path) -> None:
     from mmtiffsink.inspect import file_info
 
@@ -90,7 +96,7 @@ def test_positions_channels_z_t_pixel_by_pixel(core: CMMCorePlus, tmp_path: Path
         core.mda.run(seq, output=[handler, recorder])
     assert [p.name for p in handler.files] == ["exp1_A1.tif", "exp1_B2.tif"]
     assert handler.frames == len(recorder.frames) == 2 * 2 * 5 * 3
-    assert handler.blank_planes == {p: 0 for p in handler.files}
+    assert handler.blank_planes_by_file == {p: 0 for p in handler.files}
     by_name = {p.name: p for p in handler.files}
     stacks = {}
     for name, path in by_name.items():
@@ -113,6 +119,7 @@ def test_positions_channels_z_t_pixel_by_pixel(core: CMMCorePlus, tmp_path: Path
         np.testing.assert_array_equal(data[event.index["t"], event.index["z"], c], img)
 
 
+@acquisition
 def test_metadata_and_channel_names(core: CMMCorePlus, tmp_path: Path) -> None:
     from mmtiffsink.inspect import file_info
 
@@ -126,17 +133,25 @@ def test_metadata_and_channel_names(core: CMMCorePlus, tmp_path: Path) -> None:
     assert info.shape == {"T": 2, "Z": 5, "C": 2, "Y": HEIGHT, "X": WIDTH}
     assert info.pixel_size_um == pytest.approx(0.5)
     assert info.z_step_um == pytest.approx(0.5)
-    assert info.interval_s is None or info.interval_s > 0  # as fast as possible: measured
+    # "as fast as possible": no stated interval, measured from the frames' runner_time_ms
+    assert info.interval_s is not None and 0 < info.interval_s < 5
     with tifffile.TiffFile(path) as tif:
         meta = _json(tif.pages[1].tags[51123].value)
+        ij = tif.imagej_metadata or {}
     assert meta["format"] == "frame-dict"
-    assert meta["PixelSize_um"] == pytest.approx(0.5)
-    assert "ZPosition_um_Intended" in meta and "ElapsedTime-ms" in meta
+    assert meta["pixel_size_um"] == pytest.approx(0.5)
+    assert "runner_time_ms" in meta and "exposure_ms" in meta
+    # pymmcore-plus's own keys only: no pycro-manager keys made up
+    assert not {"PixelSize_um", "ZPosition_um_Intended", "ElapsedTime-ms"} & set(meta)
     assert meta["mda_event"]["channel"]["config"] in ("FITC", "DAPI")
     assert "sequence" not in meta["mda_event"]  # the whole plan, not in every frame
     assert handler.summary is not None and handler.summary["format"] == "summary-dict"
+    info_lines = dict(line.split(" = ", 1) for line in ij["Info"].splitlines() if " = " in line)
+    assert json.loads(info_lines["mda_sequence"])["channels"][0]["config"] == "FITC"
+    assert "DemoCamera" in info_lines["devices"]
 
 
+@acquisition
 def test_explicit_options_win(core: CMMCorePlus, tmp_path: Path) -> None:
     from mmtiffsink.inspect import file_info
 
@@ -147,6 +162,7 @@ def test_explicit_options_win(core: CMMCorePlus, tmp_path: Path) -> None:
     assert (info.pixel_size_um, info.z_step_um, info.interval_s) == pytest.approx((0.1, 2.0, 9.0))
 
 
+@acquisition
 def test_grid_is_split_into_files(core: CMMCorePlus, tmp_path: Path) -> None:
     seq = MDASequence(
         stage_positions=[{"x": 0, "y": 0, "name": "W"}],
@@ -158,6 +174,7 @@ def test_grid_is_split_into_files(core: CMMCorePlus, tmp_path: Path) -> None:
     assert sorted(p.name for p in handler.files) == ["g_W_grid0.tif", "g_W_grid1.tif"]
 
 
+@acquisition
 def test_skipped_frames_are_blank(core: CMMCorePlus, tmp_path: Path) -> None:
     engine = core.mda.engine
     assert engine is not None
@@ -177,12 +194,13 @@ def test_skipped_frames_are_blank(core: CMMCorePlus, tmp_path: Path) -> None:
         del engine.setup_event
     (path,) = handler.files
     assert handler.frames == 9
-    assert handler.blank_planes == {path: 1}
+    assert handler.blank_planes_by_file == {path: 1} and handler.blank_planes == 1
     data = tifffile.imread(path)
     assert data.shape == (2, 5, HEIGHT, WIDTH)
     assert not data[0, 1].any() and data[1, 1].any()
 
 
+@acquisition
 def test_cancelled_run_leaves_valid_files(core: CMMCorePlus, tmp_path: Path) -> None:
     seq = _sequence(stage_positions=[], channels=["DAPI"], time_plan={"interval": 0.2, "loops": 50})
     handler = TiffHandler(tmp_path, "c")
@@ -204,6 +222,7 @@ def test_cancelled_run_leaves_valid_files(core: CMMCorePlus, tmp_path: Path) -> 
     assert handler.frames < 50 * 5
 
 
+@acquisition
 def test_writer_error_cancels_and_is_raised(core: CMMCorePlus, tmp_path: Path) -> None:
     (tmp_path / "e_B2.tif").write_bytes(b"not mine")
     seq = _sequence(channels=["DAPI"], z_plan=None, time_plan={"interval": 0.05, "loops": 40})
@@ -219,6 +238,7 @@ def test_writer_error_cancels_and_is_raised(core: CMMCorePlus, tmp_path: Path) -
     assert tifffile.imread(tmp_path / "e_A1.tif").shape == (40, HEIGHT, WIDTH)
 
 
+@acquisition
 def test_writer_error_without_core_argument(core: CMMCorePlus, tmp_path: Path) -> None:
     (tmp_path / "n.tif").write_bytes(b"x")
     seq = MDASequence(time_plan={"interval": 0.05, "loops": 100})
@@ -228,6 +248,7 @@ def test_writer_error_without_core_argument(core: CMMCorePlus, tmp_path: Path) -
     assert len(recorder.frames) < 100  # found the running core and cancelled it
 
 
+@acquisition
 def test_generator_of_events_and_run_mda_thread(core: CMMCorePlus, tmp_path: Path) -> None:
     def events() -> Iterator[MDAEvent]:
         for t in range(3):
@@ -245,6 +266,7 @@ def test_generator_of_events_and_run_mda_thread(core: CMMCorePlus, tmp_path: Pat
         np.testing.assert_array_equal(data[event.index["t"], event.index["c"]], img)
 
 
+@acquisition
 def test_synchronous_listener(core: CMMCorePlus, tmp_path: Path) -> None:
     handler = TiffHandler(tmp_path, "sync")
     seq = MDASequence(channels=["DAPI", "FITC"])
@@ -255,23 +277,24 @@ def test_synchronous_listener(core: CMMCorePlus, tmp_path: Path) -> None:
     assert handler._thread is threading.current_thread()
 
 
+@acquisition
 def test_second_sequence_is_refused(core: CMMCorePlus, tmp_path: Path) -> None:
     handler = TiffHandler(tmp_path, "twice", core=core)
     core.mda.run(MDASequence(channels=["DAPI"]), output=handler)
     core.mda.run(MDASequence(channels=["DAPI"]), output=handler)
-    with pytest.raises(Exception, match="one sequence"):
+    with pytest.raises(MMTiffSinkError, match="one sequence"):
         handler.close()
     assert len(handler.files) == 1
 
 
 def test_event_axes_mapping() -> None:
-    from mmtiffsink.pymmcore_plus import _Layout
+    from mmtiffsink.pymmcore_plus import SequenceLayout
 
     seq = MDASequence(
         channels=["DAPI", "DAPI"],
         stage_positions=[{"x": 0, "y": 0, "name": "A"}, {"x": 1, "y": 1}],
     )
-    layout = _Layout.of(seq, {"image_infos": [{"num_camera_adapter_channels": 2}]})
+    layout = SequenceLayout.of(seq, {"image_infos": [{"num_camera_adapter_channels": 2}]})
     assert layout.channel_names == ("DAPI_0", "DAPI_1")
     assert not layout.position_names  # one position has no name: indices
     event = next(iter(seq))
@@ -293,6 +316,7 @@ def test_bad_option_fails_at_construction(tmp_path: Path) -> None:
         TiffHandler(tmp_path, compresion="zstd")
 
 
+@acquisition
 def test_yaml_run_through_the_cli(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     text = MDA_EXAMPLE.read_text()
@@ -353,6 +377,7 @@ def test_yaml_typo_names_line_and_key(tmp_path: Path) -> None:
     assert "ZTopBottom" not in text
 
 
+@acquisition
 def test_named_positions_as_series_of_one_ome_file(core: CMMCorePlus, tmp_path: Path) -> None:
     """positions="series": one OME-TIFF, a series per position (its own z count), StageLabels."""
     import re
@@ -373,7 +398,7 @@ def test_named_positions_as_series_of_one_ome_file(core: CMMCorePlus, tmp_path: 
     assert [p.name for p in handler.files] == ["plate.ome.tif"]
     (path,) = handler.files
     assert handler.frames == len(recorder.frames) == 2 * (5 + 3) * 3
-    assert handler.blank_planes == {path: 0}
+    assert handler.blank_planes_by_file == {path: 0}
     with tifffile.TiffFile(path) as tif:
         assert tif.is_ome and [s.name for s in tif.series] == ["A1", "B2"]
         stacks = {s.name: s.asarray() for s in tif.series}
@@ -406,6 +431,7 @@ def test_positions_series_needs_the_ome_profile(tmp_path: Path) -> None:
         TiffHandler(tmp_path, positions="series")
 
 
+@acquisition
 def test_yaml_run_positions_series_through_the_cli(tmp_path: Path) -> None:
     from mmtiffsink.errors import ConfigError
     from mmtiffsink.runfile import format_plan, load_config
@@ -433,3 +459,96 @@ def test_yaml_run_positions_series_through_the_cli(tmp_path: Path) -> None:
     config.write_text(text.replace("profile: bigtiff", "profile: bigtiff\n  positions: series"))
     with pytest.raises(ConfigError, match=r"line \d+.*positions.*needs profile='ome'"):
         load_config(config)
+
+
+@acquisition
+def test_index_less_events_each_get_a_time_point(core: CMMCorePlus, tmp_path: Path) -> None:
+    """pymmcore-plus's own tests drive events without an index: every frame is kept."""
+    from mmtiffsink.pymmcore_plus import TiffMDASink, attached
+
+    def events() -> Iterator[MDAEvent]:
+        for i in range(3):
+            yield MDAEvent(metadata={"i": i})
+
+    for route in ("handler", "sink"):
+        recorder = Recorder()
+        if route == "handler":
+            with TiffHandler(tmp_path / route, "free") as writer:
+                core.mda.run(events(), output=[writer, recorder])
+        else:
+            with TiffMDASink(tmp_path / route, "free") as writer, attached(core, writer):
+                core.mda.run(events(), output=recorder)
+        assert writer.frames == 3 and writer.blank_planes == 0, route
+        data = tifffile.imread(writer.files[0])
+        assert data.shape == (3, HEIGHT, WIDTH), route
+        for t, (img, _event, _meta) in enumerate(recorder.frames):
+            np.testing.assert_array_equal(data[t], img)
+
+
+def test_index_less_events_after_indexed_ones() -> None:
+    from mmtiffsink.pymmcore_plus import EventPlaces
+
+    places = EventPlaces()
+    indexed = [places.axes(MDAEvent(index={"t": t, "c": 0})) for t in (0, 4)]
+    assert [a["time"] for a in indexed] == [0, 4]
+    assert places.axes(MDAEvent(index={"c": 0})) == {"channel": 0, "time": 5}
+    assert places.axes(MDAEvent(index={"c": 1})) == {"channel": 1, "time": 0}
+    assert places.axes(MDAEvent()) == {"time": 0}
+
+
+@acquisition
+def test_sink_protocol_on_the_acquisition_thread(core: CMMCorePlus, tmp_path: Path) -> None:
+    """TiffMDASink as the runner's sink, beside an observer: same files as the handler."""
+    from pymmcore_plus.mda._sink import SinkProtocol
+
+    from mmtiffsink.pymmcore_plus import TiffMDASink, attached
+
+    seq = _sequence(time_plan={"interval": 0.05, "loops": 2})
+    recorder = Recorder()
+    threads: set[str] = set()
+    sink = TiffMDASink(tmp_path, "s", profile="ome")
+    original = sink.append
+
+    def append(img: np.ndarray, event: MDAEvent, meta: Any) -> None:
+        threads.add(threading.current_thread().name)
+        original(img, event, meta)
+
+    protocol: SinkProtocol = sink  # checked by mypy: the protocol's signatures
+    assert all(callable(getattr(protocol, n)) for n in ("setup", "skip", "close", "get_view"))
+    sink.append = append  # type: ignore[method-assign]
+    with sink, attached(core, sink) as runner:
+        thread = core.run_mda(seq, output=recorder)
+        thread.join(60)
+        assert runner.get_view() is None  # live views: TiffMDASink.get_view, not built yet
+    assert threads == {thread.name}  # called synchronously by the acquisition thread
+    assert "_coerce_outputs" not in vars(core.mda)  # detached again
+    assert [p.name for p in sink.files] == ["s_A1.ome.tif", "s_B2.ome.tif"]
+    assert sink.frames == len(recorder.frames) == 2 * 2 * 5 * 2
+    stacks = {p.name: tifffile.imread(p) for p in sink.files}
+    order = {"FITC": 0, "DAPI": 1}
+    for img, event, _meta in recorder.frames:
+        data = stacks[f"s_{event.pos_name}.ome.tif"]
+        c = order[event.channel.config]
+        np.testing.assert_array_equal(data[event.index["t"], event.index["z"], c], img)
+    with tifffile.TiffFile(sink.files[0]) as tif:
+        xml = tif.ome_metadata or ""
+    assert "mda_sequence" in xml and "system_info" in xml  # the summary, in the OME annotation
+
+
+@acquisition
+def test_sink_error_halts_the_acquisition_at_once(core: CMMCorePlus, tmp_path: Path) -> None:
+    """A failing writer stops the MDA at the failing frame (not a logged error on a relay)."""
+    from mmtiffsink.pymmcore_plus import TiffMDASink, attached
+
+    (tmp_path / "h_B2.tif").write_bytes(b"not mine")
+    seq = _sequence(channels=["DAPI"], z_plan=None, time_plan={"interval": 0, "loops": 5})
+    seq = seq.replace(axis_order="ptcz")  # all of A1, then B2
+    recorder = Recorder()
+    sink = TiffMDASink(tmp_path, "h")
+    with pytest.raises(OutputExistsError), sink, attached(core, sink):
+        core.mda.run(seq, output=recorder)
+    assert len(recorder.frames) == 5  # A1's frames; B2's first frame never reached frameReady
+    assert (tmp_path / "h_B2.tif").read_bytes() == b"not mine"
+    assert tifffile.imread(tmp_path / "h_A1.tif").shape == (5, HEIGHT, WIDTH)
+    with pytest.raises(ValueError, match="no path as output"), attached(core, sink):
+        core.mda.run(seq, output=str(tmp_path / "x.ome.tiff"))

@@ -256,7 +256,7 @@ def test_if_exists_rename_gives_a_new_dataset_name(tmp_path: Path) -> None:
             sink.put(frame(0, 0, 0, p), {"position": p})
     assert [f.name for f in sink.files] == ["exp_1_0.tif", "exp_1_1.tif"]
     assert (tmp_path / "exp_0.tif").read_bytes() == b"an earlier acquisition"
-    with pytest.raises(FileExistsError_):
+    with pytest.raises(FileExistsError_, match=r'if_exists="rename" to write .* \(exp_1, \.\.\.\)'):
         TiffSink(tmp_path, "exp").put(frame(0, 0, 0), {"position": 0})
 
 
@@ -307,3 +307,71 @@ def test_bad_options_fail_before_any_image(
     with pytest.raises(error, match=match):
         TiffSink(tmp_path / "out", "x", **options)  # type: ignore[arg-type]
     assert not (tmp_path / "out").exists()
+
+
+# -- one rule per fact: numbers, overwrite, Micro-Manager keys, neutral frames ---------------
+
+
+def test_numpy_numbers_are_numbers(tmp_path: Path) -> None:
+    """One number rule (mmtiffsink._values): numpy scalars are accepted as IJTiffFile takes them."""
+    sink = TiffSink(tmp_path, "np", pixel_size_um=np.float32(0.65), z_step_um=np.int64(2))
+    assert sink.options.pixel_size_um == pytest.approx(0.65)
+    assert sink.options.z_step_um == 2.0
+    for bad in (np.float64("nan"), -1, True, "0.5"):
+        with pytest.raises(ConfigError, match="pixel_size_um"):
+            TiffSink(tmp_path, "bad", pixel_size_um=bad)
+
+
+def test_overwrite_is_one_rule_everywhere(tmp_path: Path) -> None:
+    from mmtiffsink.ndtiff import ReplayOptions
+
+    renamed = SinkOptions(if_exists="rename")
+    assert SinkOptions(overwrite=True).if_exists == "overwrite"
+    assert ReplayOptions(overwrite=False).if_exists == "error"
+    assert TiffSink(tmp_path, options=renamed, overwrite=True).options.if_exists == "overwrite"
+    assert TiffSink(tmp_path, options=renamed, overwrite=None).options.if_exists == "rename"
+    for build in (SinkOptions, ReplayOptions):
+        with pytest.raises(ConfigError, match="overwrite is True or False"):
+            build(overwrite="yes")
+        with pytest.raises(ConfigError, match="disagree"):
+            build(overwrite=True, if_exists="rename")
+
+
+def test_micro_manager_keys_one_table() -> None:
+    """Each stage-position spelling feeds both the z step and the OME plane."""
+    from mmtiffsink.sink import CalibrationTracker, mm_frame
+
+    for key in ("ZPosition_um_Intended", "ZPosition_um", "ZPositionUm", "Z-Position"):
+        tracker = CalibrationTracker()
+        for z in range(3):
+            tracker.update({"z": z}, {key: 1.5 * z})
+        assert tracker.result().z_step_um == pytest.approx(1.5), key
+        assert mm_frame({"z": 2}, {key: 3.0}).plane() == {"position_z": 3.0}, key
+
+
+def test_neutral_frames_and_summary_in_every_profile(tmp_path: Path) -> None:
+    """A source without Micro-Manager keys: Frame and Summary records (no made-up metadata)."""
+    from mmtiffsink.sink import Calibration, Frame, Summary
+
+    for profile in ("bigtiff", "imagej", "ome"):
+        sink = TiffSink(tmp_path / profile, "n", profile=profile)
+        sink.set_summary(
+            Summary(stated=Calibration(pixel_size_um=0.25), annotations={"plan": '{"t": 2}'})
+        )
+        for t in range(2):
+            record = Frame({"time": t}, {"mine": t}, elapsed_s=0.5 * t, z_um=1.0, exposure_s=0.01)
+            sink.append(frame(0, 0, t), record)
+        sink.close()
+        (path,) = sink.files
+        with tifffile.TiffFile(path) as tif:
+            stored = tif.pages[1].tags[51123].value  # tifffile decodes the JSON itself
+            assert (stored if isinstance(stored, dict) else json.loads(stored)) == {"mine": 1}
+            if profile == "ome":
+                xml = tif.ome_metadata or ""
+                assert "plan" in xml and 'DeltaT="0.5"' in xml and 'PositionZ="1.0"' in xml
+            else:
+                ij = tif.imagej_metadata or {}
+                assert 'plan = {"t": 2}' in ij["Info"] and ij["finterval"] == pytest.approx(0.5)
+            x_res = tif.pages[0].tags["XResolution"].value
+            assert x_res[1] / x_res[0] == pytest.approx(0.25)
+        assert sink.blank_planes == 0 and sink.blank_planes_by_file == {path: 0}
