@@ -251,12 +251,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         progress=not args.no_progress,
     )
-    print(format_results(results))
+    print(format_results(results, errors=False))  # each error is said once, on stderr
     if not args.no_preview:
         _previews("replay", [f for result in results for f in result.files])
     for result in results:
         if not result.ok:
-            print(f"mmtiffsink replay: {result.dataset}: {result.error}", file=sys.stderr)
+            error = str(result.error)
+            where = "" if error.startswith(str(result.dataset)) else f"{result.dataset}: "
+            print(f"mmtiffsink replay: {where}{error}", file=sys.stderr)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 

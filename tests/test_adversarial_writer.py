@@ -15,6 +15,7 @@ here), every frame whose ``save`` returned is in the file with its pixels as the
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import multiprocessing
@@ -194,15 +195,14 @@ WAIT_PASSED_CHILD = (
     PRELUDE
     + """
 from mmtiffsink.tiff._appender import Appender
-# appends of the helpers' frames are slow (the helper holds the appender role a while) and the
-# main thread's frame waits behind them: a SIGINT strikes while it is queued in another
-# thread's batch
-real_append = Appender.append
-def slow_append(self, coord, data, digest, extra):
-    if coord[0] != 0:
+# appends of the helpers' frames are slow (the writer thread is busy a while) and the main
+# thread's frame waits behind them: a SIGINT strikes while it waits to be written
+real_append = Appender.append_many
+def slow_append(self, batch):
+    if any(key[0] != 0 for key, *_ in batch.frames):
         time.sleep(0.15)
-    return real_append(self, coord, data, digest, extra)
-Appender.append = slow_append
+    return real_append(self, batch)
+Appender.append_many = slow_append
 path = sys.argv[1]
 tif = IJTiffFile(path, compression=None)
 tif.save(frame(1, 0), 1, 0, 0)  # fixes the frame shape
@@ -240,35 +240,29 @@ def test_interrupted_save_never_reads_the_buffer_later(tmp_path: Path) -> None:
     assert out.split()[0] in ("returned", "interrupted")
 
 
-def test_interrupt_while_appending_another_threads_frame(
+def test_interrupt_while_another_threads_frame_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A KeyboardInterrupt in a thread appending another thread's frame loses neither frame.
+    """A KeyboardInterrupt in a saving thread waiting for its frame loses no other frame.
 
-    The main thread holds the appender role (its own append is slow); a helper's frame queues
-    behind it; the interrupt strikes when the main thread goes on to append the helper's frame.
-    The helper's save must not return as if its frame were stored when it is not.
+    The writer thread is slow on the helper's frame; the main thread's uncompressed save waits
+    behind it and is interrupted (``interrupt_main``): its frame is in the file or its plane
+    free, its buffer never read after the interrupt, and the helper's save returns with its
+    frame stored.
     """
-    real_append = Appender.append
-    main = threading.main_thread()
-    interrupted: list[tuple[Any, ...]] = []
+    real_append = Appender.append_many
 
-    def append(self: Appender, coord: Any, data: Any, digest: int, extra: Any) -> None:
-        if threading.current_thread() is main:
-            if coord[0] == 0:
-                time.sleep(0.2)  # the helper deposits meanwhile
-            elif not interrupted:
-                interrupted.append(coord)
-                raise KeyboardInterrupt
-        real_append(self, coord, data, digest, extra)
+    def append_many(self: Appender, batch: Any) -> None:
+        if any(key[0] == 1 for key, *_ in batch.frames):
+            time.sleep(0.3)  # the main thread's frame queues behind this one
+        real_append(self, batch)
 
-    monkeypatch.setattr(Appender, "append", append)
+    monkeypatch.setattr(Appender, "append_many", append_many)
     path = tmp_path / "a.tif"
     tif = IJTiffFile(path, compression=None)
     returned: list[int] = []
 
     def helper() -> None:
-        time.sleep(0.05)
         buf = frame(1, 0).copy()
         tif.save(buf, 1, 0, 0)
         returned.append(1)
@@ -276,86 +270,106 @@ def test_interrupt_while_appending_another_threads_frame(
 
     th = threading.Thread(target=helper)
     th.start()
-    with pytest.raises(KeyboardInterrupt):
-        tif.save(frame(0, 0), 0, 0, 0)
+    time.sleep(0.05)
+    timer = threading.Timer(0.1, _thread.interrupt_main)
+    timer.start()
+    buf = frame(0, 0).copy()
+    interrupted = False
+    try:
+        tif.save(buf, 0, 0, 0)
+    except KeyboardInterrupt:
+        interrupted = True
+    buf[:] = 9  # reused at once: the file must never hold the 9s
+    timer.join()
     th.join(10)
     assert not th.is_alive()
-    assert interrupted, "the main thread never appended the helper's frame"
+    if interrupted and (0, 0, 0) not in planes_now(tif):
+        tif.save(frame(0, 0), 0, 0, 0)  # its plane is free again
     tif.save(frame(0, 1), 0, 0, 1)
     tif.save(frame(1, 1), 1, 0, 1)
     tif.close()
     planes = check_pages(path)
     assert returned and (1, 0, 0) in planes  # the helper's save returned: its frame is there
-    assert {(0, 0, 0), (0, 0, 1)} <= planes
+    assert {(0, 0, 0), (0, 0, 1), (1, 0, 1)} <= planes
 
 
-def test_interrupt_between_queueing_and_starting_a_task(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def planes_now(tif: IJTiffFile) -> set[Any]:
+    """The planes in the open file, once the frames in flight have landed."""
+    tif.flush()
+    return set(tif._app.planes)
+
+
+@pytest.mark.parametrize("where", ["acquire", "hand_over", "after_hand_over", "kick", "wait"])
+@pytest.mark.parametrize("compression", [None, ("zstd", 1)])
+def test_an_interrupt_at_each_step_of_the_hand_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, compression: Any
 ) -> None:
-    """An interrupt after a frame is queued and before its pool task starts: nothing hangs."""
-    from mmtiffsink.tiff import _encoder
+    """A saving thread changes the file's state only by the budget charge and the hand-over:
+    an interrupt before or after each step leaves no budget byte held, no hang, a valid
+    file, and the plane either stored or free to save again; the buffer reused at once."""
+    from mmtiffsink.tiff import _writer
 
-    monkeypatch.setenv("MMTIFFSINK_WORKERS", "1")  # a pool of its own, one worker
-    real_start = _encoder.EncodeQueue.start
-    calls = [0]
+    struck: list[str] = []
 
-    def start(self: Any) -> None:
-        calls[0] += 1
-        if calls[0] == 2:
-            raise KeyboardInterrupt  # as a signal landing on the call
-        real_start(self)
+    def once(real: Any, after: bool) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if struck:
+                return real(*args, **kwargs)
+            if after:
+                real(*args, **kwargs)
+            struck.append(where)
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(_encoder.EncodeQueue, "start", start)
-    path = tmp_path / "q.tif"
-    assert _pool.pool_users() == 0
-    tif = IJTiffFile(path, compression=("zstd", 1))
-    done = threading.Event()
+        return wrapped
 
-    def body() -> None:
-        tif.save(frame(0, 0), 0, 0, 0)
-        time.sleep(0.05)  # the first task has finished: no task runs
-        with contextlib.suppress(KeyboardInterrupt):
-            tif.save(frame(0, 1), 0, 0, 1)
-        for t in range(2, 6):  # later saves still get their frames encoded
-            tif.save(frame(0, t), 0, 0, t)
-        tif.flush()
-        tif.close()
-        done.set()
-
-    th = threading.Thread(target=body, daemon=True)
-    th.start()
-    assert done.wait(20), "hung after an interrupt between queueing and starting a task"
-    assert check_pages(path) == {(0, 0, t) for t in range(6)}
+    budget = _pool.Budget(1 << 30)
+    monkeypatch.setattr(_pool, "_budget", budget)
+    path = tmp_path / "h.tif"
+    tif = IJTiffFile(path, compression=compression)
+    tif.save(frame(0, 0), 0, 0, 0)
+    writer = _writer.FileWriter
+    obj, name, after = {
+        "acquire": (budget, "acquire", True),
+        "hand_over": (writer, "hand_over", False),
+        "after_hand_over": (writer, "hand_over", True),
+        "kick": (writer, "kick", False),
+        "wait": (writer, "wait_passed" if compression is None else "kick", True),
+    }[where]
+    with monkeypatch.context() as patch:
+        patch.setattr(obj, name, once(getattr(obj, name), after))
+        buf = frame(0, 1).copy()
+        with pytest.raises(KeyboardInterrupt):
+            tif.save(buf, 0, 0, 1)
+        buf[:] = 9
+    assert struck == [where]
+    if (0, 0, 1) not in planes_now(tif):
+        tif.save(frame(0, 1), 0, 0, 1)  # the interrupted save's plane is free
+    tif.save(frame(0, 2), 0, 0, 2)
+    tif.close()
+    assert budget.used == 0, "budget bytes leaked"
+    assert check_pages(path) == {(0, 0, 0), (0, 0, 1), (0, 0, 2)}
 
 
 def test_flush_interrupted_then_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """flush interrupted while it pumps frames of the pool: close still stores every frame."""
-    real_append = Appender.append
-    main = threading.main_thread()
-    hits = [0]
+    """flush interrupted while it waits for frames on the pool: close still stores every one."""
+    real_encode = Codec.encode
 
-    def append(self: Appender, coord: Any, data: Any, digest: int, extra: Any) -> None:
-        if threading.current_thread() is main and hits[0] == 0:
-            hits[0] += 1
-            raise KeyboardInterrupt
-        real_append(self, coord, data, digest, extra)
+    def encode(self: Codec, arr: np.ndarray) -> Any:
+        time.sleep(0.05)
+        return real_encode(self, arr)
 
+    monkeypatch.setattr(Codec, "encode", encode)
     path = tmp_path / "f.tif"
     tif = IJTiffFile(path, compression=("zstd", 1))
-    monkeypatch.setattr(Appender, "append", append)
-    # frames the main thread appends: parked while the role is taken (see _wait_for_role)
-    tif._seq._wanted += 1  # a waiting saving thread: the workers leave their frames parked
-    for t in range(5):
+    for t in range(10):
         tif.save(frame(0, t), 0, 0, t)
-    deadline = time.monotonic() + 10
-    while tif._seq.pending and len(tif._seq._ready) < 5 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    tif._seq._wanted -= 1
+    timer = threading.Timer(0.05, _thread.interrupt_main)
+    timer.start()
     with pytest.raises(KeyboardInterrupt):
         tif.flush()
-    assert hits[0] == 1
+    timer.join()
     tif.close()
-    assert check_pages(path) == {(0, 0, t) for t in range(5)}
+    assert check_pages(path) == {(0, 0, t) for t in range(10)}
 
 
 # ------------------------------------------------------------------ 2. close racing keep_up saves
@@ -429,13 +443,13 @@ def test_uncompressed_overwrite_while_another_thread_appends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Several threads each reuse one buffer; appends are slow so frames queue in batches."""
-    real_append = Appender.append
+    real_append = Appender.append_many
 
-    def append(self: Appender, coord: Any, data: Any, digest: int, extra: Any) -> None:
+    def append(self: Appender, batch: Any) -> None:
         time.sleep(0.002)
-        real_append(self, coord, data, digest, extra)
+        real_append(self, batch)
 
-    monkeypatch.setattr(Appender, "append", append)
+    monkeypatch.setattr(Appender, "append_many", append)
     path = tmp_path / "mt.tif"
     errors: list[BaseException] = []
     with IJTiffFile(path, compression=None) as tif:
@@ -589,18 +603,18 @@ def test_encode_failure_with_batches_in_flight(
 def test_append_failure_of_a_kept_up_frame(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_budget: None
 ) -> None:
-    """The saving thread's own (keep_up) append fails: WriterError there, nothing hangs."""
-    real_append = Appender.append
-    main = threading.main_thread()
+    """Appending a kept-up frame fails: WriterError on a later save, nothing hangs."""
+    real_append = Appender.append_many
     failed: list[Any] = []
 
-    def append(self: Appender, coord: Any, data: Any, digest: int, extra: Any) -> None:
-        if threading.current_thread() is main and coord[2] >= 3 and not failed:
-            failed.append(coord)
+    def append(self: Appender, batch: Any) -> None:
+        keys = [key for key, *_ in batch.frames]
+        if any(key[2] >= 3 for key in keys) and not failed:
+            failed.extend(keys)
             raise OSError(28, "No space left on device")
-        real_append(self, coord, data, digest, extra)
+        real_append(self, batch)
 
-    monkeypatch.setattr(Appender, "append", append)
+    monkeypatch.setattr(Appender, "append_many", append)
     path = tmp_path / "k.tif"
     tif = IJTiffFile(path, compression=("zstd", 19), keep_up=True)
     with pytest.raises(WriterError, match="No space"):
@@ -614,7 +628,7 @@ def test_append_failure_of_a_kept_up_frame(
     with pytest.raises(WriterError):
         tif.close()
     planes = check_pages(path)
-    assert failed[0] not in planes and len(planes) >= 1
+    assert not set(failed) & planes and len(planes) >= 1
 
 
 # ------------------------------------------------------------------ 6. series, read_frame, flush
@@ -725,7 +739,7 @@ def test_fork_while_frames_are_queued(tmp_path: Path) -> None:
     tif = IJTiffFile(path, compression=("zstd", 19))
     for t in range(200):
         tif.save(frame(0, t), 0, 0, t)
-    assert tif._seq.pending > 0  # frames in the encode queue when the process forks
+    assert tif._w.pending or tif._w.inbox  # frames in flight when the process forks
     _FORKED[:] = [tif]
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
@@ -750,9 +764,7 @@ def test_fork_while_frames_are_queued(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ absurd values: dedup keys
 @pytest.mark.parametrize("compression", [None, ("zstd", 1)])
-def test_frames_that_differ_only_between_sampled_words(
-    tmp_path: Path, compression: Any
-) -> None:
+def test_frames_that_differ_only_between_sampled_words(tmp_path: Path, compression: Any) -> None:
     """The dedup key of a frame over 64 KiB samples one word in 64: frames equal in every
     sampled word share a key, and the byte comparison must still keep them apart."""
     from mmtiffsink.tiff._appender import data_key
@@ -806,57 +818,3 @@ def test_interrupt_in_close_then_close_again(tmp_path: Path) -> None:
     assert result["first"] in ("KeyboardInterrupt", "returned"), result
     assert check_pages(path) == {(0, 0, t) for t in range(300)}
     assert file_info(path).finished
-
-
-def test_interrupt_in_the_bookkeeping_of_a_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An interrupt as the appender marks a job's turn passed (the moment the random-SIGINT
-    stress hit): the rest of its batch stays in line for the next appender; nothing hangs,
-    no frame is appended twice, no budget byte leaks."""
-    real_append = Appender.append
-    real_finished = IJTiffFile._job_finished
-    saver_ident: list[int] = []
-    struck: list[Any] = []
-
-    def append(self: Appender, coord: Any, data: Any, digest: int, extra: Any) -> None:
-        if coord[0] == 0:
-            time.sleep(0.2)  # the helper's frame queues behind this one
-        real_append(self, coord, data, digest, extra)
-
-    def finished(self: IJTiffFile, job: Any, landed: bool) -> None:
-        if threading.get_ident() in saver_ident and not struck:
-            struck.append(job.coord)
-            raise KeyboardInterrupt
-        real_finished(self, job, landed)
-
-    monkeypatch.setattr(Appender, "append", append)
-    monkeypatch.setattr(IJTiffFile, "_job_finished", finished)
-    path = tmp_path / "b.tif"
-    tif = IJTiffFile(path, compression=None)
-    outcome: dict[str, Any] = {}
-
-    def saver() -> None:
-        saver_ident.append(threading.get_ident())
-        try:
-            tif.save(frame(0, 0), 0, 0, 0)
-            outcome["saver"] = "returned"
-        except KeyboardInterrupt:
-            outcome["saver"] = "interrupted"
-
-    def helper() -> None:
-        time.sleep(0.05)
-        tif.save(frame(1, 0), 1, 0, 0)
-        outcome["helper"] = "returned"
-
-    threads = [threading.Thread(target=f, daemon=True) for f in (saver, helper)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(10)
-    assert not any(th.is_alive() for th in threads), "a save hung"
-    assert struck and outcome == {"saver": "interrupted", "helper": "returned"}
-    tif.close()
-    with tifffile.TiffFile(path) as f:
-        assert sorted(page_plane(p) for p in f.pages) == [(0, 0, 0), (1, 0, 0)]
-    assert check_pages(path) == {(0, 0, 0), (1, 0, 0)}

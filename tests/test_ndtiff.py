@@ -82,7 +82,7 @@ def test_not_a_dataset(tmp_path: Path) -> None:
     assert not is_ndtiff_dataset(tmp_path) and index_path(tmp_path) is None
     with pytest.raises(DatasetError, match="is not an NDTiff dataset"):
         NDTiffSource(tmp_path)
-    with pytest.raises(DatasetError, match="does not exist"):
+    with pytest.raises(DatasetError, match="no such file"):
         NDTiffSource(tmp_path / "nothing")
 
 

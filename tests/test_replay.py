@@ -494,7 +494,7 @@ def test_not_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     cases = {
         empty: "is not an NDTiff dataset: it has no NDTiff.index",
         a_file: "is not an NDTiff dataset",
-        tmp_path / "nowhere": "does not exist",
+        tmp_path / "nowhere": "nowhere: no such file",
         empty_index: "holds no images",
     }
     for path, text in cases.items():
@@ -513,8 +513,11 @@ def test_output_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     # only the second position's file is in the way: still nothing may be written
     first.files[0].unlink()
     before = first.files[1].stat().st_mtime_ns
-    with pytest.raises(FileExistsError_, match=r"the output exists: .*ex_1_1\.tif; nothing"):
+    with pytest.raises(FileExistsError_, match=r"the output exists: .*ex_1_1\.tif; nothing") as err:
         replay(source.path, out, progress=False)
+    assert 'if_exists="rename" to write the dataset under a new name: ex_1_1, ...' in str(err.value)
+    renamed = replay(source.path, out, ReplayOptions(if_exists="rename"), progress=False)
+    assert [f.name for f in renamed.files] == ["ex_1_1_0.tif", "ex_1_1_1.tif"]
     assert not first.files[0].exists()
     assert first.files[1].stat().st_mtime_ns == before
 
@@ -678,3 +681,105 @@ def test_negative_z_from_ndstorage_replays_in_order(tmp_path: Path) -> None:
         assert tif.imagej_metadata["slices"] == 4
         assert tif.imagej_metadata["spacing"] == pytest.approx(0.5)
     np.testing.assert_array_equal(data[:, 0, 0], [98, 99, 100, 101])  # z = -2, -1, 0, 1
+
+
+class _Server:
+    """A local TCP server for --scheduler: silent (accepts, never answers) or an HTTP service."""
+
+    def __init__(self, kind: str) -> None:
+        import http.server
+        import socket
+        import threading
+
+        self.kind = kind
+        self.held: list[Any] = []
+        self.stop = threading.Event()
+        if kind == "http":
+            self.httpd = http.server.HTTPServer(
+                ("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler
+            )
+            self.port = self.httpd.server_address[1]
+            self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        else:
+            self.sock = socket.create_server(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+            self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.05)  # a blocked accept() would outlive close()
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            if self.kind == "greets":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+            self.held.append(conn)
+
+    def close(self) -> None:
+        if self.kind == "http":
+            self.httpd.shutdown()
+            self.httpd.server_close()
+        self.stop.set()
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+        if self.kind != "http":
+            self.sock.close()
+        for conn in self.held:  # every connection it took, now that it takes no more
+            conn.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("silent", "accepts connections but sent no dask greeting in 1 s"),
+        ("http", "accepts connections but sent no dask greeting in 1 s"),
+        ("greets", r"answered b'SSH-2.0-': it is not a dask scheduler"),
+    ],
+)
+def test_scheduler_that_does_not_speak_dask(
+    kind: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TCP service that is not dask: a one-line error in about the timeout, never a hang."""
+    pytest.importorskip("distributed")
+    from mmtiffsink.errors import MMTiffSinkError
+    from mmtiffsink.ndtiff import _replay as replay_module
+
+    monkeypatch.setattr(replay_module, "_CONNECT_TIMEOUT_S", 1.0)
+    dataset = Path(__file__).parent / "data" / "ndstorage" / "v3" / "ndtiffv3.0_test"
+    server = _Server(kind)
+    try:
+        start = time.monotonic()
+        with pytest.raises(MMTiffSinkError, match=message):
+            replay_many(
+                [dataset],
+                tmp_path / "out",
+                scheduler=f"tcp://127.0.0.1:{server.port}",
+                progress=False,
+            )
+        assert time.monotonic() - start < 10
+    finally:
+        server.close()
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["tcp://nonsense:::1", "foo://bar", "tcp://127.0.0.1", "127.0.0.1:99999", "tcp://:8786"],
+)
+def test_malformed_scheduler_address(
+    address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A malformed address is one error line at once, and nothing runs on afterwards."""
+    pytest.importorskip("distributed")
+    import threading
+
+    dataset = Path(__file__).parent / "data" / "ndstorage" / "v3" / "ndtiffv3.0_test"
+    threads = threading.active_count()
+    start = time.monotonic()
+    code = main(["replay", str(dataset), "--out", str(tmp_path), "--scheduler", address])
+    assert code != 0 and time.monotonic() - start < 5
+    err = capsys.readouterr().err
+    assert "is not a dask scheduler address" in err and "Traceback" not in err
+    assert threading.active_count() == threads  # no connection thread left to raise later

@@ -146,6 +146,19 @@ def test_entry_axes_disagree_with_image(tmp_path: Path, capsys: pytest.CaptureFi
     check_position(source, tmp_path / "api" / "d_1_0.tif", 0, CHANNELS, {_key(source.order[4])})
 
 
+def test_later_entry_damaged_into_an_earlier_ones_axes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Entry 17 says entry 4's axes: not an overwrite (its image says otherwise), so entry 4's
+    image is kept and entry 17 is reported, never the other way round."""
+    source = _dataset(tmp_path)
+    _rewrite(source.path / "NDTiff.index", {17: {"axes": dict(source.order[4])}})
+    message = _fails(source, tmp_path, capsys)
+    assert "index entry 17" in message and "the image it points at has the Axes" in message
+    assert "1 of 18 images could not be read or placed" in message
+    check_position(source, tmp_path / "api" / "d_1_0.tif", 0, CHANNELS, {_key(source.order[17])})
+
+
 @pytest.mark.parametrize(
     "axes",
     [{"time": 10**9}, {"time": 2**32}, {"z": 4000, "time": 4000}, {"time": -(10**8)}],

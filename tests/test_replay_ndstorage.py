@@ -206,11 +206,16 @@ def test_image_stored_twice_keeps_the_last(tmp_path: Path) -> None:
         np.testing.assert_array_equal(pages[key], image, key)
 
 
-def test_superseded_needs_equal_axes(tmp_path: Path) -> None:
-    """Only equal axes supersede (compared exactly, not by digest): distinct tiles all kept."""
-    source = NDTiffSource(DATA / "v3/ndtiffv3.0_stitched_test")
-    scan = source.scan()
-    assert scan.superseded == set() and scan.frames == 2
+def test_superseded_needs_equal_axes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Digests only find candidates: with every digest equal, distinct axes are all kept."""
+    from mmtiffsink.ndtiff import _reader
+
+    monkeypatch.setattr(_reader, "_axes_digest", lambda axes: 7)  # every entry collides
+    scan = NDTiffSource(DATA / "v3/ndtiffv3.0_test").scan()
+    assert scan.superseded == set() and scan.frames == 10
+    dataset = _overwritten(tmp_path / "src")
+    scan = NDTiffSource(dataset).scan()
+    assert scan.superseded == {0, 2} and scan.frames == 2
 
 
 def test_ndtiff2_wrong_summary_header(tmp_path: Path) -> None:

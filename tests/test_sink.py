@@ -256,7 +256,7 @@ def test_if_exists_rename_gives_a_new_dataset_name(tmp_path: Path) -> None:
             sink.put(frame(0, 0, 0, p), {"position": p})
     assert [f.name for f in sink.files] == ["exp_1_0.tif", "exp_1_1.tif"]
     assert (tmp_path / "exp_0.tif").read_bytes() == b"an earlier acquisition"
-    with pytest.raises(FileExistsError_):
+    with pytest.raises(FileExistsError_, match=r'if_exists="rename" to write .* \(exp_1, \.\.\.\)'):
         TiffSink(tmp_path, "exp").put(frame(0, 0, 0), {"position": 0})
 
 

@@ -287,3 +287,61 @@ def test_run_file_refuses_text(key: str, text: str, tmp_path: Path) -> None:
     """Text no file can hold is refused by the run file's validation, naming its key."""
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         load_config(_run_file(tmp_path, text))
+
+
+def test_ijtifffile_path_with_nul(tmp_path: Path) -> None:
+    """A NUL in the path is a ConfigError naming it, not the OS's bare ValueError."""
+    with pytest.raises(ConfigError, match="NUL character"):
+        IJTiffFile(tmp_path / "a\x00b.tif")
+
+
+def test_replay_channel_name_from_image_metadata(tmp_path: Path) -> None:
+    """An NDTiff image's ``Channel`` holding U+0008: written as U+FFFD, said, the file reads."""
+    import shutil
+
+    dataset = tmp_path / "ds"
+    shutil.copytree(Path(__file__).parent / "data/ndstorage/v3/ndtiffv3.0_test", dataset)
+    tif = dataset / "ndtiffv3.0_test_NDTiffStack.tif"
+    data = tif.read_bytes()
+    assert data.count(b'"Channel":"DAPI"') == 5
+    tif.write_bytes(data.replace(b'"Channel":"DAPI"', b'"Channel": "\\b" '))  # same length
+    with pytest.warns(TextReplacedWarning, match="the channel name '\\\\x08'"):
+        result = replay(dataset, tmp_path / "out", ReplayOptions(profile="ome"), progress=False)
+    assert result.ok, result.error
+    xml = _check_ome(result.files[0])
+    assert 'Name="\ufffd"' in xml and 'Name="FITC"' in xml
+
+
+def test_unfinished_file_of_an_older_version_with_a_lone_surrogate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file left unfinished with a lone surrogate in its stored channel names (as older
+    versions accepted): ``info`` prints it, ``repair`` finishes it, the result parses."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "old.tif"
+    child = (
+        "import os, numpy as np\n"
+        "from mmtiffsink import IJTiffFile\n"
+        f"f = IJTiffFile({str(path)!r}, shape=(1, 1, 2), profile='ome')\n"
+        "f.channel_names = ['Aqqqqqq']\n"
+        "f.save(np.ones((4, 6), np.uint16), 0, 0, 0)\n"
+        "f.flush()\n"
+        "os._exit(0)  # killed: never closed\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    subprocess.run([sys.executable, "-c", child], check=True, env=env, timeout=60)
+    data = path.read_bytes()
+    assert data.count(b'"Aqqqqqq"') == 1  # the settings tag (JSON, ASCII)
+    path.write_bytes(data.replace(b'"Aqqqqqq"', b'"A\\ud800"'))  # same length
+    assert main(["info", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "A\ufffd" in out and "UNFINISHED" in out and "Traceback" not in err
+    assert main(["repair", str(path)]) == 0
+    capsys.readouterr()
+    xml = _check_ome(path)  # the finished file's OME-XML, from the stored names
+    assert 'Name="A\ufffd"' in xml
+    with tifffile.TiffFile(path) as tif:
+        np.testing.assert_array_equal(tif.series[0].asarray().reshape(-1, 4, 6)[0], 1)

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmtiffsink import (
+    ConfigError,
     CoordinateError,
     FrameError,
     IJTiffFile,
@@ -552,3 +553,32 @@ def test_dedup_indexes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     for t in range(60):
         expected = blank if t % 2 else coded_frame(0, 0, t, shape=(8, 8))
         np.testing.assert_array_equal(data[t], expected)
+
+
+def test_calibration_names_and_tiffwrite_aliases(tmp_path: Path) -> None:
+    """One vocabulary (pixel_size_um, z_step_um, interval_s); tiffwrite's names as aliases;
+    numpy scalars wherever numbers are."""
+    path = tmp_path / "cal.tif"
+    with IJTiffFile(
+        path, pixel_size_um=np.float32(0.65), z_step_um=np.float64(0.5), interval_s=2
+    ) as tif:
+        assert tif.pixel_size_um == pytest.approx(0.65) and tif.pxsize == tif.pixel_size_um
+        assert tif.z_step_um == 0.5 and tif.deltaz == tif.delta_z == 0.5
+        assert tif.interval_s == 2.0 and tif.timeinterval == tif.time_interval == 2.0
+        tif.interval_s = np.float32(3.0)
+        assert tif.timeinterval == 3.0
+        tif.save(coded_frame(0, 0, 0), 0, 0, 0)
+    _, meta, f = read_hyperstack(path)
+    f.close()
+    assert meta["finterval"] == 3.0 and meta["spacing"] == 0.5
+    with IJTiffFile(
+        tmp_path / "alias.tif", pxsize=np.float32(0.25), deltaz=1, timeinterval=4
+    ) as tif:
+        assert (tif.pixel_size_um, tif.z_step_um, tif.interval_s) == (0.25, 1.0, 4.0)
+        tif.save(coded_frame(0, 0, 0), 0, 0, 0)
+    with pytest.raises(ConfigError, match="pixel_size_um or tiffwrite's pxsize"):
+        IJTiffFile(tmp_path / "both.tif", pixel_size_um=1, pxsize=1)
+    with pytest.raises(ConfigError, match="z_step_um"):
+        IJTiffFile(tmp_path / "bad.tif", z_step_um=-1)
+    with pytest.raises(ConfigError, match="interval_s"):
+        tif.interval_s = float("nan")

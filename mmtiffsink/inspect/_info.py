@@ -23,11 +23,12 @@ from typing import Any, final
 import numpy as np
 import tifffile
 
+from mmtiffsink._text import xml_safe
 from mmtiffsink._values import LENGTH_UM as _LENGTH_UM
 from mmtiffsink._values import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
 from mmtiffsink._values import TIME_S as _TIME_S
 from mmtiffsink._values import positive
-from mmtiffsink.errors import DatasetError
+from mmtiffsink.errors import DatasetError, no_such_file
 from mmtiffsink.tiff.format import SETTINGS_TAG, IfdWalk, Mark, frame_tags, in_use
 
 from ._tifflog import tifffile_log
@@ -228,8 +229,7 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
     try:
         size = p.stat().st_size
     except FileNotFoundError:
-        msg = f"{p}: no such file"
-        raise DatasetError(msg) from None
+        raise no_such_file(p) from None
     except OSError as exc:
         msg = f"{p}: cannot read it ({exc.strerror or exc})"
         raise DatasetError(msg) from None
@@ -339,8 +339,20 @@ def _head(path: Path) -> bytes:
         return b""
 
 
+#: tifffile's own object names in its messages (``<tifffile.TiffPages @8>``, ``<TiffTag.fromfile>
+#: raised TiffFileError('...')``): internals a reader of our message has no use for.
+_TIFFFILE_NAME = re.compile(r"<(?:tifffile\.)?Tiff\w*(?:\.\w+)?(?: [^<>]*)?>\s*")
+_RAISED = re.compile(r"^raised \w+\((['\"])(.*)\1\)$")
+
+
 def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:200] if text.strip() else "no detail"
+    """The first line of a reader's message, without tifffile's internal object names."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = _TIFFFILE_NAME.sub("", line).strip()
+    wrapped = _RAISED.match(line)
+    if wrapped is not None:
+        line = _TIFFFILE_NAME.sub("", wrapped.group(2)).strip()
+    return line[:200] or "no detail"
 
 
 def _corrupt(path: Path, records: Sequence[logging.LogRecord], what: str) -> DatasetError:
@@ -498,7 +510,7 @@ def _series(
             return []
         found = []
         for series in tif.series:
-            found.append(SeriesInfo(str(series.name or ""), _unsqueezed(series)))
+            found.append(SeriesInfo(xml_safe(str(series.name or "")), _unsqueezed(series)))
         return found
     spans: dict[int, list[tuple[int, ...]]] = {}
     names: dict[int, str] = {}
@@ -590,6 +602,16 @@ def _calibration(
 
 
 def _channel_names(
+    ij: Mapping[str, Any] | None,
+    settings: Mapping[str, Any] | None,
+    channels: int,
+    finished: bool,
+) -> list[str]:
+    """Channel names, printable: what no text can hold (a lone surrogate) as U+FFFD."""
+    return [xml_safe(name) for name in _stored_channel_names(ij, settings, channels, finished)]
+
+
+def _stored_channel_names(
     ij: Mapping[str, Any] | None,
     settings: Mapping[str, Any] | None,
     channels: int,

@@ -29,6 +29,7 @@ from mmtiffsink._text import check_name, clean_text
 from mmtiffsink.errors import (
     CloseErrors,
     CoordinateError,
+    OutputExistsError,
     WriterClosedError,
     WriterError,
 )
@@ -239,13 +240,20 @@ class TiffSink:
         except OSError as exc:
             msg = f"cannot create the folder {self._directory}: {exc.strerror or exc}"
             raise WriterError(msg) from exc
-        file = IJTiffFile(
-            path,
-            dtype=image.dtype,
-            overwrite=self.options.if_exists == "overwrite",
-            allow_negative=True,
-            **self.options.writer_arguments(image.dtype),
-        )
+        try:
+            file = IJTiffFile(
+                path,
+                dtype=image.dtype,
+                overwrite=self.options.if_exists == "overwrite",
+                allow_negative=True,
+                **self.options.writer_arguments(image.dtype),
+            )
+        except OutputExistsError as exc:
+            msg = (
+                f'{exc}, or if_exists="rename" to write the dataset under a new name '
+                f"({self._name}_1, ...)"
+            )
+            raise OutputExistsError(msg) from None
         entry = _Entry(key, file)
         if self._summary is not None:
             entry.tracker.state(self._summary.stated)

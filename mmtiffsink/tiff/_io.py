@@ -122,12 +122,14 @@ class FileIO:
             got += len(more)
         return b"".join(parts)
 
-    def write(self, chunks: Sequence[bytes | memoryview], offset: int) -> None:
+    def write(self, chunks: Sequence[bytes | bytearray | memoryview], offset: int) -> None:
         """Write ``chunks`` contiguously at ``offset``, retrying short writes."""
         with self._lock:
             self._write(self._check(), chunks, offset)
 
-    def _write(self, fd: int, chunks: Sequence[bytes | memoryview], offset: int) -> None:
+    def _write(
+        self, fd: int, chunks: Sequence[bytes | bytearray | memoryview], offset: int
+    ) -> None:
         if len(chunks) > _IOV_MAX:
             chunks = [b"".join(chunks)]
         total = sum(len(c) for c in chunks)
@@ -209,6 +211,22 @@ class FileIO:
         self._lock = threading.Lock()
 
 
+def check_path(path: Path) -> None:
+    """Refuse a path no file can have, before anything is created.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` holds a NUL character (the OS's own error is a bare "embedded null byte").
+
+    """
+    from ..errors import ConfigError
+
+    if "\0" in str(path):
+        msg = f"the file name {str(path)!r} holds a NUL character, which no file name can hold"
+        raise ConfigError(msg)
+
+
 def open_output(path: Path, *, overwrite: bool) -> FileIO:
     """Create a writer's file, with mmtiffsink's errors (see ``_lock.open_marked``).
 
@@ -216,12 +234,15 @@ def open_output(path: Path, *, overwrite: bool) -> FileIO:
     ------
     OutputExistsError
         ``path`` exists and ``overwrite`` is False.
+    ConfigError
+        ``path`` holds a NUL character.
     WriterError
         The OS refused (no such folder, no permission).
 
     """
     from ..errors import OutputExistsError, WriterError
 
+    check_path(path)
     try:
         return FileIO(path, "create" if overwrite else "create_new")
     except FileExistsError:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal, final
 
 from ..errors import OutputExistsError
-from ._io import FileIO, open_output, portable_forced
+from ._io import FileIO, check_path, open_output, portable_forced
 
 __all__ = ["LOCK_BYTE", "FileMark", "Mark", "check", "lock_path", "open_output_marked", "take"]
 
@@ -381,6 +381,7 @@ def open_output_marked(path: Path, *, overwrite: bool) -> FileIO:
         The OS refused (no such folder, no permission).
 
     """
+    check_path(path)  # before the mark: its lock file's name holds the path's
     try:
         mark = take(path)
     except OSError:

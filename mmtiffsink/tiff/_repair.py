@@ -16,7 +16,7 @@ import numpy as np
 
 from mmtiffsink._values import positive
 
-from ..errors import ConfigError, DatasetError, MissingFramesWarning
+from ..errors import ConfigError, DatasetError, MissingFramesWarning, no_such_file
 from ..limits import MAX_PLANES, MAX_SERIES
 from ._appender import pack, rows_per_strip
 from ._codecs import Codec
@@ -346,6 +346,8 @@ def _take_mark(path: Path) -> FileMark | None:
 def _repair(path: Path) -> RepairReport:
     try:
         io = FileIO(path, "read")
+    except FileNotFoundError:
+        raise no_such_file(path) from None
     except OSError as exc:
         msg = f"cannot open {path}: {exc.strerror or exc}"
         raise DatasetError(msg) from exc
@@ -458,6 +460,7 @@ def _resume(
     tif._settings = settings
     tif._extratags = ()
     tif._max_inflight = None
+    tif._keep_up = False
     tif.path = Path(path)
     slots = settings.shape if slots_at is not None else None
     tif._setup(FileIO(tif.path, "update"), end=end, link_pos=link_pos, slots=slots)
@@ -470,7 +473,7 @@ def _resume(
     app.planes = {coord: pack(*where) for coord, where in planes.items()}
     app.arrival = list(arrival)
     for coord in planes:
-        tif._extend(coord)
+        tif._w.extend(coord)
     for series, (name, stage) in labels.items():
         tif._series.set_label(series, name, stage)
     return tif
