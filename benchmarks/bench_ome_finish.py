@@ -51,7 +51,7 @@ def one(profile: str, planes: int) -> dict[str, float]:
         path = Path(tmp) / f"bench.{profile}.tif"
         start = time.perf_counter()
         tif = IJTiffFile(
-            path, profile=Profile.get(profile), pxsize=0.5, timeinterval=0.5, compression=None
+            path, profile=Profile.get(profile), pixel_size_um=0.5, interval_s=0.5, compression=None
         )
         for t in range(planes):
             tif.save(frame, 0, 0, t, plane={"delta_t": 0.5 * t, "exposure_time": 0.01})

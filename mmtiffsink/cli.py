@@ -295,7 +295,8 @@ def _cmd_repair(args: argparse.Namespace) -> int:
                 warnings.simplefilter("ignore", MissingFramesWarning)  # reported below
                 report = repair(path)
         except (MMTiffSinkError, OSError) as exc:
-            print(f"mmtiffsink repair: {path}: {exc}", file=sys.stderr)
+            where = "" if str(exc).startswith(str(path)) else f"{path}: "
+            print(f"mmtiffsink repair: {where}{exc}", file=sys.stderr)
             status = EXIT_FAILED
             continue
         if report.already_finished:

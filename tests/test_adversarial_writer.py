@@ -59,14 +59,6 @@ def check_pages(path: Path, expected: Any = frame) -> set[tuple[int, int, int]]:
     return planes
 
 
-@pytest.fixture
-def tiny_budget(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A process budget of one byte: one frame in flight at a time."""
-    monkeypatch.setattr(_pool, "_budget", _pool.Budget(1))
-    yield
-    assert _pool.budget().used == 0, "budget bytes leaked"
-
-
 @pytest.fixture(autouse=True)
 def no_budget_leak() -> Iterator[None]:
     """Every test leaves the process budget as it found it (a leak blocks later saves)."""

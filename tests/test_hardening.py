@@ -554,22 +554,33 @@ def test_tiffwrite_set_compression_before_the_first_save(tmp_path: Path) -> None
 
 
 # ------------------------------------------------------------------ the budget is global
-def test_inflight_budget_is_shared_by_every_open_file(tmp_path: Path) -> None:
-    budget = _pool.budget()
-    capacity = budget.capacity
-    peak = 0
-    files = [IJTiffFile(tmp_path / f"b{i}.tif", compression=("zstd", 19)) for i in range(12)]
+def test_inflight_budget_is_shared_by_every_open_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames in flight, counted by the files (saved - linked), stay within ONE budget.
+
+    The budget holds two frames; six files each save from this thread faster than zstd 19 can
+    go. A budget per file would let 6 x 2 frames be in flight at once; one shared budget keeps
+    it at two (plus one frame that may pass a full budget alone, plus the frame just saved).
+    The count comes from the files themselves, not from the budget under test.
+    """
+    frame = np.random.default_rng(0).integers(0, 60000, (512, 512), dtype=np.uint16)
+    # a frame in flight charges its pixels and its compressed size bound: about 2 x nbytes
+    monkeypatch.setattr(_pool, "_budget", _pool.Budget(2 * (2 * frame.nbytes + (64 << 10))))
+    files = [IJTiffFile(tmp_path / f"b{i}.tif", compression=("zstd", 19)) for i in range(6)]
+    saved = peak = 0
     try:
-        frame = np.random.default_rng(0).integers(0, 60000, (1024, 1024), dtype=np.uint16)
-        for t in range(4):
+        for t in range(6):
             for tif in files:
                 tif.save(frame + t, 0, 0, t)
-                peak = max(peak, budget.used)
+                saved += 1
+                peak = max(peak, saved - sum(f.frames_written for f in files))
     finally:
         for tif in files:
             tif.close()
-    assert budget.used == 0
-    assert peak <= capacity + frame.nbytes * 3  # one frame may pass a full budget alone
+    assert _pool.budget().used == 0
+    assert sum(f.frames_written for f in files) == saved == 36
+    assert 2 <= peak <= 4, f"{peak} frames were in flight at once"
 
 
 def test_portable_io_fallback_is_used_when_forced(

@@ -10,7 +10,6 @@ pool is behind from the second frame on, whatever the machine's speed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import imagecodecs
@@ -21,17 +20,9 @@ import tifffile
 from mmtiffsink import IJTiffFile
 from mmtiffsink.errors import ConfigError
 from mmtiffsink.inspect import file_info
-from mmtiffsink.tiff import Codec, _pool
+from mmtiffsink.tiff import Codec
 from tests.keep_up_support import SHAPE, frame
 from tests.readers import bioformats_pixels, imagej_read
-
-
-@pytest.fixture
-def tiny_budget(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A process budget of one byte: one frame in flight at a time (a frame always fits alone)."""
-    monkeypatch.setattr(_pool, "_budget", _pool.Budget(1))
-    yield
-
 
 SLOW = {"bigtiff": ("zstd", 19), "ome": ("zstd", 19), "imagej": ("deflate", 12)}
 

@@ -336,7 +336,7 @@ def test_planes_without_measured_time_get_the_nominal_delta_t(tmp_path: Path) ->
     path = tmp_path / "nominal.ome.tif"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingFramesWarning)
-        with IJTiffFile(path, profile="ome", timeinterval=0.1) as tif:
+        with IJTiffFile(path, profile="ome", interval_s=0.1) as tif:
             for t in range(4):
                 for c in range(2):
                     if (c, t) == (1, 2):
@@ -376,11 +376,12 @@ def test_bioio_shows_the_interval_with_and_without_plane_values(
     path = tmp_path / "interval.ome.tif"
     data = np.stack([np.stack([coded_frame(c, 0, t, (8, 6)) for c in range(2)]) for t in range(3)])
     if measured:  # the acquisition's own times (2.4 s apart) beside a nominal 2.5 s
-        with IJTiffFile(path, profile="ome", pxsize=0.65, timeinterval=2.5) as tif:
+        with IJTiffFile(path, profile="ome", pixel_size_um=0.65, interval_s=2.5) as tif:
             for t in range(3):
                 for c in range(2):
                     tif.save(data[t, c], c, 0, t, plane={"delta_t": 2.4 * t + 0.01 * c})
     else:
+        # tiffwrite's own names, as its users write them
         tiffwrite(path, data, axes="TCYX", profile="ome", pxsize=0.65, timeinterval=2.5)
     image = BioImage(path, reader=bioio_ome_tiff.Reader)
     interval = image.standard_metadata.timelapse_interval
@@ -428,7 +429,7 @@ def test_ome_close_memory_per_plane(tmp_path: Path) -> None:
     """The finish of a 20,000-plane file: bounded memory per plane (it was ~2.2 KB)."""
     planes = 20_000
     frame = np.zeros((4, 4), np.uint8)
-    tif = IJTiffFile(tmp_path / "many.ome.tif", profile="ome", timeinterval=0.5)
+    tif = IJTiffFile(tmp_path / "many.ome.tif", profile="ome", interval_s=0.5)
     for t in range(planes):
         tif.save(frame, 0, 0, t, plane={"delta_t": 0.5 * t})
     tracemalloc.start()
@@ -450,7 +451,7 @@ def test_ome_close_failing_while_the_xml_is_written_keeps_the_file_repairable(
     """A full disk halfway through the streamed OME-XML: the text is cut off, the old chain
     stays the file's, and repair finishes it."""
     path = tmp_path / "full.ome.tif"
-    tif = IJTiffFile(path, profile="ome", timeinterval=1.0)
+    tif = IJTiffFile(path, profile="ome", interval_s=1.0)
     for t in range(50):
         tif.save(coded_frame(0, 0, t, (4, 6)), 0, 0, t)
     tif.flush()

@@ -29,6 +29,8 @@ from mmtiffsink._values import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
 from mmtiffsink._values import TIME_S as _TIME_S
 from mmtiffsink._values import positive
 from mmtiffsink.errors import DatasetError, no_such_file
+from mmtiffsink.limits import MAX_PLANES, MAX_SERIES
+from mmtiffsink.tiff import OmeImageFacts, parse_ome
 from mmtiffsink.tiff.format import SETTINGS_TAG, IfdWalk, Mark, frame_tags, in_use
 
 from ._tifflog import tifffile_log
@@ -69,8 +71,8 @@ class FileInfo:
     size_bytes: int
     """File size on disk."""
     profile: str
-    """``"bigtiff"``, ``"imagej"`` (classic ImageJ hyperstack), ``"ome"`` (an mmtiffsink OME-TIFF)
-    or ``"tiff"`` (anything else)."""
+    """``"bigtiff"``, ``"imagej"`` (classic ImageJ hyperstack), ``"ome"`` (an OME-TIFF, ours
+    or another writer's) or ``"tiff"`` (anything else)."""
     codec: str
     """``"zstd"``, ``"deflate"``, ``"none"`` or tifffile's name of another compression, then
     ``+predictor`` for horizontal differencing (``+p3``: another predictor's number)."""
@@ -291,6 +293,8 @@ class _Chain:
     """The file's size when the walk ended (a growing file's, re-checked)."""
     unfinished: bool
     tagged: list[tuple[tuple[int, ...] | None, str | None]]
+    ome: list[OmeImageFacts] = field(default_factory=list)
+    """The Images of the first IFD's OME-XML (none: not an OME-TIFF, or unreadable XML)."""
 
 
 def _walk(fh: Any, path: Path, mark: Mark | None) -> _Chain:
@@ -302,13 +306,14 @@ def _walk(fh: Any, path: Path, mark: Mark | None) -> _Chain:
         raise DatasetError(msg) from None
     unfinished = False
     tagged: list[tuple[tuple[int, ...] | None, str | None]] = []
+    description = b""
     for ifd in walk:
         if walk.count == 1:
             desc = ifd.entries.get(270)
-            head = walk.text(desc, max_bytes=1 << 24) if desc is not None else b""
-            unfinished = SETTINGS_TAG in ifd.entries and not (head or b"").startswith(
-                (b"ImageJ=", b"<?xml")
-            )
+            head = (walk.head(desc, 16) or b"") if desc is not None else b""
+            unfinished = SETTINGS_TAG in ifd.entries and not head.startswith((b"ImageJ=", b"<?xml"))
+            if desc is not None and head.lstrip().startswith(b"<"):
+                description = walk.text(desc, max_bytes=_MAX_OME_XML) or b""
         if unfinished:
             tagged.append(frame_tags(walk, ifd))
     live = mark is not None and mark.state == "live"
@@ -328,7 +333,41 @@ def _walk(fh: Any, path: Path, mark: Mark | None) -> _Chain:
             f"({walk.size} bytes)"
         )
         raise DatasetError(msg)
-    return _Chain(walk.count, walk.size, unfinished, tagged if unfinished else [])
+    chain = _Chain(walk.count, walk.size, unfinished, tagged if unfinished else [])
+    if description.rstrip().endswith(b"OME>"):  # as tifffile tells an OME-TIFF
+        chain.ome = _bounded_ome(path, description, chain)
+    return chain
+
+
+_MAX_OME_XML = 1 << 24
+"""Bytes of OME-XML read for its facts (16 MiB: about 10**5 planes of our Plane elements)."""
+
+
+def _bounded_ome(path: Path, xml: bytes, chain: _Chain) -> list[OmeImageFacts]:
+    """The OME-XML's Images, refused when they declare more planes than the file can hold.
+
+    tifffile sizes its series from the declared SizeC x SizeZ x SizeT (about 16 bytes a
+    plane, and as many loop turns) before it looks at the file: 10**8 planes declared in a
+    file of 704 bytes cost 1.6 GB. A plane of one file is an IFD of at least 8 bytes, so a
+    file of N bytes holds at most N / 8 of them; a dataset of several files (a TiffData naming
+    another file) is bounded by :data:`~mmtiffsink.limits.MAX_PLANES`.
+    """
+    facts = parse_ome(xml)
+    declared = sum(image.planes for image in facts)
+    external = any(image.external for image in facts)
+    room = MAX_PLANES if external else min(MAX_PLANES, max(chain.count, chain.size // 8))
+    if len(facts) > MAX_SERIES or declared > room:
+        held = (
+            f"more than {MAX_PLANES:,}"
+            if room == MAX_PLANES
+            else f"a file of {chain.size:,} bytes holds at most {room:,}"
+        )
+        msg = (
+            f"{path}: corrupt OME-TIFF: its OME-XML declares {declared:,} planes in "
+            f"{len(facts):,} image{'s' if len(facts) != 1 else ''} ({held})"
+        )
+        raise DatasetError(msg)
+    return facts
 
 
 def _head(path: Path) -> bytes:
@@ -457,10 +496,18 @@ def _inspect(
 
     # an OME-TIFF's final settings are what its OME-XML was written from
     pixel_size, z_step, interval = _calibration(first, ij, settings, finished and not ome)
+    facts = chain.ome[0] if chain.ome and settings is None else None  # another writer's OME
+    channel_names = _channel_names(ij, settings, shape.get("C", 1), finished)
+    if facts is not None:
+        pixel_size = facts.pixel_size_um or pixel_size
+        z_step = facts.z_step_um or z_step
+        interval = facts.interval_s or interval
+        if any(facts.channel_names) and len(facts.channel_names) == shape.get("C", 1):
+            channel_names = list(facts.channel_names)
     return FileInfo(
         path=path,
         size_bytes=size,
-        profile=_profile(tif, settings),
+        profile="ome" if chain.ome and settings is None else _profile(tif, settings),
         codec=_codec(first),
         dtype=dtype.name,
         shape=shape,
@@ -472,7 +519,7 @@ def _inspect(
         pixel_size_um=pixel_size,
         z_step_um=z_step,
         interval_s=interval,
-        channel_names=_channel_names(ij, settings, shape.get("C", 1), finished),
+        channel_names=channel_names,
         finished=finished,
         written_by=written_by,
         series=found,

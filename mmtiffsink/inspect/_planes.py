@@ -21,13 +21,18 @@ import numpy as np
 import tifffile
 
 from mmtiffsink.errors import DatasetError
+from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.tiff import OmeImageFacts, color_lut, colormap_lut, parse_ome
 from mmtiffsink.tiff.format import IfdWalk, frame_tags
 
 from ._info import FileInfo
 from ._info import _settings as settings_of
 
-__all__ = ["READ_ERRORS", "Stack", "Where", "stacks"]
+__all__ = ["MAX_CHANNELS", "READ_ERRORS", "Stack", "Where", "stacks"]
+
+MAX_CHANNELS = 16
+"""Channels a preview shows at most (the first ones): names and colours are made for these
+only, so a file declaring 100,000 channels costs what 16 cost."""
 
 READ_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
@@ -81,6 +86,16 @@ class Stack:
     """Keys of planes found blank (all zero), so each is decoded once."""
     rgb: bool = False
     """Colour images (Photometric RGB): ``read`` gives (Y, X, 3), a channel is one RGB image."""
+    page_bytes: int = 0
+    """Bytes one page decodes to (all its samples), known before decoding it."""
+    zs: Callable[[int, int], list[int]] | None = None
+    """The z of the planes stored for (c, t), when fewer than ``sizes[1]`` (an unfinished file);
+    None: every z."""
+
+    @property
+    def shown(self) -> int:
+        """Channels drawn: the first :data:`MAX_CHANNELS`."""
+        return min(self.sizes[0], MAX_CHANNELS)
 
 
 def stacks(tif: tifffile.TiffFile, info: FileInfo, *, tile: int) -> list[Stack]:
@@ -110,15 +125,15 @@ def _luts(
     luts = list(ij.get("LUTs") or []) if ij else []
     if len(luts) >= count:
         return [_lut8(np.asarray(lut)) for lut in luts[:count]]
-    if settings is not None:
+    if settings is not None:  # the file's own settings: checked, as anything read from a file
         try:
-            if settings.get("colors"):
-                return [color_lut(c) for c in settings["colors"][:count]] + _defaults(
-                    count, start=len(settings["colors"])
-                )
-            if settings.get("colormap"):
-                return [colormap_lut(str(settings["colormap"]))] * count
-        except (ValueError, ImportError):
+            wanted = settings.get("colors")
+            if isinstance(wanted, list) and wanted:
+                given = [color_lut(c) for c in wanted[:count]]
+                return given + _defaults(count, start=len(given))[: count - len(given)]
+            if isinstance(settings.get("colormap"), str) and settings["colormap"]:
+                return [colormap_lut(settings["colormap"])] * count
+        except (ValueError, TypeError, ImportError):
             pass
     if colors and any(c is not None for c in colors):
         defaults = _defaults(count)
@@ -228,19 +243,20 @@ def _series_stack(
         return _plane(page_of(where).asarray(), page_axes, where.sample)
 
     single = len(tif.series) == 1
+    shown = min(channels, MAX_CHANNELS)
     names = list(info.channel_names) if single and len(info.channel_names) == channels else []
     if not names and ome is not None and len(ome.channel_names) == channels:
         names = list(ome.channel_names)
     if not names and samples == 3 and c_pages == 1:
         names = ["R", "G", "B"]
-    names = [n or f"C{i}" for i, n in enumerate(names)] or [f"C{i}" for i in range(channels)]
+    names = [n or f"C{i}" for i, n in enumerate(names[:shown])] or [f"C{i}" for i in range(shown)]
     ij = tif.imagej_metadata if tif.is_imagej and single else None
     if rgb:  # the pixels carry their colours: a white label, no LUT applied
-        luts = [color_lut((255, 255, 255))] * channels
+        luts = [color_lut((255, 255, 255))] * shown
     elif samples == 3 and c_pages == 1 and not (ij and ij.get("LUTs")):
         luts = [color_lut(c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
     else:
-        luts = _luts(channels, ij, settings, ome.colors if ome else ())
+        luts = _luts(shown, ij, settings, ome.colors[:shown] if ome else ())
     pixel = (ome.pixel_size_um if ome else None) or info.pixel_size_um
     name = (ome.name if ome and ome.name else str(series.name or "")) if not single else ""
     return Stack(
@@ -257,7 +273,13 @@ def _series_stack(
         um_per_px=pixel * factor if pixel else None,
         z_axis="Z" if set(stacked_axes) - set("CT") <= {"Z"} else "plane",
         rgb=rgb,
+        page_bytes=_page_bytes(key),
     )
+
+
+def _page_bytes(page: tifffile.TiffPage) -> int:
+    """Bytes a page decodes to, from its tags alone (no pixel read)."""
+    return math.prod(int(n) for n in page.shape) * np.dtype(page.dtype or "uint8").itemsize
 
 
 def _is_rgb(page: tifffile.TiffPage, page_axes: str) -> bool:
@@ -369,15 +391,16 @@ def _unfinished_stack(
 ) -> Stack:
     """One series of an unfinished file: ``where`` maps each (c, z, t) to its page."""
     pages = tif.pages
-    declared = settings.get("shape")
     seen = tuple(max(k[i] for k in where) + 1 for i in range(3))
-    if isinstance(declared, list) and len(declared) == 3:
-        sizes = tuple(max(int(d), s) for d, s in zip(declared, seen, strict=True))
-    else:
-        sizes = seen
+    declared = _declared_shape(settings.get("shape"))
+    sizes = seen if declared is None else tuple(map(max, declared, seen))
     key = pages.first
-    names = list(info.channel_names)[: sizes[0]]
-    names += [f"C{i}" for i in range(len(names), sizes[0])]
+    shown = min(sizes[0], MAX_CHANNELS)
+    names = list(info.channel_names)[:shown]
+    names += [f"C{i}" for i in range(len(names), shown)]
+    by_ct: dict[tuple[int, int], list[int]] = {}
+    for c, z, t in sorted(where):
+        by_ct.setdefault((c, t), []).append(z)
 
     def locate(c: int, z: int, t: int) -> Where | None:
         index = where.get((c, z, t))
@@ -408,8 +431,21 @@ def _unfinished_stack(
         key=data_key,
         read=read,
         names=names,
-        luts=[color_lut((255, 255, 255))] * sizes[0] if rgb else _luts(sizes[0], None, settings),
+        luts=[color_lut((255, 255, 255))] * shown if rgb else _luts(shown, None, settings),
         last_t=max(k[2] for k in where),
         um_per_px=info.pixel_size_um,
         rgb=rgb,
+        page_bytes=_page_bytes(key),
+        zs=lambda c, t: by_ct.get((c, t), []),
     )
+
+
+def _declared_shape(value: object) -> tuple[int, int, int] | None:
+    """An unfinished file's declared (C, Z, T), if it is three sizes within MAX_PLANES."""
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value):
+        return None
+    if math.prod(value) > MAX_PLANES:
+        return None
+    return value[0], value[1], value[2]

@@ -10,6 +10,7 @@ what differs: its plan, its microscope, and how one acquisition is started and a
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -27,6 +28,7 @@ __all__ = [
     "EngineRun",
     "PlannedFile",
     "RunResult",
+    "Worker",
     "distinct_files",
     "output_name",
     "run_with",
@@ -110,6 +112,52 @@ class RunResult:
     def ok(self) -> bool:
         """True when every planned frame was written and nothing failed."""
         return self.error is None and self.frames == self.expected_frames
+
+
+class Worker:
+    """The thread an acquisition runs on, whose end a Ctrl-C cannot hide.
+
+    On CPython before 3.13, a ``Thread.join(timeout)`` that Ctrl-C interrupts marks the thread
+    as ended though it still runs (python/cpython#90882: ``is_alive()`` is False from then on
+    and ``join()`` returns at once): the run then stopped the microscope under an engine
+    thread that was still snapping. The end here is an event the thread sets when ``target``
+    has returned; waiting on an event that Ctrl-C interrupts leaves it as it was.
+
+    Parameters
+    ----------
+    target
+        What the thread runs (it should not raise: what it raises is lost).
+    name
+        The thread's name.
+
+    """
+
+    def __init__(self, target: Callable[[], object], name: str) -> None:
+        self._target = target
+        self._ended = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name)
+
+    def _run(self) -> None:
+        try:
+            self._target()
+        finally:
+            self._ended.set()
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    @property
+    def ended(self) -> bool:
+        """True once ``target`` has returned."""
+        return self._ended.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for ``target`` to return; True once it has."""
+        if not self._ended.wait(timeout):
+            return False
+        self._thread.join()  # only the thread's last steps are left
+        return True
 
 
 class EngineRun(Protocol):

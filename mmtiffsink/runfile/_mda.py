@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from mmtiffsink.pymmcore_plus import EventPlaces, SequenceLayout, TiffMDASink, attached
 from mmtiffsink.sink import AxisMapper, FileKey, SinkOptions, file_name, split_position
 
-from ._engine import PlannedFile, distinct_files
+from ._engine import PlannedFile, Worker, distinct_files
 from ._microscope import SnakeCore, check_preset, pymmcore_plus_core, set_up
 from ._models import RunConfig
 
@@ -86,7 +85,7 @@ class _MDARun:
         self._on_frame = on_frame
         self._sink = TiffMDASink(config.output.directory, name, options)
         self._failure: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._worker: Worker | None = None
 
     @property
     def files(self) -> list[Path]:
@@ -105,14 +104,11 @@ class _MDARun:
 
     def begin(self) -> None:
         self._core.mda.events.frameReady.connect(self._count)
-        self._thread = threading.Thread(target=self._target, name="mmtiffsink-mda")
-        self._thread.start()
+        self._worker = Worker(self._target, "mmtiffsink-mda")
+        self._worker.start()
 
     def wait(self, timeout: float) -> bool:
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._worker is None or self._worker.wait(timeout)
 
     def abort(self) -> None:
         # pymmcore-plus logs "MDA Canceled" as a warning on stderr: the CLI reports Ctrl-C
@@ -120,8 +116,8 @@ class _MDARun:
         self._core.mda.cancel()
 
     def close(self) -> BaseException | None:
-        thread = self._thread
-        if thread is not None and not thread.is_alive():
+        worker = self._worker
+        if worker is not None and worker.ended:
             self._core.mda.events.frameReady.disconnect(self._count)
         failure = self._failure
         try:

@@ -23,7 +23,7 @@ import numpy as np
 
 from mmtiffsink.sink import AxisMapper, SinkOptions, TiffSink, file_name
 
-from ._engine import PlannedFile, distinct_files
+from ._engine import PlannedFile, Worker, distinct_files
 from ._microscope import microscope, set_up
 from ._models import AcquisitionConfig, RunConfig
 
@@ -133,30 +133,6 @@ class EventPlan(Sequence[dict[str, Any]]):
         return event
 
 
-def _drain_engine(timeout: float = 30.0) -> None:
-    """Wait until pycro-manager's Python engine has left the event it was executing.
-
-    After an abort, ``await_completion`` returns while the engine's threads may still be
-    inside an event (``snap_image``): the microscope stopped under them makes them print
-    tracebacks ("Camera not loaded or initialized"). Each of the engine's executors has one
-    worker and runs its tasks in order, so a no-op submitted to each returns once the task
-    before it is done. No Python engine (the Java backend): nothing to wait for.
-    """
-    try:
-        from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
-    except ImportError:  # pragma: no cover - another pycro-manager layout
-        return
-    engine = Engine.get_instance()
-    for name in ("event_generator_executor", "acq_executor"):  # the events feed the camera
-        executor = getattr(engine, name, None)
-        if executor is None:
-            continue
-        try:
-            executor.submit(lambda: None).result(timeout)
-        except Exception:  # an executor already shut down, or still busy: nothing more to do
-            continue
-
-
 class _PycroRun:
     """One pycro-manager acquisition into a :class:`~mmtiffsink.sink.TiffSink` (an EngineRun)."""
 
@@ -178,7 +154,7 @@ class _PycroRun:
         self._lock = threading.Lock()
         self._failure: BaseException | None = None
         self._hook_error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._worker: Worker | None = None
 
     @property
     def files(self) -> list[Path]:
@@ -196,8 +172,8 @@ class _PycroRun:
     def begin(self) -> None:
         # everything pycro-manager does runs on this thread: a Ctrl-C on the main thread can
         # never strike inside its constructor or its acquire(), only abort() is called there
-        self._thread = threading.Thread(target=self._acquire, name="mmtiffsink-pycromanager")
-        self._thread.start()
+        self._worker = Worker(self._acquire, "mmtiffsink-pycromanager")
+        self._worker.start()
 
     def _acquire(self) -> None:
         try:
@@ -227,22 +203,25 @@ class _PycroRun:
             acq.await_completion()
         except BaseException as exc:  # reported by the main thread
             self._failure = self._failure or exc
-        finally:
-            _drain_engine()
+        with self._lock:  # ended: nothing left for abort() to stop
+            self._acq = None
 
     def wait(self, timeout: float) -> bool:
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._worker is None or self._worker.wait(timeout)
 
     def abort(self) -> None:
         with self._lock:
             self._aborted = True
             acq = self._acq
-        if acq is not None:
+        if acq is None:
+            return
+        try:
             acq.abort()
             acq.mark_finished()  # abort() empties the event queue, the end marker included
+        except AttributeError:
+            # the acquisition ended meanwhile: pycro-manager's await_completion drops the
+            # engine's acquisition (None), which abort() then calls; nothing left to stop
+            pass
 
     def close(self) -> BaseException | None:
         failure = self._failure

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import warnings
 from collections.abc import Callable
@@ -79,6 +80,8 @@ class _Chain:
         self.labels: dict[int, tuple[str | None, StageLabel | None]] = {}
         self.settings: dict[str, Any] | None = None
         self.link_pos = self.lay.first_ifd_pointer
+        self.cut_at = 0
+        """The first frame of a file cut short whose pixels run past its end (0: none)."""
         # width, height, bits, codec, kind, strips, predictor, samples per pixel
         self.frame: tuple[int, ...] | None = None
 
@@ -279,6 +282,122 @@ def _parse_settings(path: Path, raw: bytes) -> dict[str, Any]:
     return settings
 
 
+def _walk_frames(
+    path: Path, chain: _Chain, walk: IfdWalk, *, cut_short: bool
+) -> RepairReport | None:
+    """Record every frame of ``walk``; a report if the file is already finished and whole.
+
+    ``cut_short``: the walk follows the frames' own chain of a finished file whose end was
+    lost; a frame whose pixels run past the end is where the file was cut (the walk stops).
+    """
+    frames = iter(walk)
+    for ifd in frames:
+        values = chain.ifd(ifd)
+        desc = values.get(270)
+        if not chain.planes and desc is not None and desc[1].startswith((b"ImageJ=", b"<?xml")):
+            for _ in frames:  # the rest of its chain: a finished file is whole
+                pass
+            if walk.stop == "end":
+                return RepairReport(path, walk.count, (0, 0, 0), 0, True)
+            if PLANE_TAG not in values:  # another writer's file, damaged: nothing to recover
+                msg = (
+                    f"{path}: damaged ({_damage(walk)}), and not written by mmtiffsink (its "
+                    "frames carry no plane coordinates): repair recovers only mmtiffsink's files"
+                )
+                raise DatasetError(msg)
+            chain.planes.clear()  # its final chain is damaged: repair from the frames' chain
+            return None
+        try:
+            chain.add(values, ifd.offset, ifd.size)
+        except DatasetError:
+            if not cut_short:
+                raise
+            chain.cut_at = ifd.offset  # the pixels of this frame and those after it are lost
+            return None
+        chain.link_pos = ifd.link_pos
+    return None
+
+
+def _damage(walk: IfdWalk) -> str:
+    if walk.stop == "corrupt":
+        return walk.problem
+    return f"its IFD chain breaks after {walk.count} IFDs: cut short"
+
+
+def _read_first(path: Path, lay: Layout) -> int:
+    """The header's first-IFD pointer."""
+    with open(path, "rb") as fh:
+        fh.seek(lay.first_ifd_pointer)
+        raw = fh.read(lay.offset_size)
+    return int.from_bytes(raw, "little") if len(raw) == lay.offset_size else 0
+
+
+_SCAN_CHUNK = 1 << 20
+
+
+def _first_frame(path: Path, io: FileIO, size: int, lay: Layout) -> int | None:
+    """The IFD of the first frame our writer appended (the head of the frames' own chain).
+
+    A writer appends each frame's pixels, then its IFD, then links it, so the first IFD in
+    the file carrying mmtiffsink's plane tag (65421) is the first frame's. Found by scanning
+    for that tag's entry (bounded chunks), each hit checked as a whole IFD inside the file.
+    """
+    pattern = re.compile(  # code, type LONG or SLONG, count 3 or 4 (little-endian)
+        re.escape(PLANE_TAG.to_bytes(2, "little"))
+        + b"[\x04\x09]\x00[\x03\x04]"
+        + b"\x00" * (7 if lay.bigtiff else 3)
+    )
+    entry = 20 if lay.bigtiff else 12
+    count_size = 8 if lay.bigtiff else 2
+    at = lay.header_size
+    with open(path, "rb") as fh:
+        while at < size:
+            chunk = io.read(at, min(_SCAN_CHUNK + entry, size - at))
+            for hit in pattern.finditer(chunk):
+                pos = at + hit.start()
+                for k in range(_MAX_TAGS):
+                    ifd_at = pos - count_size - k * entry
+                    if ifd_at < lay.header_size:
+                        break
+                    if ifd_at % 2 == 0 and _is_frame_ifd(fh, size, ifd_at, k):
+                        return ifd_at
+            at += _SCAN_CHUNK
+    return None
+
+
+def _is_frame_ifd(fh: Any, size: int, ifd_at: int, index: int) -> bool:
+    """Whether a whole IFD of our frame starts at ``ifd_at``, its entry ``index`` the plane tag."""
+    try:
+        walk = IfdWalk(fh, size, max_entries=_MAX_TAGS, first=ifd_at)
+        ifd = next(iter(walk), None)
+    except (ValueError, struct.error):
+        return False
+    if ifd is None or len(ifd.entries) <= index:
+        return False
+    codes = list(ifd.entries)
+    return (
+        codes[index] == PLANE_TAG
+        and codes == sorted(codes)
+        and all(code in ifd.entries for code in (256, 257, 258, 273, 279))
+    )
+
+
+def _relink_header(path: Path, lay: Layout, first: int) -> None:
+    """Point the header at the frames' own chain (the final chain it named is lost)."""
+    io = FileIO(path, "update")
+    try:
+        io.write([lay.pack_offset(first)], lay.first_ifd_pointer)
+        io.sync()
+    finally:
+        io.close()
+    warnings.warn(
+        f"{path} was finished, then cut short (its final IFD chain is lost): its frames are "
+        "recovered from their own chain",
+        MissingFramesWarning,
+        stacklevel=3,
+    )
+
+
 def _cut_chain(path: Path, chain: _Chain, dangling: int) -> None:
     """End the chain at its last readable IFD, so the file is a valid TIFF from now on."""
     io = FileIO(path, "update")
@@ -364,30 +483,45 @@ def _repair(path: Path) -> RepairReport:
             msg = f"{path}: truncated TIFF: the file ends inside its header"
             raise DatasetError(msg)
         dangling = 0
+        start: int | None = None  # the frames' own chain, when the final one is lost
         with open(path, "rb") as fh:
-            try:
-                walk = IfdWalk(fh, size, max_ifds=MAX_PLANES, max_entries=_MAX_TAGS)
-            except ValueError:
-                msg = f"{path}: corrupt TIFF: its header is damaged"
-                raise DatasetError(msg) from None
-            for ifd in walk:
-                values = chain.ifd(ifd)
-                if not chain.planes:
-                    desc = values.get(270)
-                    if desc is not None and desc[1].startswith((b"ImageJ=", b"<?xml")):
-                        return RepairReport(path, walk.count, (0, 0, 0), 0, True)
-                chain.add(values, ifd.offset, ifd.size)
-                chain.link_pos = ifd.link_pos
+            while True:
+                try:
+                    walk = IfdWalk(
+                        fh, size, max_ifds=MAX_PLANES, max_entries=_MAX_TAGS, first=start
+                    )
+                except ValueError:
+                    msg = f"{path}: corrupt TIFF: its header is damaged"
+                    raise DatasetError(msg) from None
+                final = _walk_frames(path, chain, walk, cut_short=start is not None)
+                if final is not None:
+                    return final
+                if chain.planes or start is not None or walk.stop not in ("past_end", "end"):
+                    break
+                # no frame in the chain the header names: a finished file cut short (the final
+                # chain, written last at its end, is lost), or one whose final chain is damaged
+                start = _first_frame(path, io, size, lay)
+                if start is None:
+                    break
         if walk.stop == "corrupt":
             msg = f"{path}: corrupt TIFF: {walk.problem}"
             raise DatasetError(msg)
         if walk.stop == "past_end":  # a link past the end of a truncated file: cut it there
             dangling = walk.dangling
+        dangling = chain.cut_at or dangling
     finally:
         io.close()
     if not chain.planes or chain.frame is None or chain.first is None:
-        msg = f"{path} holds no frame: nothing to repair"
+        if size <= lay.header_size or _read_first(path, lay) >= size:
+            msg = (
+                f"{path}: truncated TIFF: its first IFD lies past the end of the file ({size} "
+                "bytes) and no frame of mmtiffsink was found in it: nothing to repair"
+            )
+        else:
+            msg = f"{path} holds no frame: nothing to repair"
         raise DatasetError(msg)
+    if start is not None:  # the header names the frames' own chain again
+        _relink_header(path, lay, start)
     chain.shape_check()
     profile = _profile(bigtiff, chain.settings)
     if not profile.ome and any(len(key) > 3 for key in chain.planes):

@@ -159,6 +159,11 @@ class FileWriter:
 
         One store: before it the file has not seen the job, after it the job is the file's.
         """
+        # the span grows with the save, not when the writer thread takes the job: ``shape``,
+        # ``series_shapes`` and the next save's plane-count check see every save that
+        # returned (widening is idempotent: ``_take`` widens again; a save withdrawn after
+        # this leaves its plane in the span, a blank plane at close, as before the new core)
+        self.extend(job.key)
         job.state = State.INBOX  # not yet visible: ``withdraw`` looks in the inbox first
         self.inbox[job.key] = job
         self._work.notify()

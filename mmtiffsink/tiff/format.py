@@ -194,6 +194,9 @@ class IfdWalk:
         IFDs walked at most before the chain is taken as corrupt.
     max_entries
         Entries an IFD may hold before it is taken as corrupt.
+    first
+        Where to start instead of the header's first IFD (``repair`` walks the frames' own
+        chain of a finished file cut short, whose header points at a final chain now lost).
 
     Raises
     ------
@@ -210,11 +213,14 @@ class IfdWalk:
         grow: Callable[[], int] | None = None,
         max_ifds: int = MAX_PLANES * 2,
         max_entries: int = MAX_ENTRIES,
+        first: int | None = None,
     ) -> None:
         header = read_header(fh)
         if header is None:
             msg = "not a TIFF file (it does not start with a TIFF header)"
             raise ValueError(msg)
+        if first is not None:
+            header = Header(header.byteorder, header.bigtiff, first)
         self.fh, self.size, self.header = fh, size, header
         self._grow, self._max_ifds, self._max_entries = grow, max_ifds, max_entries
         self.stop: Stop = ""
@@ -301,6 +307,18 @@ class IfdWalk:
         nbytes = entry.nbytes
         if entry.dtype not in TYPE_SIZES or nbytes > max_bytes:
             return None
+        if entry.inline:
+            return entry.field[:nbytes]
+        (offset,) = struct.unpack(
+            self.header.byteorder + ("Q" if self.header.bigtiff else "I"), entry.field
+        )
+        return self._read(int(offset), nbytes)
+
+    def head(self, entry: Entry, nbytes: int) -> bytes | None:
+        """The first ``nbytes`` (at most) of an entry's value: a long text's start, read cheaply."""
+        if entry.dtype not in TYPE_SIZES:
+            return None
+        nbytes = min(nbytes, entry.nbytes)
         if entry.inline:
             return entry.field[:nbytes]
         (offset,) = struct.unpack(
