@@ -205,7 +205,7 @@ packages() (
     tar -tzf "${sdists[0]}" | sed 's|^[^/]*/||' >"$tmp/sdist.txt"
     for needed in LICENSE README.md CHANGELOG.md pyproject.toml MANIFEST.in mkdocs.yml \
         tests/conftest.py tests/readers.py tests/microscope.py tests/writer_support.py \
-        tests/acquisition_support.py tests/test_docs.py tests/data/BioFormatsServer.java \
+        tests/acquisition_support.py tests/project/test_docs.py tests/data/BioFormatsServer.java \
         mmtiffsink/examples/demo.yaml docs/index.md docs/hooks.py scripts/test.sh \
         benchmarks/reader_matrix.py; do
         grep -qx "$needed" "$tmp/sdist.txt" || { echo "the sdist lacks $needed" >&2; exit 1; }
@@ -250,14 +250,13 @@ else
     # The writer once more with its seek+write fallback (the I/O used where the OS has no
     # positional writes, e.g. Windows).
     run_pytest "portable I/O (MMTIFFSINK_PORTABLE_IO=1)" "$PY" MMTIFFSINK_PORTABLE_IO=1 -- \
-        tests/test_writer.py tests/test_crash.py tests/test_hardening.py tests/test_info.py \
-        tests/test_fuzz_info_repair.py tests/test_keep_up.py tests/test_adversarial_writer.py \
-        tests/test_writer_buffers.py tests/test_tag_order.py
+        tests/writer tests/crash tests/inspect/test_info.py tests/profiles/test_tag_order.py \
+        tests/profiles/test_conformance.py -m "not acquisition"
 
-    # The core tests on the oldest and the newest Python the package claims.
-    CORE_TESTS=(tests/test_writer.py tests/test_crash.py tests/test_hardening.py tests/test_sink.py
-        tests/test_replay.py tests/test_replay_damaged.py tests/test_info.py tests/test_keep_up.py
-        tests/test_adversarial_writer.py tests/test_writer_buffers.py tests/test_tag_order.py)
+    # The core tests on the oldest and the newest Python the package claims: the writer, crash
+    # safety and repair, the sink, replay, info (the folders of tests/ by feature).
+    CORE_TESTS=(tests/writer tests/crash tests/sink tests/replay tests/inspect/test_info.py
+        tests/profiles/test_tag_order.py tests/profiles/test_conformance.py -m "not acquisition")
     OTHER_PYTHONS=(3.10 3.13)
     pyenv_root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
     find_python() {  # find_python 3.10 -> the newest 3.10.x interpreter that can make a venv

@@ -40,7 +40,7 @@ from tests.preview_support import (
     write_spots,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------ the picture

@@ -68,7 +68,7 @@ def no_budget_leak() -> Iterator[None]:
 
 
 def start(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start a child as tests/test_crash.py does, with more environment variables."""
+    """Start a child as tests/crash/test_crash.py does, with more environment variables."""
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code), *args],
         stdout=subprocess.PIPE,

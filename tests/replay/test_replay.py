@@ -589,7 +589,7 @@ def test_scheduler_that_does_not_speak_dask(
     from mmtiffsink.ndtiff import _replay as replay_module
 
     monkeypatch.setattr(replay_module, "_CONNECT_TIMEOUT_S", 1.0)
-    dataset = Path(__file__).parent / "data" / "ndstorage" / "v3" / "ndtiffv3.0_test"
+    dataset = Path(__file__).parents[1] / "data" / "ndstorage" / "v3" / "ndtiffv3.0_test"
     server = _Server(kind)
     try:
         start = time.monotonic()
@@ -617,7 +617,7 @@ def test_malformed_scheduler_address(
     pytest.importorskip("distributed")
     import threading
 
-    dataset = Path(__file__).parent / "data" / "ndstorage" / "v3" / "ndtiffv3.0_test"
+    dataset = Path(__file__).parents[1] / "data" / "ndstorage" / "v3" / "ndtiffv3.0_test"
     threads = threading.active_count()
     start = time.monotonic()
     code = main(["replay", str(dataset), "--out", str(tmp_path), "--scheduler", address])

@@ -30,7 +30,7 @@ from mmtiffsink.tiff._tags import Layout
 from mmtiffsink.tiff.format import IfdWalk, in_use, lock_path
 from tests.writer_support import coded_frame, read_hyperstack
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHAPE = (2, 2)  # C, Z
 FRAME = (40, 56)
 

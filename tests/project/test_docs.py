@@ -22,7 +22,7 @@ import tifffile
 from mmtiffsink import cli
 from mmtiffsink.runfile import RunConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 # the pages whose python blocks run, and the files each leaves (relative to its folder)
 RUNNABLE = {

@@ -300,7 +300,7 @@ def test_replay_channel_name_from_image_metadata(tmp_path: Path) -> None:
     import shutil
 
     dataset = tmp_path / "ds"
-    shutil.copytree(Path(__file__).parent / "data/ndstorage/v3/ndtiffv3.0_test", dataset)
+    shutil.copytree(Path(__file__).parents[1] / "data/ndstorage/v3/ndtiffv3.0_test", dataset)
     tif = dataset / "ndtiffv3.0_test_NDTiffStack.tif"
     data = tif.read_bytes()
     assert data.count(b'"Channel":"DAPI"') == 5
@@ -331,7 +331,7 @@ def test_unfinished_file_of_an_older_version_with_a_lone_surrogate(
         "f.flush()\n"
         "os._exit(0)  # killed: never closed\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     subprocess.run([sys.executable, "-c", child], check=True, env=env, timeout=60)
     data = path.read_bytes()
     assert data.count(b'"Aqqqqqq"') == 1  # the settings tag (JSON, ASCII)

@@ -1,5 +1,5 @@
 """RGB from the sources: the demo camera's 32bitRGB/64bitRGB through pymmcore-plus and
-pycro-manager, replay of NDStorage's RGB dataset, ``info`` and ``preview`` (issue 19)."""
+pycro-manager, replay of NDStorage's RGB dataset, ``info`` and ``preview``."""
 
 from __future__ import annotations
 

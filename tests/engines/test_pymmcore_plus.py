@@ -34,7 +34,7 @@ from mmtiffsink.pymmcore_plus import TiffHandler, event_axes, jsonable  # noqa: 
 
 # only the tests that start the demo microscope (the ``core`` fixture, a CLI run) are marked
 acquisition = pytest.mark.acquisition
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MDA_EXAMPLE = REPO / "mmtiffsink" / "examples" / "demo_pymmcore_plus.yaml"
 WIDTH, HEIGHT = 64, 48
 

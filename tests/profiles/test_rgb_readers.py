@@ -1,4 +1,4 @@
-"""RGB files through the real readers: Bio-Formats (Fiji) and plain ImageJ 1.x (issue 19)."""
+"""RGB files through the real readers: Bio-Formats (Fiji) and plain ImageJ 1.x."""
 
 from __future__ import annotations
 

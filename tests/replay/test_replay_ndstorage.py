@@ -25,7 +25,7 @@ from mmtiffsink.cli import main
 from mmtiffsink.errors import DatasetError, SupersededImagesWarning
 from mmtiffsink.ndtiff import NDTiffSource, index_path, replay
 
-DATA = Path(__file__).parent / "data" / "ndstorage"
+DATA = Path(__file__).parents[1] / "data" / "ndstorage"
 MONOCHROME = {
     "v2/ndtiffv2.0_test": 10,
     "v2/ndtiffv2.0_stitched_test": 2,

@@ -1,6 +1,6 @@
 """Replay of datasets whose index lies: it ends before the data, or points at the wrong image.
 
-Datasets are written by ndstorage (tests/test_replay.py's ``make_dataset``), then their
+Datasets are written by ndstorage (tests/replay/test_replay.py's ``make_dataset``), then their
 ``NDTiff.index`` is damaged byte by byte (parsed and rewritten with tifffile's independent
 reader where entries change). A dataset whose index does not account for every image in its
 files is damaged: the replay writes what it can place, names the rest, and fails (exit 1).

@@ -13,7 +13,7 @@ import mmtiffsink
 from mmtiffsink import cli
 from mmtiffsink.runfile import load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "mmtiffsink" / "examples"
 
 

@@ -19,7 +19,7 @@ from mmtiffsink import IJTiffFile, WriterClosedError
 from mmtiffsink.inspect import file_info
 from tests.writer_support import coded_frame
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 NEVER_CLOSED = """
     import sys

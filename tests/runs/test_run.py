@@ -33,9 +33,9 @@ from mmtiffsink.runfile import load_config
 from mmtiffsink.runfile._engine import Worker
 from tests.microscope import OBJECTIVES
 
-EXAMPLES = Path(__file__).parents[1] / "mmtiffsink" / "examples"  # `mmtiffsink example NAME`
+EXAMPLES = Path(__file__).parents[2] / "mmtiffsink" / "examples"  # `mmtiffsink example NAME`
 CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
-# pycro-manager examples; the pymmcore-plus ones run in tests/test_pymmcore_plus.py
+# pycro-manager examples; the pymmcore-plus ones run in tests/engines/test_pymmcore_plus.py
 CONFIGS = [path for path in CONFIGS if "engine: pymmcore-plus" not in path.read_text("utf-8")]
 #: Pixel size of the demo configuration at start-up (System/Startup: 10X).
 STARTUP_PIXEL_SIZE_UM = OBJECTIVES["10X"]
@@ -555,7 +555,7 @@ _CTRL_C_RUNS = {
 
 
 def test_a_ctrl_c_while_waiting_leaves_the_worker_running() -> None:
-    """Issue 19: the run waits for its acquisition thread through a Ctrl-C.
+    """The run waits for its acquisition thread through a Ctrl-C.
 
     ``Thread.join(timeout)`` interrupted by Ctrl-C marks a running thread ended (CPython before
     3.13, python/cpython#90882), so the run stopped the microscope while pycro-manager's engine
@@ -584,7 +584,7 @@ def test_a_ctrl_c_while_waiting_leaves_the_worker_running() -> None:
 def test_ctrl_c_at_random_moments_exits_130_with_one_line(tmp_path: Path, engine: str) -> None:
     """Ctrl-C while acquiring: status 130 (not SIGABRT), one line on stderr, files finished.
 
-    Issue 19: with pymmcore-plus 7 of 35 runs ended with SIGABRT ("FATAL: exception not
+    With pymmcore-plus 7 of 35 runs ended with SIGABRT ("FATAL: exception not
     rethrown": a thread still inside C++ at exit); with pycro-manager most printed pages of
     engine-thread tracebacks (the run's wait for its acquisition thread ended early: see
     :func:`test_a_ctrl_c_while_waiting_leaves_the_worker_running`). A few runs each, SIGINT at a

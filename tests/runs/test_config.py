@@ -20,7 +20,7 @@ from mmtiffsink.runfile import RunResult, format_plan, format_result, plan_event
 from mmtiffsink.runfile._models import DEFAULT_JAVA_PORT, RunConfig, load_config
 from mmtiffsink.tiff import Codec, IJTiffFile
 
-EXAMPLES = Path(__file__).parents[1] / "mmtiffsink" / "examples"  # `mmtiffsink example NAME`
+EXAMPLES = Path(__file__).parents[2] / "mmtiffsink" / "examples"  # `mmtiffsink example NAME`
 CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
 
 

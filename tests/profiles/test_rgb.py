@@ -1,7 +1,8 @@
 """RGB frames (Y, X, 3) in every profile: the writer, repair, and tifffile as the oracle.
 
-Issue 19 ("RGB cameras"). The Bio-Formats and ImageJ checks of the same files are in
-``tests/test_rgb_readers.py``; the engines' and tools' RGB paths in ``tests/test_rgb_sources.py``.
+The Bio-Formats and ImageJ checks of the same files are in
+``tests/profiles/test_rgb_readers.py``; the engines' and tools' RGB paths in
+``tests/engines/test_rgb_sources.py``.
 """
 
 from __future__ import annotations

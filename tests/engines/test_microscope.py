@@ -38,7 +38,7 @@ from tests.microscope import (
 
 pytestmark = pytest.mark.acquisition
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Keys the hook gets for a snapped (not sequenced) image; ZPosition_um_Intended only with z.
 SNAP_KEYS = {

@@ -3,8 +3,9 @@
 Files are written by mmtiffsink and read back by tifffile (its own predictor decoding), by
 the raw codec (the stored bytes must be TIFF predictor 2: each row differenced from its left
 neighbour, with wrap-around), by the writer's own ``read_frame``, and through ``info`` and a
-``TiffSink``. Bio-Formats checks live in ``tests/test_codec_readers.py``; repair of a killed
-predictor file in ``tests/test_crash.py``; previews in ``tests/test_preview.py``.
+``TiffSink``. Bio-Formats checks live in ``tests/profiles/test_codec_readers.py``; repair of a
+killed predictor file in ``tests/crash/test_crash.py``; previews in
+``tests/inspect/test_preview.py``.
 """
 
 from __future__ import annotations
@@ -266,7 +267,7 @@ def test_keep_up_frames_of_a_predictor_file(
     """Frames keep_up stores uncompressed carry the predictor too: every IFD says Predictor=2.
 
     The process budget is one byte (one frame in flight) and the codec slow (zstd 19), so the
-    pool is behind from the second frame on (as in tests/test_keep_up.py).
+    pool is behind from the second frame on (as in tests/writer/test_keep_up.py).
     """
     from mmtiffsink.tiff import _pool
 

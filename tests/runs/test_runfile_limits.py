@@ -26,7 +26,7 @@ from mmtiffsink.errors import ConfigError
 from mmtiffsink.runfile import RunConfig, load_config
 from mmtiffsink.runfile._yaml import MAX_BYTES, MAX_DEPTH, MAX_NODES, MAX_NUMBER_CHARS
 
-EXAMPLES = Path(__file__).parents[1] / "mmtiffsink" / "examples"  # `mmtiffsink example NAME`
+EXAMPLES = Path(__file__).parents[2] / "mmtiffsink" / "examples"  # `mmtiffsink example NAME`
 CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
 #: Wall-clock bound of one refusal (they take milliseconds; the machine is shared).
 QUICK_S = 0.5
