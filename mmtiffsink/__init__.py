@@ -5,6 +5,7 @@ and writes BigTIFF (or classic ImageJ) hyperstacks that Fiji, ImageJ and tifffil
 the right dimensions and calibration. The file on disk stays valid while it is written.
 """
 
+from mmtiffsink.inspect import open_hyperstack as open
 from mmtiffsink.inspect import preview
 from mmtiffsink.sink import SinkOptions, TiffSink
 
@@ -27,7 +28,16 @@ from .errors import (
     WriterError,
 )
 from .limits import MAX_PLANES
-from .tiff import IJTiffFile, PlaneInfo, RepairReport, StageLabel, Tag, repair, tiffwrite
+from .tiff import (
+    Hyperstack,
+    IJTiffFile,
+    PlaneInfo,
+    RepairReport,
+    StageLabel,
+    Tag,
+    repair,
+    tiffwrite,
+)
 
 __all__ = [
     "MAX_PLANES",
@@ -38,6 +48,7 @@ __all__ = [
     "DatasetError",
     "FileExistsError_",
     "FrameError",
+    "Hyperstack",
     "IJTiffFile",
     "MMTiffSinkError",
     "MMTiffSinkWarning",
@@ -54,6 +65,7 @@ __all__ = [
     "WriterClosedError",
     "WriterError",
     "__version__",
+    "open",
     "preview",
     "repair",
     "tiffwrite",

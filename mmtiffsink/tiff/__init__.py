@@ -7,15 +7,19 @@ from ._profiles import DEFAULT, Profile, ProfileName
 from ._repair import RepairReport, repair
 from ._tags import Tag
 from ._tiffwrite import tiffwrite
+from ._view import Hyperstack, OwnFile, Signal
 
 __all__ = [
     "DEFAULT",
     "Codec",
+    "Hyperstack",
     "IJTiffFile",
+    "OwnFile",
     "PlaneInfo",
     "Profile",
     "ProfileName",
     "RepairReport",
+    "Signal",
     "StageLabel",
     "Tag",
     "parse_compression",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -42,6 +43,8 @@ from ._tags import (
 )
 
 __all__ = ["Appender", "data_key", "pack", "unpack"]
+
+_log = logging.getLogger(__name__)
 
 _DATA_INDEX_SIZE = 16384  # distinct frames remembered for dedup (about 2.5 MB at most)
 _VALUE_INDEX_SIZE = 1024  # distinct out-of-line tag values remembered for dedup
@@ -183,6 +186,8 @@ class Appender:
         self.planes: dict[Key, int] = {}
         self.arrival: list[Key] = []
         self.frames_stored = 0
+        # called with a frame's key once its IFD is linked (live views, see tiff/_view.py)
+        self.listeners: list[Callable[[Key], None]] = []
         # dedup indexes, bounded: memory must not grow with every frame (per-frame metadata
         # such as ElapsedTime-ms makes every value new); the most recently used entries stay
         # key -> (offset, size, full CRC-32 or None when not computed)
@@ -312,6 +317,11 @@ class Appender:
             raise
         self._commit(coord, tail.pos, ifd_offset, len(ifd), new_values, static_src, static)
         self._count_data(new_data, digest, stored, full_crc)
+        for listener in list(self.listeners):  # the frame is in the file: tell the views
+            try:
+                listener(coord)
+            except Exception:  # a view never harms the writer
+                _log.exception("mmtiffsink: a listener of %s raised", self.io.path)
 
     def _commit(
         self,

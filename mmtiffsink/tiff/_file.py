@@ -74,9 +74,9 @@ from ._readback import read_plane
 from ._series import SeriesTable
 from ._settings import Settings
 from ._tags import METADATA_TAG, Layout, Tag, TagsLike, normalize_tags
+from ._view import Hyperstack, OwnFile
 
 __all__ = ["IJTiffFile"]
-
 
 
 @final
@@ -558,6 +558,27 @@ class IJTiffFile(FileLifecycle):
         return read_plane(
             self.path, self._layout, packed, self._codec, self._dtype, self._app.frame_shape
         )
+
+    def view(self, series: int = 0) -> Hyperstack:
+        """A live, read-only view of the file (of ``series``) as a (T, Z, C, Y, X) array.
+
+        It follows the file as frames land: each linked frame makes the view read the new
+        IFDs at its next use and emit its ``coords_changed`` signal, in the writer's thread.
+        Reads the file on a descriptor of its own (compressed files too) and stays usable
+        after :meth:`close`. See :func:`mmtiffsink.open` for what a view offers.
+        """
+        view = OwnFile(self.path, series)
+        ref = weakref.ref(view)
+
+        def linked(key: Key) -> None:
+            found = ref()
+            if found is None or found.closed:
+                self._app.listeners.remove(linked)
+            elif (len(key) == 3 and series == 0) or (len(key) == 4 and key[3] == series):
+                found.frame_linked(key)
+
+        self._app.listeners.append(linked)
+        return view
 
     def __enter__(self) -> IJTiffFile:
         return self
