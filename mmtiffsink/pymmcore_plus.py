@@ -47,6 +47,7 @@ import numpy as np
 
 from mmtiffsink.errors import MMTiffSinkError, WriterClosedError
 from mmtiffsink.sink import SinkOptions, TiffSink, sink_options
+from mmtiffsink.tiff import Following
 
 from ._closing import add_note, close_after_block
 
@@ -319,6 +320,7 @@ class TiffHandler:
         self._lock = threading.Lock()
         self._closed = False
         self._per_file: dict[Path, int] = {}
+        self._view: Following | None = None
 
     # ---------------------------------------------------------------- state
     @property
@@ -337,7 +339,26 @@ class TiffHandler:
             options = options.replace(channel_names=self._layout.channel_names)
         sink = TiffSink(self.directory, self.name, options)
         self._sink = sink
+        if self._view is not None:
+            sink.follow(self._view, 0)
         return sink
+
+    def get_view(self) -> Following:
+        """A live view of the first file (the first position's) as a (T, Z, C, Y, X) array.
+
+        pymmcore-plus's ``SinkView`` (``dtype``, ``shape``, ``ndim``, ``__getitem__``) with
+        ome-writers' ``coords_changed`` signal (connect a callback without arguments; it is
+        called in the writer's thread for each frame in the file): what pymmcore-gui shows in
+        ndv. Available at once: empty until the first frame opens the file, then following
+        it as frames land (the shape grows), compressed files included; readable after the
+        run. For another file or position use ``handler.sink.view(...)``.
+        """
+        with self._lock:
+            if self._view is None:
+                self._view = Following()
+                if self._sink is not None:
+                    self._sink.follow(self._view, 0)
+            return self._view
 
     def _fail(self, exc: BaseException, when: str) -> None:
         """Keep the first error, log it, and cancel the MDA (from the callback's thread)."""

@@ -7,11 +7,12 @@ from ._profiles import DEFAULT, Profile, ProfileName
 from ._repair import RepairReport, repair
 from ._tags import Tag
 from ._tiffwrite import tiffwrite
-from ._view import Hyperstack, OwnFile, Signal
+from ._view import Following, Hyperstack, OwnFile, Signal
 
 __all__ = [
     "DEFAULT",
     "Codec",
+    "Following",
     "Hyperstack",
     "IJTiffFile",
     "OwnFile",

@@ -74,7 +74,7 @@ from ._readback import read_plane
 from ._series import SeriesTable
 from ._settings import Settings
 from ._tags import METADATA_TAG, Layout, Tag, TagsLike, normalize_tags
-from ._view import Hyperstack, OwnFile
+from ._view import OwnFile
 
 __all__ = ["IJTiffFile"]
 
@@ -559,7 +559,7 @@ class IJTiffFile(FileLifecycle):
             self.path, self._layout, packed, self._codec, self._dtype, self._app.frame_shape
         )
 
-    def view(self, series: int = 0) -> Hyperstack:
+    def view(self, series: int = 0) -> OwnFile:
         """A live, read-only view of the file (of ``series``) as a (T, Z, C, Y, X) array.
 
         It follows the file as frames land: each linked frame makes the view read the new
@@ -568,6 +568,7 @@ class IJTiffFile(FileLifecycle):
         after :meth:`close`. See :func:`mmtiffsink.open` for what a view offers.
         """
         view = OwnFile(self.path, series)
+        view.follow_writer()
         ref = weakref.ref(view)
 
         def linked(key: Key) -> None:

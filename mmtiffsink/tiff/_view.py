@@ -40,7 +40,7 @@ from ._colors import parse_color
 from ._io import FileIO
 from ._tags import PLANE_TAG, SETTINGS_TAG
 
-__all__ = ["Hyperstack", "OwnFile", "Signal", "read_ifd"]
+__all__ = ["Following", "Hyperstack", "OwnFile", "Signal", "read_ifd"]
 
 _log = logging.getLogger(__name__)
 
@@ -397,7 +397,8 @@ class Hyperstack:
         for t in range(sizes[0]):
             for z in range(sizes[1]):
                 for c in range(sizes[2]):
-                    graph[(name, t, z, c) + zeros] = (self._block, t, z, c)
+                    block = (name, t, z, c, *zeros)
+                    graph[block] = (self._block, t, z, c)
         chunks = ((1,) * sizes[0], (1,) * sizes[1], (1,) * sizes[2], *((n,) for n in frame))
         return da.Array(graph, name, chunks, dtype=dtype)  # type: ignore[no-untyped-call]
 
@@ -620,6 +621,7 @@ class OwnFile(Hyperstack):
         self._where_of: dict[tuple[int, ...], tuple[int, ...]] = {}  # raw key -> strips
         self._low = (0, 0, 0)  # C, Z, T of index 0
         self._stale = False
+        self._live = False
         try:
             self._load()
         except BaseException:
@@ -630,13 +632,25 @@ class OwnFile(Hyperstack):
     def frame_linked(self, key: tuple[int, ...]) -> None:
         """The writer linked the frame of ``key`` into the file (called in its thread).
 
-        Marks the view stale (the next use reads the new IFDs) and emits
-        :attr:`coords_changed`; never raises.
+        Makes this a live view: it reads the new IFDs at its next use (and notices the
+        writer's switch to the finished chain at close); emits :attr:`coords_changed`.
+        Never raises.
         """
+        self._live = True
         self._stale = True
         self.coords_changed.emit()
 
+    def follow_writer(self) -> None:
+        """Make this a live view of a writer in this process (see :meth:`frame_linked`)."""
+        self._live = True
+
     def _sync(self) -> None:
+        if self._live and not self._stale and not self._finished:
+            # closing the file links no frame: the header's switch to the final chain tells
+            head = self._read(0, 16)
+            fmt, at = ("<Q", 8) if self._bigtiff else ("<I", 4)
+            if len(head) >= at + struct.calcsize(fmt):
+                self._stale = struct.unpack_from(fmt, head, at)[0] != self._head
         if self._stale:
             self._stale = False
             self._load()
@@ -803,3 +817,71 @@ class OwnFile(Hyperstack):
         except (ValueError, RuntimeError) as exc:  # imagecodecs' errors are RuntimeErrors
             msg = f"{self.path}: a frame at {strips[0]} cannot be decoded ({exc})"
             raise DatasetError(msg) from exc
+
+
+@final
+class Following(Hyperstack):
+    """A view of a file that may not exist yet: empty until :meth:`attach` gives it one.
+
+    What a sink hands out before its file is opened (a GUI asks for the view when the
+    acquisition starts; the file comes with the first frame). Once attached it is the attached
+    view: shape, planes, metadata and ``coords_changed`` (also emitted on attaching).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = "") -> None:
+        super().__init__(path)
+        self._inner: OwnFile | None = None
+
+    @property
+    def attached(self) -> bool:
+        """True once a file's view was attached."""
+        return self._inner is not None
+
+    def attach(self, view: OwnFile) -> None:
+        """Follow ``view`` from now on (once; a second call is an error)."""
+        with self._lock:
+            if self._inner is not None:
+                msg = "this view already follows a file"
+                raise ValueError(msg)
+            if self._closed:
+                view.close()
+                return
+            self._inner = view
+            self.path = view.path
+            view.coords_changed.connect(self.coords_changed.emit)
+        self.coords_changed.emit()
+
+    def _sync(self) -> None:
+        inner = self._inner
+        if inner is None:
+            return
+        with inner._lock:
+            inner._sync()
+            self._copy(inner)
+
+    def _copy(self, inner: OwnFile) -> None:
+        self._sizes, self._frame, self._dtype = inner._sizes, inner._frame, inner._dtype
+        self._written, self._finished = inner._written, inner._finished
+        self._channel_names, self._colors = inner._channel_names, inner._colors
+        self._pixel_size_um, self._z_step_um = inner._pixel_size_um, inner._z_step_um
+        self._interval_s = inner._interval_s
+
+    def _load(self) -> bool:
+        inner = self._inner
+        if inner is None:
+            return False
+        with inner._lock:
+            changed = inner._load()
+            self._copy(inner)
+        return changed
+
+    def _where(self, t: int, z: int, c: int) -> Hashable | None:
+        return None if self._inner is None else self._inner._where(t, z, c)
+
+    def _decode(self, where: Hashable) -> np.ndarray:
+        assert self._inner is not None
+        return self._inner._decode(where)
+
+    def _release(self) -> None:
+        if self._inner is not None:
+            self._inner.close()

@@ -1,0 +1,217 @@
+"""Live views in the writing process: IJTiffFile.view, TiffSink.view, TiffHandler.get_view."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mmtiffsink import IJTiffFile, TiffSink
+from mmtiffsink.tiff import Following
+
+from .writer_support import coded_frame
+
+
+@pytest.mark.parametrize(
+    ("compression", "keep_up"), [("zstd", False), ("zstd:1+predictor", True), (None, False)]
+)
+def test_file_view_follows_the_frames(
+    tmp_path: Path, compression: str | None, keep_up: bool
+) -> None:
+    path = tmp_path / "a.tif"
+    with IJTiffFile(path, compression=compression, keep_up=keep_up, channel_names=["A"]) as tif:
+        view = tif.view()
+        assert view.shape == (0, 0, 0, 0, 0)
+        seen: list[tuple[tuple[int, ...], int]] = []
+        lock = threading.Lock()
+
+        def changed() -> None:  # in the writer's thread, as a GUI's callback runs
+            with lock:
+                seen.append((view.shape, int(view.written.sum())))
+
+        view.coords_changed.connect(changed)
+        for t in range(6):
+            for z in range(2):
+                tif.save(coded_frame(0, z, t), 0, z, t)
+            tif.flush()
+            assert view.shape == (t + 1, 2, 1, 24, 40)
+            assert view.written.sum() == 2 * (t + 1)
+            np.testing.assert_array_equal(view[t, 1, 0], coded_frame(0, 1, t))
+        view.coords_changed.disconnect(changed)
+        assert len(seen) == 12  # one call per frame linked
+        assert [n for _, n in seen] == list(range(1, 13))  # each saw its own frame
+        assert seen[-1][0] == (6, 2, 1, 24, 40)
+    assert not view.closed
+    assert view.finished
+    for t in range(6):
+        np.testing.assert_array_equal(view[t, :, 0], [coded_frame(0, z, t) for z in range(2)])
+    assert view.channel_names == ["A"]
+    view.close()
+
+
+def test_a_failing_callback_never_harms_the_writer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "a.tif"
+    calls = []
+
+    def bad() -> None:
+        calls.append(1)
+        raise RuntimeError("a GUI bug")
+
+    with caplog.at_level(logging.ERROR), IJTiffFile(path) as tif:
+        view = tif.view()
+        view.coords_changed.connect(bad)
+        for t in range(3):
+            tif.save(coded_frame(0, 0, t), 0, 0, t)
+    assert len(calls) == 3
+    assert "a GUI bug" in caplog.text
+    np.testing.assert_array_equal(view[2, 0, 0], coded_frame(0, 0, 2))
+    view.close()
+
+
+def test_a_closed_view_stops_listening(tmp_path: Path) -> None:
+    with IJTiffFile(tmp_path / "a.tif") as tif:
+        view = tif.view()
+        view.close()
+        tif.save(coded_frame(0, 0, 0), 0, 0, 0)
+        tif.flush()
+        assert tif._app.listeners == []  # removed at the first frame after its close
+        with pytest.raises(ValueError, match="closed"):
+            view[0]
+
+
+def test_series_views(tmp_path: Path) -> None:
+    with IJTiffFile(tmp_path / "a.ome.tif", profile="ome") as tif:
+        views = [tif.view(0), tif.view(1)]
+        counts = [0, 0]
+        for s in (0, 1):
+            views[s].coords_changed.connect(lambda s=s: counts.__setitem__(s, counts[s] + 1))
+        for t in range(3):
+            tif.save(coded_frame(0, 0, t), 0, 0, t)
+        tif.save(coded_frame(1, 0, 0), 0, 0, 0, series=1)
+        tif.flush()
+        assert counts == [3, 1]
+        assert views[0].shape[:3] == (3, 1, 1) and views[1].shape[:3] == (1, 1, 1)
+        np.testing.assert_array_equal(views[1][0, 0, 0], coded_frame(1, 0, 0))
+    for v in views:
+        v.close()
+
+
+def test_sink_view_before_and_after_its_file(tmp_path: Path) -> None:
+    with TiffSink(tmp_path, "exp", compression="zstd") as sink:
+        first = sink.view()
+        second = sink.view(1)
+        assert isinstance(first, Following) and not first.attached
+        assert first.shape == (0, 0, 0, 0, 0)
+        hits: list[int] = []
+        first.coords_changed.connect(lambda: hits.append(1))
+        for t in range(2):
+            for pos in ("A1", "B2"):
+                for c, ch in enumerate(("DAPI", "FITC")):
+                    value = coded_frame(c, 0, t) + (100 if pos == "B2" else 0)
+                    sink.put(value, {"position": pos, "channel": ch, "time": t})
+        sink.flush()
+        assert first.attached and second.attached
+        assert first.shape == (2, 1, 2, 24, 40)
+        assert len(hits) == 1 + 4  # attached, then one per frame of its file
+        by_path = sink.view(sink.files[1])
+        for t in range(2):
+            for c in range(2):
+                np.testing.assert_array_equal(first[t, 0, c], coded_frame(c, 0, t))
+                np.testing.assert_array_equal(by_path[t, 0, c], coded_frame(c, 0, t) + 100)
+                np.testing.assert_array_equal(second[t, 0, c], by_path[t, 0, c])
+    assert first.finished
+    # the names the sink learnt are the file's from its finish (or a frame saved after them)
+    assert first.channel_names == ["DAPI", "FITC"]
+    for v in (first, second, by_path):
+        v.close()
+
+
+# ---------------------------------------------------------------------- a real MDA
+pytest.importorskip("pymmcore_plus")
+mm_test_adapters = pytest.importorskip("mm_test_adapters")
+
+from pymmcore_plus import CMMCorePlus  # noqa: E402
+from useq import MDASequence  # noqa: E402
+
+from mmtiffsink.pymmcore_plus import TiffHandler  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[CMMCorePlus]:
+    core = CMMCorePlus()
+    adapters = mm_test_adapters.device_adapter_path()
+    core.setDeviceAdapterSearchPaths([adapters])
+    core.loadSystemConfiguration(os.path.join(adapters, "MMConfig_demo.cfg"))
+    core.setConfig("Objective", "20X")  # 0.5 um/px
+    core.setProperty("Camera", "OnCameraCCDXSize", 64)
+    core.setProperty("Camera", "OnCameraCCDYSize", 48)
+    core.setProperty("Camera", "Mode", "Noise")  # distinct frames
+    core.setExposure(1.0)
+    yield core
+    core.unloadAllDevices()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.frames: list[tuple[np.ndarray, Any]] = []
+
+    def frameReady(self, img: np.ndarray, event: Any, meta: dict[str, Any]) -> None:
+        self.frames.append((img.copy(), event))
+
+
+@pytest.mark.acquisition
+@pytest.mark.parametrize("compression", ["zstd", None])
+def test_handler_view_during_a_real_mda(
+    demo: CMMCorePlus, tmp_path: Path, compression: str | None
+) -> None:
+    seq = MDASequence(
+        stage_positions=[{"x": 0, "y": 0, "name": "A1"}, {"x": 50, "y": 20, "name": "B2"}],
+        channels=[{"config": "FITC"}, {"config": "DAPI"}],
+        z_plan={"range": 1, "step": 0.5},
+        time_plan={"interval": 0.02, "loops": 4},
+        axis_order="tpcz",
+    )
+    recorder = Recorder()
+    handler = TiffHandler(tmp_path, name="exp", compression=compression)
+    view = handler.get_view()
+    assert view is handler.get_view()
+    assert view.shape == (0, 0, 0, 0, 0) and view.ndim == 5
+    during: list[tuple[tuple[int, ...], int]] = []
+
+    def changed() -> None:
+        shape = view.shape
+        written = view.written
+        newest = np.argwhere(written)[-1] if written.any() else None
+        if newest is not None:  # the newest plane reads back non-empty (noise frames)
+            assert view[tuple(newest)].any()
+        during.append((shape, int(written.sum())))
+
+    view.coords_changed.connect(changed)
+    with handler:
+        demo.mda.run(seq, output=[handler, recorder])
+    assert view.shape == (4, 3, 2, 48, 64)
+    assert view.dtype == np.uint16
+    assert view.written.all() and view.finished
+    assert view.path == tmp_path / "exp_A1.tif"
+    assert view.channel_names == ["FITC", "DAPI"]
+    assert view.pixel_size_um == pytest.approx(0.5)
+    sizes = [shape[0] for shape, _ in during]
+    assert sizes == sorted(sizes) and set(sizes) == {0, 1, 2, 3, 4}  # T seen growing
+    assert len(during) == 1 + 24  # attached (the file opened, empty), then one per frame
+    assert during[-1][1] == 4 * 3 * 2
+    order = {"FITC": 0, "DAPI": 1}
+    mine = [(img, ev) for img, ev in recorder.frames if ev.pos_name == "A1"]
+    assert len(mine) == 24
+    for img, ev in mine:
+        np.testing.assert_array_equal(
+            view[ev.index["t"], ev.index["z"], order[ev.channel.config]], img
+        )
+    view.close()
