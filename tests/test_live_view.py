@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -214,4 +215,26 @@ def test_handler_view_during_a_real_mda(
         np.testing.assert_array_equal(
             view[ev.index["t"], ev.index["z"], order[ev.channel.config]], img
         )
+    view.close()
+
+
+def test_ndv_follows_a_live_view(tmp_path: Path) -> None:
+    """ndv (what pymmcore-gui shows a sink's view in) reads the view's dims, coords and planes,
+    and sees it grow once told (``dims_changed``, as a coords_changed callback does)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ndv import DataWrapper
+
+    with IJTiffFile(tmp_path / "a.tif") as tif:
+        view = tif.view()
+        tif.save(coded_frame(0, 0, 0), 0, 0, 0)
+        tif.flush()
+        wrapper = DataWrapper.create(view)
+        assert wrapper.dims == ("T", "Z", "C", "Y", "X")
+        assert wrapper.sizes() == {"T": 1, "Z": 1, "C": 1, "Y": 24, "X": 40}
+        view.coords_changed.connect(wrapper.dims_changed.emit)
+        tif.save(coded_frame(0, 0, 1), 0, 0, 1)
+        tif.flush()
+        assert wrapper.sizes()["T"] == 2
+        np.testing.assert_array_equal(wrapper.isel({0: 1, 1: 0, 2: 0}), coded_frame(0, 0, 1))
     view.close()

@@ -20,7 +20,6 @@ from .writer_support import coded_frame
 with warnings.catch_warnings():  # npe2 and napari warn about pydantic usage at import
     warnings.simplefilter("ignore", DeprecationWarning)
     import npe2
-    from napari.components import ViewerModel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,9 +120,12 @@ def test_get_reader_declines_other_files() -> None:
 
 
 def test_napari_opens_layers(plugin: npe2.PluginManager, tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        components = pytest.importorskip("napari.components")  # in the test extra
     path = tmp_path / "a.tif"
     _write(path)
-    viewer = ViewerModel()
+    viewer = components.ViewerModel()
     layers = viewer.open(str(path), plugin="mmtiffsink")
     assert [layer.name for layer in layers] == ["DAPI", "GFP"]
     for c, layer in enumerate(layers):
