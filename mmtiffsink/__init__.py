@@ -5,10 +5,6 @@ and writes BigTIFF (or classic ImageJ) hyperstacks that Fiji, ImageJ and tifffil
 the right dimensions and calibration. The file on disk stays valid while it is written.
 """
 
-from mmtiffsink.inspect import open_hyperstack as open
-from mmtiffsink.inspect import preview
-from mmtiffsink.sink import SinkOptions, TiffSink
-
 from ._version import __version__
 from .errors import (
     CalibrationWarning,
@@ -27,11 +23,16 @@ from .errors import (
     WriterClosedError,
     WriterError,
 )
+from .inspect import FileInfo, file_info, preview
+from .inspect import open_hyperstack as open
 from .limits import MAX_PLANES
+from .sink import SinkOptions, TiffSink
 from .tiff import (
+    Codec,
     Hyperstack,
     IJTiffFile,
     PlaneInfo,
+    Profile,
     RepairReport,
     StageLabel,
     Tag,
@@ -43,10 +44,12 @@ __all__ = [
     "MAX_PLANES",
     "CalibrationWarning",
     "CloseErrors",
+    "Codec",
     "ConfigError",
     "CoordinateError",
     "DatasetError",
     "FileExistsError_",
+    "FileInfo",
     "FrameError",
     "Hyperstack",
     "IJTiffFile",
@@ -56,6 +59,7 @@ __all__ = [
     "MissingFramesWarning",
     "OutputExistsError",
     "PlaneInfo",
+    "Profile",
     "ProfileError",
     "RepairReport",
     "SinkOptions",
@@ -65,6 +69,7 @@ __all__ = [
     "WriterClosedError",
     "WriterError",
     "__version__",
+    "file_info",
     "open",
     "preview",
     "repair",

@@ -21,6 +21,8 @@ __all__ = [
     "MissingFramesWarning",
     "OutputExistsError",
     "ProfileError",
+    "SupersededImagesWarning",
+    "TextReplacedWarning",
     "WriterClosedError",
     "WriterError",
 ]
@@ -92,3 +94,11 @@ class MissingFramesWarning(MMTiffSinkWarning):
 
 class CalibrationWarning(MMTiffSinkWarning):
     """Calibration metadata were missing, inconsistent or absurd and were left out."""
+
+
+class SupersededImagesWarning(MMTiffSinkWarning):
+    """A dataset stores images more than once at the same coordinates; the last one was kept."""
+
+
+class TextReplacedWarning(MMTiffSinkWarning):
+    """Text that came with the data held characters no file can hold; they were replaced."""

@@ -4,6 +4,12 @@ Three ways to put a :class:`~mmtiffsink.sink.TiffSink` behind a pycro-manager ac
 
 * Hook: ``Acquisition(directory=None, image_process_fn=sink.image_process_fn)`` (any backend;
   see :func:`image_process_fn`). pycro-manager keeps nothing: the image is consumed.
+
+Colour cameras: pycro-manager's Python backend (1.0.2) cannot acquire them (``PixelType``
+``32bitRGB``: its engine fails before the first image), so :class:`TiffAcquisition` refuses
+them up front; use the pymmcore-plus engine. The Java backend hands the hook Micro-Manager's
+RGB32 pixels as (Y, X, 3) in B, G, R order (read from its source, not run here); the hook
+stores them as RGB.
 * :class:`TiffAcquisition`: a Python-backend acquisition (same arguments as pycro-manager's
   ``Acquisition``, plus the sink's options) whose dataset is a :class:`TiffStorage` instead of
   NDTiff. ``image_saved_fn``, ``AcquisitionFuture.await_image_saved`` and ``get_dataset()``
@@ -250,6 +256,28 @@ def _require_python_backend() -> None:
         raise MMTiffSinkError(msg)
 
 
+def _require_grey_camera() -> None:
+    """Refuse a colour camera before pycro-manager's Python backend fails on it.
+
+    pycromanager 1.0.2's Python backend cannot acquire RGB (``PixelType`` ``32bitRGB`` or
+    ``64bitRGB``, four components): building the summary metadata raises ``AttributeError:
+    type object 'AcqEngMetadata' has no attribute 'PIX_TYPE_RGB32'`` (checked on the demo
+    camera) and the acquisition never delivers an image.
+    """
+    from pycromanager import Core
+
+    components = int(Core().get_number_of_components())
+    if components > 1:
+        msg = (
+            f"the camera gives colour images ({components} components per pixel, PixelType "
+            "32bitRGB or 64bitRGB), which pycro-manager's Python backend cannot acquire (its "
+            "engine fails with AttributeError: AcqEngMetadata has no PIX_TYPE_RGB32); use the "
+            "pymmcore-plus engine (mmtiffsink.pymmcore_plus.TiffHandler), which writes RGB "
+            "hyperstacks, or a grey PixelType"
+        )
+        raise MMTiffSinkError(msg)
+
+
 class TiffAcquisition(PythonBackendAcquisition):  # type: ignore[misc]
     """A pycro-manager Python-backend acquisition that writes hyperstack TIFFs, not NDTiff.
 
@@ -279,7 +307,8 @@ post_camera_hook_fn, notification_callback_fn, napari_viewer, image_saved_fn, de
     Raises
     ------
     MMTiffSinkError
-        When pycro-manager's Python backend is not running.
+        When pycro-manager's Python backend is not running, or the camera is a colour one
+        (``32bitRGB``, ``64bitRGB``), which that backend cannot acquire.
 
     Examples
     --------
@@ -316,6 +345,7 @@ post_camera_hook_fn, notification_callback_fn, napari_viewer, image_saved_fn, de
         **sink_options: Any,
     ) -> None:
         _require_python_backend()
+        _require_grey_camera()
         del show_display  # the Python backend has no display
         if options is None and "if_exists" not in sink_options and "overwrite" not in sink_options:
             sink_options["if_exists"] = "rename"  # pycro-manager's convention for a used name

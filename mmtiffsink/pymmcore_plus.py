@@ -27,6 +27,10 @@ How useq's ``MDAEvent.index`` maps onto the files (:func:`event_axes`):
   :class:`~mmtiffsink.sink.TiffSink`, e.g. ``exp1_A1_grid3.tif``);
 * several cameras (a Micro-Manager ``Multi Camera``) -> one file per camera (axis ``camera``):
   cameras may differ in size and pixel type, which one hyperstack cannot hold.
+
+Colour cameras (``PixelType`` ``32bitRGB``, ``64bitRGB``) give RGB frames (Y, X, 3), uint8 or
+uint16 (:func:`camera_image`): the files are RGB hyperstacks (16-bit RGB needs
+``profile="bigtiff"`` or ``"ome"``; ImageJ 1.x would lose its C, Z and T).
 """
 
 from __future__ import annotations
@@ -51,7 +55,14 @@ from mmtiffsink.tiff import Following
 
 from ._closing import add_note, close_after_block
 
-__all__ = ["TiffHandler", "event_axes", "frame_metadata", "jsonable", "summary_metadata"]
+__all__ = [
+    "TiffHandler",
+    "camera_image",
+    "event_axes",
+    "frame_metadata",
+    "jsonable",
+    "summary_metadata",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -97,6 +108,19 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return jsonable(dataclasses.asdict(value), _depth + 1)
     return str(value)
+
+
+def camera_image(image: Any) -> Any:
+    """A camera's image as the writer takes it: grey (Y, X) or RGB (Y, X, 3).
+
+    pymmcore-plus gives colour cameras (``PixelType`` ``32bitRGB``, ``64bitRGB``) as RGB
+    (Y, X, 3) uint8 or uint16 (``CMMCorePlus.fixImage``): passed on as they are. Micro-
+    Manager's own layout, four samples per pixel in B, G, R, A order (an image read with
+    ``fix=False``, or an engine that does not fix it), becomes R, G, B (alpha dropped).
+    """
+    if getattr(image, "ndim", 0) == 3 and image.shape[2] == 4:
+        return np.ascontiguousarray(image[..., 2::-1])  # BGRA -> RGB
+    return image
 
 
 def _event_json(event: Any) -> Any:
@@ -420,6 +444,7 @@ class TiffHandler:
             try:
                 sink = self._sink if self._sink is not None else self._make_sink()
                 axes = event_axes(event, meta or {}, self._layout)
+                image = camera_image(image)
                 placement = sink.put(image, axes, frame_metadata(event, meta or {}))
             except WriterClosedError:
                 self.dropped += 1

@@ -26,16 +26,17 @@ if [[ -z "$PY" ]]; then
 fi
 
 # --- 1. Debian packages: Java (a JDK: the Bio-Formats oracle compiles its server), ImageJ 1.x,
-#        a virtual X server ----------------------------------------------------------------
-section "Debian packages (java, javac, imagej, xvfb)"
-APT_PACKAGES=(default-jre-headless default-jdk-headless imagej xvfb xauth)
+#        a virtual X server, libtiff's tools (tiffinfo: the strictest common reader) ---------
+section "Debian packages (java, javac, imagej, xvfb, tiffinfo)"
+APT_PACKAGES=(default-jre-headless default-jdk-headless imagej xvfb xauth libtiff-tools)
 javac_beside_java() {  # tests/readers.py uses the javac of the JDK that `java` belongs to
     local java
     java="$(command -v java 2>/dev/null)" || return 1
     [[ -x "$(dirname "$(readlink -f "$java")")/javac" ]]
 }
 if javac_beside_java && command -v xvfb-run >/dev/null 2>&1 \
-    && command -v xauth >/dev/null 2>&1 && [[ -f /usr/share/java/ij.jar ]]; then
+    && command -v xauth >/dev/null 2>&1 && [[ -f /usr/share/java/ij.jar ]] \
+    && command -v tiffinfo >/dev/null 2>&1; then
     echo "already installed"
 else
     SUDO=()
@@ -113,6 +114,9 @@ for p in mmtiffsink tests benchmarks; do [[ -e "$p" ]] && lint_paths+=("$p"); do
 section "mypy"
 "$PY" -m mypy
 
+section "import contracts (lint-imports: the layers of pyproject.toml's [tool.importlinter])"
+"$PY" -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
+
 # --- 5. Test runs ------------------------------------------------------------------------
 # Each run is recorded; a failure does not stop the others. pytest's exit 5 (no test ran) is a
 # failure: a run that tests nothing must not pass.
@@ -132,7 +136,7 @@ run_pytest() {  # run_pytest NAME PYTHON [env NAME=VALUE ...] -- PYTEST ARGS...
     shift
     section "pytest: $name"
     local start=$SECONDS
-    env "${envs[@]}" "$python" -m pytest "$@" || rc=$?
+    env "${envs[@]}" "$python" -m pytest --durations=25 "$@" || rc=$?
     local took=$((SECONDS - start))
     case "$rc" in
         0) record "$name" "passed (${took} s)" 0 ;;
@@ -153,12 +157,13 @@ else
     # positional writes, e.g. Windows).
     run_pytest "portable I/O (MMTIFFSINK_PORTABLE_IO=1)" "$PY" MMTIFFSINK_PORTABLE_IO=1 -- \
         tests/test_writer.py tests/test_crash.py tests/test_hardening.py tests/test_info.py \
-        tests/test_fuzz_info_repair.py tests/test_keep_up.py tests/test_adversarial_writer.py
+        tests/test_fuzz_info_repair.py tests/test_keep_up.py tests/test_adversarial_writer.py \
+        tests/test_writer_buffers.py tests/test_tag_order.py
 
     # The core tests on the oldest and the newest Python the package claims.
     CORE_TESTS=(tests/test_writer.py tests/test_crash.py tests/test_hardening.py tests/test_sink.py
         tests/test_replay.py tests/test_replay_damaged.py tests/test_info.py tests/test_keep_up.py
-        tests/test_adversarial_writer.py)
+        tests/test_adversarial_writer.py tests/test_writer_buffers.py tests/test_tag_order.py)
     OTHER_PYTHONS=(3.10 3.13)
     pyenv_root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
     find_python() {  # find_python 3.10 -> the newest 3.10.x interpreter that can make a venv

@@ -608,7 +608,8 @@ def bioformats_pixels(
     Returns
     -------
     numpy.ndarray
-        Pixels with shape (T, Z, C, Y, X) and the dtype Bio-Formats reports.
+        Pixels with shape (T, Z, C, Y, X), or (T, Z, C, Y, X, S) for RGB channels (S samples
+        per pixel; C counts channels, not samples), and the dtype Bio-Formats reports.
 
     Raises
     ------
@@ -643,15 +644,18 @@ def bioformats_pixels(
             _, pixels, _ = _parse_ome(tif.ome_metadata)
             a = pixels.attrib
             sizes = {k: int(a["Size" + k]) for k in "XYCZT"}
-            for ch in _children(pixels, "Channel"):
-                if int(ch.attrib.get("SamplesPerPixel", "1")) != 1:
-                    raise ReaderError(
-                        "multi-sample (RGB) channels are not supported by this oracle"
-                    )
+            channels = _children(pixels, "Channel")
+            spp = {int(ch.attrib.get("SamplesPerPixel", "1")) for ch in channels}
+            if len(spp) > 1:
+                raise ReaderError(f"channels of different samples per pixel: {sorted(spp)}")
+            samples = spp.pop() if spp else 1
+            sizes["C"] //= samples  # OME's SizeC counts samples; planes are per Channel
+            frame: tuple[int, ...] = (sizes["Y"], sizes["X"])
+            if samples > 1:  # RGB: (Y, X, S) planes
+                frame += (samples,)
             index = _plane_index(pixels, sizes)
             result = np.zeros(
-                (sizes["T"], sizes["Z"], sizes["C"], sizes["Y"], sizes["X"]),
-                dtype=_ome_dtype(a["Type"]),
+                (sizes["T"], sizes["Z"], sizes["C"], *frame), dtype=_ome_dtype(a["Type"])
             )
             filled = np.zeros(result.shape[:3], dtype=bool)
             if len(tif.pages) < len(index):
@@ -662,8 +666,10 @@ def bioformats_pixels(
                 page = tif.pages[ifd]
                 assert isinstance(page, tifffile.TiffPage)
                 plane = page.asarray()
-                if plane.shape != (sizes["Y"], sizes["X"]):
-                    raise ReaderError(f"plane {ifd} has shape {plane.shape}, expected Y, X")
+                if samples > 1 and plane.shape == (samples, *frame[:2]):
+                    plane = np.moveaxis(plane, 0, -1)  # bfconvert writes RGB planar
+                if plane.shape != frame:
+                    raise ReaderError(f"plane {ifd} has shape {plane.shape}, expected {frame}")
                 result[t, z, c] = plane
                 filled[t, z, c] = True
             if not filled.all():

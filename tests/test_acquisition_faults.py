@@ -1,4 +1,4 @@
-"""TiffAcquisition into a folder that already holds its file; no future waits forever (issue 8).
+"""TiffAcquisition into a folder that already holds its file; no future waits forever.
 
 Real pycro-manager acquisitions on the demo microscope (Python backend).
 """

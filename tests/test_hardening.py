@@ -1,4 +1,4 @@
-"""The faults adversarial testing found in the writer, one class per test (issue 8).
+"""The faults adversarial testing found in the writer, one class per test.
 
 Every scenario uses the real writer, real threads and real processes: a second thread closing
 while a first one saves, a KeyboardInterrupt raised in the saving thread by a real signal, a

@@ -98,6 +98,7 @@ def test_keep_up_with_saving_threads_and_close(tmp_path: Path, tiny_budget: None
         th.start()
     for th in threads:
         th.join(60)
+    assert not any(th.is_alive() for th in threads), "a saving thread never returned"
     tif.close()
     assert not errors
     assert tif.frames_kept_up > 0
@@ -190,7 +191,7 @@ def test_why_not_mixed_compression(tmp_path: Path) -> None:
             )
     with tifffile.TiffFile(path) as f:
         assert f.is_imagej
-        with pytest.raises(Exception, match=r"(?i)zstd|frame"):
+        with pytest.raises(imagecodecs.ZstdError, match="frame descriptor"):
             f.series[0].asarray()
 
 

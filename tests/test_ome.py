@@ -1,4 +1,4 @@
-"""Issue 9: the OME-TIFF profile, and the imagej profile's colour and Info fixes.
+"""The OME-TIFF profile, and the imagej profile's colour and Info fixes.
 
 Oracles: Bio-Formats 7.3.1 (OMETiffReader, its schema validation), ImageJ 1.x, tifffile, ome-types
 (schema validation), bioio-ome-tiff when installed.

@@ -1,4 +1,4 @@
-"""The ome profile behind real pycro-manager acquisitions on the demo microscope (issue 9)."""
+"""The ome profile behind real pycro-manager acquisitions on the demo microscope."""
 
 from __future__ import annotations
 

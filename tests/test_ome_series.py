@@ -1,4 +1,4 @@
-"""Issue 9: several positions as series (OME Images) of one OME-TIFF.
+"""Several positions as series (OME Images) of one OME-TIFF.
 
 Oracles: tifffile (``series[*]``), Bio-Formats 7.3.1 (OMETiffReader, its schema validation,
 series and StageLabels, bfconvert pixels), bioio-ome-tiff (scenes), ome-types (schema).
@@ -195,7 +195,7 @@ def test_series_absurd_input(tmp_path: Path) -> None:
             tif.save(frame, 0, 0, 0, series=10**9)
         with pytest.raises(CoordinateError, match=r"series=-2 is negative"):
             tif.set_series(-2, name="x")
-        with pytest.raises(ConfigError, match="stage x must be a finite number"):
+        with pytest.raises(ConfigError, match=r"stage x \(µm\) must be a finite number"):
             tif.set_series(1, stage={"x": float("nan")})
         with pytest.raises(ConfigError, match="unknown stage field 'w'"):
             tif.set_series(1, stage={"w": 1.0})

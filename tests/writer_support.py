@@ -34,6 +34,27 @@ def coded_frame(
     return frame.astype(dt)
 
 
+def rgb_frame(
+    c: int, z: int, t: int, shape: tuple[int, int] = (24, 40), dtype: Any = "uint8"
+) -> np.ndarray:
+    """An RGB frame (Y, X, 3) whose samples say which plane it is, and which sample each is.
+
+    Red holds code(c, z, t) (its low 8 bits, the high ones in green's offset), green a level
+    of its own, blue a column ramp: a swapped sample order (BGR) or a predictor undone along
+    the wrong axis changes the values.
+    """
+    dt = np.dtype(dtype)
+    h, w = shape
+    scale = 257 if dt.itemsize > 1 else 1  # 16-bit samples use their whole range
+    value = code(c, z, t)
+    frame = np.empty((h, w, 3), dtype=np.int64)
+    frame[..., 0] = value % 256
+    frame[..., 1] = 100 + (value // 256) % 100
+    frame[..., 2] = (np.arange(w) % 7) * 30
+    frame[h // 2, w // 3] = (3, 250, 7)
+    return (frame * scale).astype(dt)
+
+
 def read_hyperstack(path: Path) -> tuple[np.ndarray, dict[str, Any], tifffile.TiffFile]:
     """Return the (T, Z, C, Y, X) array, ImageJ metadata and the open TiffFile (caller closes)."""
     tif = tifffile.TiffFile(path)

@@ -26,6 +26,7 @@ import tifffile
 from mmtiffsink._values import LENGTH_UM as _LENGTH_UM
 from mmtiffsink._values import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
 from mmtiffsink._values import TIME_S as _TIME_S
+from mmtiffsink._values import positive
 from mmtiffsink.errors import DatasetError
 from mmtiffsink.tiff.format import frame_tags
 
@@ -99,6 +100,9 @@ class FileInfo:
     series: list[SeriesInfo] = field(default_factory=list)
     """The image series of a file of several (an OME-TIFF of several positions), in order;
     empty for one. ``shape`` is then the first one's; ``planes`` counts every series'."""
+    rgb: bool = False
+    """The frames are RGB colour images (Photometric RGB, three samples per pixel: ``S`` in
+    ``shape``), not grey ones."""
 
     @property
     def compression_ratio(self) -> float:
@@ -109,6 +113,7 @@ class FileInfo:
         """A readable multi-line block for the terminal."""
         dims = " ".join(f"{k}={v}" for k, v in self.shape.items())
         maker = f", written by {self.written_by}" if self.written_by else ""
+        rgb = " RGB" if self.rgb else ""
         stored = f"{self.frames_stored} stored"
         if self.frames_stored < self.planes:
             stored += " (identical frames stored once)"
@@ -119,7 +124,7 @@ class FileInfo:
             )
         lines = [
             str(self.path),
-            f"  format       {self.profile}, {self.codec}, {self.dtype}{maker}",
+            f"  format       {self.profile}, {self.codec}, {self.dtype}{rgb}{maker}",
             f"  dimensions   {dims}",
             f"  planes       {self.planes}, {stored}",
             f"  calibration  {_calibration_text(self)}",
@@ -358,6 +363,7 @@ def _inspect(
         frames_stored=frames_stored,
         frames_uncompressed=len(raw_keys),
         raw_bytes=raw_bytes,
+        rgb=first.photometric == tifffile.PHOTOMETRIC.RGB and "S" in frame_axes,
         pixel_size_um=pixel_size,
         z_step_um=z_step,
         interval_s=interval,
@@ -458,11 +464,7 @@ def _codec(page: tifffile.TiffPage) -> str:
 
 
 def _positive(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
+    return positive(value)
 
 
 def _calibration(

@@ -20,8 +20,7 @@ import numpy as np
 import tifffile
 
 from mmtiffsink.errors import DatasetError
-from mmtiffsink.tiff import _omexml as _ometiff
-from mmtiffsink.tiff._colors import color_lut, colormap_lut
+from mmtiffsink.tiff import OmeImageFacts, color_lut, colormap_lut, parse_ome
 from mmtiffsink.tiff.format import frame_tags
 
 from ._info import FileInfo
@@ -87,7 +86,7 @@ def stacks(tif: tifffile.TiffFile, info: FileInfo, *, tile: int) -> list[Stack]:
     settings = settings_of(first)
     if settings is not None and not info.finished:
         return _unfinished_stacks(tif, info, settings)
-    ome = _ometiff.parse(tif.ome_metadata) if tif.is_ome and tif.ome_metadata else []
+    ome = parse_ome(tif.ome_metadata) if tif.is_ome and tif.ome_metadata else []
     found = []
     for index, series in enumerate(tif.series):
         meta = ome[index] if index < len(ome) else None
@@ -155,7 +154,7 @@ def _series_stack(
     index: int,
     info: FileInfo,
     settings: dict[str, Any] | None,
-    ome: _ometiff.Image | None,
+    ome: OmeImageFacts | None,
     tile: int,
 ) -> Stack:
     level, factor = _level(series, tile)

@@ -21,11 +21,7 @@ import tifffile
 
 from mmtiffsink.errors import ConfigError, DatasetError
 from mmtiffsink.limits import MAX_PLANES
-from mmtiffsink.tiff import Hyperstack, OwnFile
-from mmtiffsink.tiff import _omexml as ome_xml
-from mmtiffsink.tiff._io import FileIO
-from mmtiffsink.tiff._tags import SETTINGS_TAG
-from mmtiffsink.tiff._view import read_ifd
+from mmtiffsink.tiff import Hyperstack, OwnFile, is_own_file, parse_ome
 
 from ._info import _calibration, _channel_names
 from ._tifflog import tifffile_log
@@ -79,42 +75,9 @@ def open_hyperstack(path: str | os.PathLike[str], series: int = 0) -> Hyperstack
     if p.is_dir():
         msg = f"{p}: is a directory, not a TIFF file"
         raise DatasetError(msg)
-    if _ours(p):
+    if is_own_file(p):
         return OwnFile(p, series)
     return ForeignFile(p, series)
-
-
-def _ours(path: Path) -> bool:
-    """Whether ``path`` is this writer's: little-endian, settings tag in the first IFD.
-
-    A header whose chain is still empty is a file whose writer has not linked a frame yet.
-    """
-    try:
-        io = FileIO(path, "read")
-    except FileNotFoundError:
-        msg = f"{path}: no such file"
-        raise DatasetError(msg) from None
-    except OSError as exc:
-        msg = f"{path}: cannot read it ({exc.strerror or exc})"
-        raise DatasetError(msg) from None
-    try:
-        size = io.size()
-        head = io.read(0, 16)
-        if head[:4] not in (b"II*\0", b"II+\0") or len(head) < 8:
-            return False
-        bigtiff = head[2] == 43
-        if bigtiff and len(head) < 16:
-            return False
-        (first,) = struct.unpack_from("<Q" if bigtiff else "<I", head, 8 if bigtiff else 4)
-        if first == 0:
-            return True
-        try:
-            ifd = read_ifd(io.read, first, bigtiff=bigtiff, size=size)
-        except DatasetError:
-            return False
-        return ifd is not None and SETTINGS_TAG in ifd.entries
-    finally:
-        io.close()
 
 
 @final
@@ -241,7 +204,7 @@ class ForeignFile(Hyperstack):
         if len(luts) >= sizes["C"]:
             colors = [_lut_color(np.asarray(lut)) for lut in luts[: sizes["C"]]]
         if tif.is_ome and tif.ome_metadata:
-            images = ome_xml.parse(tif.ome_metadata)
+            images = parse_ome(tif.ome_metadata)
             image = images[self._series] if self._series < len(images) else None
             if image is not None:
                 names = list(image.channel_names) if any(image.channel_names) else names

@@ -15,11 +15,14 @@ read:
     A TIFF header (``II`` or ``MM``, the byte order of the whole file), then at byte 8 five
     ``uint32``: the NDTiff magic number 483729, the major and minor version, the summary
     metadata header 2355492 and the summary metadata length; the summary metadata (a JSON
-    object) follows at byte 28.
+    object) follows at byte 28. NDTiff 2 has no minor version: its summary metadata header
+    is at byte 16, the length at 20 and the summary at 24 (as ``ndstorage``'s v2 reader
+    reads it: a major version below 3 selects that layout).
 Pixel types
-    0: 8-bit; 1: 16-bit; 3, 4, 5, 6: 10, 12, 14 and 11-bit in 16-bit words; 2 (RGB) is not
-    supported. Pixels are stored uncompressed, in the file's byte order, row by row; each
-    image's metadata is a JSON object at its own offset.
+    0: 8-bit; 1: 16-bit; 3, 4, 5, 6: 10, 12, 14 and 11-bit in 16-bit words; 2: 8-bit RGB,
+    three bytes per pixel, read as ``(height, width, 3)`` ``uint8`` as ``ndstorage`` reads
+    it. Pixels are stored uncompressed, in the file's byte order, row by row; each image's
+    metadata is a JSON object at its own offset.
 Image IFDs
     Every image also has a classic TIFF IFD (StripOffsets at its pixels, tag 51123 at its
     metadata), linked in file order; a file whose writer died links past its end.
@@ -63,9 +66,13 @@ _HEADER_BYTES: Final = 28
 _MAX_FIELD_BYTES: Final = 1 << 20
 _ENTRY_TAIL = struct.Struct("<8I")
 _LENGTH = struct.Struct("<I")
-#: NDTiff pixel types -> bytes per pixel (8-bit; 16-bit; 10, 12, 14, 11-bit in 16-bit words).
-PIXEL_BYTES: Final = {0: 1, 1: 2, 3: 2, 4: 2, 5: 2, 6: 2}
+#: NDTiff pixel types -> bytes per pixel (8-bit; 16-bit; 8-bit RGB; 10, 12, 14, 11-bit in
+#: 16-bit words).
+PIXEL_BYTES: Final = {0: 1, 1: 2, 2: 3, 3: 2, 4: 2, 5: 2, 6: 2}
+#: The pixel type of 8-bit RGB images (three samples per pixel).
 RGB_PIXEL_TYPE: Final = 2
+#: The first major version whose header has a minor version (NDTiff 2 has none).
+_MINOR_VERSION_SINCE: Final = 3
 #: Entries an image's IFD may hold before it is taken as corrupted (NDTiff writes 13).
 _MAX_IFD_TAGS: Final = 64
 
@@ -174,8 +181,16 @@ def _nonzero_after(fh: IO[bytes]) -> int | None:
             return at + len(chunk) - len(stripped)
 
 
-def iter_index(path: Path) -> Iterator[IndexEntry]:
+def iter_index(path: Path, offset: int = 0, number: int = 0) -> Iterator[IndexEntry]:
     """Stream the entries of an ``NDTiff.index`` file, in file (acquisition) order.
+
+    Parameters
+    ----------
+    path
+        The index file.
+    offset, number
+        Where to start: the byte offset and number of an entry read before (default: the
+        first entry).
 
     Raises
     ------
@@ -185,7 +200,7 @@ def iter_index(path: Path) -> Iterator[IndexEntry]:
 
     """
     with path.open("rb") as fh:
-        number = 0
+        fh.seek(offset)
         while True:
             offset = fh.tell()
             head = fh.read(4)
@@ -278,15 +293,20 @@ def read_header(path: Path) -> TiffHeader:
                 raise DatasetError(msg)
             order = "<" if head[:2] == b"II" else ">"
             magic, major, minor, md_header, md_length = struct.unpack(order + "5I", head[8:28])
+            start = _HEADER_BYTES
+            if magic == _NDTIFF_MAGIC and major < _MINOR_VERSION_SINCE:  # NDTiff 2: no minor
+                md_header, md_length = minor, md_header
+                minor, start = 0, _HEADER_BYTES - 4
             if magic != _NDTIFF_MAGIC or md_header != _SUMMARY_MD_HEADER:
                 msg = f"{path.name} is not an NDTiff file (no NDTiff header)"
                 raise DatasetError(msg)
-            if _HEADER_BYTES + md_length > size:
+            if start + md_length > size:
                 msg = (
                     f"{path.name} is truncated: its summary metadata ({md_length} bytes) "
                     f"runs past the end of the file ({size} bytes)"
                 )
                 raise DatasetError(msg)
+            fh.seek(start)
             raw = fh.read(md_length)
     except FileNotFoundError:
         msg = f"{path.name} is missing"

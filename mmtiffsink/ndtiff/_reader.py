@@ -16,6 +16,13 @@ readable images in index order, leaving out any whose own ``Axes`` metadata disa
 its entry. Unreadable entries are recorded in :class:`Problems`, never raised, so a damaged
 dataset still gives every image it holds.
 
+Two rules follow ``ndstorage``'s own reader:
+
+* an image stored again at the same axes (Magellan's overwritten tiles) replaces the earlier
+  one: the last entry is read, the earlier ones are counted in :attr:`Scan.superseded`;
+* channel names, when the channel axis is an integer or absent, are the summary's ``ChNames``
+  or else each channel's first image's ``Channel`` metadata (one metadata read per channel).
+
 Written here rather than with ``ndstorage``'s reader, which reads the whole index into memory,
 prints progress to stdout, and raises bare ``Exception`` without checking offsets against the
 files.
@@ -23,10 +30,12 @@ files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 import threading
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +74,8 @@ __all__ = [
 FULL_RESOLUTION: Final = "Full resolution"
 #: Bad index entries described one by one in an error message; the rest are counted.
 _MAX_PROBLEMS_SHOWN: Final = 5
+#: Longest image metadata read for its ``Channel`` during the scan (Micro-Manager writes ~4 kB).
+_MAX_CHANNEL_METADATA: Final = 1 << 20
 _NATIVE: Final = "<" if sys.byteorder == "little" else ">"
 
 
@@ -114,6 +125,20 @@ def _summary_channel_names(summary: dict[str, Any]) -> list[str]:
     ):
         return list(names)
     return []
+
+
+def _labels_in_order(labels: dict[int, str | None]) -> list[str]:
+    """Names of channels 0, 1, ... from their images' metadata, if every one is usable."""
+    names = [labels.get(c) for c in range(len(labels))]
+    if all(names) and len(set(names)) == len(names):
+        return [n for n in names if n]
+    return []
+
+
+def _axes_digest(axes: dict[str, int | str]) -> int:
+    """A 64-bit digest of an entry's axes (equal axes, equal digests; None values dropped)."""
+    text = json.dumps(sorted(_set_axes(axes).items()), separators=(",", ":"))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
 # ==================================================================================== scan
@@ -179,12 +204,19 @@ class Scan:
     channel_names: list[str] = field(default_factory=list)
     """Channel labels in order of first appearance (or the summary's ``ChNames`` for
     integer channels); empty when unknown."""
+    channels_labelled: bool = False
+    """True when :attr:`channel_names` are the channel axis' own text labels."""
     bad_files: dict[str, str] = field(default_factory=dict)
     """Files that cannot be read -> why."""
     bad_entries: set[int] = field(default_factory=set)
     """Numbers of the entries that cannot be read (in readable files)."""
     problems: Problems = field(default_factory=Problems)
     """Everything left out, for the report."""
+    superseded: set[int] = field(default_factory=set)
+    """Numbers of the readable entries whose axes a later readable entry repeats: the later
+    image replaces them (as ``ndstorage`` reads a dataset); not counted in :attr:`frames`."""
+    superseded_example: dict[str, int | str] | None = None
+    """The axes of one image stored more than once, for messages."""
 
 
 # ==================================================================================== source
@@ -266,8 +298,6 @@ class NDTiffSource:
 
     def _entry_problem(self, entry: IndexEntry) -> str | None:
         """Why an entry cannot be read, or None."""
-        if entry.pixel_type == RGB_PIXEL_TYPE:
-            return f"{entry.describe()}: RGB images are not supported"
         if entry.pixel_type not in PIXEL_BYTES:
             return f"{entry.describe()}: unknown pixel type {entry.pixel_type}"
         if entry.pixel_compression != 0 or entry.metadata_compression != 0:
@@ -318,6 +348,8 @@ class NDTiffSource:
         scan = Scan()
         names: dict[str, None] = {}
         integer_channels = False
+        labels: dict[int, str | None] = {}  # integer (or absent: 0) channel -> its Channel
+        digests, offsets, numbers = array("Q"), array("Q"), array("Q")
         file_entries: dict[str, int] = {}
         try:
             for entry in iter_index(self.index):
@@ -341,8 +373,14 @@ class NDTiffSource:
                 channel = entry.axes.get("channel")
                 if isinstance(channel, str):
                     names.setdefault(channel, None)
-                elif channel is not None:
-                    integer_channels = True
+                else:
+                    integer_channels = integer_channels or channel is not None
+                    c = 0 if channel is None else channel
+                    if c not in labels:
+                        labels[c] = self._channel_label(entry)
+                digests.append(_axes_digest(entry.axes))
+                offsets.append(entry.offset)
+                numbers.append(entry.number)
                 scan.frames += 1
         except IndexBroken as exc:
             scan.problems.truncated = f"{exc}; the {exc.number} entries before it were converted"
@@ -356,11 +394,70 @@ class NDTiffSource:
         if scan.entries == 0 and scan.problems.truncated is None:
             msg = f"{self.path} holds no images (its {INDEX_NAME} is empty)"
             raise DatasetError(msg)
+        self._supersede(scan, digests, offsets, numbers)
         if names:
             scan.channel_names = list(names)
-        elif integer_channels:
-            scan.channel_names = _summary_channel_names(self.summary)
+            scan.channels_labelled = True
+        else:
+            summary_names = _summary_channel_names(self.summary) if integer_channels else []
+            scan.channel_names = summary_names or _labels_in_order(labels)
         return scan
+
+    def _channel_label(self, entry: IndexEntry) -> str | None:
+        """The ``Channel`` an image's own metadata names, or None (unreadable, absent, empty)."""
+        if not 0 < entry.metadata_length <= _MAX_CHANNEL_METADATA:
+            return None
+        try:
+            with (self.root / entry.filename).open("rb") as fh:
+                fh.seek(entry.metadata_offset)
+                metadata = json.loads(fh.read(entry.metadata_length).decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            return None
+        name = metadata.get("Channel") if isinstance(metadata, dict) else None
+        return name if isinstance(name, str) and name else None
+
+    def _is_own(self, entry: IndexEntry) -> bool:
+        """Whether the image an entry points at says (by its own ``Axes``) it is the entry's.
+
+        An entry whose axes were damaged into another's is not a superseded image: it is read,
+        and its disagreement reported, as any other.
+        """
+        try:
+            with (self.root / entry.filename).open("rb") as fh:
+                self._read_metadata(fh, entry)
+        except (DatasetError, OSError):
+            return False
+        return True
+
+    def _supersede(
+        self, scan: Scan, digests: array[int], offsets: array[int], numbers: array[int]
+    ) -> None:
+        """Mark every readable entry whose axes a later readable entry repeats as superseded.
+
+        Digests (8 bytes per entry) find the candidates; the axes of each candidate are read
+        again from the index and compared exactly, so a digest collision never drops an image;
+        the earlier image's own ``Axes`` metadata must agree (see :meth:`_is_own`).
+        """
+        keys = np.frombuffer(digests, dtype=np.uint64)
+        if len(keys) < 2:
+            return
+        order = np.argsort(keys, kind="stable")  # equal digests stay in index order
+        ranked = keys[order]
+        repeated = np.flatnonzero(ranked[1:] == ranked[:-1])
+        if not len(repeated):
+            return
+        for i in np.unique(repeated):  # each a candidate with a later twin digest
+            j = int(order[i])
+            entry = next(iter_index(self.index, offsets[j], numbers[j]))
+            k = i + 1
+            while k < len(order) and ranked[k] == ranked[i]:
+                other = next(iter_index(self.index, offsets[int(order[k])], numbers[int(order[k])]))
+                if _set_axes(other.axes) == _set_axes(entry.axes) and self._is_own(entry):
+                    scan.superseded.add(entry.number)
+                    scan.superseded_example = scan.superseded_example or entry.axes
+                    break
+                k += 1
+        scan.frames -= len(scan.superseded)
 
     def _count_images(self, scan: Scan, file_entries: dict[str, int]) -> None:
         """Count the images of every file, and those no index entry points at."""
@@ -405,7 +502,9 @@ class NDTiffSource:
         entry : IndexEntry
             The image's index entry.
         image : numpy.ndarray
-            The pixels, ``(height, width)``, unsigned integers in native byte order.
+            The pixels, ``(height, width)``, unsigned integers in native byte order; an RGB
+            image is ``(height, width, 3)`` ``uint8``, as stored (and as ``ndstorage``
+            reads it).
         metadata : dict or None
             The image's metadata, None when it has none.
 
@@ -423,6 +522,8 @@ class NDTiffSource:
                 fh = handles.get(entry.filename)
                 if fh is None:
                     fh = handles[entry.filename] = (self.root / entry.filename).open("rb")
+                if entry.number in scan.superseded:
+                    continue
                 try:
                     image, metadata = self._read(fh, entry)
                 except DatasetError as exc:
@@ -440,11 +541,22 @@ class NDTiffSource:
         if fh.readinto(buffer) != len(buffer):  # type: ignore[attr-defined]
             msg = f"{entry.describe()}: its pixels are cut off in {entry.filename}"
             raise DatasetError(msg)
-        bytes_per_pixel = PIXEL_BYTES[entry.pixel_type]
-        dtype = np.dtype(f"{header.byteorder}u{bytes_per_pixel}")
-        image = np.frombuffer(buffer, dtype=dtype).reshape(entry.height, entry.width)
+        image: np.ndarray
+        if entry.pixel_type == RGB_PIXEL_TYPE:
+            dtype = np.dtype(np.uint8)
+            image = np.frombuffer(buffer, dtype=dtype).reshape(entry.height, entry.width, 3)
+        else:
+            dtype = np.dtype(f"{header.byteorder}u{PIXEL_BYTES[entry.pixel_type]}")
+            image = np.frombuffer(buffer, dtype=dtype).reshape(entry.height, entry.width)
         if dtype.byteorder not in ("=", "|") and dtype.byteorder != _NATIVE:
             image = image.astype(dtype.newbyteorder("="))
+        return image, self._read_metadata(fh, entry)
+
+    def _read_metadata(self, fh: IO[bytes], entry: IndexEntry) -> dict[str, Any] | None:
+        """An image's metadata, checked against its entry's axes (None when it has none).
+
+        An entry whose image's own ``Axes`` differ is damaged, never a superseded image.
+        """
         metadata: dict[str, Any] | None = None
         if entry.metadata_length:
             fh.seek(entry.metadata_offset)
@@ -465,7 +577,7 @@ class NDTiffSource:
                 msg = f"{entry.describe()}: the image it points at has the Axes {axes}"
                 raise DatasetError(msg)
             metadata = parsed
-        return image, metadata
+        return metadata
 
 
 def _set_axes(axes: dict[str, Any]) -> dict[str, Any]:

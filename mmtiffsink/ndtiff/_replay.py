@@ -13,6 +13,10 @@ place against :data:`~mmtiffsink.limits.MAX_PLANES`. Every image that can be pla
 converted, the others are left out (their planes are blank), and the conversion fails,
 counting the images not placed and naming why. The files written are valid hyperstacks.
 
+An image stored again at the same coordinates (Magellan's overwritten tiles) replaces the
+earlier one, as ``ndstorage`` reads such a dataset: the last one is written, and a
+:class:`~mmtiffsink.errors.SupersededImagesWarning` says how many were replaced.
+
 :func:`replay_many` converts several datasets at once, on a thread pool here or on an existing
 dask.distributed cluster (``scheduler=``, the optional extra ``mmtiffsink[cluster]``); one
 dataset's failure is recorded in its :class:`ReplayResult` and never stops the others.
@@ -25,15 +29,17 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import StrictBool, model_validator
+from pydantic import StrictBool, field_validator, model_validator
 
 from mmtiffsink._closing import close_after_block
+from mmtiffsink._text import check_name, clean_text, xml_illegal
 from mmtiffsink.errors import (
     ConfigError,
     CoordinateError,
@@ -41,12 +47,13 @@ from mmtiffsink.errors import (
     FileExistsError_,
     FrameError,
     MMTiffSinkError,
+    SupersededImagesWarning,
 )
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.sink import AxisMapper, FileKey, SinkOptions, TiffSink, file_name, split_position
 
-from ._reader import IndexEntry, NDTiffSource, dataset_dir
-from ._report import Progress
+from ._progress import Progress
+from ._reader import IndexEntry, NDTiffSource, Scan, dataset_dir
 
 __all__ = [
     "ReplayOptions",
@@ -84,6 +91,12 @@ class ReplayOptions(SinkOptions):
     LIVE: ClassVar[bool] = False  # offline: the profile's default codec (zstd 3), not zstd 1
     name: str | None = None
     keep_up: StrictBool = False  # offline: wait for the pool, the smallest files
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        # the one rule for names of files (as a run file's output.name and TiffSink's name)
+        return None if value is None else check_name("name", value)
 
     @model_validator(mode="before")
     @classmethod
@@ -234,6 +247,26 @@ class _Places:
         return None
 
 
+def _with_channel_names(
+    options: SinkOptions, names: list[str], scan: Scan, dataset: Path
+) -> SinkOptions:
+    """The options with the dataset's channel names, as far as a file can hold them.
+
+    Text labels of the channel axis are the channels' identity: with a character no file can
+    hold they are left to the sink, which names the channels as they arrive and writes such
+    characters as U+FFFD (saying so). Names of integer channels (from the summary or the
+    images' metadata) are written so here, and left out if two become one.
+    """
+    if all(xml_illegal(name) is None for name in names):
+        return options.replace(channel_names=tuple(names))
+    if scan.channels_labelled:
+        return options
+    cleaned = [clean_text(f"{dataset}: the channel name {name!r}", name) for name in names]
+    if len(set(cleaned)) != len(cleaned):
+        return options
+    return options.replace(channel_names=tuple(cleaned))
+
+
 def _written(files: list[Path], frames: int) -> str:
     if not files:
         return "no file was written"
@@ -262,6 +295,15 @@ def _replay_one(
         name = options.name if options.name is not None else source.name
         places = _Places()
         scan = source.scan(stop, places)
+        if scan.superseded:
+            count = len(scan.superseded)
+            warnings.warn(
+                f"{dataset}: {count} image{'s were' if count != 1 else ' was'} stored again at "
+                f"the same coordinates (e.g. axes {scan.superseded_example}); the last one "
+                "stored is kept, as ndstorage reads the dataset",
+                SupersededImagesWarning,
+                stacklevel=2,
+            )
         _check_outputs(source, dict.fromkeys(places.files), target, name, options)
         if progress is not None:
             progress.add_total(scan.frames)
@@ -270,7 +312,7 @@ def _replay_one(
         fields["compression"] = options.codec  # the offline default resolved
         sink_options = SinkOptions.of(**fields)
         if sink_options.channel_names is None and scan.channel_names:
-            sink_options = sink_options.replace(channel_names=tuple(scan.channel_names))
+            sink_options = _with_channel_names(sink_options, scan.channel_names, scan, dataset)
         sink = TiffSink(target, name, sink_options)
         try:
             sink.update_summary(source.summary)
@@ -280,7 +322,8 @@ def _replay_one(
                 try:
                     sink.put(image, entry.axes, metadata)
                 except (CoordinateError, FrameError) as exc:  # nothing written for it
-                    problems.add(f"{entry.describe()}: {exc}")
+                    rgb = " (an RGB image)" if image.ndim == 3 else ""
+                    problems.add(f"{entry.describe()}{rgb}: {exc}")
                     continue
                 frames += 1
                 if progress is not None:

@@ -19,7 +19,7 @@ from mmtiffsink.sink import AxisMapper, FileKey, file_name, split_position
 
 from ._microscope import SnakeCore, check_preset, pymmcore_plus_core, set_up
 from ._models import RunConfig
-from ._run import PlannedFile, RunResult, output_name
+from ._run import PlannedFile, RunResult, distinct_files, output_name
 
 __all__ = ["planned_sequence_files", "run_sequence", "sequence_plan"]
 
@@ -54,7 +54,7 @@ def planned_sequence_files(
         PlannedFile(out.directory / file_name(out.template, stem, key), key, (c, z, t), frames)
         for key, (c, z, t, frames) in files.items()
     ]
-    return planned, events
+    return distinct_files(planned), events
 
 
 def sequence_plan(config: RunConfig) -> list[dict[str, Any]]:

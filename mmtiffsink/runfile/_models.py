@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from mmtiffsink._text import check_name
 from mmtiffsink.errors import ConfigError
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.sink import SinkOptions
@@ -82,7 +83,7 @@ _ORDER_LETTERS = frozenset("tpcz")
 
 
 def _check_color(value: str) -> str:
-    from mmtiffsink.tiff._colors import parse_color
+    from mmtiffsink.tiff import parse_color
 
     try:
         parse_color(value)
@@ -425,9 +426,10 @@ class OutputConfig(SinkOptions):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if any(ch in value for ch in "/\\") or value in (".", ".."):
-            raise _error(f"name is a file name part, not a path; got {value!r}")
-        return value
+        try:
+            return check_name("name", value)  # the one rule, as for replay --name and TiffSink
+        except ConfigError as exc:
+            raise _error(str(exc)) from None
 
     @field_validator("compression", mode="before")
     @classmethod

@@ -28,7 +28,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from mmtiffsink.errors import FileExistsError_
+from mmtiffsink.errors import ConfigError, FileExistsError_
 from mmtiffsink.sink import AxisMapper, FileKey, TiffSink, file_name
 
 from ._microscope import microscope, set_up
@@ -38,6 +38,7 @@ __all__ = [
     "EventPlan",
     "PlannedFile",
     "RunResult",
+    "distinct_files",
     "plan_events",
     "planned_files",
     "run",
@@ -227,10 +228,34 @@ def planned_files(config: RunConfig, name: str | None = None) -> list[PlannedFil
         frames *= len(keys)
         keys = [()]
     stem = out.name if name is None else name
-    return [
-        PlannedFile(out.directory / file_name(out.template, stem, key), key, shape, frames)
-        for key in keys
-    ]
+    return distinct_files(
+        [
+            PlannedFile(out.directory / file_name(out.template, stem, key), key, shape, frames)
+            for key in keys
+        ]
+    )
+
+
+def distinct_files(planned: list[PlannedFile]) -> list[PlannedFile]:
+    """``planned``, checked: no two of its files get one name (positions ``A/1`` and ``A_1``).
+
+    Raises
+    ------
+    ConfigError
+        Two files would get the same name: before anything is acquired, also by ``--dry-run``.
+
+    """
+    seen: dict[Path, PlannedFile] = {}
+    for file in planned:
+        other = seen.setdefault(file.path, file)
+        if other is not file:
+            msg = (
+                f"the files of {dict(other.key)!r} and {dict(file.key)!r} would both be "
+                f"{file.path.name!r} (a file name keeps letters, digits and . _ + -, the rest "
+                "becomes _): give the positions labels that differ there"
+            )
+            raise ConfigError(msg)
+    return planned
 
 
 def output_name(
@@ -251,9 +276,12 @@ def output_name(
     ------
     FileExistsError_
         ``if_exists: error`` and an output file exists.
+    ConfigError
+        Two planned files get the same name (see :func:`distinct_files`).
 
     """
     out = config.output
+    planned(config, None)  # the plan's own checks (two positions, one file), before acquiring
     if out.if_exists == "overwrite":
         return out.name
     if out.if_exists == "rename":

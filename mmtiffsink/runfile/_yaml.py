@@ -27,6 +27,7 @@ from typing import Annotated, Any, Final, TypeVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -46,6 +47,7 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
+from mmtiffsink._text import check_text
 from mmtiffsink.errors import ConfigError
 
 __all__ = [
@@ -262,8 +264,19 @@ def _scalar_text(value: Any) -> Any:
     return value
 
 
-#: Text that may be written as a number in YAML (names, labels, values).
-Text = Annotated[StrictStr, BeforeValidator(_scalar_text), Field(min_length=1)]
+def _file_text(value: str) -> str:
+    """Text a file can hold (:func:`mmtiffsink._text.check_text`): it may end up in one."""
+    try:
+        return check_text("the text", value)
+    except ConfigError as exc:
+        raise located_error(str(exc)) from None
+
+
+#: Text that may be written as a number in YAML (names, labels, values), and that any file
+#: can hold (no NUL, control characters but tab and newlines, U+FFFE/U+FFFF, lone surrogates).
+Text = Annotated[
+    StrictStr, BeforeValidator(_scalar_text), Field(min_length=1), AfterValidator(_file_text)
+]
 PositiveFloat = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
 FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from mmtiffsink._text import check_text
 from mmtiffsink.errors import ConfigError, MMTiffSinkError
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.tiff import DEFAULT, Codec, Profile, ProfileName
@@ -77,7 +78,7 @@ def _positive(value: Any) -> Any:
 @_checked
 def _color(value: Any) -> Any:
     """One channel color, checked (CSS name, ``#rrggbb`` or an RGB triple)."""
-    from mmtiffsink.tiff._colors import parse_color
+    from mmtiffsink.tiff import parse_color
 
     parse_color(value)
     return value if isinstance(value, str) else tuple(value)
@@ -168,6 +169,10 @@ class SinkOptions(BaseModel):
     def _check_template(cls, value: str) -> str:
         from ._mapping import file_name
 
+        check_text("template", value)
+        if "\t" in value or "\n" in value or "\r" in value:
+            msg = f"template makes file names: no tab or newline; got {value!r}"
+            raise ConfigError(msg)
         try:
             specs = "".join(spec or "" for _, _, spec, _ in string.Formatter().parse(value))
             if any(len(digits) > 3 for digits in re.findall(r"\d+", specs)):
@@ -183,6 +188,14 @@ class SinkOptions(BaseModel):
         if not sample.lower().endswith((".tif", ".tiff")):
             msg = f"template must end with .tif or .tiff, got {value!r}"
             raise ConfigError(msg)
+        return value
+
+    @field_validator("channel_names")
+    @classmethod
+    @_checked
+    def _check_channel_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for i, name in enumerate(value or ()):
+            check_text(f"channel_names[{i}]", name)
         return value
 
     @field_validator("profile", mode="before")
@@ -214,7 +227,7 @@ class SinkOptions(BaseModel):
     @_checked
     def _check_colormap(cls, value: str | None) -> str | None:
         if value is not None:
-            from mmtiffsink.tiff._colors import colormap_lut
+            from mmtiffsink.tiff import colormap_lut
 
             colormap_lut(value)
         return value

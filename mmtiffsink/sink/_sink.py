@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mmtiffsink._closing import add_note, close_after_block
+from mmtiffsink._text import check_name, clean_text
 from mmtiffsink.errors import (
     CloseErrors,
     ConfigError,
@@ -113,10 +114,17 @@ def acquisition_start(summary: Mapping[str, Any]) -> _dt.datetime | None:
 
 
 def summary_annotations(summary: Mapping[str, Any]) -> dict[str, str]:
-    """Summary metadata as key -> text (JSON for values that are not text)."""
-    return {
-        str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in summary.items()
-    }
+    """Summary metadata as key -> text (JSON for values that are not text).
+
+    A character no file can hold (:mod:`mmtiffsink._text`) is written as U+FFFD, with a
+    :class:`~mmtiffsink.errors.TextReplacedWarning`: metadata never stops a file.
+    """
+    out: dict[str, str] = {}
+    for k, v in summary.items():
+        key = clean_text(f"the summary metadata key {str(k)!r}", str(k))
+        text = v if isinstance(v, str) else json.dumps(v, default=str)  # JSON is ASCII
+        out[key] = clean_text(f"the summary metadata value of {key!r}", text)
+    return out
 
 
 def series_name(position: str | int | None) -> str | None:
@@ -208,7 +216,7 @@ class TiffSink:
     ) -> None:
         self.options = sink_options(options, changes)
         self._directory = Path(directory)
-        self._name = str(name)
+        self._name = check_name("name", name if isinstance(name, str) else str(name))
         self._file_name = self._name  # with a suffix when if_exists="rename" found a clash
         self._mapper = AxisMapper(self.options.channel_names)
         self._explicit = Calibration(
@@ -321,7 +329,8 @@ class TiffSink:
         file.pxsize = calibration.pixel_size_um
         file.deltaz = calibration.z_step_um
         file.timeinterval = calibration.interval_s
-        names = self._mapper.channel_names
+        # labels that came with the images: a character no file can hold is written as U+FFFD
+        names = [clean_text(f"the channel name {n!r}", n) for n in self._mapper.channel_names]
         file.channel_names = names or None
 
     def update_summary(self, summary: Mapping[str, Any]) -> None:
@@ -416,6 +425,8 @@ class TiffSink:
         if not self._series:
             position = dict(file_key).get("position")
         name = series_name(position)
+        if name is not None:  # a label that came with the images: U+FFFD for what no file holds
+            name = clean_text(f"the position name {name!r}", name)
         stage = position_stage_label(name, axes, plane) if name is not None else None
         if self._series and (name is not None or stage is not None):
             entry.file.set_series(series, name=name, stage=stage)
@@ -526,7 +537,9 @@ class TiffSink:
         Parameters
         ----------
         image
-            The image.
+            The image: grey (Y, X), or colour (Y, X, 3) from a camera whose ``PixelType``
+            is ``RGB32`` (pycro-manager's Java backend gives its samples in B, G, R order:
+            stored as R, G, B).
         metadata
             Its metadata, with the ``Axes`` dict.
 
@@ -537,8 +550,13 @@ class TiffSink:
 
         """
         axes = metadata.get("Axes") or {}
+        stored = image
+        if metadata.get("PixelType") == "RGB32" and getattr(image, "ndim", 0) == 3:
+            # pycro-manager's Java backend: Micro-Manager's RGB32 bytes (B, G, R, A) with the
+            # alpha cut off, i.e. B, G, R; stored as R, G, B
+            stored = np.asarray(image)[..., ::-1]
         try:
-            self.put(image, axes, metadata)
+            self.put(stored, axes, metadata)
         except Exception as exc:
             # pycro-manager turns this into Exception("exception in image processor: ...");
             # __exit__ raises the original, with its type and traceback

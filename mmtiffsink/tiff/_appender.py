@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -28,7 +29,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import FrameError, ProfileError
 from ._codecs import Codec
-from ._frames import Coord, Key
+from ._frames import Coord, Key, frame_kind
 from ._io import FileIO
 from ._settings import Settings
 from ._tags import (
@@ -38,6 +39,7 @@ from ._tags import (
     SETTINGS_TAG,
     Layout,
     Tag,
+    image_tags,
     int_tag,
     resolution_tags,
 )
@@ -179,7 +181,8 @@ class Appender:
         self.link_pos = link_pos
         self.slots = slots
         self.slots_at = slots_at
-        self.frame_shape: tuple[int, int] | None = None
+        # (Y, X) for grey frames, (Y, X, 3) for RGB: fixed by the first frame
+        self.frame_shape: tuple[int, ...] | None = None
         self.rows_per_strip = 1
         # coord -> IFD offset and size packed in one int (see pack): a few hundred bytes per
         # plane is all the memory that grows with the number of frames
@@ -196,22 +199,32 @@ class Appender:
 
     # ------------------------------------------------------------------ strips
     def check_frame_shape(self, shape: tuple[int, ...], *, compressed: bool) -> None:
-        """Take the first frame's (Y, X) as the file's; refuse a later frame of another shape.
+        """Take the first frame's shape as the file's; refuse a later frame of another shape.
+
+        The first frame also decides whether the file is grey, ``(Y, X)``, or RGB,
+        ``(Y, X, 3)``: every later frame must be of the same kind.
 
         Raises
         ------
         FrameError
-            The frame's shape differs from the file's.
+            The frame's shape (or kind, grey or RGB) differs from the file's.
 
         """
-        shape2d = (int(shape[0]), int(shape[1]))
+        full = tuple(int(n) for n in shape)
         if self.frame_shape is None:
-            self.frame_shape = shape2d
+            self.frame_shape = full
             self.rows_per_strip = rows_per_strip(
-                shape2d[0], compressed=compressed, slots=self.slots is not None
+                full[0], compressed=compressed, slots=self.slots is not None
             )
-        elif shape2d != self.frame_shape:
-            msg = f"frame shape {shape2d} differs from the file's frame shape {self.frame_shape}"
+        elif len(full) != len(self.frame_shape):
+            msg = (
+                f"a {frame_kind(full)} frame of shape {full} cannot go into {self.io.path}, "
+                f"a file of {frame_kind(self.frame_shape)} frames {self.frame_shape}: a file "
+                "is RGB or grey from its first frame"
+            )
+            raise FrameError(msg)
+        elif full != self.frame_shape:
+            msg = f"frame shape {full} differs from the file's frame shape {self.frame_shape}"
             raise FrameError(msg)
 
     def strips(self, offset: int, nbytes: int) -> tuple[list[int], list[int]]:
@@ -417,7 +430,6 @@ def rows_per_strip(height: int, *, compressed: bool, slots: bool) -> int:
     return height - 1 if not compressed and not slots and height > 1 else height
 
 
-_SAMPLE_FORMAT = {"u": 1, "i": 2, "f": 3}
 _FINAL_RESERVE = 1 << 20  # bytes kept free in classic files for the final IFD chain's extras
 
 
@@ -430,25 +442,20 @@ def static_tags(
     extratags: Sequence[Tag],
 ) -> tuple[Tag, ...]:
     """The tags every IFD of a file carries."""
-    h, w = appender.frame_shape or (0, 0)
     pxsize = settings.pxsize
     tags = [
         Tag.long(254, [0]),
-        Tag.long(256, [w]),
-        Tag.long(257, [h]),
-        Tag.short(258, [dtype.itemsize * 8]),
-        Tag.short(259, [codec.tiff_code]),
-        Tag.short(262, [1]),
-        Tag.short(277, [1]),
-        Tag.long(278, [appender.rows_per_strip]),
-        Tag.short(284, [1]),
+        *image_tags(
+            appender.frame_shape or (0, 0),
+            np.dtype(dtype),
+            compression=codec.tiff_code,
+            predictor=codec.tiff_predictor,
+            rows_per_strip=appender.rows_per_strip,
+        ),
         Tag.ascii(305, f"mmtiffsink {__version__}"),
-        Tag.short(339, [_SAMPLE_FORMAT[dtype.kind]]),
         Tag.ascii(SETTINGS_TAG, json.dumps(settings.to_json(profile), sort_keys=True)),
         *extratags,
     ]
-    if codec.predictor:
-        tags.append(Tag.short(317, [codec.tiff_predictor]))
     return (*tags, *resolution_tags(pxsize))
 
 
@@ -470,8 +477,7 @@ def check_classic_room(
     if appender.layout.bigtiff:
         return
     nplanes = planes[0] * planes[1] * planes[2]
-    fh, fw = appender.frame_shape or (0, 0)
-    frame = fh * fw * itemsize
+    frame = math.prod(appender.frame_shape or (0,)) * itemsize
     final = nplanes * 512 + _FINAL_RESERVE + frame + 2048
     slots = nplanes * frame if appender.slots is not None and appender.slots_at is None else 0
     projected = appender.end + slots + inflight + bound + final

@@ -25,7 +25,7 @@ from ._ome import StageLabel
 from ._order import Sequencer
 from ._profiles import Profile, ProfileName
 from ._series import SeriesTable, series_index
-from ._settings import Settings, positive_or_none
+from ._settings import Settings, optional_text, positive_or_none
 from ._tags import Layout, Tag, normalize_tags
 
 __all__ = ["FileAttributes"]
@@ -202,7 +202,7 @@ class FileAttributes:
 
     @image_name.setter
     def image_name(self, name: str | None) -> None:
-        text = None if name is None else str(name)
+        text = optional_text("image_name", name)
         self._set(lambda v: setattr(self._settings, "image_name", v), text)
 
     @property
@@ -231,7 +231,8 @@ class FileAttributes:
 
     @comment.setter
     def comment(self, text: str | None) -> None:
-        self._set(lambda v: setattr(self._settings, "comment", None if v is None else str(v)), text)
+        checked = optional_text("comment", text)
+        self._set(lambda v: setattr(self._settings, "comment", v), checked)
 
     def set_series(
         self,

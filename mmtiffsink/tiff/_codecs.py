@@ -34,6 +34,8 @@ _ALIASES: dict[str, CodecName] = {
     "raw": "none",
     "1": "none",
 }
+_X = 1
+"""The X axis of a frame, (Y, X) or (Y, X, samples): the predictor differences along it."""
 _PREDICTOR = re.compile(r"\s*\+\s*predictor\s*$", re.IGNORECASE)
 """The ``+predictor`` suffix of a compression text (``"zstd:1+predictor"``)."""
 PREDICTOR_HORIZONTAL = 2
@@ -221,15 +223,16 @@ class Codec:
 
     # ------------------------------------------------------------------ bytes
     def encode(self, frame: np.ndarray) -> bytes | memoryview:
-        """Compress a C-contiguous 2-D frame. Releases the GIL for the codec work.
+        """Compress a C-contiguous frame, (Y, X) or RGB (Y, X, 3). Releases the GIL.
 
         ``"none"`` returns a byte view of ``frame`` itself (no copy): the caller keeps the
         frame unchanged until the bytes are written. With the predictor, each row is
-        differenced first (TIFF predictor 2 of a one-sample-per-pixel image: what tifffile,
+        differenced first, along X (TIFF predictor 2: each sample minus the same sample of the
+        pixel to its left, for one or three contiguous samples per pixel: what tifffile,
         libtiff and Bio-Formats undo).
         """
         if self.predictor:
-            frame = imagecodecs.delta_encode(frame, axis=-1)
+            frame = imagecodecs.delta_encode(frame, axis=_X)
         if self.name == "zstd":
             return bytes(imagecodecs.zstd_encode(frame, level=self.level))  # type: ignore[arg-type]
         if self.name == "deflate":
@@ -247,7 +250,7 @@ class Codec:
         same: every IFD of the file says Predictor = 2.
         """
         if self.predictor:
-            frame = imagecodecs.delta_encode(frame, axis=-1)
+            frame = imagecodecs.delta_encode(frame, axis=_X)
         if self.name == "zstd":
             return _zstd_raw_frame(frame.data.cast("B"))
         if self.name == "deflate":
@@ -283,7 +286,7 @@ class Codec:
             raise ValueError(msg)
         image: np.ndarray = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
         if self.predictor:
-            imagecodecs.delta_decode(image, axis=1, out=image)
+            imagecodecs.delta_decode(image, axis=_X, out=image)
         return image
 
     def to_dict(self) -> dict[str, Any]:

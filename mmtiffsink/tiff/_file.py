@@ -96,6 +96,7 @@ class IJTiffFile(FileLifecycle):
     dtype
         Pixel type of the file. Frames of another type are cast; see ``cast``.
         ``bigtiff`` takes (u)int8/16/32/64 and float32/64, ``imagej`` uint8, uint16, float32.
+        RGB frames (Y, X, 3) need ``"uint8"`` (or ``"uint16"`` in ``bigtiff`` and ``ome``).
     colors
         One color per channel: CSS names (``"magenta"``), ``"#rrggbb"`` or RGB triples.
     colormap
@@ -298,7 +299,10 @@ class IJTiffFile(FileLifecycle):
         Parameters
         ----------
         frame
-            A 2-D array (Y, X), or anything ``numpy.asarray`` turns into one.
+            A 2-D array (Y, X), or an RGB frame (Y, X, 3), or anything ``numpy.asarray``
+            turns into one. The first frame makes the file grey or RGB; RGB frames are
+            8 bits per sample (``dtype="uint8"``), or 16 (``"uint16"``, Micro-Manager's
+            64bitRGB) in the ``bigtiff`` and ``ome`` profiles.
         c, z, t
             The plane's channel, slice and time point, from 0.
         extratags
@@ -317,14 +321,16 @@ class IJTiffFile(FileLifecycle):
         Raises
         ------
         FrameError
-            Wrong dimensionality, shape or dtype, a cast that would change values, or
+            Wrong dimensionality, shape or dtype, a grey frame into an RGB file or an RGB
+            frame into a grey one, a cast that would change values, or
             metadata that cannot be stored as JSON.
         CoordinateError
             Negative, out-of-shape, repeated or absurd coordinates (beyond ``max_planes``)
             or series.
         ProfileError
-            The frame would push an ``imagej`` file past 4 GiB; a series above 0 in a file
-            whose profile is not ``"ome"``.
+            RGB samples of a type the profile's readers cannot show (16-bit RGB in
+            ``imagej``, any RGB dtype but uint8/uint16); the frame would push an ``imagej``
+            file past 4 GiB; a series above 0 in a file whose profile is not ``"ome"``.
         WriterClosedError
             The file is closed (or closing in another thread).
         WriterError
@@ -349,10 +355,13 @@ class IJTiffFile(FileLifecycle):
             args = (self._low, self._high, self._max_planes, self.path, declared)
             self._series.check(key, *args)
         # frames written before save returns (uncompressed, or stored by keep_up) need no copy
-        # of the caller's array; a frame queued for the pool is copied below
+        # of the caller's memory; a frame queued for the pool is copied below unless the
+        # writer made it (a cast, a contiguous copy): whatever the input's type, memory the
+        # writer did not make may be the caller's, to be filled again once save returns
         compressed = self._codec.compressed
-        arr = as_frame(frame, self._dtype, self._cast, copy=False)
-        callers = isinstance(frame, np.ndarray) and np.may_share_memory(arr, frame)
+        arr, owned = as_frame(frame, self._dtype, self._cast)
+        if arr.ndim == 3:  # RGB: 8 bits per sample, or 16 where the profile's readers show it
+            self._profile.check_rgb(self._dtype)
         extra = list(normalize_tags(extratags, bigtiff=self._layout.bigtiff))
         if metadata is not None:
             extra.append(Tag.ascii(METADATA_TAG, _metadata_json(metadata)))
@@ -411,7 +420,7 @@ class IJTiffFile(FileLifecycle):
                 with self._lock:
                     self._raise_error()
             else:
-                if callers:  # the caller may reuse its buffer as soon as save returns
+                if not owned:  # the caller may reuse its buffer as soon as save returns
                     arr = np.array(arr, order="C", copy=True)
                 with self._lock:  # to the file's encode queue (see _encoder): a worker deposits
                     self._encoder.put(job, arr)
@@ -525,7 +534,7 @@ class IJTiffFile(FileLifecycle):
         Returns
         -------
         image : numpy.ndarray
-            The 2-D frame as stored.
+            The frame as stored: (Y, X), or (Y, X, 3) in an RGB file.
         metadata : dict or None
             The frame's ``metadata`` (tag 51123), or None when it had none.
 

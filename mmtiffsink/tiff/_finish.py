@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import MissingFramesWarning, ProfileError
 from ._appender import Appender, Tail, data_key, unpack
 from ._codecs import Codec
-from ._frames import Coord, Key
+from ._frames import Coord, Key, samples_per_pixel
 from ._imagej import imagej_description, imagej_metadata_tags
 from ._ome import OmeImage, ome_description, read_plane_infos
 from ._profiles import Profile
@@ -58,11 +58,19 @@ def blank_planes(appender: Appender, missing: Sequence[Key], codec: Codec, dtype
     return len(missing)
 
 
-def first_ifd_tags(shape: Coord, settings: Settings, *, profile: str, images: bool) -> list[Tag]:
-    """The ImageJ description, settings and IJMetadata of the finished file's first IFD."""
+def first_ifd_tags(
+    shape: Coord, settings: Settings, *, profile: str, images: bool, rgb: bool = False
+) -> list[Tag]:
+    """The ImageJ description, settings and IJMetadata of the finished file's first IFD.
+
+    An RGB file (``rgb``) has no LUTs and no display mode: ImageJ 1.x opens it as an RGB
+    hyperstack (its C, Z and T as written), whose pixels carry their own colours.
+    """
     c, z, t = shape
-    luts = settings.channel_luts(c)
+    luts = None if rgb else settings.channel_luts(c)
     mode = ("color" if luts else None) if c == 1 else "composite" if c <= 7 else "color"
+    if rgb:
+        mode = None
     desc = imagej_description(
         shape,
         images=images,
@@ -141,11 +149,16 @@ def write_final_chain(
 
     nplanes = len(canonical)
     if rewrite_all and nplanes > 1:
+        # the first saved frame keeps its metadata in 65423 (see FIRST_METADATA_TAG): its
+        # copy gets 51123 back, and the entries are sorted again (TIFF: ascending tag order)
         copies = [
-            [
-                _retag(e, FIRST_METADATA_TAG, METADATA_TAG)
-                for e in lay.parse_ifd(read(*unpack(planes[p])))[0]
-            ]
+            sorted(
+                (
+                    _retag(e, FIRST_METADATA_TAG, METADATA_TAG)
+                    for e in lay.parse_ifd(read(*unpack(planes[p])))[0]
+                ),
+                key=lay.entry_code,
+            )
             for p in canonical[1:]
         ]
         at = tail.pos
@@ -237,7 +250,10 @@ def finish(
     else:
         # images= when the planes are compressed or lie in their slots, in plane order
         images = codec.compressed or appender.slots is not None
-        first_extra = first_ifd_tags(parts[0].shape, settings, profile=profile, images=images)
+        rgb = samples_per_pixel(appender.frame_shape or (0, 0)) > 1
+        first_extra = first_ifd_tags(
+            parts[0].shape, settings, profile=profile, images=images, rgb=rgb
+        )
     h = appender.frame_shape[0] if appender.frame_shape else 1
     write_final_chain(appender, canonical, first_extra, two_strips=appender.rows_per_strip < h)
     appender.io.sync()

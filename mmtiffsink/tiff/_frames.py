@@ -15,7 +15,18 @@ import numpy as np
 
 from ..errors import CoordinateError, FrameError
 
-__all__ = ["Cast", "Coord", "Key", "cast_frame", "check_plane_count", "coordinate", "metadata_json"]
+__all__ = [
+    "RGB_SAMPLES",
+    "Cast",
+    "Coord",
+    "Key",
+    "cast_frame",
+    "check_plane_count",
+    "coordinate",
+    "frame_kind",
+    "metadata_json",
+    "samples_per_pixel",
+]
 
 Coord = tuple[int, int, int]
 Key = tuple[int, ...]
@@ -26,6 +37,18 @@ NONE_SAVED: Coord = (-(2**62), -(2**62), -(2**62))
 Cast = Literal["exact", "round", "truncate"]
 _CASTS = ("exact", "round", "truncate")
 _MAX_METADATA_DEPTH = 64
+RGB_SAMPLES = 3
+"""Samples of an RGB pixel: an RGB frame is ``(Y, X, 3)``, stored contiguous (RGBRGB...)."""
+
+
+def samples_per_pixel(frame_shape: tuple[int, ...]) -> int:
+    """Samples per pixel of a frame of ``frame_shape``: 1 for ``(Y, X)``, 3 for ``(Y, X, 3)``."""
+    return frame_shape[2] if len(frame_shape) > 2 else 1
+
+
+def frame_kind(frame_shape: tuple[int, ...]) -> str:
+    """``"RGB (Y, X, 3)"`` or ``"grey (Y, X)"``, for messages."""
+    return "RGB (Y, X, 3)" if samples_per_pixel(frame_shape) > 1 else "grey (Y, X)"
 
 
 def coordinate(name: str, value: Any, *, negative: bool = False) -> int:
@@ -60,11 +83,13 @@ def check_plane_count(low: Coord, high: Coord, max_planes: int, where: str) -> N
         raise CoordinateError(msg)
 
 
-def cast_frame(arr: np.ndarray, dst: np.dtype[Any], cast: Cast, *, copy: bool = True) -> np.ndarray:
-    """Return a C-contiguous copy of ``arr`` as ``dst``; never a silent change of values.
+def cast_frame(arr: np.ndarray, dst: np.dtype[Any], cast: Cast) -> tuple[np.ndarray, bool]:
+    """``arr`` as a C-contiguous array of ``dst``, and whether this function made it.
 
-    With ``copy=False`` an array that is already C-contiguous and of type ``dst`` is returned
-    as it is (for a caller that is done with it before it returns).
+    The flag says who owns the memory: True when the result is a new array made here (a cast
+    or a contiguous copy), which nothing else refers to; False when it is ``arr`` itself, whose
+    memory belongs to the caller (who may fill it again once ``save`` returns). Never a
+    silent change of values.
 
     ``cast="exact"`` (default) refuses any cast that changes a value: out of range (a wrap),
     NaN or infinity into integers, fractions into integers, float precision lost.
@@ -80,7 +105,9 @@ def cast_frame(arr: np.ndarray, dst: np.dtype[Any], cast: Cast, *, copy: bool = 
     """
     src = arr.dtype
     if src == dst:
-        return np.array(arr, order="C", copy=True) if copy else np.ascontiguousarray(arr)
+        if arr.flags.c_contiguous:
+            return arr, False
+        return np.ascontiguousarray(arr), True  # a strided view: copied here
     if src.kind not in "biuf":
         msg = f"cannot store a frame of dtype {src} in a {dst} file"
         raise FrameError(msg)
@@ -97,7 +124,7 @@ def cast_frame(arr: np.ndarray, dst: np.dtype[Any], cast: Cast, *, copy: bool = 
                 )
                 raise FrameError(msg)
         with np.errstate(invalid="ignore", over="ignore"):
-            return np.ascontiguousarray(arr.astype(dst))
+            return np.ascontiguousarray(arr.astype(dst)), True  # astype copies
     with np.errstate(invalid="ignore", over="ignore"):
         out = np.ascontiguousarray(arr.astype(dst))
         if src.kind == "f" and dst.itemsize < src.itemsize:
@@ -115,7 +142,7 @@ def cast_frame(arr: np.ndarray, dst: np.dtype[Any], cast: Cast, *, copy: bool = 
                     "use dtype={src}, or pass cast='round' to accept the nearest {dst} value"
                 ).format(src=src, dst=dst)
                 raise FrameError(msg)
-    return out
+    return out, True
 
 
 def _float_to_integers(arr: np.ndarray, dst: np.dtype[Any], cast: Cast) -> np.ndarray:
@@ -203,23 +230,37 @@ def metadata_json(metadata: Any) -> str:
         raise FrameError(msg) from None
 
 
-def as_frame(frame: Any, dtype: np.dtype[Any], cast: Cast, *, copy: bool = True) -> np.ndarray:
-    """A C-contiguous 2-D copy of ``frame`` in ``dtype`` (see :func:`cast_frame`).
+def as_frame(frame: Any, dtype: np.dtype[Any], cast: Cast) -> tuple[np.ndarray, bool]:
+    """``frame`` as a C-contiguous array of ``dtype``, and whether the writer owns it.
 
-    ``copy=False``: ``frame`` itself when it already is one (see :func:`cast_frame`).
+    A frame is grey, ``(Y, X)``, or RGB, ``(Y, X, 3)`` (red, green, blue samples of each
+    pixel, in that order).
+
+    ``frame`` is anything :func:`numpy.asarray` takes: an ndarray or a view of one, a
+    ``memoryview`` or other buffer-protocol object, an object with ``__array_interface__`` or
+    ``__array__``, a memory map. Whatever its type, the result is owned (True) only when
+    :func:`cast_frame` made it; otherwise it may be the caller's memory, and a frame that
+    outlives ``save`` must be copied (see :meth:`IJTiffFile.save`).
     """
     try:
         arr = np.asarray(frame)
     except (TypeError, ValueError) as exc:
         msg = f"a frame is a 2-D array; {type(frame).__name__} cannot be one: {exc}"
         raise FrameError(msg) from None
-    if arr.ndim != 2:
-        msg = f"a frame is 2-D (Y, X); got an array of shape {arr.shape}"
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        msg = (
+            f"a frame of shape {arr.shape} has 4 samples per pixel (RGBA, or Micro-Manager's "
+            "BGRA): store its colours as RGB, e.g. frame[..., :3] for RGBA or "
+            "frame[..., 2::-1] for BGRA"
+        )
+        raise FrameError(msg)
+    if arr.ndim != 2 and not (arr.ndim == 3 and arr.shape[2] == RGB_SAMPLES):
+        msg = f"a frame is 2-D (Y, X) or RGB (Y, X, 3); got an array of shape {arr.shape}"
         raise FrameError(msg)
     if 0 in arr.shape:
         msg = f"a frame cannot be empty; got shape {arr.shape}"
         raise FrameError(msg)
-    return cast_frame(arr, dtype, cast, copy=copy)
+    return cast_frame(arr, dtype, cast)
 
 
 def check_cap(max_planes: Any) -> int:

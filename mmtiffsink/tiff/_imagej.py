@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import tifffile
 
+from .._text import xml_safe
 from ._tags import Tag
 
 __all__ = ["imagej_description", "imagej_metadata_tags"]
@@ -71,10 +72,11 @@ def imagej_metadata_tags(
     meta: dict[str, object] = {}
     if luts:
         meta["LUTs"] = [np.ascontiguousarray(lut, dtype=np.uint8) for lut in luts]
+    # UTF-16 holds no lone surrogate: text is checked where it enters; this is the last defence
     if labels:
-        meta["Labels"] = list(labels)
+        meta["Labels"] = [xml_safe(label) for label in labels]
     if info:
-        meta["Info"] = info
+        meta["Info"] = xml_safe(info)
     if ranges:
         meta["Ranges"] = tuple(float(r) for r in ranges)
     if not meta:

@@ -13,6 +13,7 @@ planes), no runtime dependency.
 from __future__ import annotations
 
 import math
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -21,20 +22,26 @@ from typing import Any, ClassVar, final
 
 import numpy as np
 
-from ..errors import ConfigError, FrameError
+from mmtiffsink._values import LENGTH_UM, positive, require
+
+from .._text import xml_safe
+from ..errors import ConfigError, FrameError, TextReplacedWarning
 from ._appender import Appender, unpack
-from ._frames import Coord, Key
+from ._frames import Coord, Key, samples_per_pixel
 from ._settings import Settings
 from ._tags import Tag, decode_values
 
 __all__ = [
     "PLANE_INFO_TAG",
     "OmeImage",
+    "OmeImageFacts",
     "PlaneInfo",
     "StageLabel",
     "ome_color",
     "ome_description",
+    "parse_ome",
     "read_plane_infos",
+    "rgb_of_ome_color",
 ]
 
 PLANE_INFO_TAG = 65424
@@ -58,21 +65,8 @@ _UM = "µm"
 
 
 def _number(name: str, value: Any, *, non_negative: bool = False) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        msg = f"plane {name} must be a number, got {value!r}"
-        raise FrameError(msg)
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        msg = f"plane {name} must be a number, got {value!r}"
-        raise FrameError(msg) from None
-    if not math.isfinite(number) or (non_negative and number < 0):
-        kind = "non-negative, finite" if non_negative else "finite"
-        msg = f"plane {name} must be a {kind} number, got {value!r}"
-        raise FrameError(msg)
-    return number
+    sign = "non-negative" if non_negative else "any"
+    return require(f"plane {name}", value, sign=sign, error=FrameError)
 
 
 @final
@@ -107,9 +101,9 @@ class PlaneInfo:
 
     def __post_init__(self) -> None:
         for field in fields(self):
-            value = _number(field.name, getattr(self, field.name), non_negative=field.name in (
-                "exposure_time",
-            ))
+            value = _number(
+                field.name, getattr(self, field.name), non_negative=field.name in ("exposure_time",)
+            )
             object.__setattr__(self, field.name, value)
 
     @classmethod
@@ -218,7 +212,7 @@ def ome_description(
     *,
     path: Path,
     settings: Settings,
-    frame_shape: tuple[int, int],
+    frame_shape: tuple[int, ...],
     dtype: np.dtype[Any],
     images: Sequence[OmeImage],
 ) -> str:
@@ -280,7 +274,14 @@ def ome_description(
         ET.SubElement(original, q + "Key").text = f"Channel{ch}Name"
         ET.SubElement(original, q + "Value").text = channel_name
     body = ET.tostring(root, encoding="unicode")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body
+    safe = xml_safe(body)  # the last line of defence: every text was checked where it entered
+    if safe != body:
+        warnings.warn(
+            f"{path.name}: characters no XML parser reads were written as U+FFFD in its OME-XML",
+            TextReplacedWarning,
+            stacklevel=2,
+        )
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + safe
 
 
 def _image(
@@ -289,7 +290,7 @@ def _image(
     name: str,
     spec: OmeImage,
     settings: Settings,
-    frame_shape: tuple[int, int],
+    frame_shape: tuple[int, ...],
     dtype: np.dtype[Any],
     pixel_type: str,
     first_ifd: int,
@@ -307,16 +308,19 @@ def _image(
                 label[axis], label[axis + "Unit"] = _fmt(value), _UM
         ET.SubElement(image, q + "StageLabel", label)
     c, z, t = spec.shape
+    # an RGB file: each Channel has 3 samples, interleaved (RGBRGB...) in one IFD; SizeC
+    # counts samples (OME's rule, as tifffile and Bio-Formats write it), TheC channels
+    samples = samples_per_pixel(frame_shape)
     attrs = {
         "ID": f"Pixels:{index}",
         "DimensionOrder": "XYCZT",
         "Type": pixel_type,
         "SignificantBits": str(dtype.itemsize * 8),
-        "Interleaved": "false",
+        "Interleaved": "true" if samples > 1 else "false",
         "BigEndian": "false",
         "SizeX": str(frame_shape[1]),
         "SizeY": str(frame_shape[0]),
-        "SizeC": str(c),
+        "SizeC": str(c * samples),
         "SizeZ": str(z),
         "SizeT": str(t),
     }
@@ -330,9 +334,9 @@ def _image(
         attrs["TimeIncrement"], attrs["TimeIncrementUnit"] = _fmt(settings.timeinterval), "s"
     pixels = ET.SubElement(image, q + "Pixels", attrs)
     names = settings.channel_names or []
-    luts = settings.channel_luts(c) or []
+    luts = (settings.channel_luts(c) if samples == 1 else None) or []
     for ch in range(c):
-        channel = {"ID": f"Channel:{index}:{ch}", "SamplesPerPixel": "1"}
+        channel = {"ID": f"Channel:{index}:{ch}", "SamplesPerPixel": str(samples)}
         if ch < len(names):
             channel["Name"] = names[ch]
         if ch < len(luts):
@@ -367,3 +371,62 @@ def _image(
         ET.SubElement(pixels, q + "Plane", plane)
     if settings.annotations:
         ET.SubElement(image, q + "AnnotationRef", ID="Annotation:0")
+
+
+# --- reading: the few OME-XML facts inspect and the reader need ----------------------------
+
+
+@final
+@dataclass(frozen=True)
+class OmeImageFacts:
+    """What a reader needs of one OME ``Image``: its name, channel names and colours, pixel size."""
+
+    name: str
+    channel_names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int] | None, ...]
+    pixel_size_um: float | None
+
+
+def parse_ome(xml: str) -> list[OmeImageFacts]:
+    """The ``Image`` elements of an OME-XML document, in order; empty if it is unreadable."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return []
+    images = []
+    for image in root.iter():
+        if _local(image.tag) != "Image":
+            continue
+        pixels = next((p for p in image if _local(p.tag) == "Pixels"), None)
+        names: list[str] = []
+        colors: list[tuple[int, int, int] | None] = []
+        size: float | None = None
+        if pixels is not None:
+            for channel in (ch for ch in pixels if _local(ch.tag) == "Channel"):
+                names.append(channel.get("Name", ""))
+                colors.append(rgb_of_ome_color(channel.get("Color")))
+            size = _size(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit", "µm"))
+        images.append(OmeImageFacts(image.get("Name", ""), tuple(names), tuple(colors), size))
+    return images
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def rgb_of_ome_color(value: str | None) -> tuple[int, int, int] | None:
+    """OME's signed 32-bit RGBA integer (:func:`ome_color`) -> (r, g, b); None if unreadable."""
+    if value is None:
+        return None
+    try:
+        rgba = int(value) & 0xFFFFFFFF
+    except ValueError:
+        return None
+    return (rgba >> 24) & 255, (rgba >> 16) & 255, (rgba >> 8) & 255
+
+
+def _size(value: str | None, unit: str) -> float | None:
+    number = positive(value)
+    if number is None or unit not in LENGTH_UM:
+        return None
+    return number * LENGTH_UM[unit]

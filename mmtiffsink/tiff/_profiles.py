@@ -70,6 +70,10 @@ class Profile:
         decode it).
     readers
         Who opens it (for messages).
+    rgb_dtypes
+        Sample types of the RGB frames (``(Y, X, 3)``) its readers show as colour images.
+    rgb_refused
+        Why other RGB sample types are refused (for messages).
     ome
         The finished file's first IFD describes it in OME-XML (an OME-TIFF) instead of an
         ImageJ description.
@@ -87,6 +91,8 @@ class Profile:
     uncompressed_needs_shape: bool
     predictor_refused: str | None
     readers: str
+    rgb_dtypes: frozenset[np.dtype[Any]]
+    rgb_refused: str
     ome: bool = False
     suffix: str = ".tif"
 
@@ -219,6 +225,24 @@ class Profile:
             raise ProfileError(msg)
         return dt
 
+    def check_rgb(self, dtype: np.dtype[Any]) -> None:
+        """Refuse RGB frames of ``dtype`` samples if this profile's readers cannot show them.
+
+        Raises
+        ------
+        ProfileError
+            ``dtype`` is not one of :attr:`rgb_dtypes`.
+
+        """
+        if dtype in self.rgb_dtypes:
+            return
+        names = " or ".join(d.name for d in sorted(self.rgb_dtypes, key=lambda d: d.itemsize))
+        msg = (
+            f"the {self.name!r} profile stores RGB frames of {names} samples, not "
+            f"{dtype.name}: {self.rgb_refused}"
+        )
+        raise ProfileError(msg)
+
 
 def _dtypes(*codes: str) -> frozenset[np.dtype[Any]]:
     return frozenset(np.dtype(c) for c in codes)
@@ -235,6 +259,11 @@ Profile.ALL = {
         uncompressed_needs_shape=False,
         predictor_refused=None,
         readers="Fiji/Bio-Formats, tifffile",
+        rgb_dtypes=_dtypes("u1", "<u2"),
+        rgb_refused=(
+            "RGB is 8 or 16 bits per sample (Micro-Manager's 32bitRGB and 64bitRGB); give "
+            "dtype='uint8' or 'uint16'"
+        ),
     ),
     "imagej": Profile(
         name="imagej",
@@ -249,6 +278,12 @@ Profile.ALL = {
             "16-bit pixels wrongly (wrong pixel values)"
         ),
         readers="ImageJ 1.x",
+        rgb_dtypes=_dtypes("u1"),
+        rgb_refused=(
+            "ImageJ 1.x opens 16-bit RGB (64bitRGB) as one 3-channel stack and loses C, Z and "
+            "T; give dtype='uint8' for 8-bit RGB, or use profile='bigtiff' or 'ome' for "
+            "16-bit RGB"
+        ),
     ),
     "ome": Profile(
         name="ome",
@@ -261,6 +296,11 @@ Profile.ALL = {
         uncompressed_needs_shape=False,
         predictor_refused=None,
         readers="Fiji/Bio-Formats, tifffile, bioio, OMERO, QuPath",
+        rgb_dtypes=_dtypes("u1", "<u2"),
+        rgb_refused=(
+            "RGB is 8 or 16 bits per sample (Micro-Manager's 32bitRGB and 64bitRGB); give "
+            "dtype='uint8' or 'uint16'"
+        ),
         ome=True,
         suffix=".ome.tif",
     ),

@@ -27,7 +27,7 @@ def read_plane(
     packed_ifd: int,
     codec: Codec,
     dtype: np.dtype[Any],
-    frame_shape: tuple[int, int],
+    frame_shape: tuple[int, ...],
 ) -> tuple[np.ndarray, dict[str, Any] | None]:
     """Decode the frame and metadata of the IFD at ``packed_ifd`` (see :func:`pack`).
 

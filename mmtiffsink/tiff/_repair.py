@@ -14,13 +14,15 @@ from typing import Any, final
 
 import numpy as np
 
+from mmtiffsink._values import positive
+
 from ..errors import ConfigError, DatasetError, MissingFramesWarning
 from ..limits import MAX_PLANES, MAX_SERIES
 from ._appender import pack, rows_per_strip
 from ._codecs import Codec
 from ._colors import color_lut, colormap_lut
 from ._file import IJTiffFile
-from ._frames import Key
+from ._frames import RGB_SAMPLES, Key
 from ._io import FileIO
 from ._ome import StageLabel
 from ._profiles import Profile
@@ -75,7 +77,7 @@ class _Chain:
         self.labels: dict[int, tuple[str | None, StageLabel | None]] = {}
         self.settings: dict[str, Any] | None = None
         self.link_pos = self.lay.first_ifd_pointer
-        # width, height, bits, codec, kind, strips, predictor
+        # width, height, bits, codec, kind, strips, predictor, samples per pixel
         self.frame: tuple[int, ...] | None = None
 
     def read(self, offset: int, nbytes: int) -> bytes:
@@ -136,14 +138,22 @@ class _Chain:
         key = tuple(coord)
         if key in self.planes:
             raise _corrupt(self.path, offset, f"repeats the plane (c, z, t[, s]) = {key}")
-        one = [self.ints(values, code, offset) for code in (256, 257, 258, 259)]
+        one = [self.ints(values, code, offset) for code in (256, 257, 259)]
         if any(len(v) != 1 for v in one):
             raise _corrupt(self.path, offset, "holds several values in a one-value tag")
-        width, height, bits, codec = (v[0] for v in one)
-        kind = self.ints(values, 339, offset)[0] if 339 in values else 1
+        width, height, codec = (v[0] for v in one)
+        samples = self.ints(values, 277, offset)[0] if 277 in values else 1
+        # BitsPerSample and SampleFormat: one value per sample, all the same (an RGB frame)
+        per_sample = [self.ints(values, 258, offset)]
+        if 339 in values:
+            per_sample.append(self.ints(values, 339, offset))
+        if any(len(v) != samples or len(set(v)) != 1 for v in per_sample):
+            raise _corrupt(self.path, offset, f"describes samples unlike each other: {per_sample}")
+        bits = per_sample[0][0]
+        kind = per_sample[1][0] if 339 in values else 1
         predictor = self.ints(values, 317, offset)[0] if 317 in values else 1
         strips, counts = self.ints(values, 273, offset), self.ints(values, 279, offset)
-        frame = (width, height, bits, codec, kind, len(strips), predictor)
+        frame = (width, height, bits, codec, kind, len(strips), predictor, samples)
         if self.frame is None:
             self._check_frame(frame, offset)
             self.frame = frame
@@ -153,7 +163,7 @@ class _Chain:
             o + n > self.size or n <= 0 for o, n in zip(strips, counts, strict=False)
         ):
             raise _corrupt(self.path, offset, "has pixel strips past the end of the file")
-        if codec == 1 and sum(counts) != width * height * (bits // 8):
+        if codec == 1 and sum(counts) != width * height * samples * (bits // 8):
             raise _corrupt(self.path, offset, f"stores {sum(counts)} bytes of raw pixels")
         if SETTINGS_TAG in values and self.settings is None:
             self.settings = _parse_settings(self.path, values[SETTINGS_TAG][1])
@@ -167,9 +177,12 @@ class _Chain:
         self.arrival.append(key)
 
     def _check_frame(self, frame: tuple[int, ...], offset: int) -> None:
-        width, height, bits, codec, kind, nstrips, predictor = frame
+        width, height, bits, codec, kind, nstrips, predictor, samples = frame
         if not (0 < width < 1 << 31 and 0 < height < 1 << 31) or codec not in _CODECS:
             raise _corrupt(self.path, offset, f"describes a {width}x{height} frame, codec {codec}")
+        if samples not in (1, RGB_SAMPLES) or (samples > 1 and (kind != 1 or bits > 16)):
+            what = f"{samples} samples per pixel of {bits}-bit pixels of kind {kind}"
+            raise _corrupt(self.path, offset, f"describes {what}")
         if kind not in _KINDS or bits not in (8, 16, 32, 64) or (kind == 3 and bits < 32):
             raise _corrupt(self.path, offset, f"describes {bits}-bit pixels of kind {kind}")
         if predictor not in (1, 2) or (predictor == 2 and (codec == 1 or kind == 3)):
@@ -221,8 +234,7 @@ def _is_size(value: Any) -> bool:
 
 
 def _is_positive(value: Any) -> bool:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return number and math.isfinite(value) and value > 0
+    return positive(value) is not None
 
 
 def _is_texts(value: Any) -> bool:
@@ -346,7 +358,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         raise DatasetError(msg)
     if dangling:
         _cut_chain(path, chain, dangling)
-    width, height, bits, compression, kind, _, predictor = chain.frame
+    width, height, bits, compression, kind, _, predictor, samples = chain.frame
     dtype = np.dtype(f"<{_KINDS[kind]}{bits // 8}")
     try:
         codec = Codec.from_tiff(compression, predictor)
@@ -354,13 +366,14 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         msg = f"{path}: unexpected compression {compression}"
         raise DatasetError(msg) from None
     stored = Settings.from_json(chain.settings or {})
-    frame_bytes = height * width * dtype.itemsize
+    frame_shape = (height, width) if samples == 1 else (height, width, samples)
+    frame_bytes = height * width * samples * dtype.itemsize
     slots_at = _slots_start(chain.first, chain.planes, stored, codec, chain.lay, frame_bytes)
     tif = _resume(
         path,
         profile=profile,
         labels=chain.labels,
-        frame_shape=(height, width),
+        frame_shape=frame_shape,
         dtype=dtype,
         codec=codec,
         settings=stored,
@@ -388,7 +401,7 @@ def _resume(
     *,
     profile: Profile,
     labels: dict[int, tuple[str | None, StageLabel | None]],
-    frame_shape: tuple[int, int],
+    frame_shape: tuple[int, ...],
     dtype: np.dtype[Any],
     codec: Codec,
     settings: Settings,

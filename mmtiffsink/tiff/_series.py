@@ -16,13 +16,15 @@ that received no frame is left out (with a warning) and the others keep their or
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, final
 
 import numpy as np
 
+from mmtiffsink._values import require
+
+from .._text import check_text
 from ..errors import ConfigError, CoordinateError, ProfileError
 from ..limits import MAX_SERIES
 from ._frames import NONE_SAVED, Coord, Key, widen
@@ -77,32 +79,17 @@ def series_index(value: Any, profile: Profile) -> int:
 
 
 def _coordinate(axis: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        msg = f"stage {axis} must be a number in µm, got {value!r}"
-        raise ConfigError(msg)
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        msg = f"stage {axis} must be a number in µm, got {value!r}"
-        raise ConfigError(msg) from None
-    if not math.isfinite(number):
-        msg = f"stage {axis} must be a finite number in µm, got {value!r}"
-        raise ConfigError(msg)
-    return number
+    return require(f"stage {axis} (µm)", value, sign="any")
 
 
 def _name(what: str, value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        msg = f"{what} is text, got {value!r}"
+    text = check_text(what, value)  # text any file can hold
+    if len(text) > _MAX_NAME:
+        msg = f"{what} is {len(text):,} characters long; keep it under {_MAX_NAME}"
         raise ConfigError(msg)
-    if len(value) > _MAX_NAME:
-        msg = f"{what} is {len(value):,} characters long; keep it under {_MAX_NAME}"
-        raise ConfigError(msg)
-    return value
+    return text
 
 
 def stage_label(stage: Any, default_name: str | None) -> StageLabel | None:

@@ -1,6 +1,7 @@
 """A file's hyperstack settings: calibration, colors, channel names, comment, OME image facts.
 
-They are checked when given, may change until the file is closed (a sink learns the
+They are checked when given (text by :func:`mmtiffsink._text.check_text`: a character no
+file can hold is refused, naming the field), may change until the file is closed (a sink learns the
 calibration from the images), and are stored once in the file as JSON (tag 65422) so that
 :func:`mmtiffsink.repair` can finish a file its writer never closed.
 """
@@ -9,37 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from mmtiffsink._values import require
+
+from .._text import check_text, xml_safe
 from ..errors import ConfigError
 from ._colors import color_lut, colormap_lut
 from ._frames import Coord
 
-__all__ = ["Settings", "acquisition_date", "positive_or_none"]
+__all__ = ["Settings", "acquisition_date", "optional_text", "positive_or_none"]
 
 SETTINGS_VERSION = 1
 
 
 def positive_or_none(name: str, value: Any) -> float | None:
-    """A positive, finite float, or None; a :class:`ConfigError` for anything else."""
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        msg = f"{name} must be a number, got {value!r}"
-        raise ConfigError(msg)
-    try:
-        val = float(value)
-    except (TypeError, ValueError, OverflowError):
-        msg = f"{name} must be a number, got {value!r}"
-        raise ConfigError(msg) from None
-    if not math.isfinite(val) or val <= 0:
-        msg = f"{name} must be a positive, finite number, got {value!r}"
-        raise ConfigError(msg)
-    return val
+    """A positive, finite float, or None; a :class:`ConfigError` naming ``name`` otherwise."""
+    return require(name, value)
 
 
 def acquisition_date(value: Any) -> str | None:
@@ -71,7 +61,15 @@ def _annotations(value: Any) -> dict[str, str] | None:
     if not isinstance(value, Mapping):
         msg = f"annotations is a dict of key -> text, got {value!r}"
         raise ConfigError(msg)
-    return {str(k): str(v) for k, v in value.items()}
+    return {
+        check_text("an annotations key", str(k)): check_text(f"annotations[{k!r}]", str(v))
+        for k, v in value.items()
+    }
+
+
+def optional_text(what: str, value: Any) -> str | None:
+    """A text setting (``comment``, ``image_name``): None, or text any file can hold."""
+    return None if value is None else check_text(what, str(value))
 
 
 def _names(names: Any, what: str) -> list[str] | None:
@@ -80,7 +78,7 @@ def _names(names: Any, what: str) -> list[str] | None:
     if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
         msg = f"{what} is a list of names, got {names!r}"
         raise ConfigError(msg)
-    return [str(n) for n in names]
+    return [check_text(f"{what}[{i}]", str(n)) for i, n in enumerate(names)]
 
 
 class Settings:
@@ -131,8 +129,8 @@ class Settings:
         self.set_colors(colors)
         self.set_colormap(colormap)
         self.channel_names = _names(channel_names, "channel_names")
-        self.comment = None if comment is None else str(comment)
-        self.image_name = None if image_name is None else str(image_name)
+        self.comment = optional_text("comment", comment)
+        self.image_name = optional_text("image_name", image_name)
         self.acquisition_date: str | None = None
         self.set_acquisition_date(acquisition_date)
         self.annotations = _annotations(annotations)
@@ -234,10 +232,10 @@ class Settings:
         ):
             with contextlib.suppress(ConfigError, ValueError, TypeError):
                 setter(data.get(key))
-        comment = data.get("comment")
-        out.comment = None if comment is None else str(comment)
+        comment = data.get("comment")  # as stored, made writable (an older version's file)
+        out.comment = None if comment is None else xml_safe(str(comment))
         image_name = data.get("image_name")
-        out.image_name = image_name if isinstance(image_name, str) else None
+        out.image_name = xml_safe(image_name) if isinstance(image_name, str) else None
         return out
 
 

@@ -437,6 +437,46 @@ class Layout:
         return dtype, read(offset, nbytes)
 
 
+_SAMPLE_FORMAT = {"u": 1, "i": 2, "f": 3}
+PHOTOMETRIC_MINISBLACK = 1
+PHOTOMETRIC_RGB = 2
+
+
+def image_tags(
+    frame_shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    *,
+    compression: int,
+    predictor: int,
+    rows_per_strip: int,
+) -> list[Tag]:
+    """The tags that say how a frame's pixels decode, for a frame of ``frame_shape``.
+
+    The one home of these values: a grey frame ``(Y, X)`` is MinIsBlack with one sample per
+    pixel; an RGB frame ``(Y, X, 3)`` is Photometric RGB with three samples per pixel,
+    contiguous (PlanarConfiguration 1: RGBRGB...), BitsPerSample and SampleFormat given for
+    each sample (as ImageJ 1.x, Bio-Formats and libtiff read them). ``predictor`` 2 then
+    differences each sample with the same sample of the pixel to its left.
+    """
+    h, w = frame_shape[0], frame_shape[1]
+    samples = frame_shape[2] if len(frame_shape) > 2 else 1
+    rgb = samples > 1
+    tags = [
+        Tag.long(256, [w]),
+        Tag.long(257, [h]),
+        Tag.short(258, [dtype.itemsize * 8] * samples),
+        Tag.short(259, [compression]),
+        Tag.short(262, [PHOTOMETRIC_RGB if rgb else PHOTOMETRIC_MINISBLACK]),
+        Tag.short(277, [samples]),
+        Tag.long(278, [rows_per_strip]),
+        Tag.short(284, [1]),
+        Tag.short(339, [_SAMPLE_FORMAT[dtype.kind]] * samples),
+    ]
+    if predictor != 1:
+        tags.append(Tag.short(317, [predictor]))
+    return tags
+
+
 def resolution_tags(pxsize: float | None) -> list[Tag]:
     """XResolution, YResolution (pixels per µm) and ResolutionUnit for a pixel size in µm."""
     if pxsize is None:

@@ -40,7 +40,7 @@ from ._colors import parse_color
 from ._io import FileIO
 from ._tags import PLANE_TAG, SETTINGS_TAG
 
-__all__ = ["Following", "Hyperstack", "OwnFile", "Signal", "read_ifd"]
+__all__ = ["Following", "Hyperstack", "OwnFile", "Signal", "is_own_file", "read_ifd"]
 
 _log = logging.getLogger(__name__)
 
@@ -580,6 +580,48 @@ class _Settings:
         return out
 
 
+def is_own_file(path: Path) -> bool:
+    """Whether ``path`` is this writer's: little-endian, settings tag in the first IFD.
+
+    A header whose chain is still empty is a file whose writer has not linked a frame yet;
+    an empty file (or the start of our header) one whose writer has not written its header.
+
+    Raises
+    ------
+    DatasetError
+        The file is missing or cannot be read.
+
+    """
+    try:
+        io = FileIO(path, "read")
+    except FileNotFoundError:
+        msg = f"{path}: no such file"
+        raise DatasetError(msg) from None
+    except OSError as exc:
+        msg = f"{path}: cannot read it ({exc.strerror or exc})"
+        raise DatasetError(msg) from None
+    try:
+        size = io.size()
+        head = io.read(0, 16)
+        if len(head) < 8 and (b"II*\0"[: len(head)] == head or b"II+\0"[: len(head)] == head):
+            return True  # just created: its writer has not written the header yet
+        if head[:4] not in (b"II*\0", b"II+\0"):
+            return False
+        bigtiff = head[2] == 43
+        if bigtiff and len(head) < 16:
+            return False
+        (first,) = struct.unpack_from("<Q" if bigtiff else "<I", head, 8 if bigtiff else 4)
+        if first == 0:
+            return True
+        try:
+            ifd = read_ifd(io.read, first, bigtiff=bigtiff, size=size)
+        except DatasetError:
+            return False
+        return ifd is not None and SETTINGS_TAG in ifd.entries
+    finally:
+        io.close()
+
+
 @final
 class OwnFile(Hyperstack):
     """A file of this writer, finished or being written, read from its IFDs' plane tags.
@@ -666,8 +708,8 @@ class OwnFile(Hyperstack):
         size = self._io.size()
         header = self._read(0, 16)
         if len(header) < 8 or header[:4] not in (b"II*\0", b"II+\0"):
-            if size == 0:  # created, header not yet written
-                return False
+            if len(header) < 8 and header in (b"II*\0"[: len(header)], b"II+\0"[: len(header)]):
+                return False  # just created: its writer has not written the header yet
             msg = f"{self.path}: not a little-endian TIFF written by mmtiffsink"
             raise DatasetError(msg)
         self._bigtiff = header[2] == 43
@@ -687,7 +729,7 @@ class OwnFile(Hyperstack):
         else:
             again = read_ifd(self._read, self._last.offset, bigtiff=self._bigtiff, size=size)
             nxt = 0 if again is None else again.next
-        bound = min(size // (20 if self._bigtiff else 18) + 1, 4 * MAX_PLANES)
+        smallest = 36 if self._bigtiff else 18  # bytes of an IFD of one entry
         behind: set[int] = set()
         while nxt:
             ifd = read_ifd(self._read, nxt, bigtiff=self._bigtiff, size=size)
@@ -702,7 +744,7 @@ class OwnFile(Hyperstack):
                     raise DatasetError(msg)
                 behind.add(ifd.offset)
             self._walked += 1
-            if self._walked > bound:
+            if self._walked > min(size // smallest, 4 * MAX_PLANES):  # size as last read
                 msg = f"{self.path}: more IFDs in its chain than the file can hold"
                 raise DatasetError(msg)
             self._take(ifd, size)
