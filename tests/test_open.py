@@ -465,3 +465,30 @@ def _open_when_there(path: Path) -> Any:
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.005)
     return mmtiffsink.open(path)
+
+
+@pytest.mark.parametrize(
+    ("profile", "compression"),
+    [("bigtiff", "zstd"), ("bigtiff", "zstd:1+predictor"), ("imagej", "deflate"), ("ome", None)],
+)
+def test_rgb_files_have_a_trailing_sample_axis(
+    tmp_path: Path, profile: str, compression: str | None
+) -> None:
+    path = tmp_path / ("rgb.ome.tif" if profile == "ome" else "rgb.tif")
+    rng = np.random.default_rng(7)
+    frames = {
+        (z, t): rng.integers(0, 256, (8, 10, 3), dtype=np.uint8) for z in (0, 1) for t in (0, 1, 2)
+    }
+    with IJTiffFile(path, dtype="uint8", profile=profile, compression=compression) as tif:  # type: ignore[arg-type]
+        view = tif.view()
+        for (z, t), frame in frames.items():
+            tif.save(frame, 0, z, t)
+        tif.flush()
+        assert view.shape == (3, 2, 1, 8, 10, 3)
+        np.testing.assert_array_equal(view[2, 1, 0], frames[1, 2])
+    view.close()
+    with mmtiffsink.open(path) as h:
+        assert h.dims == ("T", "Z", "C", "Y", "X", "S") and h.ndim == 6
+        for (z, t), frame in frames.items():
+            np.testing.assert_array_equal(h[t, z, 0], frame)
+        np.testing.assert_array_equal(h[1, :, 0, 3, :, 2], [frames[z, 1][3, :, 2] for z in (0, 1)])
