@@ -406,6 +406,7 @@ def test_reading_while_another_process_writes(
                 h.refresh()
                 _check_view(h, seen)
                 with mmtiffsink.open(path) as fresh:  # a new reader each time, too
+                    assert isinstance(fresh, OwnFile)  # at every moment: ours, not a plain stack
                     _check_view(fresh, seen)
                     opened += 1
             out, err = child.communicate(timeout=60)

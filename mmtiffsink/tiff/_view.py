@@ -474,24 +474,26 @@ def read_ifd(
     head, entry, pointer = (8, 20, 8) if bigtiff else (2, 12, 4)
     if offset < (16 if bigtiff else 8) or offset + head > size:
         return None
-    raw = read(offset, head)
+    # one read of what an IFD of ours takes (about 20 entries); more only for larger ones
+    raw = read(offset, min(head + 32 * entry + pointer, size - offset))
     if len(raw) < head:
         return None
-    (count,) = struct.unpack("<Q" if bigtiff else "<H", raw)
+    (count,) = struct.unpack_from("<Q" if bigtiff else "<H", raw)
     if not 0 < count <= _MAX_ENTRIES:
         msg = f"the IFD at {offset} has {count} entries"
         raise DatasetError(msg)
     total = head + count * entry + pointer
     if offset + total > size:
         return None
-    buf = read(offset, total)
+    buf = raw if len(raw) >= total else read(offset, total)
     if len(buf) < total:
         return None
-    fmt = "<HHQ8s" if bigtiff else "<HHI4s"
-    entries: dict[int, tuple[int, int, bytes]] = {}
-    for i in range(count):
-        code, dtype, n, value = struct.unpack_from(fmt, buf, head + i * entry)
-        entries.setdefault(code, (dtype, n, value))
+    fields = struct.unpack_from(
+        ("<" + "HHQ8s" * count) if bigtiff else ("<" + "HHI4s" * count), buf, head
+    )
+    codes, types, counts, values = fields[0::4], fields[1::4], fields[2::4], fields[3::4]
+    found = zip(reversed(types), reversed(counts), reversed(values), strict=True)
+    entries = dict(zip(reversed(codes), found, strict=True))  # the first of a code wins
     (nxt,) = struct.unpack_from("<Q" if bigtiff else "<I", buf, head + count * entry)
     return Ifd(offset, nxt, entries)
 
@@ -601,8 +603,8 @@ def is_own_file(path: Path) -> bool:
         msg = f"{path}: cannot read it ({exc.strerror or exc})"
         raise DatasetError(msg) from None
     try:
-        size = io.size()
         head = io.read(0, 16)
+        size = io.size()  # after the header: the first IFD it links is wholly in the file
         if len(head) < 8 and (b"II*\0"[: len(head)] == head or b"II+\0"[: len(head)] == head):
             return True  # just created: its writer has not written the header yet
         if head[:4] not in (b"II*\0", b"II+\0"):
@@ -705,8 +707,8 @@ class OwnFile(Hyperstack):
         self._finalizer()
 
     def _load(self) -> bool:
-        size = self._io.size()
         header = self._read(0, 16)
+        size = self._io.size()  # after the header: what it links is wholly in the file
         if len(header) < 8 or header[:4] not in (b"II*\0", b"II+\0"):
             if len(header) < 8 and header in (b"II*\0"[: len(header)], b"II+\0"[: len(header)]):
                 return False  # just created: its writer has not written the header yet
