@@ -493,3 +493,26 @@ def test_rgb_files_have_a_trailing_sample_axis(
         for (z, t), frame in frames.items():
             np.testing.assert_array_equal(h[t, z, 0], frame)
         np.testing.assert_array_equal(h[1, :, 0, 3, :, 2], [frames[z, 1][3, :, 2] for z in (0, 1)])
+
+
+def test_a_view_holds_no_descriptor_and_sees_a_replaced_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.tif"
+    with IJTiffFile(path) as tif:
+        for t in range(2):
+            tif.save(coded_frame(0, 0, t), 0, 0, t)
+    h = mmtiffsink.open(path)
+    fds = len(os.listdir("/proc/self/fd")) if Path("/proc/self/fd").exists() else None
+    np.testing.assert_array_equal(h[0, 0, 0], coded_frame(0, 0, 0))
+    if fds is not None:  # nothing left open between reads (Windows can delete the file)
+        assert len(os.listdir("/proc/self/fd")) == fds
+    path.unlink()
+    with IJTiffFile(path) as tif:  # a new acquisition at the same path, other frames
+        for t in range(3):
+            tif.save(coded_frame(1, 0, t, (16, 20)), 0, 0, t)
+    with pytest.raises(DatasetError, match="replaced"):
+        h[1, 0, 0]  # never a plane of the new file read through the old file's index
+    assert h.refresh()
+    assert h.shape == (3, 1, 1, 16, 20)
+    for t in range(3):
+        np.testing.assert_array_equal(h[t, 0, 0], coded_frame(1, 0, t, (16, 20)))
+    h.close()

@@ -18,12 +18,12 @@ linked (see :meth:`OwnFile.frame_linked`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import struct
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
@@ -628,6 +628,12 @@ def is_own_file(path: Path) -> bool:
 class OwnFile(Hyperstack):
     """A file of this writer, finished or being written, read from its IFDs' plane tags.
 
+    The file is open only while it is read. Another file put at the path (deleted and written
+    again) is noticed by its device and inode, or by the IFD last read being gone or changed,
+    and read from its header at the next refresh (a plane not yet read raises
+    :class:`DatasetError` until then); a new file of exactly the same layout written in place
+    can only be told apart by opening it again.
+
     Parameters
     ----------
     path
@@ -649,12 +655,10 @@ class OwnFile(Hyperstack):
             msg = f"series is an integer from 0, got {series!r}"
             raise ConfigError(msg)
         self._series = series
-        try:
-            self._io = FileIO(self.path, "read")
-        except OSError as exc:
-            msg = f"{self.path}: cannot read it ({exc.strerror or exc})"
-            raise DatasetError(msg) from None
-        self._finalizer = weakref.finalize(self, self._io.close)
+        # the file is open only while it is read (a refresh, a plane): a view never holds a
+        # descriptor another process (or Windows' delete and rename) could trip over
+        self._io: FileIO | None = None
+        self._identity: tuple[int, int] | None = None  # (device, inode) as last opened
         self._bigtiff = False
         self._head = -1  # the header's first-IFD pointer as last read
         self._last: Ifd | None = None  # the last IFD of the chain walked
@@ -691,7 +695,8 @@ class OwnFile(Hyperstack):
     def _sync(self) -> None:
         if self._live and not self._stale and not self._finished:
             # closing the file links no frame: the header's switch to the final chain tells
-            head = self._read(0, 16)
+            with self._opened():
+                head = self._read(0, 16)
             fmt, at = ("<Q", 8) if self._bigtiff else ("<I", 4)
             if len(head) >= at + struct.calcsize(fmt):
                 self._stale = struct.unpack_from(fmt, head, at)[0] != self._head
@@ -700,15 +705,61 @@ class OwnFile(Hyperstack):
             self._load()
 
     # ------------------------------------------------------------ reading the file
+    @contextlib.contextmanager
+    def _opened(self) -> Iterator[FileIO]:
+        """The file, open for the block; a file replaced since it was last read starts afresh."""
+        if self._io is not None:  # nested in a read that holds it
+            yield self._io
+            return
+        try:
+            io = FileIO(self.path, "read")
+            stat = os.stat(self.path)
+        except OSError as exc:
+            msg = f"{self.path}: cannot read it ({exc.strerror or exc})"
+            raise DatasetError(msg) from None
+        try:
+            identity = (stat.st_dev, stat.st_ino)
+            if self._identity is not None and identity != self._identity:
+                self._head = -1  # another file at this path: walk it from its header
+            self._identity = identity
+            self._io = io
+            yield io
+        finally:
+            self._io = None
+            io.close()
+
+    def _replaced(self) -> bool:
+        """Whether the open file is not the one last read.
+
+        Another inode, or the IFD last read gone or other: the writer never changes a linked
+        IFD but for its next-pointer.
+        """
+        last = self._last
+        if self._head == -1:
+            return True
+        if last is None:
+            return False
+        try:
+            again = read_ifd(self._read, last.offset, bigtiff=self._bigtiff, size=self._size())
+        except DatasetError:
+            return True
+        return again is None or again.entries != last.entries
+
     def _read(self, offset: int, size: int) -> bytes:
+        assert self._io is not None
         return self._io.read(offset, size)
 
-    def _release(self) -> None:
-        self._finalizer()
+    def _size(self) -> int:
+        assert self._io is not None
+        return self._io.size()
 
     def _load(self) -> bool:
+        with self._opened():
+            return self._walk()
+
+    def _walk(self) -> bool:
         header = self._read(0, 16)
-        size = self._io.size()  # after the header: what it links is wholly in the file
+        size = self._size()  # after the header: what it links is wholly in the file
         if len(header) < 8 or header[:4] not in (b"II*\0", b"II+\0"):
             if len(header) < 8 and header in (b"II*\0"[: len(header)], b"II+\0"[: len(header)]):
                 return False  # just created: its writer has not written the header yet
@@ -719,6 +770,11 @@ class OwnFile(Hyperstack):
             return False
         fmt, at = ("<Q", 8) if self._bigtiff else ("<I", 4)
         (first,) = struct.unpack_from(fmt, header, at)
+        again = None
+        if first == self._head and self._last is not None:
+            again = read_ifd(self._read, self._last.offset, bigtiff=self._bigtiff, size=size)
+            if again is None or again.entries != self._last.entries:
+                self._head = -1  # the IFD last read is gone or other: another file at the path
         changed = False
         if first != self._head:  # a new file, or the writer switched to the final chain
             self._head, self._last, self._walked = first, None, 0
@@ -726,17 +782,16 @@ class OwnFile(Hyperstack):
             self._cache.clear()
             changed = True
             nxt = first
-        elif self._last is None:
+        elif again is None:
             nxt = first
         else:
-            again = read_ifd(self._read, self._last.offset, bigtiff=self._bigtiff, size=size)
-            nxt = 0 if again is None else again.next
+            nxt = again.next
         smallest = 36 if self._bigtiff else 18  # bytes of an IFD of one entry
         behind: set[int] = set()
         while nxt:
             ifd = read_ifd(self._read, nxt, bigtiff=self._bigtiff, size=size)
             if ifd is None:
-                size = self._io.size()  # the file may have grown since its size was read
+                size = self._size()  # the file may have grown since its size was read
                 ifd = read_ifd(self._read, nxt, bigtiff=self._bigtiff, size=size)
                 if ifd is None:
                     break  # not there (yet): the walk goes on from here at the next refresh
@@ -846,15 +901,19 @@ class OwnFile(Hyperstack):
         assert isinstance(where, tuple) and self._codec is not None
         strips: Sequence[int] = where
         chunks = []
-        for offset, count in zip(strips[::2], strips[1::2], strict=True):
-            if count > _MAX_FRAME_BYTES:
-                msg = f"{self.path}: a strip of {count} bytes"
+        with self._opened():
+            if self._replaced():
+                msg = f"{self.path} was replaced since it was read: refresh() reads the new file"
                 raise DatasetError(msg)
-            data = self._read(offset, count)
-            if len(data) != count:
-                msg = f"{self.path} was cut short: a frame's data at {offset} is missing"
-                raise DatasetError(msg)
-            chunks.append(data)
+            for offset, count in zip(strips[::2], strips[1::2], strict=True):
+                if count > _MAX_FRAME_BYTES:
+                    msg = f"{self.path}: a strip of {count} bytes"
+                    raise DatasetError(msg)
+                data = self._read(offset, count)
+                if len(data) != count:
+                    msg = f"{self.path} was cut short: a frame's data at {offset} is missing"
+                    raise DatasetError(msg)
+                chunks.append(data)
         codec = self._codec
         try:
             return codec.decode(b"".join(chunks), self._dtype, self._frame)
