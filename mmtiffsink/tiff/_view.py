@@ -644,8 +644,11 @@ class OwnFile(Hyperstack):
     Raises
     ------
     DatasetError
-        Not a file of this writer, unreadable, or its first frame is not there yet... (a file
-        without any frame has no IFD: it opens with shape (0, 0, 0, 0, 0)).
+        Missing, unreadable, not a file of this writer, or damaged (an IFD chain that loops,
+        counts no writer makes). A file without any frame yet (no IFD, or not even a header)
+        opens with shape (0, 0, 0, 0, 0).
+    ConfigError
+        ``series`` is not an integer from 0.
 
     """
 
