@@ -284,7 +284,9 @@ class Codec:
         if len(raw) != nbytes:
             msg = f"a frame decodes to {len(raw)} bytes, not the {nbytes} of {shape} {dtype}"
             raise ValueError(msg)
-        image: np.ndarray = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        image: np.ndarray = np.frombuffer(raw, dtype=dtype).reshape(shape)
+        if not image.flags.writeable:  # the caller's bytes (no codec): a copy of its own
+            image = image.copy()
         if self.predictor:
             imagecodecs.delta_decode(image, axis=_X, out=image)
         return image

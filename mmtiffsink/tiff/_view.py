@@ -363,8 +363,8 @@ class Hyperstack:
                         if frame is not None:
                             out[i, j, k] = frame[rest]
             index = tuple(slice(None) if kept else 0 for kept in (keep_t, keep_z, keep_c))
-            result: np.ndarray = out[index]
-            return result.copy() if result.base is not None else result
+            result: np.ndarray = out[index]  # a view of a new array: the caller's own
+            return result
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         if copy is False:
