@@ -24,7 +24,7 @@ time of the process (all threads) and of each timed call is recorded too. Every 
 a fresh subprocess of this script.
 
 Run ``python benchmarks/bench_acquisition.py --help`` for the options, and see
-``benchmarks/README.md`` (*Acquisition benchmark*) for what each column means.
+``docs/benchmarks/writer.md`` (*Acquisition benchmark*) for what each column means.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ the runner thread just before it would hand over the next frame); the parent the
 is left with tifffile / zarr and counts the frames that decode and are not blank, and for
 mmtiffsink again after ``mmtiffsink.repair``.
 
-Run ``python benchmarks/bench_mda.py --help`` for the options; ``benchmarks/MDA.md`` has the
+Run ``python benchmarks/bench_mda.py --help`` for the options; ``docs/benchmarks/mda.md`` has the
 results and what the columns mean.
 """
 

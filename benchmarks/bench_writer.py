@@ -6,7 +6,7 @@ and thread pools are per case. Each case writes into its own directory under ``-
 the size of what it wrote, and deletes it.
 
 Run ``python benchmarks/bench_writer.py --help`` for the options, and see
-``benchmarks/README.md`` for what each column means.
+``docs/benchmarks/writer.md`` for what each column means.
 """
 
 from __future__ import annotations
@@ -54,11 +54,16 @@ WRITERS = (
     "ome-zarr",
     "codec",
     "source",
+    "baseline",
 )
 #: the writers that are timed on every throughput workload by default
-DEFAULT_WRITERS = WRITERS
+DEFAULT_WRITERS = WRITERS[:-1]
 #: writers that take the codec and level (the others write uncompressed or encode nothing)
-COMPRESSING = frozenset({"mmtiffsink", "tiffwrite", "tifffile", "tifffile-iter", "codec"})
+COMPRESSING = frozenset(
+    {"mmtiffsink", "baseline", "tiffwrite", "tifffile", "tifffile-iter", "codec"}
+)
+#: where ``baseline`` imports mmtiffsink from (``--baseline DIR``: another checkout)
+BASELINE_ENV = "MMTIFFSINK_BENCH_BASELINE"
 #: rows that are not file writers (no file, no fsync, never a "peer")
 NOT_WRITERS = frozenset({"codec", "source"})
 
@@ -556,6 +561,7 @@ def write_source(
 
 WRITER_FUNCS: dict[str, Writer] = {
     "mmtiffsink": write_mmtiffsink,
+    "baseline": write_mmtiffsink,
     "tiffwrite": write_tiffwrite,
     "tifffile": write_tifffile,
     "tifffile-iter": write_tifffile_iter,
@@ -568,6 +574,7 @@ WRITER_FUNCS: dict[str, Writer] = {
 
 WRITER_MODULES: dict[str, str] = {
     "mmtiffsink": "mmtiffsink",
+    "baseline": "mmtiffsink",
     "tiffwrite": "tiffwrite",
     "tifffile": "tifffile",
     "tifffile-iter": "tifffile",
@@ -640,16 +647,20 @@ def run_child(job: Job) -> None:
     size = (int(pool.shape[1]), int(pool.shape[2]))
     result = Result(job.workload, job.writer, job.shape, count, count * pool[0].nbytes)
     writer = base_writer(job.writer)
-    if writer == "mmtiffsink":
-        sys.path.insert(0, str(REPO_ROOT))  # benchmark the checkout, installed or not
+    if writer in ("mmtiffsink", "baseline"):
+        # benchmark the checkout (or, for baseline, the one --baseline names), installed or not
+        root = os.environ.get(BASELINE_ENV, "") if writer == "baseline" else str(REPO_ROOT)
+        sys.path.insert(0, root)
         if "@" in job.writer:  # before the import: the pool reads it when it starts
             os.environ["MMTIFFSINK_WORKERS"] = str(job.workers)
     reason = unsupported(job)
     try:
         if reason:
             raise RuntimeError(reason)
+        if writer == "baseline" and not os.environ.get(BASELINE_ENV):
+            raise RuntimeError("baseline needs --baseline DIR (a checkout of mmtiffsink)")
         __import__(WRITER_MODULES[writer])
-        if writer == "mmtiffsink":
+        if writer in ("mmtiffsink", "baseline"):
             from mmtiffsink import IJTiffFile  # noqa: F401
         if writer in ("ome-tiff", "ome-zarr"):
             scratch = Path(job.out_dir, "warm-up")
@@ -868,7 +879,7 @@ def fastest_peer(workload: Workload, results: list[Result]) -> Result | None:
 
     def keep(name: str) -> bool:
         writer = base_writer(name)
-        if writer == "mmtiffsink" or writer in NOT_WRITERS:
+        if writer in ("mmtiffsink", "baseline") or writer in NOT_WRITERS:
             return False
         return workload.codec == "none" or writer not in raw_only
 
@@ -1047,6 +1058,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, default=None, help="directory to write into (default: a temp dir)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also dump the results here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout whose mmtiffsink the 'baseline' writer runs (old core vs new)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each case")
     parser.add_argument(
         "--stat", choices=("best", "median"), default="best", help="which run to report"
@@ -1107,6 +1124,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.baseline is not None:  # the children inherit it
+        os.environ[BASELINE_ENV] = str(args.baseline.resolve())
     if args.child is not None:
         data = json.loads(args.child)
         data["shape"] = tuple(data["shape"])

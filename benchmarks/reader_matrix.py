@@ -1,7 +1,7 @@
-"""Reader matrix: what each reader shows of a file of each profile (README, "File profiles").
+"""Reader matrix: what each reader shows of a file of each profile (docs/profiles.md).
 
 Not a speed benchmark: a measurement of what readers show, kept beside the other measurement
-scripts whose results the README quotes (and linted with them).
+scripts whose results the docs quote (and linted with them).
 
     python benchmarks/reader_matrix.py                  # Markdown table, about a minute
     python benchmarks/reader_matrix.py --json out.json  # also every measured value as JSON
@@ -274,7 +274,7 @@ def names_from_lines(lines: Sequence[str]) -> list[str] | None:
 
 # ---------------------------------------------------------------- the readers
 def frame_json(page: Any) -> dict[str, Any] | None:
-    """A page's frame metadata JSON: tag 51123, or 65423 on the first page (README, *File
+    """A page's frame metadata JSON: tag 51123, or 65423 on the first page (docs, *File
     layout*: tifffile takes a first page with 51123 for a Micro-Manager MMStack file)."""
     if not isinstance(page, tifffile.TiffPage):
         return None

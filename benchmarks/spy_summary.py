@@ -20,7 +20,7 @@ STAGES = (
     ("CRC-32 key", "data_key"),
     ("pwrite/pwritev", "_io.py"),
     ("append: IFD and tags (Python)", "Appender.append"),
-    ("sequencer (ordering, hand-over)", "Sequencer."),
+    ("writer thread (ordering, hand-over)", "FileWriter."),
     ("budget wait", "Budget.acquire"),
     ("frame copy (as_frame)", "as_frame"),
     ("save: checks, tags, locks", "IJTiffFile.save"),

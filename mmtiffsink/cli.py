@@ -1,4 +1,4 @@
-"""The ``mmtiffsink`` command: ``run``, ``replay``, ``info``, ``repair`` and ``preview``.
+"""The ``mmtiffsink`` command: ``run``, ``replay``, ``info``, ``repair``, ``preview``, ``example``.
 
 Every subcommand prints a readable message and exits non-zero on failure; a traceback is
 shown only with ``--traceback``. Exit status: 0 success, 1 failure (some dataset or file
@@ -82,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run the acquisition a YAML file describes",
-        description="Run the acquisition described by a YAML file (see configs/).",
+        description=(
+            "Run the acquisition described by a YAML file (`mmtiffsink example` lists "
+            "working ones; `mmtiffsink example demo > demo.yaml` writes one)."
+        ),
     )
     run.add_argument("config", type=Path, help="the YAML run file")
     run.add_argument(
@@ -169,6 +172,17 @@ def _parser() -> argparse.ArgumentParser:
         default="first",
         help="the first (default) or last time point, or a row per time point (at most 8)",
     )
+
+    example = sub.add_parser(
+        "example",
+        help="list the example run files, or print one",
+        description=(
+            "Without NAME, list the example run files shipped with mmtiffsink; with NAME, "
+            "print that run file (e.g. `mmtiffsink example demo > demo.yaml && mmtiffsink run "
+            "demo.yaml`: its output folder is relative to the run file)."
+        ),
+    )
+    example.add_argument("name", nargs="?", default=None, metavar="NAME", help="an example")
     return parser
 
 
@@ -237,12 +251,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         progress=not args.no_progress,
     )
-    print(format_results(results))
+    print(format_results(results, errors=False))  # each error is said once, on stderr
     if not args.no_preview:
         _previews("replay", [f for result in results for f in result.files])
     for result in results:
         if not result.ok:
-            print(f"mmtiffsink replay: {result.dataset}: {result.error}", file=sys.stderr)
+            error = str(result.error)
+            where = "" if error.startswith(str(result.dataset)) else f"{result.dataset}: "
+            print(f"mmtiffsink replay: {where}{error}", file=sys.stderr)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
@@ -279,7 +295,8 @@ def _cmd_repair(args: argparse.Namespace) -> int:
                 warnings.simplefilter("ignore", MissingFramesWarning)  # reported below
                 report = repair(path)
         except (MMTiffSinkError, OSError) as exc:
-            print(f"mmtiffsink repair: {path}: {exc}", file=sys.stderr)
+            where = "" if str(exc).startswith(str(path)) else f"{path}: "
+            print(f"mmtiffsink repair: {where}{exc}", file=sys.stderr)
             status = EXIT_FAILED
             continue
         if report.already_finished:
@@ -313,13 +330,55 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return status
 
 
+def _examples() -> dict[str, str]:
+    """The example run files shipped in ``mmtiffsink/examples``: name -> text."""
+    from importlib.resources import files
+
+    folder = files("mmtiffsink").joinpath("examples")
+    found = (f for f in folder.iterdir() if f.name.endswith(".yaml"))
+    return {f.name.removesuffix(".yaml"): f.read_text(encoding="utf-8") for f in found}
+
+
+def _cmd_example(args: argparse.Namespace) -> int:
+    examples = _examples()
+    if args.name is None:
+        for name, text in sorted(examples.items()):
+            title = text.splitlines()[0].lstrip("# ") if text else ""
+            print(f"{name:<20} {title}")
+        return EXIT_OK
+    name = str(args.name).removesuffix(".yaml")
+    if name not in examples:
+        known = ", ".join(sorted(examples))
+        message = f"mmtiffsink example: error: no example {name!r} (there are: {known})"
+        print(message, file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(examples[name])
+    return EXIT_OK
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "replay": _cmd_replay,
     "info": _cmd_info,
     "repair": _cmd_repair,
     "preview": _cmd_preview,
+    "example": _cmd_example,
 }
+
+
+def _end_interrupted_run() -> None:
+    """End the process of an interrupted ``mmtiffsink run`` now, with status 130.
+
+    By then the run has finished its files and stopped its microscope; what may be left are
+    the engines' threads (pycro-manager's, a camera's or the core's C++ threads). Python's
+    shutdown would stop them mid-call: a thread inside C++ then aborts the process (SIGABRT,
+    "FATAL: exception not rethrown") and pycro-manager's threads print their tracebacks.
+    ``os._exit`` (every platform) skips that shutdown; the output streams are flushed first.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -334,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         0 on success, 1 on failure, 2 for a bad command line, 130 when interrupted.
+        As the program (``argv`` None), an interrupted ``run`` ends the process with 130
+        once its files are finished, without Python's shutdown (see
+        :func:`_end_interrupted_run`).
 
     """
     parser = _parser()
@@ -345,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"mmtiffsink {args.command}: interrupted", file=sys.stderr)
+        if argv is None and args.command == "run":
+            _end_interrupted_run()
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `mmtiffsink info *.tif | head`: the reader left; not an error
         with contextlib.suppress(OSError):

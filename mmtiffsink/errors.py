@@ -23,8 +23,10 @@ __all__ = [
     "ProfileError",
     "SupersededImagesWarning",
     "TextReplacedWarning",
+    "UnclosedFileWarning",
     "WriterClosedError",
     "WriterError",
+    "no_such_file",
 ]
 
 
@@ -80,6 +82,14 @@ class DatasetError(MMTiffSinkError):
     """An input dataset (e.g. NDTiff) is missing, unreadable or corrupted."""
 
 
+def no_such_file(path: object) -> DatasetError:
+    """The error of an input that does not exist.
+
+    One wording for ``info``, ``preview``, ``repair`` and ``replay``.
+    """
+    return DatasetError(f"{path}: no such file")
+
+
 class MicroscopeError(MMTiffSinkError):
     """The microscope could not be started, reached or set up as the run file says."""
 
@@ -102,3 +112,7 @@ class SupersededImagesWarning(MMTiffSinkWarning):
 
 class TextReplacedWarning(MMTiffSinkWarning):
     """Text that came with the data held characters no file can hold; they were replaced."""
+
+
+class UnclosedFileWarning(MMTiffSinkWarning):
+    """A file was still open at interpreter exit: mmtiffsink finished it then."""

@@ -4,10 +4,14 @@
 #   bash scripts/test.sh                      # everything (what CI runs)
 #   bash scripts/test.sh tests/test_x.py -k y # a subset, on this interpreter only
 # Without arguments it also runs
-#   - the writer tests again with MMTIFFSINK_PORTABLE_IO=1 (the seek+write fallback I/O), and
+#   - the writer tests again with MMTIFFSINK_PORTABLE_IO=1 (the seek+write fallback I/O),
 #   - the core tests on the oldest and newest Python the package claims (3.10 and 3.13), each in
 #     its own venv under .tools/venvs/ (made once per pyproject.toml), with pyenv's interpreters;
-#     one that is missing fails the run in CI (CI set) and is skipped with a message elsewhere.
+#     one that is missing fails the run in CI (CI set) and is skipped with a message elsewhere,
+#   - the documentation site: `mkdocs build --strict`, and
+#   - the packages: the wheel and the sdist built, the wheel installed into a fresh venv outside
+#     the checkout that runs the demo (`mmtiffsink example demo > demo.yaml && mmtiffsink run
+#     demo.yaml`), the sdist checked for what the tests need.
 # Every run goes on after a failure; the summary at the end lists each run, and the exit status
 # is non-zero if any run failed or ran no test (pytest's exit 5 counts as a failure).
 # Needs root (or sudo) only the first time, for Debian packages.
@@ -54,7 +58,7 @@ else
 fi
 
 # --- 2. Python package with its test extras -----------------------------------------------
-section "Python package (pip install -e .[test,pycromanager,bench,cluster])"
+section "Python package (pip install -e .[test,pycromanager,bench,cluster,docs])"
 # Skip pip when this interpreter already has this checkout installed from this pyproject.toml.
 stamp_key="$("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])') $(
     sha256sum pyproject.toml | cut -d' ' -f1)"
@@ -70,7 +74,7 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$stamp_key" ]] && installed_here; the
     echo "already installed"
 else
     PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$PY" -m pip install -q -e ".[test,pycromanager,bench,cluster]"
+        "$PY" -m pip install -q -e ".[test,pycromanager,bench,cluster,docs]"
     echo "$stamp_key" >"$stamp"
     echo "installed"
 fi
@@ -108,7 +112,7 @@ fi
 # --- 4. Checks ----------------------------------------------------------------------------
 section "ruff"
 lint_paths=()
-for p in mmtiffsink tests benchmarks; do [[ -e "$p" ]] && lint_paths+=("$p"); done
+for p in mmtiffsink tests benchmarks docs; do [[ -e "$p" ]] && lint_paths+=("$p"); done
 "$PY" -m ruff check "${lint_paths[@]}"
 
 section "mypy"
@@ -146,6 +150,96 @@ run_pytest() {  # run_pytest NAME PYTHON [env NAME=VALUE ...] -- PYTEST ARGS...
     esac
 }
 
+run_step() {  # run_step NAME COMMAND...: a recorded run that is not pytest
+    local name="$1" rc=0
+    shift
+    section "$name"
+    local start=$SECONDS
+    # in a subshell whose status is not tested, so that `set -e` holds inside the command
+    set +e
+    (
+        set -e
+        "$@"
+    )
+    rc=$?
+    set -e
+    local took=$((SECONDS - start))
+    if [[ "$rc" == 0 ]]; then
+        record "$name" "passed (${took} s)" 0
+    else
+        record "$name" "FAILED (exit $rc, ${took} s)" 1
+    fi
+}
+
+# The documentation site, as strict as mkdocs gets: a broken link or anchor, a page missing from
+# the nav, a docstring the API reference cannot render, or a generator that fails (the CLI and
+# run-file references, docs/hooks.py) fails the run. Built outside the checkout.
+docs_site() {
+    local site rc=0
+    site="$(mktemp -d)"
+    NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict --site-dir "$site" || rc=$?
+    if [[ "$rc" == 0 && ! -s "$site/reference/cli/index.html" ]]; then
+        echo "mkdocs built no command-line reference" >&2
+        rc=1
+    fi
+    rm -rf "$site"
+    return "$rc"
+}
+
+# The packages as a user gets them: build the sdist and, from it, the wheel; the sdist must
+# hold what the tests need (LICENSE, tests/ with conftest.py and helpers, the examples); the
+# wheel, installed into a fresh venv in a temporary folder (no checkout on its path), must run
+# the README's demo and write a file tifffile opens.
+packages() (
+    set -euo pipefail
+    unset PYTHONPATH  # only the venv's installed package may answer
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    echo "building the sdist and the wheel (python -m build)"
+    "$PY" -m build --outdir "$tmp/dist" . >"$tmp/build.log" 2>&1 || {
+        tail -n 40 "$tmp/build.log" >&2
+        exit 1
+    }
+    wheels=("$tmp"/dist/*.whl)
+    sdists=("$tmp"/dist/*.tar.gz)
+    tar -tzf "${sdists[0]}" | sed 's|^[^/]*/||' >"$tmp/sdist.txt"
+    for needed in LICENSE README.md CHANGELOG.md pyproject.toml MANIFEST.in mkdocs.yml \
+        tests/conftest.py tests/readers.py tests/microscope.py tests/writer_support.py \
+        tests/acquisition_support.py tests/project/test_docs.py tests/data/BioFormatsServer.java \
+        mmtiffsink/examples/demo.yaml docs/index.md docs/hooks.py scripts/test.sh \
+        benchmarks/reader_matrix.py; do
+        grep -qx "$needed" "$tmp/sdist.txt" || { echo "the sdist lacks $needed" >&2; exit 1; }
+    done
+    "$PY" -m zipfile -l "${wheels[0]}" >"$tmp/wheel.txt"
+    for needed in licenses/LICENSE mmtiffsink/examples/demo.yaml mmtiffsink/py.typed; do
+        grep -q "$needed" "$tmp/wheel.txt" || { echo "the wheel lacks $needed" >&2; exit 1; }
+    done
+    echo "sdist and wheel hold what they should: $(basename "${sdists[0]}") $(basename "${wheels[0]}")"
+    "$PY" -m venv "$tmp/venv"
+    start=$SECONDS
+    PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$tmp/venv/bin/python" -m pip install -q "${wheels[0]}[pycromanager]"
+    echo "installed the wheel with [pycromanager] into a fresh venv in $((SECONDS - start)) s"
+    mkdir "$tmp/user"
+    cd "$tmp/user"
+    "$tmp/venv/bin/mmtiffsink" example >/dev/null
+    "$tmp/venv/bin/mmtiffsink" example demo >demo.yaml
+    "$tmp/venv/bin/mmtiffsink" run demo.yaml --no-progress --no-preview
+    "$tmp/venv/bin/python" - <<'PYEOF'
+import pathlib, sys
+import mmtiffsink, tifffile
+installed = pathlib.Path(mmtiffsink.__file__).resolve()
+assert "site-packages" in installed.parts, f"mmtiffsink imported from {installed}, not the wheel"
+with tifffile.TiffFile("output/demo.tif") as tif:
+    series = tif.series[0]
+    data = series.asarray()
+    print(f"output/demo.tif: {series.axes} {series.shape} {data.dtype}, "
+          f"{len(tif.pages)} pages, from mmtiffsink {mmtiffsink.__version__} at {installed.parent}")
+    assert series.shape == (3, 5, 3, 256, 256) and series.axes == "TZCYX", series.shape
+    assert data.any()
+PYEOF
+)
+
 run_pytest "main suite, $("$PY" -c 'import sys; print(sys.version.split()[0])')" "$PY" -- "$@"
 
 if [[ $# -gt 0 ]]; then
@@ -156,14 +250,13 @@ else
     # The writer once more with its seek+write fallback (the I/O used where the OS has no
     # positional writes, e.g. Windows).
     run_pytest "portable I/O (MMTIFFSINK_PORTABLE_IO=1)" "$PY" MMTIFFSINK_PORTABLE_IO=1 -- \
-        tests/test_writer.py tests/test_crash.py tests/test_hardening.py tests/test_info.py \
-        tests/test_fuzz_info_repair.py tests/test_keep_up.py tests/test_adversarial_writer.py \
-        tests/test_writer_buffers.py tests/test_tag_order.py
+        tests/writer tests/crash tests/inspect/test_info.py tests/profiles/test_tag_order.py \
+        tests/profiles/test_conformance.py -m "not acquisition"
 
-    # The core tests on the oldest and the newest Python the package claims.
-    CORE_TESTS=(tests/test_writer.py tests/test_crash.py tests/test_hardening.py tests/test_sink.py
-        tests/test_replay.py tests/test_replay_damaged.py tests/test_info.py tests/test_keep_up.py
-        tests/test_adversarial_writer.py tests/test_writer_buffers.py tests/test_tag_order.py)
+    # The core tests on the oldest and the newest Python the package claims: the writer, crash
+    # safety and repair, the sink, replay, info (the folders of tests/ by feature).
+    CORE_TESTS=(tests/writer tests/crash tests/sink tests/replay tests/inspect/test_info.py
+        tests/profiles/test_tag_order.py tests/profiles/test_conformance.py -m "not acquisition")
     OTHER_PYTHONS=(3.10 3.13)
     pyenv_root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
     find_python() {  # find_python 3.10 -> the newest 3.10.x interpreter that can make a venv
@@ -223,6 +316,9 @@ sys.exit(sys.version_info[:2] != tuple(map(int, '$minor'.split('.'))))" 2>/dev/n
         fi
         run_pytest "core tests, Python $version" "$venv/bin/python" -- "${CORE_TESTS[@]}"
     done
+
+    run_step "docs site (mkdocs build --strict)" docs_site
+    run_step "packages (build, wheel in a fresh venv runs the demo)" packages
 fi
 
 section "summary"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 
 import pytest
+
+from mmtiffsink.tiff import _pool
 
 pytest_plugins = ["tests.readers", "tests.microscope"]
 
@@ -19,3 +22,14 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture
+def tiny_budget(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A process budget of one byte: one frame in flight at a time (a frame always fits alone).
+
+    Every byte taken must be given back by the end of the test.
+    """
+    monkeypatch.setattr(_pool, "_budget", _pool.Budget(1))
+    yield
+    assert _pool.budget().used == 0, "budget bytes leaked"

@@ -23,19 +23,19 @@ from typing import Any, final
 import numpy as np
 import tifffile
 
+from mmtiffsink._text import xml_safe
 from mmtiffsink._values import LENGTH_UM as _LENGTH_UM
 from mmtiffsink._values import RESOLUTION_UNIT_UM as _RESOLUTION_UNIT_UM
 from mmtiffsink._values import TIME_S as _TIME_S
 from mmtiffsink._values import positive
-from mmtiffsink.errors import DatasetError
-from mmtiffsink.tiff.format import frame_tags
+from mmtiffsink.errors import DatasetError, no_such_file
+from mmtiffsink.limits import MAX_PLANES, MAX_SERIES
+from mmtiffsink.tiff import OmeImageFacts, parse_ome
+from mmtiffsink.tiff.format import SETTINGS_TAG, IfdWalk, Mark, frame_tags, in_use
 
 from ._tifflog import tifffile_log
 
 __all__ = ["FileInfo", "SeriesInfo", "file_info", "summary_table"]
-
-SETTINGS_TAG = 65422
-"""mmtiffsink's settings JSON tag (see ``mmtiffsink/tiff/_tags.py``)."""
 
 _CODEC_NAMES = {
     "NONE": "none",
@@ -71,8 +71,8 @@ class FileInfo:
     size_bytes: int
     """File size on disk."""
     profile: str
-    """``"bigtiff"``, ``"imagej"`` (classic ImageJ hyperstack), ``"ome"`` (an mmtiffsink OME-TIFF)
-    or ``"tiff"`` (anything else)."""
+    """``"bigtiff"``, ``"imagej"`` (classic ImageJ hyperstack), ``"ome"`` (an OME-TIFF, ours
+    or another writer's) or ``"tiff"`` (anything else)."""
     codec: str
     """``"zstd"``, ``"deflate"``, ``"none"`` or tifffile's name of another compression, then
     ``+predictor`` for horizontal differencing (``+p3``: another predictor's number)."""
@@ -103,6 +103,14 @@ class FileInfo:
     rgb: bool = False
     """The frames are RGB colour images (Photometric RGB, three samples per pixel: ``S`` in
     ``shape``), not grey ones."""
+    in_use: bool = False
+    """True while a writer that lives has the file open (its lock record ``NAME.tif.lock``):
+    the file is growing, and what is shown is what its writer had linked when it was read."""
+    writer: str = ""
+    """Who marks the file as in use, or last did (``pid 12 on host x since ...``), if known."""
+    writer_state: str = ""
+    """The lock record's state: ``"live"``, ``"stale"`` (its writer stopped), ``"unknown"``
+    (a record of another host, where this process cannot ask), or ``""`` (no record)."""
 
     @property
     def compression_ratio(self) -> float:
@@ -141,14 +149,23 @@ class FileInfo:
             f"  size         {_size(self.size_bytes)} on disk, {_size(self.raw_bytes)} of pixels, "
             f"ratio {self.compression_ratio:.2f}"
         )
-        if self.finished:
-            lines.append("  state        finished")
-        else:
-            lines.append(
-                "  state        UNFINISHED (its writer was killed): "
-                f"run `mmtiffsink repair {self.path}`"
-            )
+        lines.append(f"  state        {self.state_text()}")
         return "\n".join(lines)
+
+    def state_text(self) -> str:
+        """One line: finished, being written, or unfinished and what to do about it."""
+        if self.in_use:
+            return f"being written, {self.planes} frames so far ({self.writer})"
+        if self.finished:
+            return "finished"
+        if self.writer_state == "unknown":
+            return (
+                f"UNFINISHED, or being written on another host ({self.writer}): if that "
+                "writer has stopped, delete the lock record "
+                f"{self.path.name}.lock, then run `mmtiffsink repair {self.path}`"
+            )
+        stopped = f"its writer stopped: {self.writer}" if self.writer else "its writer was killed"
+        return f"UNFINISHED ({stopped}): run `mmtiffsink repair {self.path}`"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field plus ``compression_ratio``."""
@@ -214,8 +231,7 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
     try:
         size = p.stat().st_size
     except FileNotFoundError:
-        msg = f"{p}: no such file"
-        raise DatasetError(msg) from None
+        raise no_such_file(p) from None
     except OSError as exc:
         msg = f"{p}: cannot read it ({exc.strerror or exc})"
         raise DatasetError(msg) from None
@@ -225,21 +241,40 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
     if size == 0:
         msg = f"{p}: the file is empty, not a TIFF file"
         raise DatasetError(msg)
+    for attempt in range(3):
+        mark = in_use(p)  # before reading: a live writer's file is growing, not corrupt
+        try:
+            return _read(p, mark)
+        except _Finished:  # its writer finished the file while it was read: read it again
+            if attempt == 2:
+                raise DatasetError(f"{p}: the file kept changing while it was read") from None
+    raise AssertionError  # pragma: no cover
+
+
+class _Finished(Exception):
+    """The file's writer switched it to its final chain between the walk and tifffile."""
+
+
+def _read(p: Path, mark: Mark | None) -> FileInfo:
     with tifffile_log() as records:
         try:
+            with open(p, "rb") as fh:
+                chain = _walk(fh, p, mark)
             with tifffile.TiffFile(p) as tif:
-                return _inspect(tif, p, size, records)
-        except DatasetError:
+                return _inspect(tif, p, chain, mark, records)
+        except (DatasetError, _Finished):
             raise
         except tifffile.TiffFileError as exc:
-            head = _head(p)
-            if head[:4] not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
-                msg = f"{p}: not a TIFF file (it does not start with a TIFF header)"
-            else:
-                msg = f"{p}: corrupt or truncated TIFF ({_first_line(str(exc))})"
+            msg = f"{p}: corrupt or truncated TIFF ({_first_line(str(exc))})"
             raise DatasetError(msg) from exc
         except struct.error as exc:
             msg = f"{p}: corrupt or truncated TIFF (the file ends inside its header or an IFD)"
+            raise DatasetError(msg) from exc
+        except RecursionError as exc:
+            msg = f"{p}: corrupt TIFF metadata (nested too deeply to read)"
+            raise DatasetError(msg) from exc
+        except MemoryError as exc:
+            msg = f"{p}: corrupt TIFF metadata (it asks for more memory than there is)"
             raise DatasetError(msg) from exc
         except (ValueError, IndexError, KeyError, TypeError, EOFError) as exc:
             msg = f"{p}: corrupt or truncated TIFF ({type(exc).__name__}: {_first_line(str(exc))})"
@@ -247,6 +282,92 @@ def file_info(path: str | os.PathLike[str]) -> FileInfo:
         except OSError as exc:
             msg = f"{p}: cannot read it ({exc.strerror or exc})"
             raise DatasetError(msg) from exc
+
+
+@dataclass
+class _Chain:
+    """What the IFD walk found: IFDs linked, where it stopped, an unfinished file's frames."""
+
+    count: int
+    size: int
+    """The file's size when the walk ended (a growing file's, re-checked)."""
+    unfinished: bool
+    tagged: list[tuple[tuple[int, ...] | None, str | None]]
+    ome: list[OmeImageFacts] = field(default_factory=list)
+    """The Images of the first IFD's OME-XML (none: not an OME-TIFF, or unreadable XML)."""
+
+
+def _walk(fh: Any, path: Path, mark: Mark | None) -> _Chain:
+    """Walk the IFD chain (the one walker, ``tiff.format``) up to its last linked IFD."""
+    try:
+        walk = IfdWalk.growing(fh)
+    except ValueError:
+        msg = f"{path}: not a TIFF file (it does not start with a TIFF header)"
+        raise DatasetError(msg) from None
+    unfinished = False
+    tagged: list[tuple[tuple[int, ...] | None, str | None]] = []
+    description = b""
+    for ifd in walk:
+        if walk.count == 1:
+            desc = ifd.entries.get(270)
+            head = (walk.head(desc, 16) or b"") if desc is not None else b""
+            unfinished = SETTINGS_TAG in ifd.entries and not head.startswith((b"ImageJ=", b"<?xml"))
+            if desc is not None and head.lstrip().startswith(b"<"):
+                description = walk.text(desc, max_bytes=_MAX_OME_XML) or b""
+        if unfinished:
+            tagged.append(frame_tags(walk, ifd))
+    live = mark is not None and mark.state == "live"
+    if walk.stop == "corrupt":
+        msg = f"{path}: corrupt TIFF: {walk.problem}"
+        raise DatasetError(msg)
+    if walk.count == 0:
+        if live and mark is not None:
+            msg = f"{path}: being written ({mark.writer()}), no frame linked yet"
+        else:
+            msg = f"{path}: corrupt or truncated TIFF, no readable image (IFD) in the file"
+        raise DatasetError(msg)
+    if walk.stop == "past_end" and not live:
+        msg = (
+            f"{path}: corrupt or truncated TIFF, the IFD chain breaks after plane "
+            f"{walk.count - 1}: it links to byte {walk.dangling}, past the end of the file "
+            f"({walk.size} bytes)"
+        )
+        raise DatasetError(msg)
+    chain = _Chain(walk.count, walk.size, unfinished, tagged if unfinished else [])
+    if description.rstrip().endswith(b"OME>"):  # as tifffile tells an OME-TIFF
+        chain.ome = _bounded_ome(path, description, chain)
+    return chain
+
+
+_MAX_OME_XML = 1 << 24
+"""Bytes of OME-XML read for its facts (16 MiB: about 10**5 planes of our Plane elements)."""
+
+
+def _bounded_ome(path: Path, xml: bytes, chain: _Chain) -> list[OmeImageFacts]:
+    """The OME-XML's Images, refused when they declare more planes than the file can hold.
+
+    tifffile sizes its series from the declared SizeC x SizeZ x SizeT (about 16 bytes a
+    plane, and as many loop turns) before it looks at the file: 10**8 planes declared in a
+    file of 704 bytes cost 1.6 GB. A plane of one file is an IFD of at least 8 bytes, so a
+    file of N bytes holds at most N / 8 of them; a dataset of several files (a TiffData naming
+    another file) is bounded by :data:`~mmtiffsink.limits.MAX_PLANES`.
+    """
+    facts = parse_ome(xml)
+    declared = sum(image.planes for image in facts)
+    external = any(image.external for image in facts)
+    room = MAX_PLANES if external else min(MAX_PLANES, max(chain.count, chain.size // 8))
+    if len(facts) > MAX_SERIES or declared > room:
+        held = (
+            f"more than {MAX_PLANES:,}"
+            if room == MAX_PLANES
+            else f"a file of {chain.size:,} bytes holds at most {room:,}"
+        )
+        msg = (
+            f"{path}: corrupt OME-TIFF: its OME-XML declares {declared:,} planes in "
+            f"{len(facts):,} image{'s' if len(facts) != 1 else ''} ({held})"
+        )
+        raise DatasetError(msg)
+    return facts
 
 
 def _head(path: Path) -> bytes:
@@ -257,8 +378,20 @@ def _head(path: Path) -> bytes:
         return b""
 
 
+#: tifffile's own object names in its messages (``<tifffile.TiffPages @8>``, ``<TiffTag.fromfile>
+#: raised TiffFileError('...')``): internals a reader of our message has no use for.
+_TIFFFILE_NAME = re.compile(r"<(?:tifffile\.)?Tiff\w*(?:\.\w+)?(?: [^<>]*)?>\s*")
+_RAISED = re.compile(r"^raised \w+\((['\"])(.*)\1\)$")
+
+
 def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:200] if text.strip() else "no detail"
+    """The first line of a reader's message, without tifffile's internal object names."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = _TIFFFILE_NAME.sub("", line).strip()
+    wrapped = _RAISED.match(line)
+    if wrapped is not None:
+        line = _TIFFFILE_NAME.sub("", wrapped.group(2)).strip()
+    return line[:200] or "no detail"
 
 
 def _corrupt(path: Path, records: Sequence[logging.LogRecord], what: str) -> DatasetError:
@@ -268,7 +401,11 @@ def _corrupt(path: Path, records: Sequence[logging.LogRecord], what: str) -> Dat
 
 
 def _inspect(
-    tif: tifffile.TiffFile, path: Path, size: int, records: list[logging.LogRecord]
+    tif: tifffile.TiffFile,
+    path: Path,
+    chain: _Chain,
+    mark: Mark | None,
+    records: list[logging.LogRecord],
 ) -> FileInfo:
     pages = tif.pages
     first = pages.first if len(pages) else None
@@ -285,17 +422,22 @@ def _inspect(
     description = first.description or ""
     finished = settings is None or description.startswith(("ImageJ=", "<?xml"))
     ome = settings is not None and settings.get("profile") == "ome" and tif.is_ome
+    live = mark is not None and mark.state == "live" and not finished
+    if chain.unfinished and finished:
+        raise _Finished
+    size = max(chain.size, int(tif.filehandle.size))  # tifffile's view is the later one
 
-    # Every IFD of the main chain, as light TiffFrames (data offsets and byte counts only).
+    # Every IFD of the main chain the walk found linked, as light TiffFrames (data offsets
+    # and byte counts only): a growing file's frames linked after the walk are not counted
     pages.useframes = True
     pages.set_keyframe(0)
-    npages = len(pages)
+    npages = chain.count
     keys: set[object] = set()
     raw_keys: set[object] = set()  # frames of a compressed file stored uncompressed
     whole_frames = settings is not None  # mmtiffsink stores a frame as one contiguous block
     frame_raw = math.prod(first.shape) * np.dtype(first.dtype or "uint8").itemsize
     compressed = first.compression != 1
-    tagged: list[tuple[tuple[int, ...] | None, str | None]] = []  # an unfinished file's frames
+    tagged = chain.tagged if not finished else []  # an unfinished file's frames
     for index in range(npages):
         try:
             page = pages[index]
@@ -305,6 +447,9 @@ def _inspect(
                 "the first image (or the file holds images of several sizes, not one stack)"
             )
             raise DatasetError(msg) from None
+        except IndexError:  # tifffile took the size before the walk re-checked it
+            npages = index
+            break
         if page is None:
             raise _corrupt(path, records, f"IFD {index} cannot be read")
         offsets = tuple(int(o) for o in page.dataoffsets)
@@ -319,10 +464,7 @@ def _inspect(
             keys.add(offsets[0] if whole_frames else offsets)
             if compressed and sum(counts) >= frame_raw:
                 raw_keys.add(offsets[0])
-        if not finished:
-            tagged.append(frame_tags(tif, page.offset))
-    if _next_ifd(tif, pages[npages - 1]) != 0:  # tifffile stopped at a bad link
-        raise _corrupt(path, records, f"the IFD chain breaks after plane {npages - 1}")
+    tagged = tagged[:npages]
 
     dtype = np.dtype(first.dtype) if first.dtype is not None else np.dtype("uint8")
     frame_shape = tuple(int(n) for n in first.shape)  # (Y, X) or (Y, X, S)
@@ -339,6 +481,8 @@ def _inspect(
             planes = images
     if shape is None and ome:  # every OME dimension, also those of size 1
         shape = _unsqueezed(tif.series[0])
+    if shape is None and not finished:  # the frames linked so far, as a plain stack
+        shape = {"I": npages, **dict(zip(frame_axes, frame_shape, strict=True))}
     if shape is None:
         series = tif.series[0] if tif.series else None
         if series is not None and series.shape:
@@ -352,10 +496,18 @@ def _inspect(
 
     # an OME-TIFF's final settings are what its OME-XML was written from
     pixel_size, z_step, interval = _calibration(first, ij, settings, finished and not ome)
+    facts = chain.ome[0] if chain.ome and settings is None else None  # another writer's OME
+    channel_names = _channel_names(ij, settings, shape.get("C", 1), finished)
+    if facts is not None:
+        pixel_size = facts.pixel_size_um or pixel_size
+        z_step = facts.z_step_um or z_step
+        interval = facts.interval_s or interval
+        if any(facts.channel_names) and len(facts.channel_names) == shape.get("C", 1):
+            channel_names = list(facts.channel_names)
     return FileInfo(
         path=path,
         size_bytes=size,
-        profile=_profile(tif, settings),
+        profile="ome" if chain.ome and settings is None else _profile(tif, settings),
         codec=_codec(first),
         dtype=dtype.name,
         shape=shape,
@@ -367,10 +519,13 @@ def _inspect(
         pixel_size_um=pixel_size,
         z_step_um=z_step,
         interval_s=interval,
-        channel_names=_channel_names(ij, settings, shape.get("C", 1), finished),
+        channel_names=channel_names,
         finished=finished,
         written_by=written_by,
         series=found,
+        in_use=live,
+        writer=mark.writer() if mark is not None else "",
+        writer_state=mark.state if mark is not None else "",
     )
 
 
@@ -402,7 +557,7 @@ def _series(
             return []
         found = []
         for series in tif.series:
-            found.append(SeriesInfo(str(series.name or ""), _unsqueezed(series)))
+            found.append(SeriesInfo(xml_safe(str(series.name or "")), _unsqueezed(series)))
         return found
     spans: dict[int, list[tuple[int, ...]]] = {}
     names: dict[int, str] = {}
@@ -420,19 +575,6 @@ def _series(
         c, z, t = (1 + max(k[i] for k in keys) - min(0, *(k[i] for k in keys)) for i in range(3))
         out.append(SeriesInfo(names.get(s, ""), {"T": t, "Z": z, "C": c, **frame}))
     return out
-
-
-def _next_ifd(tif: tifffile.TiffFile, page: tifffile.TiffPage | tifffile.TiffFrame | None) -> int:
-    """The next-IFD pointer of ``page``: 0 at the end of a sound chain."""
-    if page is None:
-        return -1
-    fmt = tif.tiff
-    fh = tif.filehandle
-    fh.seek(page.offset)
-    (tagno,) = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))
-    fh.seek(page.offset + fmt.tagnosize + tagno * fmt.tagsize)
-    (nxt,) = struct.unpack(fmt.offsetformat, fh.read(fmt.offsetsize))
-    return int(nxt)
 
 
 def _settings(page: tifffile.TiffPage) -> dict[str, Any] | None:
@@ -512,6 +654,16 @@ def _channel_names(
     channels: int,
     finished: bool,
 ) -> list[str]:
+    """Channel names, printable: what no text can hold (a lone surrogate) as U+FFFD."""
+    return [xml_safe(name) for name in _stored_channel_names(ij, settings, channels, finished)]
+
+
+def _stored_channel_names(
+    ij: Mapping[str, Any] | None,
+    settings: Mapping[str, Any] | None,
+    channels: int,
+    finished: bool,
+) -> list[str]:
     """Channel names from ImageJ's Info (``ChannelNName = x``), its labels, or our settings."""
     if ij is not None and finished:
         info = ij.get("Info")
@@ -565,7 +717,7 @@ def summary_table(infos: Sequence[FileInfo]) -> str:
             f"{info.frames_stored}/{info.planes}",
             _size(info.size_bytes),
             f"{info.compression_ratio:.2f}",
-            "finished" if info.finished else "UNFINISHED",
+            "being written" if info.in_use else "finished" if info.finished else "UNFINISHED",
         )
         for info in infos
     ]

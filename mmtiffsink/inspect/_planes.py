@@ -10,6 +10,7 @@ series when its frames belong to several (an OME-TIFF of several positions).
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from collections.abc import Callable, Sequence
@@ -20,13 +21,18 @@ import numpy as np
 import tifffile
 
 from mmtiffsink.errors import DatasetError
+from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.tiff import OmeImageFacts, color_lut, colormap_lut, parse_ome
-from mmtiffsink.tiff.format import frame_tags
+from mmtiffsink.tiff.format import IfdWalk, frame_tags
 
 from ._info import FileInfo
 from ._info import _settings as settings_of
 
-__all__ = ["READ_ERRORS", "Stack", "Where", "stacks"]
+__all__ = ["MAX_CHANNELS", "READ_ERRORS", "Stack", "Where", "stacks"]
+
+MAX_CHANNELS = 16
+"""Channels a preview shows at most (the first ones): names and colours are made for these
+only, so a file declaring 100,000 channels costs what 16 cost."""
 
 READ_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
@@ -70,7 +76,7 @@ class Stack:
     key: Callable[[Where], object]
     """A plane's identity on disk, equal for identical (de-duplicated) frames; no decoding."""
     read: Callable[[Where], np.ndarray]
-    """Decode one plane: a 2-D array."""
+    """Decode one plane: a 2-D array ((Y, X, 3) for an RGB stack)."""
     names: list[str]
     luts: list[np.ndarray]
     last_t: int
@@ -78,6 +84,18 @@ class Stack:
     z_axis: str = "Z"
     blank: set[object] = field(default_factory=set)
     """Keys of planes found blank (all zero), so each is decoded once."""
+    rgb: bool = False
+    """Colour images (Photometric RGB): ``read`` gives (Y, X, 3), a channel is one RGB image."""
+    page_bytes: int = 0
+    """Bytes one page decodes to (all its samples), known before decoding it."""
+    zs: Callable[[int, int], list[int]] | None = None
+    """The z of the planes stored for (c, t), when fewer than ``sizes[1]`` (an unfinished file);
+    None: every z."""
+
+    @property
+    def shown(self) -> int:
+        """Channels drawn: the first :data:`MAX_CHANNELS`."""
+        return min(self.sizes[0], MAX_CHANNELS)
 
 
 def stacks(tif: tifffile.TiffFile, info: FileInfo, *, tile: int) -> list[Stack]:
@@ -107,15 +125,15 @@ def _luts(
     luts = list(ij.get("LUTs") or []) if ij else []
     if len(luts) >= count:
         return [_lut8(np.asarray(lut)) for lut in luts[:count]]
-    if settings is not None:
+    if settings is not None:  # the file's own settings: checked, as anything read from a file
         try:
-            if settings.get("colors"):
-                return [color_lut(c) for c in settings["colors"][:count]] + _defaults(
-                    count, start=len(settings["colors"])
-                )
-            if settings.get("colormap"):
-                return [colormap_lut(str(settings["colormap"]))] * count
-        except (ValueError, ImportError):
+            wanted = settings.get("colors")
+            if isinstance(wanted, list) and wanted:
+                given = [color_lut(c) for c in wanted[:count]]
+                return given + _defaults(count, start=len(given))[: count - len(given)]
+            if isinstance(settings.get("colormap"), str) and settings["colormap"]:
+                return [colormap_lut(settings["colormap"])] * count
+        except (ValueError, TypeError, ImportError):
             pass
     if colors and any(c is not None for c in colors):
         defaults = _defaults(count)
@@ -175,6 +193,9 @@ def _series_stack(
         raise DatasetError(msg)
     samples = int(key.shape[page_axes.index("S")]) if "S" in page_axes else 1
     frame = (int(key.shape[page_axes.index("Y")]), int(key.shape[page_axes.index("X")]))
+    rgb = _is_rgb(key, page_axes)
+    if rgb:  # a channel is one colour image, not three planes
+        samples = 1
 
     c_pages = stacked_shape[stacked_axes.index("C")] if "C" in stacked_axes else 1
     t_size = stacked_shape[stacked_axes.index("T")] if "T" in stacked_axes else 1
@@ -217,20 +238,25 @@ def _series_stack(
     def read(where: Where) -> np.ndarray:
         if contiguous and where.page >= len(pages):
             return _read_contiguous(tif, level, key, where, page_axes)
+        if rgb:
+            return _colour_plane(page_of(where).asarray(), page_axes)
         return _plane(page_of(where).asarray(), page_axes, where.sample)
 
     single = len(tif.series) == 1
+    shown = min(channels, MAX_CHANNELS)
     names = list(info.channel_names) if single and len(info.channel_names) == channels else []
     if not names and ome is not None and len(ome.channel_names) == channels:
         names = list(ome.channel_names)
     if not names and samples == 3 and c_pages == 1:
         names = ["R", "G", "B"]
-    names = [n or f"C{i}" for i, n in enumerate(names)] or [f"C{i}" for i in range(channels)]
+    names = [n or f"C{i}" for i, n in enumerate(names[:shown])] or [f"C{i}" for i in range(shown)]
     ij = tif.imagej_metadata if tif.is_imagej and single else None
-    if samples == 3 and c_pages == 1 and not (ij and ij.get("LUTs")):
+    if rgb:  # the pixels carry their colours: a white label, no LUT applied
+        luts = [color_lut((255, 255, 255))] * shown
+    elif samples == 3 and c_pages == 1 and not (ij and ij.get("LUTs")):
         luts = [color_lut(c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
     else:
-        luts = _luts(channels, ij, settings, ome.colors if ome else ())
+        luts = _luts(shown, ij, settings, ome.colors[:shown] if ome else ())
     pixel = (ome.pixel_size_um if ome else None) or info.pixel_size_um
     name = (ome.name if ome and ome.name else str(series.name or "")) if not single else ""
     return Stack(
@@ -246,7 +272,34 @@ def _series_stack(
         last_t=t_size - 1,
         um_per_px=pixel * factor if pixel else None,
         z_axis="Z" if set(stacked_axes) - set("CT") <= {"Z"} else "plane",
+        rgb=rgb,
+        page_bytes=_page_bytes(key),
     )
+
+
+def _page_bytes(page: tifffile.TiffPage) -> int:
+    """Bytes a page decodes to, from its tags alone (no pixel read)."""
+    return math.prod(int(n) for n in page.shape) * np.dtype(page.dtype or "uint8").itemsize
+
+
+def _is_rgb(page: tifffile.TiffPage, page_axes: str) -> bool:
+    """Whether a page is a colour image of three samples (Photometric RGB)."""
+    if "S" not in page_axes or int(page.shape[page_axes.index("S")]) != 3:
+        return False
+    return bool(page.photometric == tifffile.PHOTOMETRIC.RGB)
+
+
+def _colour_plane(array: np.ndarray, page_axes: str) -> np.ndarray:
+    """A decoded RGB page as (Y, X, 3), whatever its sample layout (contiguous or planar)."""
+    arr = np.asarray(array)
+    if arr.ndim > len(page_axes):
+        arr = arr.reshape(arr.shape[-len(page_axes) :])
+    order = [page_axes.index("Y"), page_axes.index("X"), page_axes.index("S")]
+    rest = [i for i in range(arr.ndim) if i not in order]
+    arr = np.transpose(arr, [*rest, *order])
+    for _ in rest:
+        arr = arr[0]  # other page axes (e.g. tiled depth): first
+    return arr
 
 
 def _level(series: tifffile.TiffPageSeries, tile: int) -> tuple[tifffile.TiffPageSeries, float]:
@@ -307,9 +360,10 @@ def _unfinished_stacks(
     pages.set_keyframe(0)
     where: dict[int, dict[tuple[int, int, int], int]] = {}
     names: dict[int, str] = {}
-    for index in range(len(pages)):
-        page = pages[index]
-        key, name = frame_tags(tif, page.offset) if page is not None else (None, None)
+    with open(info.path, "rb") as fh:  # the frames info found linked, not those linked since
+        walk = IfdWalk.growing(fh)
+        tags = [frame_tags(walk, ifd) for ifd in itertools.islice(walk, info.planes)]
+    for index, (key, name) in enumerate(tags):
         if key is None:
             continue
         s = key[3] if len(key) > 3 else 0
@@ -337,15 +391,16 @@ def _unfinished_stack(
 ) -> Stack:
     """One series of an unfinished file: ``where`` maps each (c, z, t) to its page."""
     pages = tif.pages
-    declared = settings.get("shape")
     seen = tuple(max(k[i] for k in where) + 1 for i in range(3))
-    if isinstance(declared, list) and len(declared) == 3:
-        sizes = tuple(max(int(d), s) for d, s in zip(declared, seen, strict=True))
-    else:
-        sizes = seen
+    declared = _declared_shape(settings.get("shape"))
+    sizes = seen if declared is None else tuple(map(max, declared, seen))
     key = pages.first
-    names = list(info.channel_names)[: sizes[0]]
-    names += [f"C{i}" for i in range(len(names), sizes[0])]
+    shown = min(sizes[0], MAX_CHANNELS)
+    names = list(info.channel_names)[:shown]
+    names += [f"C{i}" for i in range(len(names), shown)]
+    by_ct: dict[tuple[int, int], list[int]] = {}
+    for c, z, t in sorted(where):
+        by_ct.setdefault((c, t), []).append(z)
 
     def locate(c: int, z: int, t: int) -> Where | None:
         index = where.get((c, z, t))
@@ -360,7 +415,11 @@ def _unfinished_stack(
     def data_key(w: Where) -> object:
         return tuple(page_of(w).dataoffsets)
 
+    rgb = _is_rgb(key, str(key.axes))
+
     def read(w: Where) -> np.ndarray:
+        if rgb:
+            return _colour_plane(page_of(w).asarray(), str(key.axes))
         return _plane(page_of(w).asarray(), str(key.axes), None)
 
     return Stack(
@@ -372,7 +431,21 @@ def _unfinished_stack(
         key=data_key,
         read=read,
         names=names,
-        luts=_luts(sizes[0], None, settings),
+        luts=[color_lut((255, 255, 255))] * shown if rgb else _luts(shown, None, settings),
         last_t=max(k[2] for k in where),
         um_per_px=info.pixel_size_um,
+        rgb=rgb,
+        page_bytes=_page_bytes(key),
+        zs=lambda c, t: by_ct.get((c, t), []),
     )
+
+
+def _declared_shape(value: object) -> tuple[int, int, int] | None:
+    """An unfinished file's declared (C, Z, T), if it is three sizes within MAX_PLANES."""
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value):
+        return None
+    if math.prod(value) > MAX_PLANES:
+        return None
+    return value[0], value[1], value[2]

@@ -23,16 +23,17 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, final
+from typing import Any, Literal, final
 
 import numpy as np
 import tifffile
 
 from mmtiffsink.errors import ConfigError, DatasetError, MMTiffSinkError
+from mmtiffsink.limits import MAX_DECODE_BYTES
 
 from ._canvas import Canvas, Color
-from ._info import FileInfo, file_info
-from ._planes import READ_ERRORS, Stack
+from ._info import FileInfo, _first_line, file_info
+from ._planes import MAX_CHANNELS, READ_ERRORS, Stack
 from ._planes import stacks as stacks_of
 from ._sheet import Row, Tile, render
 
@@ -43,6 +44,10 @@ TimeChoice = Literal["first", "last", "all"]
 
 MAX_ROWS = 8
 """Time points shown at most with ``time="all"`` (evenly spread, first and last included)."""
+MAX_SHEET_ROWS = 24
+"""Rows a sheet holds at most, over all series (the first ones; the title says so)."""
+MAX_PROJECTED = 1024
+"""Planes a maximum projection reads at most (evenly spread over z; the tile notes it)."""
 TILE = 256
 """Longest side of a tile in pixels; larger images are binned (averaged) down to it."""
 MIN_TILE = 128
@@ -65,6 +70,7 @@ class _Tile:
     planes: int
     expected: int
     unreadable: bool = False
+    too_large: bool = False
 
 
 @final
@@ -148,13 +154,19 @@ def sheet(path: Path, *, projection: Projection, time: TimeChoice) -> Canvas:
     try:
         with tifffile.TiffFile(path) as tif:
             stacks = stacks_of(tif, info, tile=TILE)
-            rows = [
-                row for stack in stacks for row in _rows(stack, projection, time, info.interval_s)
-            ]
+            rows: list[_Row] = []
+            for stack in stacks:
+                if len(rows) >= MAX_SHEET_ROWS:
+                    break
+                rows += _rows(stack, projection, time, info.interval_s)[
+                    : MAX_SHEET_ROWS - len(rows)
+                ]
     except DatasetError:
         raise
     except READ_ERRORS as exc:
-        msg = f"{path}: cannot read it for a preview ({type(exc).__name__}: {exc})"
+        msg = (
+            f"{path}: cannot read it for a preview ({type(exc).__name__}: {_first_line(str(exc))})"
+        )
         raise DatasetError(msg) from exc
     return _render(info, stacks, rows, projection, time)
 
@@ -221,7 +233,7 @@ def _rows(
         if stack.name:
             header = f"{stack.name}, {header}"
         row = _Row(header, stack)
-        for c in range(stack.sizes[0]):
+        for c in range(stack.shown):
             row.tiles.append(_project(stack, c, t, projection))
         rows.append(row)
     return rows
@@ -238,7 +250,15 @@ def _duration(seconds: float) -> str:
 def _project(stack: Stack, c: int, t: int, projection: Projection) -> _Tile:
     """The max projection (or middle slice) of channel ``c`` at time ``t``, binned."""
     z_size = stack.sizes[1]
-    zs = range(z_size) if projection == "max" else [z_size // 2]
+    if projection == "mid":
+        zs: Sequence[int] = [z_size // 2]
+    else:
+        zs = stack.zs(c, t) if stack.zs is not None else range(z_size)
+        if len(zs) > MAX_PROJECTED:  # evenly spread, first and last included
+            zs = [zs[round(i)] for i in np.linspace(0, len(zs) - 1, MAX_PROJECTED)]
+    expected = z_size if projection == "max" else 1
+    if stack.page_bytes > MAX_DECODE_BYTES:  # decoding it would cost more than it shows
+        return _Tile(None, 0, expected, too_large=True)
     acc: np.ndarray | None = None
     seen: set[object] = set()
     planes = 0
@@ -268,19 +288,25 @@ def _project(stack: Stack, c: int, t: int, projection: Projection) -> _Tile:
             plane = np.nan_to_num(plane, nan=0.0, posinf=0.0, neginf=0.0)
         acc = plane.copy() if acc is None else np.maximum(acc, plane, out=acc)
     data = None if acc is None else _bin(acc)
-    return _Tile(data, planes, len(zs), unreadable)
+    return _Tile(data, planes, expected, unreadable)
 
 
 def _bin(plane: np.ndarray) -> np.ndarray:
-    """Average down to at most :data:`TILE` pixels, or enlarge small images; float32."""
-    h, w = plane.shape
+    """Average down to at most :data:`TILE` pixels, or enlarge small images; float32.
+
+    ``plane`` is (Y, X), or (Y, X, 3) for a colour image (each sample binned alike).
+    """
+    h, w = plane.shape[:2]
+    samples = plane.shape[2:]
     factor = math.ceil(max(h, w) / TILE)
-    if factor > 1:
+    if factor > 1:  # in bands of about 4 M values: a float copy of a band, not of the plane
         hh, ww = (h // factor) * factor, (w // factor) * factor
-        blocks = (
-            plane[:hh, :ww].astype(np.float32).reshape(hh // factor, factor, ww // factor, factor)
-        )
-        binned: np.ndarray = blocks.mean(axis=(1, 3), dtype=np.float32)
+        binned = np.empty((hh // factor, ww // factor, *samples), dtype=np.float32)
+        band = max(1, (1 << 22) // (ww * factor * math.prod(samples)))
+        for i in range(0, hh // factor, band):
+            rows = plane[i * factor : (i + band) * factor, :ww].astype(np.float32)
+            blocks = rows.reshape(-1, factor, ww // factor, factor, *samples)
+            binned[i : i + band] = blocks.mean(axis=(1, 3), dtype=np.float32)
         return binned
     out = plane.astype(np.float32)
     up = max(1, MIN_TILE // max(h, w))
@@ -317,6 +343,15 @@ def _colorize(data: np.ndarray, lut: np.ndarray, lo: float, hi: float) -> np.nda
     return rgb
 
 
+def _colour(data: np.ndarray, dtype: np.dtype[Any], lo: float, hi: float) -> np.ndarray:
+    """A colour tile (Y, X, 3): 8-bit samples as they are, wider ones scaled by one range."""
+    if dtype.itemsize == 1:
+        lo, hi = 0.0, 255.0  # true colour: an 8-bit RGB image is made to be shown as it is
+    scaled = np.clip((data - lo) * (255.0 / (hi - lo)), 0, 255)
+    out: np.ndarray = scaled.astype(np.uint8)
+    return out
+
+
 def _label_color(lut: np.ndarray) -> Color:
     """The LUT's brightest colour, lightened so that dark blue stays readable."""
     r, g, b = (int(v) for v in lut[:, -1])
@@ -340,7 +375,9 @@ def _sheet_rows(rows: Sequence[_Row]) -> list[Row]:
         for c, tile in enumerate(row.tiles):
             lut = stack.luts[c]
             rgb = None
-            if tile.data is not None:
+            if tile.data is not None and stack.rgb:  # its own colours, one range for R, G, B
+                rgb = _colour(tile.data, stack.dtype, *ranges[(id(stack), c)])
+            elif tile.data is not None:
                 rgb = _colorize(tile.data, lut, *ranges[(id(stack), c)])
                 layer = rgb.astype(np.uint16)
                 composite = layer if composite is None else composite + layer
@@ -350,16 +387,22 @@ def _sheet_rows(rows: Sequence[_Row]) -> list[Row]:
                     color=_label_color(lut),
                     rgb=rgb,
                     note=_note(tile, stack),
-                    missing="unreadable" if tile.unreadable and not tile.planes else "missing",
+                    missing=_missing(tile),
                 )
             )
-        if len(row.tiles) > 1:
+        if len(row.tiles) > 1 and not stack.rgb:  # colour images are not blended
             merged = None if composite is None else np.minimum(composite, 255).astype(np.uint8)
             tiles.append(Tile(label="composite", color=_TEXT, rgb=merged))
         scale = _scale(stack)
         um = stack.um_per_px / scale if stack.um_per_px else None
         out.append(Row(header=row.header, tiles=tiles, um_per_px=um))
     return out
+
+
+def _missing(tile: _Tile) -> str:
+    if tile.too_large:
+        return "too large"
+    return "unreadable" if tile.unreadable and not tile.planes else "missing"
 
 
 def _note(tile: _Tile, stack: Stack) -> str:
@@ -376,11 +419,21 @@ def _title(
     h, w = stack.frame
     name = info.path.name
     lines: list[tuple[str, Color]] = [(name, _TEXT)]
-    if not info.finished:
-        lines.append(("UNFINISHED: its writer was killed (mmtiffsink repair finishes it)", _WARN))
+    if info.in_use:
+        lines.append((f"BEING WRITTEN: {info.planes} frames so far", _WARN))
+    elif not info.finished:
+        lines.append(("UNFINISHED: its writer stopped (mmtiffsink repair finishes it)", _WARN))
     dims = f"C={c}  Z={z}  T={t}  {w}x{h} px  {stack.dtype.name}"
+    if c > MAX_CHANNELS:
+        dims += f"  (first {MAX_CHANNELS} channels shown)"
+    if stack.page_bytes > MAX_DECODE_BYTES:
+        dims += f"  (planes of {stack.page_bytes / 1e9:.3g} GB not decoded)"
+    if stack.rgb:
+        dims += " RGB"
     if len(stacks) > 1:
         dims += f"  {len(stacks)} series"
+    if sum(len(_time_points(s, time)) for s in stacks) > MAX_SHEET_ROWS:
+        dims += f"  (first {MAX_SHEET_ROWS} rows shown)"
     cal = []
     if info.pixel_size_um:
         cal.append(f"pixel {info.pixel_size_um:.4g} µm")

@@ -43,7 +43,7 @@ from typing import IO, Any, Final
 
 import numpy as np
 
-from mmtiffsink.errors import DatasetError
+from mmtiffsink.errors import DatasetError, no_such_file
 
 from ._format import (
     INDEX_NAME,
@@ -135,9 +135,14 @@ def _labels_in_order(labels: dict[int, str | None]) -> list[str]:
     return []
 
 
+def _axes_key(axes: dict[str, int | str]) -> str:
+    """An entry's axes as canonical text (None values dropped): equal axes, equal keys."""
+    return json.dumps(sorted(_set_axes(axes).items()), separators=(",", ":"))
+
+
 def _axes_digest(axes: dict[str, int | str]) -> int:
-    """A 64-bit digest of an entry's axes (equal axes, equal digests; None values dropped)."""
-    text = json.dumps(sorted(_set_axes(axes).items()), separators=(",", ":"))
+    """A 64-bit digest of :func:`_axes_key` (equal axes, equal digests)."""
+    text = _axes_key(axes)
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
@@ -244,8 +249,7 @@ class NDTiffSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         if not path.exists():
-            msg = f"{path} does not exist"
-            raise DatasetError(msg)
+            raise no_such_file(path)
         index = index_path(path)
         if index is None:
             if path.is_dir():
@@ -446,17 +450,17 @@ class NDTiffSource:
         repeated = np.flatnonzero(ranked[1:] == ranked[:-1])
         if not len(repeated):
             return
-        for i in np.unique(repeated):  # each a candidate with a later twin digest
+        groups: dict[str, list[IndexEntry]] = {}  # exact axes -> its entries, in index order
+        for i in np.unique(np.concatenate([repeated, repeated + 1])):  # the candidates only
             j = int(order[i])
             entry = next(iter_index(self.index, offsets[j], numbers[j]))
-            k = i + 1
-            while k < len(order) and ranked[k] == ranked[i]:
-                other = next(iter_index(self.index, offsets[int(order[k])], numbers[int(order[k])]))
-                if _set_axes(other.axes) == _set_axes(entry.axes) and self._is_own(entry):
-                    scan.superseded.add(entry.number)
-                    scan.superseded_example = scan.superseded_example or entry.axes
-                    break
-                k += 1
+            groups.setdefault(_axes_key(entry.axes), []).append(entry)
+        for entries in groups.values():
+            entries.sort(key=lambda e: e.number)
+            own = [entry for entry in entries if self._is_own(entry)]  # others: damage, reported
+            for entry in own[:-1]:  # the last one stored is read, as ndstorage does
+                scan.superseded.add(entry.number)
+                scan.superseded_example = scan.superseded_example or entry.axes
         scan.frames -= len(scan.superseded)
 
     def _count_images(self, scan: Scan, file_entries: dict[str, int]) -> None:

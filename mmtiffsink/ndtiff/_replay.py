@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import socket
 import threading
 import time
 import warnings
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import StrictBool, field_validator, model_validator
+from pydantic import StrictBool, field_validator
 
 from mmtiffsink._closing import close_after_block
 from mmtiffsink._text import check_name, clean_text, xml_illegal
@@ -62,8 +63,10 @@ __all__ = [
     "replay_many",
 ]
 
-#: Seconds to reach a dask scheduler before giving up.
+#: Seconds to reach a dask scheduler (and to hear its greeting) before giving up.
 _CONNECT_TIMEOUT_S = 15.0
+#: Largest first frame a dask scheduler's greeting may announce (it sends about 60 bytes).
+_MAX_GREETING = 1 << 26
 
 
 # ==================================================================================== values
@@ -97,18 +100,6 @@ class ReplayOptions(SinkOptions):
     def _check_name(cls, value: str | None) -> str | None:
         # the one rule for names of files (as a run file's output.name and TiffSink's name)
         return None if value is None else check_name("name", value)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _overwrite(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "overwrite" in data:
-            data = dict(data)
-            value = data.pop("overwrite")
-            if not isinstance(value, bool):
-                msg = f"overwrite is True or False, got {value!r}"
-                raise ConfigError(msg)
-            data.setdefault("if_exists", "overwrite" if value else "error")
-        return data
 
     @property
     def overwrite(self) -> bool:
@@ -178,8 +169,28 @@ def _check_outputs(
     out: Path,
     name: str,
     options: ReplayOptions,
-) -> None:
-    """Refuse, before writing anything, outputs that exist, collide or overwrite the input."""
+) -> str:
+    """Refuse, before writing anything, outputs that exist, collide or overwrite the input.
+
+    Returns the dataset name to write under: ``name``, or with ``if_exists="rename"`` the first
+    of ``name_1``, ``name_2``, ... under which no file of the dataset exists (one name for all
+    its files).
+    """
+    paths = _output_paths(file_keys, out, name, options)
+    if options.if_exists == "rename":
+        n = 0
+        while any(p.exists() for p in paths):
+            n += 1
+            paths = _output_paths(file_keys, out, f"{name}_{n}", options)
+        name = f"{name}_{n}" if n else name
+    _check_inputs_and_existing(dataset, paths, name, options)
+    return name
+
+
+def _output_paths(
+    file_keys: dict[FileKey, None], out: Path, name: str, options: ReplayOptions
+) -> dict[Path, FileKey]:
+    """The file of each file key under dataset name ``name``; two keys, one file: refused."""
     paths: dict[Path, FileKey] = {}
     for key in file_keys:
         if options.positions == "series":  # every position a series of one file
@@ -193,6 +204,13 @@ def _check_outputs(
             )
             raise CoordinateError(msg)
         paths[path] = key
+    return paths
+
+
+def _check_inputs_and_existing(
+    dataset: NDTiffSource, paths: dict[Path, FileKey], name: str, options: ReplayOptions
+) -> None:
+    """Refuse outputs that would overwrite the dataset, or exist (``if_exists="error"``)."""
     inputs = {f.resolve() for f in dataset.files}
     clobbered = [p for p in paths if p.resolve() in inputs]
     if clobbered:
@@ -205,8 +223,9 @@ def _check_outputs(
         shown = ", ".join(str(p) for p in existing[:3])
         more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
         msg = (
-            f"the output exists: {shown}{more}; nothing was written "
-            "(use --overwrite / overwrite=True to replace it)"
+            f"the output exists: {shown}{more}; nothing was written (use --overwrite, "
+            'if_exists="overwrite", to replace it, or if_exists="rename" to write the dataset '
+            f"under a new name: {name}_1, ...)"
         )
         raise FileExistsError_(msg)
 
@@ -304,12 +323,14 @@ def _replay_one(
                 SupersededImagesWarning,
                 stacklevel=2,
             )
-        _check_outputs(source, dict.fromkeys(places.files), target, name, options)
+        name = _check_outputs(source, dict.fromkeys(places.files), target, name, options)
         if progress is not None:
             progress.add_total(scan.frames)
         problems = scan.problems
         fields = {**options.sink_fields(), "keep_up": options.keep_up}
         fields["compression"] = options.codec  # the offline default resolved
+        if options.if_exists == "rename":
+            fields["if_exists"] = "error"  # the free name was chosen above, for every file
         sink_options = SinkOptions.of(**fields)
         if sink_options.channel_names is None and scan.channel_names:
             sink_options = _with_channel_names(sink_options, scan.channel_names, scan, dataset)
@@ -558,6 +579,60 @@ def _outcome(
         return ReplayResult(dataset=dataset, error=_error_text(exc))
 
 
+def _check_scheduler(address: str, timeout: float) -> None:
+    """Check that ``address`` is a dask scheduler's before dask.distributed is given it.
+
+    dask's client, given an address that accepts TCP but never speaks dask, waits forever; given
+    an HTTP service, it reads the reply as a frame length and allocates exabytes; given a
+    malformed address, its connection thread raises a TimeoutError later. So the address is
+    parsed here and, for ``tcp://``, the scheduler's greeting (it speaks first: an 8-byte
+    frame length, then its handshake) is awaited for ``timeout`` seconds on a plain socket.
+
+    Raises
+    ------
+    MMTiffSinkError
+        The address is malformed, refuses or drops the connection, says nothing in time, or
+        answers with something other than a dask greeting.
+
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        msg = f"--scheduler {address!r} is not a dask scheduler address ({exc}); write tcp://host:port"
+        raise MMTiffSinkError(msg) from None
+    if scheme != "tcp":
+        return  # tls:// and others: dask's own connection, with its timeout
+    if not host or not 0 < port < 65536:
+        msg = f"--scheduler {address!r} is not a dask scheduler address; write tcp://host:port"
+        raise MMTiffSinkError(msg)
+    head = b""
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        msg = (
+            f"the address {address} {'accepts connections but ' if head == b'' else ''}"
+            f"sent no dask greeting in {timeout:g} s: it is not a dask scheduler"
+        )
+        raise MMTiffSinkError(msg) from None
+    except OSError as exc:
+        msg = f"cannot connect to the dask scheduler at {address}: {exc.strerror or exc}"
+        raise MMTiffSinkError(msg) from None
+    length = int.from_bytes(head, "little") if len(head) == 8 else 0
+    if not 0 < length <= _MAX_GREETING:
+        what = f"answered {head!r}" if head else "closed the connection"
+        msg = f"the address {address} {what}: it is not a dask scheduler"
+        raise MMTiffSinkError(msg)
+
+
 def _replay_on_cluster(
     datasets: list[Path],
     out: Path | None,
@@ -576,6 +651,7 @@ def _replay_on_cluster(
             "install it with: pip install 'mmtiffsink[cluster]'"
         )
         raise MMTiffSinkError(msg) from None
+    _check_scheduler(scheduler, _CONNECT_TIMEOUT_S)
     try:
         client = distributed.Client(scheduler, set_as_default=False, timeout=_CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError, ValueError) as exc:

@@ -68,13 +68,15 @@ def split_replay_paths(paths: Sequence[Path], out: Path | None) -> tuple[list[Pa
     raise DatasetError(msg)
 
 
-def format_results(results: Sequence[ReplayResult]) -> str:
+def format_results(results: Sequence[ReplayResult], *, errors: bool = True) -> str:
     """The end-of-job summary: per dataset its files, frames and time; failures with errors.
 
     Parameters
     ----------
     results
         The results of :func:`replay_many` (or of :func:`replay`).
+    errors
+        Include each failure's error (the command line says them on stderr instead, once).
 
     Returns
     -------
@@ -90,7 +92,7 @@ def format_results(results: Sequence[ReplayResult]) -> str:
             f"{'s' if result.frames != 1 else ''} in {result.elapsed_s:.1f} s"
         )
         lines = [head]
-        if result.error is not None:
+        if result.error is not None and errors:
             lines.append(f"  error: {result.error}")
         if result.files:
             lines.append(_indent(_files_table(result.files)))
@@ -100,7 +102,7 @@ def format_results(results: Sequence[ReplayResult]) -> str:
         f"{len(results)} dataset{'s' if len(results) != 1 else ''}: "
         f"{len(results) - len(failed)} converted, {len(failed)} failed"
     )
-    if failed:
+    if failed and len(results) > 1:
         total += " (" + ", ".join(str(r.dataset) for r in failed) + ")"
     blocks.append(total)
     return "\n\n".join(blocks)

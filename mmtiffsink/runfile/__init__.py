@@ -2,8 +2,10 @@
 
 Stages: :mod:`._yaml` (the bounded YAML loader), :mod:`._models` (the run-file models),
 :mod:`._useq` (useq-schema sequences), :mod:`._microscope` (starting and setting up the
-microscope), :mod:`._run` (the run, planning and the pycro-manager engine), :mod:`._mda` (the
-pymmcore-plus engine), :mod:`._report` (what the CLI prints).
+microscope), :mod:`._engine` (the one run skeleton and the engine protocol),
+:mod:`._pycromanager` and :mod:`._mda` (the pycro-manager and pymmcore-plus engines),
+:mod:`._run` (choosing the engine: ``run``, ``plan_events``, ``planned_files``),
+:mod:`._report` (what the CLI prints).
 """
 
 from ._models import AcquisitionConfig, MicroscopeConfig, RunConfig, load_config

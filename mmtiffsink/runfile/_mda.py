@@ -3,25 +3,27 @@
 The run file's ``sequence`` (a useq ``MDASequence``) runs on a ``CMMCorePlus`` started from the
 run file's microscope (:func:`mmtiffsink.runfile._microscope.pymmcore_plus_core`), set up as for
 pycro-manager (presets, properties, exposure), into a
-:class:`~mmtiffsink.pymmcore_plus.TiffHandler`. Existing output files are found before the
-microscope starts (``output.if_exists``); Ctrl-C cancels the MDA, the files are finished and
-``KeyboardInterrupt`` re-raised.
+:class:`~mmtiffsink.pymmcore_plus.TiffMDASink` that the runner calls on its acquisition thread
+(a writer error stops the MDA at once). The run itself (name, progress, Ctrl-C, result) is
+:func:`~mmtiffsink.runfile._engine.run_with`'s.
 """
 
 from __future__ import annotations
 
-import threading
-import time
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from mmtiffsink.pymmcore_plus import TiffHandler, _Layout, event_axes
-from mmtiffsink.sink import AxisMapper, FileKey, file_name, split_position
+from mmtiffsink.pymmcore_plus import EventPlaces, SequenceLayout, TiffMDASink, attached
+from mmtiffsink.sink import AxisMapper, FileKey, SinkOptions, file_name, split_position
 
+from ._engine import PlannedFile, Worker, distinct_files
 from ._microscope import SnakeCore, check_preset, pymmcore_plus_core, set_up
 from ._models import RunConfig
-from ._run import PlannedFile, RunResult, distinct_files, output_name
 
-__all__ = ["planned_sequence_files", "run_sequence", "sequence_plan"]
+__all__ = ["MDAEngine", "planned_sequence_files", "sequence_plan"]
 
 
 def planned_sequence_files(
@@ -33,14 +35,15 @@ def planned_sequence_files(
     """
     sequence = config.sequence
     out = config.output
-    layout = _Layout.of(sequence, {})
+    layout = SequenceLayout.of(sequence)
+    places = EventPlaces(layout)
     mapper = AxisMapper(layout.channel_names)
     stem = out.name if name is None else name
     files: dict[FileKey, list[int]] = {}  # key -> [C, Z, T, frames]
     events = 0
     for event in sequence:
         events += 1
-        axes = event_axes(event, None, layout)
+        axes = places.axes(event)
         placement = mapper.map(axes)
         key = placement.file_key
         if out.positions == "series":  # every position a series of one file
@@ -65,84 +68,98 @@ def sequence_plan(config: RunConfig) -> list[dict[str, Any]]:
     ]
 
 
-def _sequence_files(config: RunConfig, name: str | None) -> list[PlannedFile]:
-    return planned_sequence_files(config, name)[0]
-
-
 def _check_channels(core: SnakeCore, config: RunConfig) -> None:
     for i, channel in enumerate(config.sequence.channels):
         key = f"sequence.channels[{i}]"
         check_preset(core, key, str(channel.group), str(channel.config))
 
 
-def run_sequence(config: RunConfig, *, progress: bool = True) -> RunResult:
-    """Run the file's ``sequence`` with pymmcore-plus; see :func:`mmtiffsink.runfile.run`."""
-    from tqdm import tqdm
+class _MDARun:
+    """One MDA on a thread, into a TiffMDASink called on the acquisition thread (EngineRun)."""
 
-    started = time.monotonic()
-    name = output_name(config, _sequence_files)
-    expected = planned_sequence_files(config, name)[1]
-    out = config.output
-    options = out.options()
-    if out.if_exists == "rename":
-        options = options.replace(if_exists="error")  # the free name was chosen above
-    bar = tqdm(total=expected, unit="frame", desc=name, disable=not progress, leave=True)
-    handler: TiffHandler | None = None
-    failure: BaseException | None = None
-    try:
-        with pymmcore_plus_core(config.microscope) as core:
-            snake = SnakeCore(core)
-            set_up(snake, config)
-            _check_channels(snake, config)
-            handler = TiffHandler(out.directory, name, options, core=core)
-            failure = _acquire(core, config, handler, bar)
-    finally:
-        bar.close()
-        if handler is not None:
-            try:
-                handler.close(timeout=10)
-            except Exception as exc:
-                failure = handler.error or failure or exc
-    assert handler is not None
-    error: str | None = None
-    if failure is not None:
-        error = f"the acquisition failed: {failure}"
-    elif handler.frames != expected:
-        error = f"the acquisition ended after {handler.frames} of {expected} frames"
-    return RunResult(
-        files=handler.files,
-        frames=handler.frames,
-        expected_frames=expected,
-        elapsed_s=time.monotonic() - started,
-        error=error,
-    )
+    def __init__(
+        self, core: Any, config: RunConfig, name: str, options: SinkOptions, on_frame: Any
+    ) -> None:
+        self._core = core
+        self._config = config
+        self._on_frame = on_frame
+        self._sink = TiffMDASink(config.output.directory, name, options)
+        self._failure: BaseException | None = None
+        self._worker: Worker | None = None
 
+    @property
+    def files(self) -> list[Path]:
+        return self._sink.files
 
-def _acquire(core: Any, config: RunConfig, handler: TiffHandler, bar: Any) -> BaseException | None:
-    """Run the MDA on a thread; return its error. Ctrl-C cancels it, waits, re-raises."""
-    failure: list[BaseException] = []
+    def _count(self, *_: Any) -> None:
+        self._on_frame()
 
-    def count(*_: Any) -> None:
-        bar.update(1)
-
-    def target() -> None:
+    def _target(self) -> None:
+        runner = self._core.mda
         try:
-            core.mda.run(config.sequence, output=handler)
+            with attached(runner, self._sink):
+                runner.run(self._config.sequence)
         except BaseException as exc:  # reported by the main thread
-            failure.append(exc)
+            self._failure = exc
 
-    core.mda.events.frameReady.connect(count)
-    thread = threading.Thread(target=target, name="mmtiffsink-mda")
-    try:
-        thread.start()
+    def begin(self) -> None:
+        self._core.mda.events.frameReady.connect(self._count)
+        self._worker = Worker(self._target, "mmtiffsink-mda")
+        self._worker.start()
+
+    def wait(self, timeout: float) -> bool:
+        return self._worker is None or self._worker.wait(timeout)
+
+    def abort(self) -> None:
+        # pymmcore-plus logs "MDA Canceled" as a warning on stderr: the CLI reports Ctrl-C
+        logging.getLogger("pymmcore-plus").setLevel(logging.ERROR)
+        self._core.mda.cancel()
+
+    def close(self) -> BaseException | None:
+        worker = self._worker
+        if worker is not None and worker.ended:
+            self._core.mda.events.frameReady.disconnect(self._count)
+        failure = self._failure
         try:
-            while thread.is_alive():
-                thread.join(0.1)
-        except KeyboardInterrupt:
-            core.mda.cancel()
-            while thread.is_alive():  # a second Ctrl-C stops waiting
-                thread.join(0.1)
-            raise
-    finally:
-        core.mda.events.frameReady.disconnect(count)
-    return failure[0] if failure else handler.error
+            self._sink.close()  # the runner closed it already: idempotent
+        except Exception as exc:
+            failure = failure or exc
+        return failure
+
+
+class MDAEngine:
+    """The pymmcore-plus engine: the run file's useq ``sequence`` on a ``CMMCorePlus``."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self._planned: dict[str | None, tuple[list[PlannedFile], int]] = {}
+
+    def _plan(self, name: str | None) -> tuple[list[PlannedFile], int]:
+        if name not in self._planned:
+            self._planned[name] = planned_sequence_files(self.config, name)
+        return self._planned[name]
+
+    def planned_files(self, name: str | None = None) -> list[PlannedFile]:
+        return self._plan(name)[0]
+
+    def expected_frames(self) -> int:
+        return self._plan(None)[1]
+
+    def channel_names(self) -> tuple[str, ...] | None:
+        return SequenceLayout.of(self.config.sequence).channel_names
+
+    @contextlib.contextmanager
+    def _microscope(self) -> Iterator[Any]:
+        with pymmcore_plus_core(self.config.microscope) as core:
+            snake = SnakeCore(core)
+            set_up(snake, self.config)
+            _check_channels(snake, self.config)
+            yield core
+
+    def microscope(self) -> contextlib.AbstractContextManager[Any]:
+        return self._microscope()
+
+    def acquisition(
+        self, core: Any, name: str, options: SinkOptions, on_frame: Any
+    ) -> _MDARun:
+        return _MDARun(core, self.config, name, options, on_frame)

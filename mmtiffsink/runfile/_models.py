@@ -25,11 +25,10 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     Field,
     StrictBool,
@@ -45,7 +44,7 @@ from pydantic import (
 from mmtiffsink._text import check_name
 from mmtiffsink.errors import ConfigError
 from mmtiffsink.limits import MAX_PLANES
-from mmtiffsink.sink import SinkOptions
+from mmtiffsink.sink import TIFFWRITE_NAMES, SinkOptions
 from mmtiffsink.tiff import DEFAULT
 
 from ._yaml import (
@@ -80,20 +79,6 @@ DEFAULT_JAVA_PORT = 4827
 #: More z slices than this in one stack is taken for a typo in the z range or step.
 MAX_Z_SLICES = 10_000
 _ORDER_LETTERS = frozenset("tpcz")
-
-
-def _check_color(value: str) -> str:
-    from mmtiffsink.tiff import parse_color
-
-    try:
-        parse_color(value)
-    except ValueError as exc:
-        raise _error(str(exc)) from None
-    return value
-
-
-#: A channel color: a CSS name (``magenta``) or ``#rrggbb``.
-Color = Annotated[StrictStr, AfterValidator(_check_color)]
 
 
 class PropertySetting(_Model):
@@ -410,6 +395,7 @@ class OutputConfig(SinkOptions):
 
     """
 
+    ACCEPTS_TIFFWRITE_NAMES: ClassVar[bool] = False  # one name per option (see _HINTS)
     directory: Path = Field(default=Path("."), validate_default=True)
     name: Annotated[StrictStr, Field(min_length=1)] = "acq"
     preview: StrictBool = True
@@ -505,10 +491,8 @@ class RunConfig(_Model):
 
 #: Keys people write from habit (tiffwrite, pycro-manager), and what they mean here.
 _HINTS = {
+    **{old: new for old, new in TIFFWRITE_NAMES.items() if old != "overwrite"},
     "overwrite": "if_exists: overwrite",
-    "pxsize": "pixel_size_um",
-    "deltaz": "z_step_um",
-    "timeinterval": "interval_s",
     "z_start": "z_start_um",
     "z_end": "z_end_um",
     "z_step": "z_step_um",

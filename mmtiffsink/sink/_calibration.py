@@ -1,35 +1,32 @@
-"""Pixel size, z step and time interval from Micro-Manager / pycro-manager metadata.
+"""Pixel size, z step and time interval of a hyperstack, from what its frames tell.
 
-Pure functions and a small accumulator, no I/O. Where the numbers come from:
+A small accumulator over the neutral :class:`~mmtiffsink.sink.Frame` records, no I/O:
 
-* pixel size: ``PixelSize_um`` (pycro-manager, NDTiff) or ``PixelSizeUm`` (Micro-Manager
-  Studio, MMCoreJ), at the top level or inside a nested ``Summary`` mapping. ``0`` is
-  Micro-Manager's "uncalibrated".
-* z step: ``z-step_um`` when present, else derived from the stage position of each image
-  (``ZPosition_um_Intended``, ``ZPosition_um`` or ``ZPositionUm``) across distinct ``Axes['z']``
-  indices.
-* interval: ``Interval_ms`` when present and positive, else derived from ``ElapsedTime-ms`` across
-  distinct ``Axes['time']`` indices, else from ``TimeReceivedByCore`` (the circular buffer's
-  timestamp, present on hardware-sequenced frames whose ``ElapsedTime-ms`` is 0.0 for all).
+* pixel size: the first one stated (summary or frame); ``0`` is "uncalibrated";
+* z step: stated, else derived from each frame's stage z (``z_um``) across distinct z indices;
+* interval: stated, else derived from ``elapsed_s`` across distinct time indices, else from
+  ``received_us`` (the buffer's clock of hardware-sequenced frames whose elapsed time is 0.0 for
+  all).
 
-Values may arrive as strings (sequenced acquisitions send most tags as text): every number is
-parsed with :func:`parse_float`.
+:meth:`CalibrationTracker.update` and :meth:`CalibrationTracker.update_summary` also take
+Micro-Manager metadata, read by :mod:`mmtiffsink.sink._mmkeys` (the one table of its keys).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import itertools
 import math
 import operator
-import re
 import statistics
 import warnings
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Final, Literal
 
+from mmtiffsink._values import finite, positive
 from mmtiffsink.errors import CalibrationWarning
+
+from ._frame import Calibration, Frame
+from ._mmkeys import INTERVAL_MS, PIXEL_SIZE_UM, Z_STEP_UM, lookup, mm_frame, stated_calibration
 
 __all__ = [
     "MAX_PIXEL_SIZE_UM",
@@ -44,14 +41,6 @@ __all__ = [
 #: Largest pixel size (µm) taken as real; beyond it the value is treated as a unit mistake.
 MAX_PIXEL_SIZE_UM: Final = 1000.0
 
-PIXEL_SIZE_KEYS: Final = ("PixelSize_um", "PixelSizeUm")
-Z_STEP_KEYS: Final = ("z-step_um",)
-INTERVAL_MS_KEYS: Final = ("Interval_ms",)
-Z_POSITION_KEYS: Final = ("ZPosition_um_Intended", "ZPosition_um", "ZPositionUm")
-ELAPSED_MS_KEYS: Final = ("ElapsedTime-ms",)
-RECEIVED_TIME_KEYS: Final = ("TimeReceivedByCore",)
-SUMMARY_KEYS: Final = ("Summary",)
-
 # Bounds on what the tracker keeps, so a days-long acquisition does not grow it without limit.
 _MAX_Z_STACKS: Final = 256
 _MAX_Z_SAMPLES: Final = 16_384
@@ -64,65 +53,8 @@ _KIND_TEXT: Final[dict[_Kind, str]] = {
     "interval": "time interval (s)",
 }
 
-_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-_TIMESTAMP = re.compile(
-    r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*$"
-)
-
-
-def parse_float(value: object) -> float | None:
-    """Return ``value`` as a finite float, or None when it is not a finite number.
-
-    Parameters
-    ----------
-    value
-        A number (Python or numpy) or its text (``"0.5"``, ``" 1e-3 "``). Booleans, None, empty or
-        non-numeric text, NaN and infinities give None.
-
-    Returns
-    -------
-    float or None
-        The finite value, or None.
-
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError, OverflowError):
-            return None
-    return number if math.isfinite(number) else None
-
-
-def _lookup(metadata: Mapping[str, object], keys: Iterable[str]) -> tuple[bool, object]:
-    """Return ``(found, raw value)`` for the first key present, top level first, then summary."""
-    keys = tuple(keys)
-    scopes: list[Mapping[str, object]] = [metadata]
-    for summary_key in SUMMARY_KEYS:
-        nested = metadata.get(summary_key)
-        if isinstance(nested, Mapping):
-            scopes.append(nested)
-    for scope in scopes:
-        for key in keys:
-            if key in scope and scope[key] is not None:
-                return True, scope[key]
-    return False, None
-
-
-def _valid_pixel_size(value: float | None) -> float | None:
-    if value is None or value <= 0 or value > MAX_PIXEL_SIZE_UM:
-        return None
-    return value
-
-
-def _positive(value: float | None) -> float | None:
-    return value if value is not None and value > 0 else None
+#: A number as a finite float, or None (:func:`mmtiffsink._values.finite`).
+parse_float = finite
 
 
 def pixel_size_um(metadata: Mapping[str, object]) -> float | None:
@@ -141,7 +73,8 @@ def pixel_size_um(metadata: Mapping[str, object]) -> float | None:
         NaN, infinite, not a number, or absurd (> :data:`MAX_PIXEL_SIZE_UM`).
 
     """
-    return _valid_pixel_size(parse_float(_lookup(metadata, PIXEL_SIZE_KEYS)[1]))
+    value = positive(lookup(metadata, PIXEL_SIZE_UM)[1])
+    return value if value is not None and value <= MAX_PIXEL_SIZE_UM else None
 
 
 def z_step_um(metadata: Mapping[str, object]) -> float | None:
@@ -158,8 +91,8 @@ def z_step_um(metadata: Mapping[str, object]) -> float | None:
         The absolute value of the step, or None when missing, zero or not a finite number.
 
     """
-    value = parse_float(_lookup(metadata, Z_STEP_KEYS)[1])
-    return _positive(abs(value)) if value is not None else None
+    value = finite(lookup(metadata, Z_STEP_UM)[1])
+    return positive(abs(value)) if value is not None else None
 
 
 def interval_s(metadata: Mapping[str, object]) -> float | None:
@@ -177,24 +110,8 @@ def interval_s(metadata: Mapping[str, object]) -> float | None:
         The interval in seconds, or None.
 
     """
-    value = _positive(parse_float(_lookup(metadata, INTERVAL_MS_KEYS)[1]))
+    value = positive(lookup(metadata, INTERVAL_MS)[1])
     return value / 1000.0 if value is not None else None
-
-
-def _timestamp_us(value: object) -> int | None:
-    """Microseconds since the epoch of a ``2024-01-31 12:00:00.123456`` text (zone ignored)."""
-    if not isinstance(value, str):
-        return None
-    match = _TIMESTAMP.match(value)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    try:
-        stamp = _dt.datetime(year, month, day, hour, minute, second, tzinfo=_dt.timezone.utc)
-    except ValueError:
-        return None
-    micros = int((match.group(7) or "0")[:6].ljust(6, "0"))
-    return (stamp - _EPOCH) // _dt.timedelta(microseconds=1) + micros
 
 
 def _as_index(value: object) -> int | None:
@@ -218,30 +135,6 @@ def _median_slope(samples: Mapping[int, float]) -> float | None:
     if len(samples) < 2:
         return None
     return statistics.median(_slopes(samples))
-
-
-def _is_absurd(value: float) -> bool:
-    return not math.isfinite(value) or value <= 0
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Spatial and temporal calibration of a hyperstack; None means unknown.
-
-    Parameters
-    ----------
-    pixel_size_um
-        Size of a pixel in x and y, in µm.
-    z_step_um
-        Distance between z planes, in µm.
-    interval_s
-        Time between time points, in seconds.
-
-    """
-
-    pixel_size_um: float | None = None
-    z_step_um: float | None = None
-    interval_s: float | None = None
 
 
 class CalibrationTracker:
@@ -296,49 +189,50 @@ class CalibrationTracker:
         for message in pending:
             warnings.warn(message, CalibrationWarning, stacklevel=3)
 
-    def _checked(self, kind: _Kind, key: str, raw: object, *, signed: bool = False) -> float | None:
-        """Parse a stated metadata number; queue a warning when present but not usable.
+    def _checked(self, kind: _Kind, value: float | None) -> float | None:
+        """A stated value, or None; queue a warning when it is present but not usable.
 
-        Zero is Micro-Manager's "not set" and gives None silently. With ``signed`` a negative
-        value is a direction and its absolute value is used.
+        Zero is Micro-Manager's "not set" and gives None silently.
         """
-        value = parse_float(raw)
-        if value is None:
-            self._warn(kind, f"{key}={raw!r} is not a finite number")
+        if value is None or value == 0:
             return None
-        if signed:
-            value = abs(value)
-        if value == 0:
+        if not math.isfinite(value):
+            self._warn(kind, f"the stated value {value!r} is not a finite number")
             return None
         if value < 0 or (kind == "pixel_size" and value > MAX_PIXEL_SIZE_UM):
-            self._warn(kind, f"{key}={raw!r} is not believable")
+            self._warn(kind, f"the stated value {value!r} is not believable")
             return None
         return value
 
     # -- feeding ----------------------------------------------------------------------------
 
-    def _stated(self, metadata: Mapping[str, object]) -> None:
-        found, raw = _lookup(metadata, PIXEL_SIZE_KEYS)
-        if found:
-            value = self._checked("pixel_size", "pixel size", raw)
-            if value is not None:
-                if self._pixel_size is None:
-                    self._pixel_size = value
-                elif not math.isclose(value, self._pixel_size, rel_tol=1e-9):
-                    self._warn(
-                        "pixel_size",
-                        f"changed from {self._pixel_size} to {value} during the acquisition; "
-                        f"keeping {self._pixel_size} and ignoring later values",
-                    )
-        if self._stated_z_step is None:
-            found, raw = _lookup(metadata, Z_STEP_KEYS)
-            if found:
-                self._stated_z_step = self._checked("z_step", Z_STEP_KEYS[0], raw, signed=True)
-        if self._stated_interval is None:
-            found, raw = _lookup(metadata, INTERVAL_MS_KEYS)
-            if found:
-                value = self._checked("interval", INTERVAL_MS_KEYS[0], raw)
-                self._stated_interval = value / 1000.0 if value is not None else None
+    def _stated(self, stated: Calibration) -> None:
+        value = self._checked("pixel_size", stated.pixel_size_um)
+        if value is not None:
+            if self._pixel_size is None:
+                self._pixel_size = value
+            elif not math.isclose(value, self._pixel_size, rel_tol=1e-9):
+                self._warn(
+                    "pixel_size",
+                    f"changed from {self._pixel_size} to {value} during the acquisition; "
+                    f"keeping {self._pixel_size} and ignoring later values",
+                )
+        if self._stated_z_step is None and stated.z_step_um is not None:
+            self._stated_z_step = self._checked("z_step", stated.z_step_um)
+        if self._stated_interval is None and stated.interval_s is not None:
+            self._stated_interval = self._checked("interval", stated.interval_s)
+
+    def state(self, stated: Calibration) -> None:
+        """Take a calibration the acquisition states (a :class:`~mmtiffsink.sink.Summary`'s).
+
+        Parameters
+        ----------
+        stated
+            Pixel size, planned z step and interval; None: not stated, 0: "not set".
+
+        """
+        self._stated(stated)
+        self._flush()
 
     def update_summary(self, summary: Mapping[str, object]) -> None:
         """Take the stated values (pixel size, ``z-step_um``, ``Interval_ms``) of summary metadata.
@@ -346,51 +240,63 @@ class CalibrationTracker:
         Parameters
         ----------
         summary
-            The summary metadata given to a storage's ``initialize()``, or an NDTiff/MMStack
-            summary.
+            Micro-Manager summary metadata (a storage's ``initialize()``, an NDTiff/MMStack
+            summary).
 
         """
-        self._stated(summary)
+        self._stated(stated_calibration(summary))
         self._flush()
 
     def update(self, axes: Mapping[str, object], metadata: Mapping[str, object]) -> None:
-        """Take the evidence of one image.
+        """Take the evidence of one image with Micro-Manager metadata (see :meth:`add`).
 
         Parameters
         ----------
         axes
-            The image's axes (``metadata['Axes']`` in pycro-manager): ``z`` and ``time`` indices
-            are used; other axes only group z stacks.
+            The image's axes (``metadata['Axes']`` in pycro-manager).
         metadata
             The image's metadata.
 
         """
-        self._stated(metadata)
+        self._add(mm_frame(axes, metadata))
+        self._flush()
+
+    def add(self, frame: Frame) -> None:
+        """Take the evidence of one image.
+
+        Parameters
+        ----------
+        frame
+            The image's record: its ``z`` and ``time`` indices are used, other axes only group
+            z stacks; its stated calibration, ``z_um``, ``elapsed_s`` and ``received_us``.
+
+        """
+        self._add(frame)
+        self._flush()
+
+    def _add(self, frame: Frame) -> None:
+        self._stated(frame.stated)
+        axes = frame.axes
         z_index = _as_index(axes.get("z"))
         if z_index is not None and self._stated_z_step is None:
-            self._z_sample(axes, z_index, metadata)
+            self._z_sample(axes, z_index, frame.z_um)
         t_index = _as_index(axes.get("time"))
         if t_index is not None and self._stated_interval is None:
-            self._time_sample(self._elapsed_ms, t_index, _lookup(metadata, ELAPSED_MS_KEYS)[1])
-            found, raw = _lookup(metadata, RECEIVED_TIME_KEYS)
-            micros = _timestamp_us(raw) if found else None
+            if frame.elapsed_s is not None:
+                self._time_sample(self._elapsed_ms, t_index, frame.elapsed_s * 1000.0)
+            micros = frame.received_us
             if micros is not None:
                 # relative to the first stamp: keeps microsecond precision in a float
                 if self._received_origin_us is None:
                     self._received_origin_us = micros
                 received_ms = (micros - self._received_origin_us) / 1000.0
                 self._time_sample(self._received_ms, t_index, received_ms)
-        self._flush()
 
     def _z_sample(
-        self, axes: Mapping[str, object], z_index: int, metadata: Mapping[str, object]
+        self, axes: Mapping[str, object], z_index: int, position: float | None
     ) -> None:
         """Keep the z position of this image in its stack (all axes but z equal)."""
-        if self._z_count >= _MAX_Z_SAMPLES:
-            return
-        found, raw = _lookup(metadata, Z_POSITION_KEYS)
-        position = parse_float(raw) if found else None
-        if position is None:
+        if self._z_count >= _MAX_Z_SAMPLES or position is None or not math.isfinite(position):
             return
         stack = tuple(sorted(((k, v) for k, v in axes.items() if k != "z"), key=lambda kv: kv[0]))
         try:
@@ -406,9 +312,8 @@ class CalibrationTracker:
             self._z_count += 1
 
     @staticmethod
-    def _time_sample(samples: dict[int, float], index: int, raw: object) -> None:
-        value = parse_float(raw)
-        if value is None:
+    def _time_sample(samples: dict[int, float], index: int, value: float) -> None:
+        if not math.isfinite(value):
             return
         previous = samples.get(index)
         if previous is None:
@@ -445,11 +350,8 @@ class CalibrationTracker:
     def _explicit(self, kind: _Kind, value: float | None) -> float | None:
         if value is None:
             return None
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        if _is_absurd(number) or (kind == "pixel_size" and number > MAX_PIXEL_SIZE_UM):
+        number = finite(value)
+        if number is None or number <= 0 or (kind == "pixel_size" and number > MAX_PIXEL_SIZE_UM):
             self._warn(kind, f"the value given explicitly, {value!r}, is not believable")
             return None
         return number

@@ -11,10 +11,9 @@ file exists, the plane cap, one file per position or all positions as series of 
 from __future__ import annotations
 
 import functools
-import math
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
@@ -25,21 +24,76 @@ from pydantic import (
     StrictBool,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from mmtiffsink._text import check_text
+from mmtiffsink._values import require
 from mmtiffsink.errors import ConfigError, MMTiffSinkError
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.tiff import DEFAULT, Codec, Profile, ProfileName
 
-__all__ = ["IfExists", "Positions", "SinkOptions"]
+__all__ = [
+    "TIFFWRITE_NAMES",
+    "IfExists",
+    "Positions",
+    "SinkOptions",
+    "if_exists_of",
+    "tiffwrite_names",
+]
 
 IfExists = Literal["error", "overwrite", "rename"]
 Positions = Literal["files", "series"]
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+#: tiffwrite's keyword names, accepted by the Python API (never by run files), and the options
+#: they stand for (``overwrite`` is a flag: see :func:`if_exists_of`).
+TIFFWRITE_NAMES: dict[str, str] = {
+    "pxsize": "pixel_size_um",
+    "deltaz": "z_step_um",
+    "timeinterval": "interval_s",
+    "overwrite": "if_exists",
+}
+
+
+def if_exists_of(overwrite: object) -> IfExists:
+    """Tiffwrite's ``overwrite`` flag as an ``if_exists`` value: the one rule for it.
+
+    Raises
+    ------
+    ConfigError
+        ``overwrite`` is not True or False.
+
+    """
+    if not isinstance(overwrite, bool):
+        msg = f"overwrite is True or False, got {overwrite!r}"
+        raise ConfigError(msg)
+    return "overwrite" if overwrite else "error"
+
+
+def tiffwrite_names(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``changes`` with tiffwrite's names (:data:`TIFFWRITE_NAMES`) as the options' own.
+
+    ``overwrite=None`` means "not given". A name given twice (``pxsize`` and
+    ``pixel_size_um``, or ``overwrite`` and an ``if_exists`` that disagrees) is an error.
+    """
+    out: dict[str, Any] = {}
+    renamed: dict[str, tuple[str, Any]] = {}
+    for key, value in changes.items():
+        field = TIFFWRITE_NAMES.get(key)
+        if field is None:
+            out[key] = value
+        elif key != "overwrite" or value is not None:
+            renamed[field] = (key, if_exists_of(value) if key == "overwrite" else value)
+    for field, (key, value) in renamed.items():
+        if field in out and out[field] != value:
+            msg = f"{key}={changes[key]!r} and {field}={out[field]!r} disagree; give one of them"
+            raise ConfigError(msg)
+        out[field] = value
+    return out
 
 
 def _problem(exc: MMTiffSinkError, key: str | None = None) -> PydanticCustomError:
@@ -61,18 +115,6 @@ def _checked(fn: _F) -> _F:
             raise _problem(exc) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def _positive(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"must be a positive number, got {value!r}"
-        raise ConfigError(msg)
-    if not math.isfinite(value) or value <= 0:
-        msg = f"must be a positive, finite number, got {value!r}"
-        raise ConfigError(msg)
-    return float(value)
 
 
 @_checked
@@ -140,6 +182,8 @@ class SinkOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
     LIVE: ClassVar[bool] = True
     """Options of a live acquisition (see :meth:`codec_for`)."""
+    ACCEPTS_TIFFWRITE_NAMES: ClassVar[bool] = True
+    """Accept tiffwrite's names (:data:`TIFFWRITE_NAMES`); run files do not."""
 
     template: StrictStr = "{name}_{position}.tif"
     profile: ProfileName = "bigtiff"
@@ -162,6 +206,14 @@ class SinkOptions(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise _first_error(exc) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    @_checked
+    def _tiffwrite_names(cls, data: Any) -> Any:
+        if cls.ACCEPTS_TIFFWRITE_NAMES and isinstance(data, Mapping):
+            return tiffwrite_names(data)
+        return data
 
     @field_validator("template")
     @classmethod
@@ -235,8 +287,8 @@ class SinkOptions(BaseModel):
     @field_validator("pixel_size_um", "z_step_um", "interval_s", mode="before")
     @classmethod
     @_checked
-    def _check_positive(cls, value: Any) -> Any:
-        return _positive(value)
+    def _check_positive(cls, value: Any, info: ValidationInfo) -> Any:
+        return require(str(info.field_name), value)
 
     @model_validator(mode="after")
     def _check_profile(self) -> SinkOptions:
@@ -278,7 +330,7 @@ class SinkOptions(BaseModel):
         """
         # only the fields set explicitly: a default (the template) follows the profile
         data = {} if options is None else options.sink_fields()
-        data.update(changes)
+        data.update(tiffwrite_names(changes) if cls.ACCEPTS_TIFFWRITE_NAMES else changes)
         return cls(**data)
 
     def replace(self, **changes: Any) -> SinkOptions:

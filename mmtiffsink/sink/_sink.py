@@ -1,19 +1,21 @@
-"""TiffSink: pycro-manager images -> one ImageJ hyperstack TIFF per position.
+"""TiffSink: images -> one ImageJ hyperstack TIFF per position.
 
-Every image arrives with its ``Axes`` dict; :class:`~mmtiffsink.sink.AxisMapper` turns it into
-a file key (position, camera, ...) and a (c, z, t) place. One
-:class:`~mmtiffsink.tiff.IJTiffFile` is opened per file key, lazily, and its calibration (pixel
-size, z step, interval) follows a :class:`~mmtiffsink.sink.CalibrationTracker` fed with the
-images' metadata; explicit values given to the sink win. With ``positions="series"`` the
+Every image arrives as a neutral :class:`~mmtiffsink.sink.Frame` (:meth:`TiffSink.append`; or
+with Micro-Manager metadata, :meth:`TiffSink.put`, read by :func:`~mmtiffsink.sink.mm_frame`);
+:class:`~mmtiffsink.sink.AxisMapper` turns its axes into a file key (position, camera, ...) and a
+(c, z, t) place. One :class:`~mmtiffsink.tiff.IJTiffFile` is opened per file key, lazily, and
+its calibration (pixel size, z step, interval) follows a
+:class:`~mmtiffsink.sink.CalibrationTracker` fed with the frames; explicit values given to the
+sink win. A :class:`~mmtiffsink.sink.Summary` (:meth:`TiffSink.set_summary`) is kept in every
+file, whatever its profile. With ``positions="series"`` the
 position leaves the file key: each position becomes a series (an OME Image) of its file,
 numbered in order of its first image.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
+import dataclasses
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,103 +30,32 @@ from mmtiffsink.errors import (
     CloseErrors,
     ConfigError,
     CoordinateError,
+    OutputExistsError,
     WriterClosedError,
     WriterError,
 )
 from mmtiffsink.tiff import DEFAULT, Following, IJTiffFile, Profile, StageLabel
 
-from ._calibration import Calibration, CalibrationTracker
+from ._calibration import CalibrationTracker
+from ._frame import Calibration, Frame, Summary
 from ._mapping import AxisMapper, FileKey, Placement, file_name, split_position
+from ._mmkeys import mm_frame, mm_summary
 from ._options import SinkOptions
 
 __all__ = ["DEFAULT", "TiffSink"]
 
-_ALIASES = {"pxsize": "pixel_size_um", "deltaz": "z_step_um", "timeinterval": "interval_s"}
-
-
 def sink_options(options: SinkOptions | None, changes: Mapping[str, Any]) -> SinkOptions:
     """``options`` with keyword changes; also tiffwrite's names (``pxsize``, ``overwrite``)."""
-    fields: dict[str, Any] = {}
-    for key, value in changes.items():
-        if key == "overwrite":
-            if value is None:
-                continue
-            if not isinstance(value, bool):
-                msg = f"overwrite is True or False, got {value!r}"
-                raise ConfigError(msg)
-            fields["if_exists"] = "overwrite" if value else "error"
-        else:
-            fields[_ALIASES.get(key, key)] = value
-    return SinkOptions.of(options, **fields)
+    return SinkOptions.of(options, **changes)
 
 
-_PLANE_KEYS = {  # PlaneInfo field -> (metadata keys, first found wins; scale to s or µm)
-    "delta_t": (("ElapsedTime-ms",), 1e-3),
-    "exposure_time": (("Exposure", "Exposure-ms"), 1e-3),
-    "position_x": (("XPosition_um_Intended", "XPositionUm", "X-Position"), 1.0),
-    "position_y": (("YPosition_um_Intended", "YPositionUm", "Y-Position"), 1.0),
-    "position_z": (("ZPosition_um_Intended", "ZPositionUm", "Z-Position"), 1.0),
-}
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def plane_values(metadata: Mapping[str, Any]) -> dict[str, float]:
-    """An image's OME Plane values (DeltaT and exposure in s, stage position in µm).
-
-    From pycro-manager's ``ElapsedTime-ms``, ``Exposure`` (ms) and
-    ``X/Y/ZPosition_um_Intended``, or Micro-Manager's ``XPositionUm`` etc.; values that are
-    missing or not numbers are left out.
-    """
-    out: dict[str, float] = {}
-    for name, (keys, scale) in _PLANE_KEYS.items():
-        for key in keys:
-            number = _finite(metadata.get(key))
-            if number is not None and (name != "exposure_time" or number >= 0):
-                out[name] = number * scale
-                break
-    return out
-
-
-def acquisition_start(summary: Mapping[str, Any]) -> _dt.datetime | None:
-    """The acquisition's start from summary metadata (``StartTime`` or ``DateAndTime``)."""
-    for key in ("StartTime", "DateAndTime", "Date"):
-        text = summary.get(key)
-        if not isinstance(text, str):
-            continue
-        text = text.strip()
-        for form in ("%Y-%m-%d %H:%M:%S.%f %z", "%Y-%m-%d %H:%M:%S %z"):
-            try:
-                return _dt.datetime.strptime(text, form)
-            except ValueError:
-                pass
-        try:
-            return _dt.datetime.fromisoformat(text.replace(" ", "T", 1))
-        except ValueError:
-            continue
-    return None
-
-
-def summary_annotations(summary: Mapping[str, Any]) -> dict[str, str]:
-    """Summary metadata as key -> text (JSON for values that are not text).
-
-    A character no file can hold (:mod:`mmtiffsink._text`) is written as U+FFFD, with a
-    :class:`~mmtiffsink.errors.TextReplacedWarning`: metadata never stops a file.
-    """
-    out: dict[str, str] = {}
-    for k, v in summary.items():
-        key = clean_text(f"the summary metadata key {str(k)!r}", str(k))
-        text = v if isinstance(v, str) else json.dumps(v, default=str)  # JSON is ASCII
-        out[key] = clean_text(f"the summary metadata value of {key!r}", text)
-    return out
+def info_text(annotations: Mapping[str, str]) -> str | None:
+    """Annotations as ImageJ ``Info`` lines, ``key = value`` (line breaks escaped as JSON)."""
+    lines = []
+    for key, value in annotations.items():
+        text = json.dumps(value) if "\n" in value or "\r" in value else value
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) or None
 
 
 def series_name(position: str | int | None) -> str | None:
@@ -134,13 +65,10 @@ def series_name(position: str | int | None) -> str | None:
     return f"Pos{position}"
 
 
-def position_stage_label(
-    name: str, axes: Mapping[str, Any], plane: Mapping[str, float] | None
-) -> StageLabel | None:
+def position_stage_label(name: str, frame: Frame) -> StageLabel | None:
     """A position's StageLabel from its first image's stage x/y (and z, without a z stack)."""
-    plane = plane or {}
-    x, y = plane.get("position_x"), plane.get("position_y")
-    z = plane.get("position_z") if axes.get("z") is None else None
+    x, y = frame.x_um, frame.y_um
+    z = frame.z_um if frame.axes.get("z") is None else None
     if x is None and y is None and z is None:
         return None
     return StageLabel(name, x, y, z)
@@ -229,7 +157,7 @@ class TiffSink:
         self._series = self.options.positions == "series"
         self._entries: dict[FileKey, _Entry] = {}
         self._paths: dict[Path, FileKey] = {}
-        self._summary: dict[str, Any] | None = None
+        self._summary: Summary | None = None
         self._closed = False
         self._hook_error: Exception | None = None
         # live views waiting for their file: (index or path, series, view)
@@ -261,6 +189,16 @@ class TiffSink:
             msg = f"no image was stored in a file with axes {dict(placement.file_key)!r}"
             raise CoordinateError(msg)
         return entry.file.path
+
+    @property
+    def blank_planes(self) -> int:
+        """Planes filled with a blank frame at close, over every file (0 before close)."""
+        return sum(entry.file.blank_planes for entry in self._entries.values())
+
+    @property
+    def blank_planes_by_file(self) -> dict[Path, int]:
+        """Each file's :attr:`~mmtiffsink.IJTiffFile.blank_planes` (known once it is closed)."""
+        return {entry.file.path: entry.file.blank_planes for entry in self._entries.values()}
 
     @property
     def closed(self) -> bool:
@@ -305,16 +243,23 @@ class TiffSink:
         except OSError as exc:
             msg = f"cannot create the folder {self._directory}: {exc.strerror or exc}"
             raise WriterError(msg) from exc
-        file = IJTiffFile(
-            path,
-            dtype=image.dtype,
-            overwrite=self.options.if_exists == "overwrite",
-            allow_negative=True,
-            **self.options.writer_arguments(image.dtype),
-        )
+        try:
+            file = IJTiffFile(
+                path,
+                dtype=image.dtype,
+                overwrite=self.options.if_exists == "overwrite",
+                allow_negative=True,
+                **self.options.writer_arguments(image.dtype),
+            )
+        except OutputExistsError as exc:
+            msg = (
+                f'{exc}, or if_exists="rename" to write the dataset under a new name '
+                f"({self._name}_1, ...)"
+            )
+            raise OutputExistsError(msg) from None
         entry = _Entry(key, file)
         if self._summary is not None:
-            entry.tracker.update_summary(self._summary)
+            entry.tracker.state(self._summary.stated)
             self._describe(file)
         self._entries[key] = entry
         self._paths[path] = key
@@ -334,27 +279,53 @@ class TiffSink:
         file.channel_names = names or None
 
     def update_summary(self, summary: Mapping[str, Any]) -> None:
-        """Take the stated calibration of summary metadata (a storage's ``initialize()``).
+        """Take Micro-Manager summary metadata (a storage's ``initialize()``, an NDTiff's).
 
         Parameters
         ----------
         summary
-            Summary metadata (``PixelSize_um``, ``z-step_um``, ``Interval_ms`` are used).
+            Summary metadata: its stated calibration (``PixelSize_um``, ``z-step_um``,
+            ``Interval_ms``) and start time are used, and every key is kept in the files
+            (see :meth:`set_summary`).
 
         """
-        self._summary = dict(summary)
+        self.set_summary(mm_summary(summary))
+
+    def set_summary(self, summary: Summary) -> None:
+        """Take what the source knows of the whole acquisition, for every file (also later ones).
+
+        Parameters
+        ----------
+        summary
+            Its stated calibration (metadata of the frames and explicit options win over it
+            as :class:`~mmtiffsink.sink.CalibrationTracker` says), start time and annotations
+            (kept in the OME ``MapAnnotation`` of profile ``ome``, in the ImageJ ``Info`` as
+            ``key = value`` lines in the others).
+
+        """
+        # text that came with the metadata: U+FFFD (and a warning) for what no file can hold
+        annotations = {
+            clean_text(f"the summary metadata key {key!r}", key): clean_text(
+                f"the summary metadata value of {key!r}", value
+            )
+            for key, value in summary.annotations.items()
+        }
+        self._summary = dataclasses.replace(summary, annotations=annotations)
         for entry in self._entries.values():
-            entry.tracker.update_summary(self._summary)
+            entry.tracker.state(summary.stated)
             self._describe(entry.file)
 
     def _describe(self, file: IJTiffFile) -> None:
-        """An OME-TIFF's acquisition date and summary metadata (its MapAnnotation)."""
-        if self._summary is None or not self._ome:
+        """A file's acquisition date and summary annotations."""
+        summary = self._summary
+        if summary is None:
             return
-        start = acquisition_start(self._summary)
-        if start is not None:
-            file.acquisition_date = start
-        file.annotations = summary_annotations(self._summary) or None
+        if self._ome:
+            if summary.start is not None:
+                file.acquisition_date = summary.start
+            file.annotations = dict(summary.annotations) or None
+        else:
+            file.comment = info_text(summary.annotations)
 
     def put(
         self,
@@ -390,22 +361,51 @@ class TiffSink:
             From the writer.
 
         """
+        meta = dict(metadata) if metadata is not None else None
+        return self.append(image, mm_frame(axes, meta))
+
+    def append(self, image: Any, frame: Frame) -> Placement:
+        """Save one image at the place its :class:`~mmtiffsink.sink.Frame` gives.
+
+        Parameters
+        ----------
+        image
+            A 2-D array (Y, X).
+        frame
+            Its axes, calibration, per-plane values and metadata (stored with it).
+
+        Returns
+        -------
+        Placement
+            Where the image went: its file key and (c, z, t).
+
+        Raises
+        ------
+        WriterClosedError, CoordinateError, FileExistsError_, FrameError, WriterError
+            As :meth:`put`.
+
+        """
         if self._closed:
             msg = "the TiffSink is closed; cannot put more images"
             raise WriterClosedError(msg)
-        placement = self._mapper.map(axes)
+        placement = self._mapper.map(frame.axes)
         key, position = self._split(placement.file_key)
         entry = self._entries.get(key)
         if entry is None:
             entry = self._open(key, np.asarray(image))
-        meta = dict(metadata) if metadata is not None else None
-        entry.tracker.update(axes, meta or {})
-        plane = plane_values(meta) if self._ome and meta else None
+        entry.tracker.add(frame)
+        plane = frame.plane() if self._ome else None
         series = entry.series.get(position) if self._series else 0
         if series is None or (self._ome and not entry.series):
-            series = self._new_series(entry, position, placement.file_key, axes, plane)
+            series = self._new_series(entry, position, placement.file_key, frame)
         entry.file.save(
-            image, placement.c, placement.z, placement.t, metadata=meta, plane=plane, series=series
+            image,
+            placement.c,
+            placement.z,
+            placement.t,
+            metadata=None if frame.metadata is None else dict(frame.metadata),
+            plane=plane or None,
+            series=series,
         )
         return placement
 
@@ -414,8 +414,7 @@ class TiffSink:
         entry: _Entry,
         position: str | int | None,
         file_key: FileKey,
-        axes: Mapping[str, Any],
-        plane: Mapping[str, float] | None,
+        frame: Frame,
     ) -> int:
         """Number a file's new position (its series) and give it its name and StageLabel.
 
@@ -427,7 +426,7 @@ class TiffSink:
         name = series_name(position)
         if name is not None:  # a label that came with the images: U+FFFD for what no file holds
             name = clean_text(f"the position name {name!r}", name)
-        stage = position_stage_label(name, axes, plane) if name is not None else None
+        stage = position_stage_label(name, frame) if self._ome and name is not None else None
         if self._series and (name is not None or stage is not None):
             entry.file.set_series(series, name=name, stage=stage)
         elif stage is not None:

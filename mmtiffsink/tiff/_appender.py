@@ -1,7 +1,7 @@
 """The byte appender: a frame's data, new tag values and IFD at the end of the file, then linked.
 
-One thread at a time appends (the sequencer gives the role to one thread and never holds the
-saving lock while bytes go to disk). For each frame, in one write: any tag value not stored
+Only the file's writer thread appends (see :mod:`._writer`), never holding the file's lock
+while bytes go to disk. For a batch of frames, in one write: any tag value not stored
 before, the pixel data (unless identical data is already stored), and the IFD; only then is
 the previous IFD's next-pointer patched to it. So the file on disk is at every moment a valid
 TIFF whose chain holds every frame appended so far, each IFD carrying its (c, z, t) in a
@@ -44,7 +44,7 @@ from ._tags import (
     resolution_tags,
 )
 
-__all__ = ["Appender", "data_key", "pack", "unpack"]
+__all__ = ["Appender", "Batch", "data_key", "pack", "unpack"]
 
 _log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Tail:
     def __init__(self, start: int) -> None:
         self.start = start
         self.pos = start
-        self.chunks: list[bytes | memoryview] = []
+        self.chunks: list[bytes | bytearray | memoryview] = []
 
     def reserve(self, nbytes: int) -> int:
         """Skip ``nbytes`` (written elsewhere) before any allocation; return their offset."""
@@ -130,7 +130,7 @@ class Tail:
         self.start = self.pos = offset + nbytes
         return offset
 
-    def alloc(self, buf: bytes | memoryview) -> int:
+    def alloc(self, buf: bytes | bytearray | memoryview) -> int:
         """Queue ``buf`` and return the file offset it will have."""
         offset = self.pos
         self.chunks.append(buf)
@@ -139,6 +139,19 @@ class Tail:
             self.chunks.append(b"\0")
             self.pos += 1
         return offset
+
+
+class Batch:
+    """Frames to append together: (key, encoded bytes, dedup key, extra tags) each."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[Key, bytes | memoryview, int, Sequence[Tag]]] = []
+
+    def add(self, key: Key, data: bytes | memoryview, digest: int, extra: Sequence[Tag]) -> None:
+        """One more frame."""
+        self.frames.append((key, data, digest, extra))
 
 
 class Appender:
@@ -247,122 +260,155 @@ class Appender:
     def append(
         self, coord: Key, data: bytes | memoryview, digest: int, extra: Sequence[Tag]
     ) -> None:
-        """Append one frame's bytes and IFD, then link it.
+        """Append one frame's bytes and IFD, then link it (see :meth:`append_many`)."""
+        batch = Batch()
+        batch.add(coord, data, digest, extra)
+        self.append_many(batch)
+
+    def append_many(self, batch: Batch) -> None:
+        """Append frames' bytes and IFDs with one write, then link them with one more.
+
+        The IFDs of the batch point at each other; the last IFD linked before points at the
+        first of them only once every byte is written: the file is a valid TIFF holding every
+        frame linked so far, at every moment, and a batch lands whole or not at all.
 
         Raises
         ------
         ProfileError
-            The frame would pass a classic TIFF's 4 GiB.
+            A frame would pass a classic TIFF's 4 GiB.
         OSError
             Writing failed (the file keeps every frame linked before).
 
         """
         lay = self.layout
-        new_values: dict[tuple[int, int, bytes], int] = {}
         tail = Tail(self.end)
-        alloc = tail.alloc
-
-        slot_write: tuple[bytes | memoryview, int] | None = None
-        full_crc: int | None = None
-        if self.slots is not None:
-            if self.slots_at is None:
-                c, z, t = self.slots
-                self.slots_at = tail.reserve(c * z * t * len(data))
-                self.end = tail.start
-            stored = (self.slot_offset(coord, len(data)), len(data))
-            slot_write = (data, stored[0])
-            new_data = True
-        else:
-            found, full_crc = self._find_data(digest, data)
-            new_data = found is None
-            stored = (alloc(data), len(data)) if found is None else found
-        offsets, counts = self.strips(*stored)
-        if not self.arrival:  # see FIRST_METADATA_TAG
-            extra = [
-                Tag(FIRST_METADATA_TAG, t.dtype, t.count, t.value) if t.code == METADATA_TAG else t
-                for t in extra
-            ]
-
-        def entry(tag: Tag, dedup: bool = True) -> tuple[int, bytes]:
-            if len(tag.value) <= lay.inline_size:
-                return tag.code, lay.encode_entry(tag, None)
-            if not dedup:
-                return tag.code, lay.encode_entry(tag, alloc(tag.value))
-            key = (tag.dtype, len(tag.value), hashlib.blake2b(tag.value, digest_size=16).digest())
-            offset = new_values.get(key)
-            if offset is None:
-                offset = self._find_value(key, tag.value)
-            if offset is None:
-                offset = new_values[key] = alloc(tag.value)
-            return tag.code, lay.encode_entry(tag, offset)
-
+        values: dict[tuple[int, int, bytes], int] = {}  # tag values new in this batch
+        datas: dict[int, tuple[bytes | memoryview, int]] = {}  # frame data new in this batch
+        slot_writes: list[tuple[bytes | memoryview, int]] = []
+        if self.slots is not None and self.slots_at is None:  # before any allocation
+            c, z, t = self.slots
+            self.slots_at = tail.reserve(c * z * t * len(batch.frames[0][1]))
+            self.end = tail.start
         static_src = self._static_tags()
-        static = self._static_entries
         if static_src is not self._static_src:  # first frame, or a setting changed
-            static = [entry(tag) for tag in static_src]
-        items = [
-            *static,
-            entry(lay.offset_tag(273, offsets)),
-            entry(lay.offset_tag(279, counts)),
-            entry(int_tag(PLANE_TAG, 9 if min(coord) < 0 else 4, coord), dedup=False),
-            *(entry(tag) for tag in extra),
-        ]
-        items.sort(key=lambda item: item[0])
-        ifd = lay.encode_ifd([raw for _, raw in items])
-        ifd_offset = alloc(ifd)
-        if tail.pos > lay.max_offset or len(ifd) >= 1 << _SIZE_BITS:
+            static = [self._entry(tag, tail, values) for tag in static_src]
+        else:
+            static = self._static_entries
+        ifds: list[tuple[Key, bytearray, int]] = []
+        stored: list[tuple[bool, int, tuple[int, int], int | None]] = []
+        first = not self.arrival
+        for coord, data, digest, extra in batch.frames:
+            full_crc: int | None = None
+            if self.slots is not None:
+                where = (self.slot_offset(coord, len(data)), len(data))
+                slot_writes.append((data, where[0]))
+                new_data = True
+            else:
+                found, full_crc = self._find_data(digest, data)
+                if found is None:
+                    mine = datas.get(digest)  # an equal frame earlier in this batch
+                    if mine is not None and mine[0] == data:
+                        found = (mine[1], len(data))
+                new_data = found is None
+                if found is None:
+                    found = (tail.alloc(data), len(data))
+                    datas[digest] = (data, found[0])
+                where = found
+            offsets, counts = self.strips(*where)
+            if first:  # see FIRST_METADATA_TAG
+                first = False
+                extra = [
+                    Tag(FIRST_METADATA_TAG, t.dtype, t.count, t.value)
+                    if t.code == METADATA_TAG
+                    else t
+                    for t in extra
+                ]
+            items = [
+                *static,
+                self._entry(lay.offset_tag(273, offsets), tail, values),
+                self._entry(lay.offset_tag(279, counts), tail, values),
+                self._entry(int_tag(PLANE_TAG, 9 if min(coord) < 0 else 4, coord), tail, None),
+                *(self._entry(tag, tail, values) for tag in extra),
+            ]
+            items.sort(key=lambda item: item[0])
+            ifd = bytearray(lay.encode_ifd([raw for _, raw in items]))
+            ifd_offset = tail.alloc(ifd)
+            if ifds:  # the previous IFD of the batch points at this one
+                prev = ifds[-1][1]
+                prev[len(prev) - lay.offset_size :] = lay.pack_offset(ifd_offset)
+            ifds.append((coord, ifd, ifd_offset))
+            stored.append((new_data, digest, where, full_crc))
+            if len(ifd) >= 1 << _SIZE_BITS:
+                msg = f"{self.io.path}: an IFD of {len(ifd)} bytes"
+                raise ProfileError(msg)
+        if tail.pos > lay.max_offset:
             msg = f"{self.io.path} would pass the 4 GiB limit of a classic TIFF"
             raise ProfileError(msg)
+        first_ifd = ifds[0][2]
         try:
-            if slot_write is not None:
-                self.io.write([slot_write[0]], slot_write[1])
+            for data, offset in slot_writes:
+                self.io.write([data], offset)
             self.io.write(tail.chunks, tail.start)
-            # link the new IFD only once it is completely on disk
-            self.io.write([lay.pack_offset(ifd_offset)], self.link_pos)
+            # link the batch only once it is completely on disk
+            self.io.write([lay.pack_offset(first_ifd)], self.link_pos)
         except BaseException:
-            if not self._linked(ifd_offset):
+            if not self._linked(first_ifd):
                 with contextlib.suppress(OSError, ValueError):
                     self.io.truncate(self.end)
                 raise
-            # linked before the interruption: make the state agree with the file, re-raise
-            self._commit(coord, tail.pos, ifd_offset, len(ifd), new_values, static_src, static)
-            self._count_data(new_data, digest, stored, full_crc)
+            self._commit(ifds, tail.pos, values, static_src, static, stored)
             raise
-        self._commit(coord, tail.pos, ifd_offset, len(ifd), new_values, static_src, static)
-        self._count_data(new_data, digest, stored, full_crc)
-        for listener in list(self.listeners):  # the frame is in the file: tell the views
-            try:
-                listener(coord)
-            except Exception:  # a view never harms the writer
-                _log.exception("mmtiffsink: a listener of %s raised", self.io.path)
+        self._commit(ifds, tail.pos, values, static_src, static, stored)
+        for listener in list(self.listeners):  # the frames are in the file: tell the views
+            for coord, _, _ in ifds:
+                try:
+                    listener(coord)
+                except Exception:  # a view never harms the writer
+                    _log.exception("mmtiffsink: a listener of %s raised", self.io.path)
+
+    def _entry(
+        self, tag: Tag, tail: Tail, values: dict[tuple[int, int, bytes], int] | None
+    ) -> tuple[int, bytes]:
+        """One IFD entry; an out-of-line value stored once (``values is None``: never shared)."""
+        lay = self.layout
+        if len(tag.value) <= lay.inline_size:
+            return tag.code, lay.encode_entry(tag, None)
+        if values is None:
+            return tag.code, lay.encode_entry(tag, tail.alloc(tag.value))
+        key = (tag.dtype, len(tag.value), hashlib.blake2b(tag.value, digest_size=16).digest())
+        offset = values.get(key)
+        if offset is None:
+            offset = self._find_value(key, tag.value)
+        if offset is None:
+            offset = values[key] = tail.alloc(tag.value)
+        return tag.code, lay.encode_entry(tag, offset)
 
     def _commit(
         self,
-        coord: Key,
+        ifds: list[tuple[Key, bytearray, int]],
         end: int,
-        ifd_offset: int,
-        ifd_size: int,
         new_values: dict[tuple[int, int, bytes], int],
         static_src: tuple[Tag, ...],
         static: list[tuple[int, bytes]],
+        stored: list[tuple[bool, int, tuple[int, int], int | None]],
     ) -> None:
-        # the end first: an interruption after it can at worst unlink this frame, never let
-        # a later frame overwrite a linked IFD
+        # the end first: a later batch must never overwrite a linked IFD
         self.end = end
-        self.link_pos = ifd_offset + ifd_size - self.layout.offset_size
-        self.planes[coord] = pack(ifd_offset, ifd_size)
-        self.arrival.append(coord)
+        _, last, last_offset = ifds[-1]
+        self.link_pos = last_offset + len(last) - self.layout.offset_size
+        for coord, ifd, offset in ifds:
+            self.planes[coord] = pack(offset, len(ifd))
+            self.arrival.append(coord)
         for key, offset in new_values.items():
             self._value_index.put(key, offset)
         self._static_src, self._static_entries = static_src, static
-
-    def _count_data(
-        self, new_data: bool, digest: int, stored: tuple[int, int], full_crc: int | None
-    ) -> None:
-        if new_data:
-            if self.slots is None:
-                self._data_index.put(digest, (stored[0], stored[1], full_crc))
-            self.frames_stored += 1
+        for new_data, digest, where, full_crc in stored:
+            if new_data:
+                if self.slots is None:
+                    self._data_index.put(digest, (where[0], where[1], full_crc))
+                self.frames_stored += 1
+            else:  # shared: its entry is the most recently used one
+                self._data_index.get(digest)
 
     def _linked(self, ifd_offset: int) -> bool:
         """Whether the pointer at ``link_pos`` on disk points at ``ifd_offset``."""

@@ -1,45 +1,53 @@
 """IJTiffFile: the parallel, incremental, crash-safe ImageJ hyperstack writer.
 
-How bytes reach the disk, one module per stage
-----------------------------------------------
-``save`` checks the coordinate (:mod:`._frames`: caps, casts that never change values,
-metadata JSON) in the caller's thread and takes room in the process-wide in-flight budget
-(:mod:`._pool`). Then, by the codec:
+One class composed of its stages, one module each:
 
-- compressed: the frame is copied and put in the file's encode queue (:mod:`._encoder`),
-  from which pool tasks take batches; the file's :class:`~._order.Sequencer` puts encoded
-  frames back in save order and gives the appender role to one thread at a time, outside the
-  saving lock;
-- compressed, ``keep_up`` and the budget full: the saving thread stores the frame at once,
-  uncompressed in the codec's format, out of the save order (``Sequencer.append_unordered``);
-- uncompressed: no copy; the saving thread appends the caller's array before ``save``
-  returns.
+- options and settings (:mod:`._settings`, :mod:`._profiles`, :mod:`._codecs`), checked here;
+- frame preparation in the saving thread (:mod:`._frames`: coordinates and their caps, casts
+  that never change values, metadata JSON; who owns the frame's memory);
+- the process-wide in-flight budget and the compression pool (:mod:`._pool`,
+  :mod:`._encoder`);
+- the owner of the file's bytes (:mod:`._writer`: the hand-over, the writer thread, save
+  order, the error latch) and its appender (:mod:`._appender`, :mod:`._io`);
+- finishing at close (:mod:`._finish`) and reading back (:mod:`._readback`).
 
-The :class:`~._appender.Appender` writes a frame's bytes and IFD at the end of the file and
-links it (:mod:`._io` does the portable positional I/O). ``flush`` and ``close``
-(:mod:`._lifecycle`) wait for the frames in flight; at close :mod:`._finish` fills
-never-saved planes and writes the canonical chain with the ImageJ description or OME-XML;
-:mod:`._readback` reads planes back on a descriptor of its own.
+``save`` checks the frame and hands it over; by the codec:
+
+- compressed: the frame (the writer's own copy unless it made the array itself) goes to the
+  pool; the writer thread appends it in save order;
+- compressed, ``keep_up`` and the budget full: the saving thread stores the frame
+  uncompressed in the codec's format (a new buffer) and hands it over; it is appended at once,
+  outside the save order;
+- uncompressed: no copy; ``save`` hands over the caller's memory and returns once the writer
+  thread has written it.
+
+State: the fields set in ``__init__`` are the file's options (``_settings`` and ``_codec`` may
+change until close, under the writer's lock, see the setters); the writer's own fields are
+documented in :class:`~._writer.FileWriter`; ``_closed`` and ``_inherited`` are set under
+``_close_lock`` (read without it: a stale read is re-checked under the writer's lock).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, final
+from typing import Any, TypeVar, final
 
 import numpy as np
 
 from .._closing import close_after_block
+from .._values import require
 from ..errors import (
     ConfigError,
     CoordinateError,
+    ProfileError,
+    WriterClosedError,
+    WriterError,
 )
 from ..limits import MAX_PLANES
 from . import _pool
@@ -50,8 +58,9 @@ from ._appender import (
     size_bound,
     static_tags,
 )
-from ._codecs import CompressionLike
+from ._codecs import Codec, CompressionLike
 from ._encoder import EncodeQueue
+from ._finish import finish_file
 from ._frames import (
     NONE_SAVED,
     Cast,
@@ -62,25 +71,32 @@ from ._frames import (
     check_cast,
     check_plane_count,
     check_shape,
-    widen,
+    coordinate,
 )
 from ._frames import metadata_json as _metadata_json
-from ._io import FileIO, open_output
-from ._lifecycle import FileLifecycle
-from ._ome import PlaneInfo
-from ._order import Job, Sequencer
+from ._io import FileIO
+from ._lock import open_output_marked
+from ._ome import PlaneInfo, StageLabel
 from ._profiles import DEFAULT, Profile, ProfileName
 from ._readback import read_plane
-from ._series import SeriesTable
-from ._settings import Settings
+from ._series import SeriesTable, series_index
+from ._settings import Settings, optional_text
 from ._tags import METADATA_TAG, Layout, Tag, TagsLike, normalize_tags
 from ._view import OwnFile
+from ._writer import FileWriter, Job, Kind
 
 __all__ = ["IJTiffFile"]
 
+_CALIBRATION_ALIASES = {
+    "pxsize": "pixel_size_um",
+    "deltaz": "z_step_um",
+    "timeinterval": "interval_s",
+}
+
+_T = TypeVar("_T")
 
 @final
-class IJTiffFile(FileLifecycle):
+class IJTiffFile:
     """Write a C/Z/T hyperstack TIFF that ImageJ, Fiji (Bio-Formats) and tifffile open.
 
     Frames are saved one at a time, in any order, and compressed in parallel on a worker pool
@@ -101,12 +117,12 @@ class IJTiffFile(FileLifecycle):
         One color per channel: CSS names (``"magenta"``), ``"#rrggbb"`` or RGB triples.
     colormap
         A colorcet colormap name (e.g. ``"glasbey"``, ``"fire"``) for every channel.
-    pxsize
-        Pixel size in µm (tiffwrite's ``px_size`` attribute is the same setting).
-    deltaz
-        Z step in µm (``delta_z``).
-    timeinterval
-        Time between time points in seconds (``time_interval``).
+    pixel_size_um
+        Pixel size in µm (tiffwrite's ``pxsize``, also accepted, is the same setting).
+    z_step_um
+        Z step in µm (tiffwrite's ``deltaz``).
+    interval_s
+        Time between time points in seconds (tiffwrite's ``timeinterval``).
     compression, predictor
         ``"zstd"``, ``"zstd:9"``, ``("zstd", 9)``, ``"deflate"`` or ``None`` (default: zstd 3,
         deflate 1 for ``imagej``); ``predictor=True`` (or ``"zstd:1+predictor"``) adds TIFF's
@@ -154,16 +170,45 @@ class IJTiffFile(FileLifecycle):
         OME-XML's Image Name (default: the file name), AcquisitionDate (a datetime or ISO
         8601 text; default for ``"ome"``: when the file was created) and key -> text pairs
         kept as a MapAnnotation. Settable until close.
+    pxsize, deltaz, timeinterval
+        tiffwrite's names of ``pixel_size_um``, ``z_step_um`` and ``interval_s`` (give one
+        name of each, not both).
 
     Examples
     --------
-    >>> with IJTiffFile("stack.tif", pxsize=0.65, deltaz=0.5, timeinterval=2.0) as tif:
+    >>> with IJTiffFile("stack.tif", pixel_size_um=0.65, z_step_um=0.5, interval_s=2.0) as tif:
     ...     for t, z, c, frame in acquire():
     ...         tif.save(frame, c, z, t)
 
     """
 
-    __slots__ = ()
+    __slots__ = (
+        "__weakref__",
+        "_app",
+        "_budget",
+        "_cast",
+        "_close_lock",
+        "_closed",
+        "_codec",
+        "_dtype",
+        "_encoder",
+        "_extratags",
+        "_finalizer",
+        "_inherited",
+        "_io",
+        "_keep_up",
+        "_layout",
+        "_max_inflight",
+        "_max_planes",
+        "_negative",
+        "_profile",
+        "_series",
+        "_settings",
+        "_static",
+        "_w",
+        "blank_planes",
+        "path",
+    )
 
     def __init__(
         self,
@@ -172,9 +217,9 @@ class IJTiffFile(FileLifecycle):
         dtype: Any = "uint16",
         colors: Sequence[str | Sequence[float]] | None = None,
         colormap: str | None = None,
-        pxsize: float | None = None,
-        deltaz: float | None = None,
-        timeinterval: float | None = None,
+        pixel_size_um: float | None = None,
+        z_step_um: float | None = None,
+        interval_s: float | None = None,
         compression: CompressionLike = DEFAULT,
         profile: ProfileName | Profile = "bigtiff",
         comment: str | None = None,
@@ -191,7 +236,18 @@ class IJTiffFile(FileLifecycle):
         image_name: str | None = None,
         acquisition_date: Any = None,
         annotations: Mapping[str, str] | None = None,
+        pxsize: float | None = None,
+        deltaz: float | None = None,
+        timeinterval: float | None = None,
     ) -> None:
+        calibration = _calibration(
+            pixel_size_um=pixel_size_um,
+            z_step_um=z_step_um,
+            interval_s=interval_s,
+            pxsize=pxsize,
+            deltaz=deltaz,
+            timeinterval=timeinterval,
+        )
         self._profile = Profile.get(profile)
         self._layout = Layout(bigtiff=self._profile.bigtiff)
         self._dtype = self._profile.dtype(dtype)
@@ -202,9 +258,9 @@ class IJTiffFile(FileLifecycle):
         self._negative = bool(allow_negative) and declared is None
         self._settings = Settings(
             shape=declared,
-            pxsize=pxsize,
-            deltaz=deltaz,
-            timeinterval=timeinterval,
+            pxsize=calibration[0],
+            deltaz=calibration[1],
+            timeinterval=calibration[2],
             colors=colors,
             colormap=colormap,
             channel_names=channel_names,
@@ -227,7 +283,7 @@ class IJTiffFile(FileLifecycle):
             raise ConfigError(msg)
         self._keep_up = keep_up
         self.path = Path(path)
-        io = open_output(self.path, overwrite=overwrite)
+        io = open_output_marked(self.path, overwrite=overwrite)  # in use: NAME.tif.lock
         slots = (
             declared
             if self._profile.uncompressed_needs_shape and not self._codec.compressed
@@ -244,43 +300,28 @@ class IJTiffFile(FileLifecycle):
 
     # ---------------------------------------------------------------- set-up
     def _setup(self, io: FileIO, *, end: int, link_pos: int, slots: Coord | None) -> None:
+        """The stages of an open file (also for :func:`~._repair.repair`'s resumed files)."""
         self._io = io
-        self._lock = threading.Lock()  # see Sequencer: blocks hold the lock, never the condition
-        self._cond = threading.Condition(self._lock)
         self._close_lock = threading.Lock()
-        self._app = Appender(
-            io, self._layout, self._static_tags, end=end, link_pos=link_pos, slots=slots
-        )
-        self._seq = Sequencer(
-            self._lock,
-            self._cond,
-            self._append_job,
-            self._landed,
-            self._job_finished,
-            self._handoff,
-        )
-        self._claimed: set[Key] = set()  # saved, not yet in the file (in flight)
-        # the span of the saved coordinates: from 0 (or, with negative coordinates, from the
-        # smallest) to the largest
-        self._low: Coord = (0, 0, 0)
-        self._high: Coord = NONE_SAVED
-        self._inflight_bytes = 0
-        self._closing = False
         self._closed = False
         self._inherited = False
         self._static: tuple[Tag, ...] | None = None
-        self._plane_tags: dict[Key, list[Tag]] = {}
         self._series = SeriesTable()  # series > 0 (profile "ome"), series names and stages
         self.blank_planes = 0
-        self.frames_kept_up = 0
         self._budget = _pool.budget()
-        self._pool = _pool.acquire_pool()
-        self._encoder = EncodeQueue(
-            self._lock, self._pool, _pool.pool_workers(self._pool), self._encode, self._deposit
+        # the stages call back into the file through weak references: a file dropped unclosed
+        # is collected (its finalizer then stops its writer), never kept alive by its own parts
+        self._app = Appender(
+            io, self._layout, _weak(self._static_tags), end=end, link_pos=link_pos, slots=slots
         )
-        self._holds_pool = [True]
-        self._finalizer = weakref.finalize(self, _pool.abandoned, io, self._holds_pool)
+        pool = _pool.acquire_pool()
+        self._w = FileWriter(self._app, self._budget, _weak(self._start_encoding), self._series)
+        self._encoder = EncodeQueue(pool, _pool.pool_workers(), self._codec, self._w.deliver)
+        self._finalizer = weakref.finalize(self, _pool.abandoned, self._w)
         _pool.register_file(self)
+
+    def _start_encoding(self, jobs: list[Job]) -> None:
+        self._encoder.put(jobs)
 
     # ---------------------------------------------------------------- saving
     def save(
@@ -294,13 +335,15 @@ class IJTiffFile(FileLifecycle):
         plane: PlaneInfo | Mapping[str, float | None] | None = None,
         series: int = 0,
     ) -> None:
-        """Queue a 2-D frame for plane (c, z, t) and return; the buffer may be reused at once.
+        """Hand a 2-D frame for plane (c, z, t) to the file; the buffer may be reused at once.
 
         Parameters
         ----------
         frame
             A 2-D array (Y, X), or an RGB frame (Y, X, 3), or anything ``numpy.asarray``
-            turns into one. The first frame makes the file grey or RGB; RGB frames are
+            turns into one (a view, a ``memoryview`` or other buffer, an object with
+            ``__array_interface__`` or ``__array__``, a memory map); the file never reads it
+            after ``save`` returns. The first frame makes the file grey or RGB; RGB frames are
             8 bits per sample (``dtype="uint8"``), or 16 (``"uint16"``, Micro-Manager's
             64bitRGB) in the ``bigtiff`` and ``ome`` profiles.
         c, z, t
@@ -337,7 +380,8 @@ class IJTiffFile(FileLifecycle):
             An earlier frame failed (I/O error, full disk); the cause is chained.
 
         """
-        if self._closing:
+        w = self._w
+        if w.closing:
             raise self._closed_error()
         coord = self._coord(c, z, t)
         key: Key = coord
@@ -348,17 +392,12 @@ class IJTiffFile(FileLifecycle):
             msg = f"(c, z, t)={coord} is outside the declared shape (C, Z, T)={declared}"
             raise CoordinateError(msg)
         if key is coord and not self._series.planes:
-            low, high = widen(self._low, self._high, coord)
+            low, high = w.span(coord)
             where = f"plane (c, z, t)={coord} of {self.path}"
             check_plane_count(low, high, self._max_planes, where)
         else:
-            args = (self._low, self._high, self._max_planes, self.path, declared)
-            self._series.check(key, *args)
-        # frames written before save returns (uncompressed, or stored by keep_up) need no copy
-        # of the caller's memory; a frame queued for the pool is copied below unless the
-        # writer made it (a cast, a contiguous copy): whatever the input's type, memory the
-        # writer did not make may be the caller's, to be filled again once save returns
-        compressed = self._codec.compressed
+            self._series.check(key, w.low, w.high, self._max_planes, self.path, declared)
+        # who owns the frame's memory decides the copy, never the input's type (see as_frame)
         arr, owned = as_frame(frame, self._dtype, self._cast)
         if arr.ndim == 3:  # RGB: 8 bits per sample, or 16 where the profile's readers show it
             self._profile.check_rgb(self._dtype)
@@ -370,153 +409,76 @@ class IJTiffFile(FileLifecycle):
             extra.append(info.tag())
         if self._series.tags:
             extra += self._series.extra(key)
-        bound = size_bound(self._app, arr.nbytes, self._codec.compressed, extra)
+        codec = self._codec
+        compressed = codec.compressed
+        bound = size_bound(self._app, arr.nbytes, compressed, extra)
+        job = Job(key, Kind.QUEUED if compressed else Kind.BORROWED, bound, tuple(extra))
         charge = arr.nbytes + bound
-        held = [0]  # the budget bytes this call took, until a job carries them
-        stored = False
-        job: Job | None = None
+        shape = arr.shape
         try:
             if self._keep_up and compressed:
-                # the pool is behind: store this frame (uncompressed, in the codec's format)
-                # in this thread now instead of waiting for room in the budget
-                stored = not self._budget.try_acquire(charge, self._full, held)
-            elif not self._budget.acquire(
-                charge, self._full, lambda: self._closing or self._seq.error is not None, held
-            ):
-                with self._lock:
-                    self._raise_error()
-                raise self._closed_error()
-            with self._lock:
-                self._seq.free_orphans()
-                self._raise_error()
-                if self._closing:
+                if not self._budget.try_acquire(job, charge, self._full):
+                    # the pool is behind: store this frame uncompressed (in the codec's own
+                    # format, a new buffer) instead of waiting for the pool
+                    job.kind = Kind.STORED
+                    job.data = codec.encode_stored(arr)
+                    job.digest = data_key(job.data)
+                    self._charge(job, len(job.data) + bound, over=2)
+            else:
+                self._charge(job, charge)
+            if job.kind is Kind.QUEUED:
+                # the caller may fill its buffer again once save returns
+                job.arr = arr if owned else np.array(arr, order="C", copy=True)
+            elif job.kind is Kind.BORROWED:
+                job.data = codec.encode(arr)  # a byte view of the frame ("none")
+                job.digest = data_key(job.data)
+            del arr
+            with w.lock:  # the hand-over: checks, then one store
+                w.raise_error(self.path)
+                if w.closing:
                     raise self._closed_error()
-                if key in self._claimed or key in self._app.planes:
+                if w.in_flight(key) or key in self._app.planes:
                     msg = f"plane {self._where(key)} was already saved to {self.path}"
                     raise CoordinateError(msg)
-                app = self._app
-                app.check_frame_shape(arr.shape, compressed=self._codec.compressed)
+                self._app.check_frame_shape(shape, compressed=compressed)
                 if not self._layout.bigtiff:
-                    lo, hi = widen(self._low, self._high, coord)
-                    span = declared or (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1)
-                    itemsize = self._dtype.itemsize
-                    check_classic_room(app, span, itemsize, self._inflight_bytes, bound)
-                extra += self._plane_tags.pop(key, [])
-                self._claimed.add(key)
-                self._extend(key)
-                self._inflight_bytes += bound
-                if stored:
-                    job = self._seq.reserve_unordered(key, bound, tuple(extra))
-                else:
-                    job = self._seq.reserve(key, held, bound, tuple(extra))
-            if stored:
-                self._store_now(job, arr)
-            elif not compressed:
-                # nothing to compress: appending here costs less than a hand-off to the pool;
-                # the frame (maybe the caller's own array) is in the file before save returns
-                self._process(job, arr)
-                del arr
-                self._seq.wait_passed(job)
-                with self._lock:
-                    self._raise_error()
-            else:
-                if not owned:  # the caller may reuse its buffer as soon as save returns
-                    arr = np.array(arr, order="C", copy=True)
-                with self._lock:  # to the file's encode queue (see _encoder): a worker deposits
-                    self._encoder.put(job, arr)
-                    self._seq.handed(job)
-                del arr
-                self._encoder.start()
+                    self._check_classic_room(key, bound)
+                w.hand_over(job)
+            w.kick()
+            if job.kind is Kind.BORROWED:  # the caller's memory: written before save returns
+                w.wait_passed(job)
+                with w.lock:
+                    w.raise_error(self.path)
         except BaseException:
-            self._abandon(key, job, held)
+            w.withdraw(job)
             raise
 
-    def _abandon(self, key: Key, job: Job | None, held: list[int]) -> None:
-        """A save failed or was interrupted: free what it holds (see Sequencer.abandon)."""
-        with self._lock:
-            if job is None:  # reserved, and the interrupt struck before ``job`` was set?
-                job = self._seq.owned(key)
-        if job is not None:
-            self._seq.abandon(job)  # a job gives its budget bytes back when its turn passes
-        nbytes, held[0] = held[0], 0
-        if nbytes:  # taken, and no job carries them
-            self._budget.release(nbytes)
+    def _charge(self, job: Job, nbytes: int, over: int = 1) -> None:
+        """Charge the budget (waiting for room); raise if the file fails or closes meanwhile."""
+        w = self._w
+        blocked = self._full if over == 1 else _never
+        if not self._budget.acquire(
+            job, nbytes, blocked, lambda: w.closing or w.error is not None, over=over
+        ):
+            with w.lock:
+                w.raise_error(self.path)
+            raise self._closed_error()
+
+    def _check_classic_room(self, key: Key, bound: int) -> None:
+        """Refuse a frame that would push a classic file past 4 GiB (writer's lock held)."""
+        w = self._w
+        declared = self._settings.shape
+        lo, hi = w.span(key)
+        span = declared or (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1)
+        inflight = w.inflight_bytes + sum(j.bound for j in w.inbox.values())
+        check_classic_room(self._app, span, self._dtype.itemsize, inflight, bound)
 
     def _full(self) -> bool:
-        return self._max_inflight is not None and self._seq.pending >= self._max_inflight
-
-    def _extend(self, key: Key) -> None:
-        if len(key) == 3:
-            self._low, self._high = widen(self._low, self._high, (key[0], key[1], key[2]))
-        else:
-            self._series.extend(key)
-
-    def _encode(self, job: Job, arr: np.ndarray) -> None:
-        """Compress and hash one frame into its job (a pool worker); failures go in the job."""
-        try:
-            job.data = self._codec.encode(arr)
-            job.digest = data_key(job.data)
-        except BaseException as exc:  # reported to the caller on save/flush/close
-            job.error = exc
-
-    def _store_now(self, job: Job, arr: np.ndarray) -> None:
-        """keep_up: append a frame uncompressed in this thread, out of the save order."""
-        try:
-            job.data = self._codec.encode_stored(arr)
-            job.digest = data_key(job.data)
-        except Exception as exc:  # reported below, as for any frame
-            job.error = exc
-        del arr
-        self._seq.append_unordered(job)
-        with self._lock:
-            self._raise_error()
-
-    def _handoff(self) -> None:
-        """Have a worker append the parked jobs (a thread gave up the role leaving some)."""
-        with contextlib.suppress(Exception):  # no pool (shutting down): close appends them
-            self._pool.submit(self._pump)
-
-    def _pump(self) -> None:
-        self._seq.pump()
-
-    def _deposit(self, jobs: list[Job]) -> None:
-        self._seq.deposit_many(jobs)
-
-    def _process(self, job: Job, arr: np.ndarray) -> None:
-        """Store one uncompressed frame in the saving thread, then take its turn."""
-        try:
-            job.data = self._codec.encode(arr)
-            del arr
-            job.digest = data_key(job.data)
-        except Exception as exc:  # reported to the caller on save/flush/close
-            job.error = exc
-        self._seq.deposit(job)
-
-    def _append_job(self, job: Job) -> None:
-        self._app.append(job.coord, job.data, job.digest, job.extra)
-
-    def _landed(self, job: Job) -> bool:
-        return job.coord in self._app.planes
-
-    def _job_finished(self, job: Job, landed: bool) -> None:
-        """A job's turn passed (lock held): it gives back its budget bytes, here and once.
-
-        Here, not by whoever ran the sequencer: an exception (an interrupt in the saving
-        thread) would lose the list of passed jobs, and their bytes with it.
-        """
-        if job.charge:  # may run twice (see Sequencer.pump): every step is idempotent
-            self._budget.release(job.charge)
-            job.charge = 0
-        self._inflight_bytes -= job.bound
-        job.bound = 0
-        self._claimed.discard(job.coord)
-        if landed and job.unordered:
-            self.frames_kept_up += 1
-        job.data = b""
+        return self._max_inflight is not None and self._w.pending >= self._max_inflight
 
     def _static_tags(self) -> tuple[Tag, ...]:
         """Tags every IFD of this file carries (rebuilt when a setting changed)."""
-        with self._lock:
+        with self._w.lock:
             if self._static is None:
                 args = (self._dtype, self._codec, self._settings, self.profile, self._extratags)
                 self._static = static_tags(self._app, *args)
@@ -547,22 +509,20 @@ class IJTiffFile(FileLifecycle):
 
         """
         key = self._series_key(self._coord(c, z, t), series)
-        self._encoder.kick()
-        while True:
-            with self._lock:
+        w = self._w
+        w.kick()
+        with w.lock:
+            while True:
                 packed = self._app.planes.get(key)
                 if packed is not None:
                     break
-                if key not in self._claimed or self._closed:
+                if not w.in_flight(key) or self._closed:
                     msg = f"plane {self._where(key)} was not saved to {self.path}"
                     raise CoordinateError(msg)
                 if self._inherited:  # in flight in the parent: never appended in this child
                     raise self._closed_error()
-                self._raise_error()
-                if not self._seq.can_pump():
-                    self._cond.wait()
-                    continue
-            self._seq.pump()
+                w.raise_error(self.path)
+                w.cond.wait()
         assert self._app.frame_shape is not None
         return read_plane(
             self.path, self._layout, packed, self._codec, self._dtype, self._app.frame_shape
@@ -590,6 +550,131 @@ class IJTiffFile(FileLifecycle):
         self._app.listeners.append(linked)
         return view
 
+    # ---------------------------------------------------------------- flush and close
+    def flush(self) -> None:
+        """Wait until every saved frame is in the file, then fsync: a durable point.
+
+        After ``flush`` returns, a killed process or a power loss loses no frame saved
+        before it: :func:`mmtiffsink.repair` (or tifffile) recovers every one of them.
+
+        Raises
+        ------
+        WriterClosedError
+            The file is closed.
+        WriterError
+            A frame failed, or the file was deleted or replaced while it was written.
+
+        """
+        w = self._w
+        if self._closed or w.closing:
+            raise self._closed_error()
+        w.wait_idle()
+        with w.lock:
+            w.raise_error(self.path)
+        self._check_identity()
+        try:
+            self._io.sync()
+        except (OSError, ValueError) as exc:
+            if w.closing:
+                raise self._closed_error() from None
+            msg = f"syncing {self.path} failed: {exc}"
+            raise WriterError(msg) from exc
+
+    def close(self) -> None:
+        """Finish the hyperstack (canonical plane order, ImageJ description) and close.
+
+        Waits for frames in flight; a ``save`` in another thread either lands before close
+        finishes or raises :class:`WriterClosedError`. Planes never saved are filled with one
+        shared blank frame, with a :class:`MissingFramesWarning`. If a frame failed, the file
+        is left as the valid TIFF it is (see :func:`mmtiffsink.repair`) and
+        :class:`WriterError` raised; also when the file was deleted or replaced meanwhile.
+        In a process forked while the file was open, ``close`` only releases the child's copy.
+        Interrupted (KeyboardInterrupt) while it waits for the frames in flight, the file stays
+        open and refuses saves; the frames keep landing, and ``close`` again finishes it.
+        """
+        w = self._w
+        with self._close_lock:
+            if self._closed:
+                return
+            if self._inherited:
+                self._closed = True
+                self._finalizer.detach()
+                self._io.close()
+                return
+            with w.lock:
+                w.closing = True
+            self._budget.wake()
+            # an interrupt while waiting propagates and leaves the file open, refusing saves:
+            # the frames in flight still land, and close again finishes the file
+            w.wait_idle()
+            w.stop()  # the writer thread is joined: this thread owns the bytes from here
+            error: BaseException | None = None
+            remove = False
+            try:
+                if w.error is None:
+                    self._check_identity()
+                    remove = self._finalize()
+            except BaseException as exc:
+                error = exc
+            finally:
+                with w.lock:
+                    self._closed = True
+                    w.cond.notify_all()
+                self._release()
+            if remove:
+                os.unlink(self.path)
+        if error is not None and not isinstance(error, Exception):
+            raise error  # an interrupt while finishing: itself, not what followed from it
+        with w.lock:
+            w.raise_error(self.path)
+        if error is not None:
+            if isinstance(error, OSError) and not isinstance(error, WriterError):
+                msg = f"finishing {self.path} failed: {error!r}; the file keeps its frames"
+                raise WriterError(msg) from error
+            raise error
+
+    def _finalize(self) -> bool:
+        """Finish the file; True when no frame was saved (the file is then removed)."""
+        w = self._w
+        blanks = finish_file(
+            self._app,
+            self._settings,
+            low=w.low,
+            high=w.high,
+            series=self._series,
+            codec=self._codec,
+            dtype=self._dtype,
+            profile=self.profile,
+        )
+        self.blank_planes = blanks or 0
+        return blanks is None
+
+    def _release(self) -> None:
+        """Give back the pool and the descriptor (once; the writer thread has ended)."""
+        self._finalizer.detach()
+        try:
+            self._io.close()
+        finally:
+            if not self._inherited:
+                _pool.release_pool()
+
+    def _detach_after_fork(self) -> None:
+        """In a fork child: this file belongs to the parent; the child never writes it."""
+        self._close_lock = threading.Lock()
+        self._w.detach_after_fork()
+        self._io.reset_lock_after_fork()
+        self._inherited = True  # the child's pool count was reset: nothing to release
+
+    def _check_identity(self) -> None:
+        if not self._io.is_at_path():
+            msg = f"{self.path} was deleted or replaced while it was written; its frames are lost"
+            raise WriterError(msg)
+
+    def _closed_error(self) -> WriterClosedError:
+        why = " (it was opened before this process forked)" if self._inherited else ""
+        msg = f"{self.path} is closed{why}; cannot save more frames"
+        return WriterClosedError(msg)
+
     def __enter__(self) -> IJTiffFile:
         return self
 
@@ -600,3 +685,318 @@ class IJTiffFile(FileLifecycle):
         tb: TracebackType | None,
     ) -> None:
         close_after_block(self.close, exc, str(self.path))
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The file's pixel type."""
+        return self._dtype
+
+    @property
+    def profile(self) -> ProfileName:
+        """``"bigtiff"``, ``"imagej"`` or ``"ome"``."""
+        return self._profile.name
+
+    @property
+    def compression(self) -> Codec:
+        """The codec used for every frame."""
+        return self._codec
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has finished."""
+        return self._closed
+
+    @property
+    def shape(self) -> Coord:
+        """``(C, Z, T)`` of series 0: declared, or implied by the frames saved so far."""
+        if self._settings.shape is not None:
+            return self._settings.shape
+        w = self._w
+        if w.high == NONE_SAVED:
+            return (0, 0, 0)
+        lo, hi = w.low, w.high
+        return (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1)
+
+    @property
+    def series_shapes(self) -> dict[int, Coord]:
+        """Series -> ``(C, Z, T)``, of every series that has frames so far."""
+        with self._w.lock:
+            return self._series.shapes(self._w.low, self._w.high, self._settings.shape)
+
+    @property
+    def frames_written(self) -> int:
+        """Frames whose IFD is linked into the file (durable on the OS level)."""
+        return len(self._app.planes)
+
+    @property
+    def frames_kept_up(self) -> int:
+        """Frames ``keep_up`` stored uncompressed (the pool was behind)."""
+        return self._w.frames_kept_up
+
+    def _setting(name: str, field: str, doc: str) -> Any:  # type: ignore[misc]
+        def fget(self: IJTiffFile) -> float | None:
+            return getattr(self._settings, field)  # type: ignore[no-any-return]
+
+        def fset(self: IJTiffFile, value: float | None) -> None:
+            checked = require(name, value)
+            with self._w.lock:
+                self._check_settable(name)
+                setattr(self._settings, field, checked)
+                self._static = None
+
+        return property(fget, fset, doc=doc)
+
+    pixel_size_um = _setting(
+        "pixel_size_um", "pxsize", "Pixel size in µm (``None``: none). Settable until close."
+    )
+    z_step_um = _setting("z_step_um", "deltaz", "Z step in µm. Settable until close.")
+    interval_s = _setting(
+        "interval_s", "timeinterval", "Time between time points in s. Settable until close."
+    )
+    # tiffwrite's names of the same settings (< 2024.10 and >= 2024.10)
+    pxsize = _setting("pxsize", "pxsize", "tiffwrite's name of :attr:`pixel_size_um`.")
+    deltaz = _setting("deltaz", "deltaz", "tiffwrite's name of :attr:`z_step_um`.")
+    timeinterval = _setting("timeinterval", "timeinterval", "tiffwrite's :attr:`interval_s`.")
+    px_size = _setting("px_size", "pxsize", "tiffwrite's name of :attr:`pixel_size_um`.")
+    delta_z = _setting("delta_z", "deltaz", "tiffwrite's name of :attr:`z_step_um`.")
+    time_interval = _setting("time_interval", "timeinterval", "tiffwrite's :attr:`interval_s`.")
+    del _setting
+
+    def _set(self, name: str, setter: Any, value: Any) -> None:
+        with self._w.lock:
+            self._check_settable(name)
+            setter(value)
+            self._static = None
+
+    def _check_settable(self, name: str) -> None:
+        """Settings go into the file when it is finished: after that, a change would be lost."""
+        if self._closed or self._w.closing:
+            msg = (
+                f"{self.path} is {'closed' if self._closed else 'closing'}: {name} can no longer "
+                "change (settings are written when the file is finished)"
+            )
+            raise WriterClosedError(msg)
+
+    @property
+    def channel_names(self) -> list[str] | None:
+        """Channel names, in channel order. Settable until close."""
+        names = self._settings.channel_names
+        return None if names is None else list(names)
+
+    @channel_names.setter
+    def channel_names(self, names: Sequence[str] | None) -> None:
+        self._set("channel_names", self._settings.set_channel_names, names)
+
+    @property
+    def colors(self) -> list[Any] | None:
+        """One color per channel. Settable until close."""
+        colors = self._settings.colors
+        return None if colors is None else list(colors)
+
+    @colors.setter
+    def colors(self, colors: Sequence[str | Sequence[float]] | None) -> None:
+        self._set("colors", self._settings.set_colors, colors)
+
+    @property
+    def colormap(self) -> str | None:
+        """One colorcet colormap for every channel. Settable until close."""
+        return self._settings.colormap
+
+    @colormap.setter
+    def colormap(self, name: str | None) -> None:
+        self._set("colormap", self._settings.set_colormap, name)
+
+    @property
+    def image_name(self) -> str | None:
+        """OME-XML's Image Name (None: the file name). Settable until close."""
+        return self._settings.image_name
+
+    @image_name.setter
+    def image_name(self, name: str | None) -> None:
+        text = optional_text("image_name", name)
+        self._set("image_name", lambda v: setattr(self._settings, "image_name", v), text)
+
+    @property
+    def acquisition_date(self) -> str | None:
+        """OME-XML's AcquisitionDate, ISO 8601 text (set a datetime or text). Settable."""
+        return self._settings.acquisition_date
+
+    @acquisition_date.setter
+    def acquisition_date(self, value: Any) -> None:
+        self._set("acquisition_date", self._settings.set_acquisition_date, value)
+
+    @property
+    def annotations(self) -> dict[str, str] | None:
+        """Key -> text pairs kept as an OME MapAnnotation. Settable until close."""
+        found = self._settings.annotations
+        return None if found is None else dict(found)
+
+    @annotations.setter
+    def annotations(self, value: Any) -> None:
+        self._set("annotations", self._settings.set_annotations, value)
+
+    @property
+    def comment(self) -> str | None:
+        """Free text stored in the ImageJ ``Info`` field. Settable until close."""
+        return self._settings.comment
+
+    @comment.setter
+    def comment(self, text: str | None) -> None:
+        checked = optional_text("comment", text)
+        self._set("comment", lambda v: setattr(self._settings, "comment", v), checked)
+
+    def set_series(
+        self,
+        series: int,
+        *,
+        name: str | None = None,
+        stage: StageLabel | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Name a series (an OME Image) and give it a stage label; settable until close.
+
+        Only for ``profile="ome"``. Frames of the series saved afterwards carry the name and
+        label (so :func:`~mmtiffsink.repair` keeps them); the OME-XML written at close uses
+        the last values set.
+
+        Parameters
+        ----------
+        series
+            The series, from 0, as given to :meth:`save`.
+        name
+            The Image's Name (None: the file name, with ``" #n"`` for series ``n > 0``).
+        stage
+            Its StageLabel: a :class:`StageLabel` or a dict with ``name`` and ``x``, ``y``,
+            ``z`` in µm (each may be missing); its name defaults to ``name``.
+
+        Raises
+        ------
+        CoordinateError
+            ``series`` is not an integer from 0 below :data:`~mmtiffsink.limits.MAX_SERIES`.
+        ConfigError
+            A name that is not text, or stage coordinates that are not finite numbers.
+        ProfileError
+            The file's profile is not ``"ome"``.
+
+        """
+        s = series_index(series, self._profile)
+        if not self._profile.ome:
+            msg = (
+                f"series names and stage labels are OME-XML; {self.path} has profile "
+                f"{self.profile!r}: use profile='ome'"
+            )
+            raise ProfileError(msg)
+        with self._w.lock:
+            if self._w.closing:
+                raise self._closed_error()
+            self._series.set_label(s, name, stage)
+
+    def _series_key(self, coord: Coord, series: Any) -> Key:
+        return self._series.key(coord, series, self._profile)
+
+    @staticmethod
+    def _where(key: Key) -> str:
+        where = f"(c, z, t)={key[:3]}"
+        return where if len(key) == 3 else f"{where} of series {key[3]}"
+
+    # ---------------------------------------------------------------- tiffwrite's methods
+    def append_extra_tag(self, tag: Tag, czt: tuple[int, int, int] | None = None) -> None:
+        """Add a tag to every frame (``czt=None``, before the first save) or to one plane.
+
+        tiffwrite's call form. A plane's tags are used when the plane is saved.
+
+        Raises
+        ------
+        ConfigError
+            A global tag after the first save, or a plane's tag after that plane was saved.
+
+        """
+        tags = normalize_tags([tag], bigtiff=self._layout.bigtiff)
+        with self._w.lock:
+            if czt is None:
+                if self._w.pending or self._w.inbox or self._app.planes:
+                    msg = "global extra tags must be added before the first save"
+                    raise ConfigError(msg)
+                self._extratags = normalize_tags(
+                    [*self._extratags, *tags], bigtiff=self._layout.bigtiff
+                )
+                self._static = None
+                return
+            coord = tuple(
+                coordinate(n, v, negative=self._negative) for n, v in zip("czt", czt, strict=True)
+            )
+            if self._w.in_flight(coord) or coord in self._app.planes:
+                msg = f"plane {coord} was already saved: pass its tags to save(..., extratags=)"
+                raise ConfigError(msg)
+            self._w.plane_tags.setdefault(coord, []).extend(tags)
+
+    def _pick_codec(self, compression: Any, predictor: bool, shape_known: bool) -> Codec:
+        """The profile's codec for ``compression`` (with the predictor), checked for the dtype."""
+        return self._profile.codec(
+            compression, predictor=predictor, dtype=self._dtype, shape_known=shape_known
+        )
+
+    def set_compression(self, compression: int | str, level: int | None = None) -> None:
+        """Change the codec before the first save (tiffwrite's call form: code or name, level).
+
+        The file's predictor stays on for a new codec (not for ``"none"``).
+        """
+        with self._w.lock:
+            if self._w.pending or self._w.inbox or self._app.planes:
+                msg = "the compression can only be changed before the first save"
+                raise ConfigError(msg)
+            codec = Codec.parse(compression if level is None else (compression, level))
+            predictor = self._codec.predictor and codec.compressed
+            self._codec = self._pick_codec(codec, predictor, self._settings.shape is not None)
+            self._encoder.codec = self._codec
+            if self._app.slots is not None and self._codec.compressed:
+                self._app.slots = None
+            self._static = None
+
+    def _coord(self, c: Any, z: Any, t: Any) -> Coord:
+        neg = self._negative
+        return (
+            coordinate("c", c, negative=neg),
+            coordinate("z", z, negative=neg),
+            coordinate("t", t, negative=neg),
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<IJTiffFile {str(self.path)!r} {state} {self.profile} {self._dtype.name} "
+            f"{self._codec} shape(C,Z,T)={self.shape}>"
+        )
+
+
+def _weak(method: Callable[..., _T]) -> Callable[..., _T]:
+    """``method`` (bound to a file) called through a weak reference to its file."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any, **kwargs: Any) -> _T:
+        bound = ref()
+        if bound is None:
+            msg = "the file was collected without close(); its frames in flight are lost"
+            raise WriterClosedError(msg)
+        return bound(*args, **kwargs)
+
+    return call
+
+
+def _never() -> bool:
+    return False
+
+
+def _calibration(**given: Any) -> tuple[float | None, float | None, float | None]:
+    """Pixel size, z step and interval from ``IJTiffFile``'s names or tiffwrite's aliases."""
+    for alias, name in _CALIBRATION_ALIASES.items():
+        if given[alias] is not None:
+            if given[name] is not None:
+                msg = f"give {name} or tiffwrite's {alias}, not both"
+                raise ConfigError(msg)
+            given[name] = given[alias]
+    return (
+        require("pixel_size_um", given["pixel_size_um"]),
+        require("z_step_um", given["z_step_um"]),
+        require("interval_s", given["interval_s"]),
+    )

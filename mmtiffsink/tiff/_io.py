@@ -17,9 +17,16 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, final
+from typing import Literal, Protocol, final
 
 __all__ = ["FileIO", "open_output", "portable_forced"]
+
+class Releasable(Protocol):
+    """What :class:`FileIO` releases when it closes (the in-use mark of ``_lock.py``)."""
+
+    def release(self) -> None:
+        """Release it (idempotent)."""
+
 
 Mode = Literal["create", "create_new", "update", "read"]
 _FLAGS = {
@@ -56,7 +63,7 @@ class FileIO:
 
     """
 
-    __slots__ = ("_closed", "_fd", "_lock", "_positional", "path")
+    __slots__ = ("_closed", "_fd", "_lock", "_positional", "mark", "path")
 
     def __init__(self, path: str | os.PathLike[str], mode: Mode) -> None:
         self.path = Path(path)
@@ -64,6 +71,8 @@ class FileIO:
         self._lock = threading.Lock()
         self._fd = os.open(self.path, _FLAGS[mode] | _BINARY, 0o666)
         self._closed = False
+        self.mark: Releasable | None = None
+        """The file's in-use mark (see ``_lock.py``), released after the descriptor closes."""
 
     @property
     def positional(self) -> bool:
@@ -113,12 +122,14 @@ class FileIO:
             got += len(more)
         return b"".join(parts)
 
-    def write(self, chunks: Sequence[bytes | memoryview], offset: int) -> None:
+    def write(self, chunks: Sequence[bytes | bytearray | memoryview], offset: int) -> None:
         """Write ``chunks`` contiguously at ``offset``, retrying short writes."""
         with self._lock:
             self._write(self._check(), chunks, offset)
 
-    def _write(self, fd: int, chunks: Sequence[bytes | memoryview], offset: int) -> None:
+    def _write(
+        self, fd: int, chunks: Sequence[bytes | bytearray | memoryview], offset: int
+    ) -> None:
         if len(chunks) > _IOV_MAX:
             chunks = [b"".join(chunks)]
         total = sum(len(c) for c in chunks)
@@ -184,31 +195,54 @@ class FileIO:
         return (st.st_dev, st.st_ino) == (at.st_dev, at.st_ino)
 
     def close(self) -> None:
-        """Close the descriptor (after any call in progress); idempotent."""
+        """Close the descriptor (after any call in progress), then the in-use mark; idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            os.close(self._fd)
+            try:
+                os.close(self._fd)
+            finally:
+                if self.mark is not None:
+                    self.mark.release()
 
     def reset_lock_after_fork(self) -> None:
         """A fork child's copy: a fresh lock (a parent thread may have held the old one)."""
         self._lock = threading.Lock()
 
 
+def check_path(path: Path) -> None:
+    """Refuse a path no file can have, before anything is created.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` holds a NUL character (the OS's own error is a bare "embedded null byte").
+
+    """
+    from ..errors import ConfigError
+
+    if "\0" in str(path):
+        msg = f"the file name {str(path)!r} holds a NUL character, which no file name can hold"
+        raise ConfigError(msg)
+
+
 def open_output(path: Path, *, overwrite: bool) -> FileIO:
-    """Create a writer's file, with mmtiffsink's errors.
+    """Create a writer's file, with mmtiffsink's errors (see ``_lock.open_marked``).
 
     Raises
     ------
     OutputExistsError
         ``path`` exists and ``overwrite`` is False.
+    ConfigError
+        ``path`` holds a NUL character.
     WriterError
         The OS refused (no such folder, no permission).
 
     """
     from ..errors import OutputExistsError, WriterError
 
+    check_path(path)
     try:
         return FileIO(path, "create" if overwrite else "create_new")
     except FileExistsError:

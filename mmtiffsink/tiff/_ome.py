@@ -22,14 +22,14 @@ from typing import Any, ClassVar, final
 
 import numpy as np
 
-from mmtiffsink._values import LENGTH_UM, positive, require
+from mmtiffsink._values import LENGTH_UM, TIME_S, positive, require
 
 from .._text import xml_safe
 from ..errors import ConfigError, FrameError, TextReplacedWarning
 from ._appender import Appender, unpack
 from ._frames import Coord, Key, samples_per_pixel
 from ._settings import Settings
-from ._tags import Tag, decode_values
+from ._tags import PLANE_INFO_TAG, Tag, decode_values
 
 __all__ = [
     "PLANE_INFO_TAG",
@@ -43,9 +43,6 @@ __all__ = [
     "read_plane_infos",
     "rgb_of_ome_color",
 ]
-
-PLANE_INFO_TAG = 65424
-"""Private tag of a frame's IFD: its :class:`PlaneInfo` as five DOUBLEs (NaN: unknown)."""
 
 OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 ET.register_namespace("", OME_NS)  # once: a process-wide setting of ElementTree
@@ -379,35 +376,90 @@ def _image(
 @final
 @dataclass(frozen=True)
 class OmeImageFacts:
-    """What a reader needs of one OME ``Image``: its name, channel names and colours, pixel size."""
+    """What a reader needs of one OME ``Image``: its name, sizes, channels and calibration.
+
+    Every number is read as text from the XML, so a count is only a count: callers bound
+    :attr:`planes` against the file before it sizes anything.
+    """
 
     name: str
     channel_names: tuple[str, ...]
     colors: tuple[tuple[int, int, int] | None, ...]
     pixel_size_um: float | None
+    z_step_um: float | None = None
+    """``PhysicalSizeZ`` in µm (its unit converted), None if absent or not a positive number."""
+    interval_s: float | None = None
+    """``TimeIncrement`` in s (its unit converted), None if absent or not a positive number."""
+    sizes: tuple[int, int, int] = (1, 1, 1)
+    """The declared (SizeC, SizeZ, SizeT); 1 for a size absent or unreadable."""
+    external: bool = False
+    """A ``TiffData`` names another file (a multi-file OME-TIFF dataset)."""
+
+    @property
+    def planes(self) -> int:
+        """The planes the Image declares: SizeC x SizeZ x SizeT."""
+        return self.sizes[0] * self.sizes[1] * self.sizes[2]
 
 
-def parse_ome(xml: str) -> list[OmeImageFacts]:
-    """The ``Image`` elements of an OME-XML document, in order; empty if it is unreadable."""
+def parse_ome(xml: str | bytes) -> list[OmeImageFacts]:
+    """The ``Image`` elements of an OME-XML document, in order; empty if it is unreadable.
+
+    Standard library only; expat refuses external entities and limits entity expansion, so a
+    hostile document costs about its own size.
+    """
     try:
         root = ET.fromstring(xml)
-    except ET.ParseError:
+    except (ET.ParseError, ValueError, RecursionError):
         return []
     images = []
     for image in root.iter():
         if _local(image.tag) != "Image":
             continue
         pixels = next((p for p in image if _local(p.tag) == "Pixels"), None)
+        if pixels is None:
+            images.append(OmeImageFacts(image.get("Name", ""), (), (), None))
+            continue
         names: list[str] = []
         colors: list[tuple[int, int, int] | None] = []
-        size: float | None = None
-        if pixels is not None:
-            for channel in (ch for ch in pixels if _local(ch.tag) == "Channel"):
-                names.append(channel.get("Name", ""))
-                colors.append(rgb_of_ome_color(channel.get("Color")))
-            size = _size(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit", "µm"))
-        images.append(OmeImageFacts(image.get("Name", ""), tuple(names), tuple(colors), size))
+        for channel in (ch for ch in pixels if _local(ch.tag) == "Channel"):
+            names.append(channel.get("Name", ""))
+            colors.append(rgb_of_ome_color(channel.get("Color")))
+        external = any(
+            _local(uuid.tag) == "UUID" and uuid.get("FileName")
+            for data in pixels
+            if _local(data.tag) == "TiffData"
+            for uuid in data
+        )
+        images.append(
+            OmeImageFacts(
+                image.get("Name", ""),
+                tuple(names),
+                tuple(colors),
+                _size(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit", _UM)),
+                _size(pixels.get("PhysicalSizeZ"), pixels.get("PhysicalSizeZUnit", _UM)),
+                _seconds(pixels.get("TimeIncrement"), pixels.get("TimeIncrementUnit", "s")),
+                (
+                    _count(pixels.get("SizeC")),
+                    _count(pixels.get("SizeZ")),
+                    _count(pixels.get("SizeT")),
+                ),
+                external,
+            )
+        )
     return images
+
+
+def _count(value: str | None) -> int:
+    """A declared size: a positive integer of at most 18 digits, else 1."""
+    text = (value or "").strip()
+    return int(text) if text.isdigit() and 0 < len(text) <= 18 and int(text) > 0 else 1
+
+
+def _seconds(value: str | None, unit: str) -> float | None:
+    number = positive(value)
+    if number is None or unit not in TIME_S:
+        return None
+    return number * TIME_S[unit]
 
 
 def _local(tag: str) -> str:

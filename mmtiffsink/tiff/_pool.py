@@ -12,13 +12,17 @@ it inherited are detached (see :meth:`IJTiffFile.close`): only the parent writes
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import threading
 import warnings
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, final
+
+from ..errors import UnclosedFileWarning
 
 __all__ = [
     "Budget",
@@ -35,6 +39,8 @@ __all__ = [
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_pool_workers = 0  # threads of _pool (set when it starts)
+_pool_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 _users = 0
 _files: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -64,57 +70,81 @@ def default_budget_bytes() -> int:
     return max(64 << 20, default_workers() * (32 << 20))
 
 
+_TOTAL = "used"  # the key of the running total in Budget._held
+
+
 @final
 class Budget:
     """Bytes of frames in flight (saved, not yet in their file), shared by every open file.
 
+    Each charge is recorded against the object that holds it (a frame's job) and given back
+    with :meth:`release` of that object, once: a charge cannot be lost or given back twice,
+    whichever thread (the saving thread recovering from an interrupt, or the file's writer
+    thread once the frame is written) releases it.
+
     ``acquire`` blocks while the budget is used up; a frame larger than the whole budget
     still passes when nothing else is in flight, so no frame can wait forever.
+
+    State: ``_held`` (holder -> bytes, and the running total under ``"used"``), guarded by
+    ``_lock``. A charge and the total change in one ``dict.update`` call: Python runs signal
+    handlers (a KeyboardInterrupt) only between bytecodes, never inside a C call, so an
+    interrupt can find a charge made or not made, never half made.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.used = 0
-        self._lock = threading.Lock()  # blocks hold the lock itself (see Sequencer)
+        self._held: dict[object, int] = {_TOTAL: 0}
+        self._lock = threading.Lock()  # blocks hold the lock itself (C-level enter)
         self._cond = threading.Condition(self._lock)
+
+    @property
+    def used(self) -> int:
+        """Bytes charged now."""
+        return self._held[_TOTAL]
+
+    def _fits(self, nbytes: int, limit: int) -> bool:
+        used = self._held[_TOTAL]
+        return used == 0 or used + nbytes <= limit
 
     def acquire(
         self,
+        holder: object,
         nbytes: int,
         blocked: Callable[[], bool],
         stop: Callable[[], bool],
-        held: list[int],
+        *,
+        over: int = 1,
     ) -> bool:
-        """Take ``nbytes``; wait while full or ``blocked()``; give up (False) once ``stop()``.
+        """Charge ``nbytes`` to ``holder``; wait while full or ``blocked()``; False once ``stop()``.
 
-        What was taken is also added to ``held[0]`` in the same step: an interrupt striking
-        as this returns cannot make the caller lose track of bytes it holds.
+        ``over``: how many budgets this charge may fill (``keep_up`` stores frames the pool
+        cannot take with ``over=2``: they wait only when the disk, not the pool, is behind).
         """
+        limit = self.capacity * over
         with self._lock:
             while True:
                 if stop():
                     return False
-                fits = self.used == 0 or self.used + nbytes <= self.capacity
-                if fits and not blocked():
-                    self.used += nbytes
-                    held[0] += nbytes  # no call between these stores
+                if self._fits(nbytes, limit) and not blocked():
+                    self._held.update({holder: nbytes, _TOTAL: self._held[_TOTAL] + nbytes})
                     return True
                 self._cond.wait()
 
-    def try_acquire(self, nbytes: int, blocked: Callable[[], bool], held: list[int]) -> bool:
-        """Take ``nbytes`` if they fit now and not ``blocked()``; never wait (see acquire)."""
+    def try_acquire(self, holder: object, nbytes: int, blocked: Callable[[], bool]) -> bool:
+        """Charge ``nbytes`` to ``holder`` if they fit now and not ``blocked()``; never wait."""
         with self._lock:
-            fits = self.used == 0 or self.used + nbytes <= self.capacity
-            if fits and not blocked():
-                self.used += nbytes
-                held[0] += nbytes
+            if self._fits(nbytes, self.capacity) and not blocked():
+                self._held.update({holder: nbytes, _TOTAL: self._held[_TOTAL] + nbytes})
                 return True
             return False
 
-    def release(self, nbytes: int) -> None:
-        """Give back ``nbytes`` and wake the waiters."""
+    def release(self, holder: object) -> None:
+        """Give back what ``holder`` holds (nothing if it holds nothing) and wake the waiters."""
         with self._lock:
-            self.used -= nbytes
+            nbytes = self._held.get(holder, 0)
+            if nbytes:  # one call: zero the charge and lower the total together
+                self._held.update({holder: 0, _TOTAL: self._held[_TOTAL] - nbytes})
+            self._held.pop(holder, None)
             self._cond.notify_all()
 
     def wake(self) -> None:
@@ -131,30 +161,43 @@ def budget() -> Budget:
     return _budget
 
 
-def pool_workers(pool: ThreadPoolExecutor) -> int:
-    """The number of threads of ``pool``."""
-    return int(getattr(pool, "_max_workers", 0) or default_workers())
+def pool_workers() -> int:
+    """The number of threads of the shared pool (of a new one if none runs)."""
+    return _pool_workers or default_workers()
+
+
+def _mark_worker() -> None:
+    """The pool's initializer: remember its threads (see :func:`release_pool`)."""
+    _pool_threads.add(threading.current_thread())
 
 
 def acquire_pool() -> ThreadPoolExecutor:
     """Return the shared pool, starting it if no file holds it; pair with :func:`release_pool`."""
-    global _pool, _users
+    global _pool, _users, _pool_workers
     with _lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(default_workers(), thread_name_prefix="mmtiffsink")
+            _pool_workers = default_workers()
+            _pool = ThreadPoolExecutor(
+                _pool_workers, thread_name_prefix="mmtiffsink", initializer=_mark_worker
+            )
         _users += 1
         return _pool
 
 
 def release_pool() -> None:
-    """Drop one reference; the last one shuts the pool down and joins its threads."""
+    """Drop one reference; the last one shuts the pool down and joins its threads.
+
+    A pool thread cannot join itself: if the last reference is dropped in one (a file
+    collected there), the pool is shut down without waiting, and its threads end after their
+    current task (the interpreter joins them at exit).
+    """
     global _pool, _users
     with _lock:
         _users -= 1
         if _users > 0 or _pool is None:
             return
         pool, _pool, _users = _pool, None, 0
-    pool.shutdown(wait=True)
+    pool.shutdown(wait=threading.current_thread() not in _pool_threads)
 
 
 def pool_users() -> int:
@@ -162,19 +205,46 @@ def pool_users() -> int:
     return _users
 
 
-def abandoned(io: Any, holds_pool: list[bool]) -> None:
-    """Finalizer of a file that was never closed: release what it holds."""
-    if holds_pool and holds_pool[0]:
-        holds_pool[0] = False
-        release_pool()
-    if not io.closed:
-        io.close()
+def abandoned(writer: Any) -> None:
+    """Finalizer of a file dropped unclosed while the program runs: stop its writer, release.
+
+    Runs in whichever thread dropped the file's last reference (never a writer thread, which
+    holds the file's core, not the file); see :func:`release_pool` for a pool thread. At
+    interpreter exit :func:`_finish_at_exit` closes (finishes) open files instead.
+    """
+    if writer.abandon():
         warnings.warn(
-            f"IJTiffFile {io.path} was never closed; it is a valid TIFF, "
+            f"IJTiffFile {writer.app.io.path} was never closed; it is a valid TIFF, "
             "mmtiffsink.repair() finishes it",
             ResourceWarning,
             stacklevel=2,
         )
+
+
+def _finish_at_exit() -> None:
+    """At interpreter exit, finish every file still open (and say so): nothing is left unfinished.
+
+    Registered to run before :mod:`concurrent.futures` shuts its pools down (``threading``'s
+    exit hooks, which run before the interpreter joins its threads), so the frames still in
+    flight are compressed and land. A file whose close fails stays the valid, unfinished TIFF
+    it is (``mmtiffsink repair`` finishes it); the error is printed, never raised.
+    """
+    for file in list(_files):
+        if file.closed or file._inherited:
+            continue
+        try:
+            warnings.warn(
+                f"IJTiffFile {file.path} was still open at exit: it was finished now; close it "
+                "(or use 'with IJTiffFile(...) as f:') when done writing",
+                UnclosedFileWarning,
+                stacklevel=1,
+            )
+        except Exception as exc:  # -W error: the warning is an exception; still finish
+            print(f"mmtiffsink: {exc}", file=sys.stderr)
+        try:
+            file.close()
+        except Exception as exc:
+            print(f"mmtiffsink: finishing {file.path} at exit failed: {exc}", file=sys.stderr)
 
 
 def register_file(file: Any) -> None:
@@ -184,9 +254,10 @@ def register_file(file: Any) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _pool, _users, _budget
+    global _lock, _pool, _users, _budget, _pool_workers
     _lock = threading.Lock()
     _pool = None
+    _pool_workers = 0
     _users = 0
     _budget = Budget(default_budget_bytes())
     for file in list(_files):
@@ -196,3 +267,11 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# before concurrent.futures' own exit hook (registered when it was imported, above): the pool
+# must still take work while the open files are finished
+_register = getattr(threading, "_register_atexit", None)
+if _register is not None:
+    _register(_finish_at_exit)
+else:  # pragma: no cover - every CPython we support has it
+    atexit.register(_finish_at_exit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import warnings
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import numpy as np
 
 from mmtiffsink._values import positive
 
-from ..errors import ConfigError, DatasetError, MissingFramesWarning
+from ..errors import ConfigError, DatasetError, MissingFramesWarning, no_such_file
 from ..limits import MAX_PLANES, MAX_SERIES
 from ._appender import pack, rows_per_strip
 from ._codecs import Codec
@@ -24,11 +25,13 @@ from ._colors import color_lut, colormap_lut
 from ._file import IJTiffFile
 from ._frames import RGB_SAMPLES, Key
 from ._io import FileIO
+from ._lock import FileMark, take
 from ._ome import StageLabel
 from ._profiles import Profile
-from ._series import SERIES_TAG, parse_label
+from ._series import parse_label
 from ._settings import Settings
-from ._tags import _TYPES, PLANE_TAG, SETTINGS_TAG, Layout, decode_values
+from ._tags import _TYPES, PLANE_TAG, SERIES_TAG, SETTINGS_TAG, Layout, decode_values
+from .format import Ifd, IfdWalk
 
 __all__ = ["RepairReport", "repair"]
 
@@ -77,6 +80,8 @@ class _Chain:
         self.labels: dict[int, tuple[str | None, StageLabel | None]] = {}
         self.settings: dict[str, Any] | None = None
         self.link_pos = self.lay.first_ifd_pointer
+        self.cut_at = 0
+        """The first frame of a file cut short whose pixels run past its end (0: none)."""
         # width, height, bits, codec, kind, strips, predictor, samples per pixel
         self.frame: tuple[int, ...] | None = None
 
@@ -97,22 +102,20 @@ class _Chain:
             raise DatasetError(msg)
         return data
 
-    def ifd(self, offset: int) -> tuple[dict[int, tuple[int, bytes]], int, int]:
-        """(tag code -> (field type, value bytes), IFD size, next IFD offset) of one IFD."""
-        lay = self.lay
-        count = self.read(offset, 8 if lay.bigtiff else 2)
-        (n,) = struct.unpack("<Q" if lay.bigtiff else "<H", count)
-        if not 0 < n <= _MAX_TAGS:
-            raise _corrupt(self.path, offset, f"claims {n} entries")
-        ifd_size = lay.ifd_size(n)
-        entries, nxt = lay.parse_ifd(self.read(offset, ifd_size))
+    def ifd(self, ifd: Ifd) -> dict[int, tuple[int, bytes]]:
+        """Tag code -> (field type, value bytes) of one IFD the walker found whole."""
         values: dict[int, tuple[int, bytes]] = {}
-        for entry in entries:
-            code, dtype = struct.unpack_from("<HH", entry, 0)
-            if dtype not in _TYPES:
-                raise _corrupt(self.path, offset, f"gives tag {code} the unknown type {dtype}")
-            values[code] = lay.entry_value(entry, self.read)
-        return values, ifd_size, nxt
+        for code, entry in ifd.entries.items():
+            if entry.dtype not in _TYPES:
+                raise _corrupt(
+                    self.path, ifd.offset, f"gives tag {code} the unknown type {entry.dtype}"
+                )
+            raw = entry.field[: entry.nbytes] if entry.inline else None
+            if raw is None:
+                (at,) = struct.unpack("<Q" if self.lay.bigtiff else "<I", entry.field)
+                raw = self.read(at, entry.nbytes)  # checked against the size before reading
+            values[code] = (entry.dtype, raw)
+        return values
 
     def ints(self, values: dict[int, tuple[int, bytes]], code: int, offset: int) -> list[int]:
         """The integer values of a tag the writer always writes."""
@@ -279,6 +282,122 @@ def _parse_settings(path: Path, raw: bytes) -> dict[str, Any]:
     return settings
 
 
+def _walk_frames(
+    path: Path, chain: _Chain, walk: IfdWalk, *, cut_short: bool
+) -> RepairReport | None:
+    """Record every frame of ``walk``; a report if the file is already finished and whole.
+
+    ``cut_short``: the walk follows the frames' own chain of a finished file whose end was
+    lost; a frame whose pixels run past the end is where the file was cut (the walk stops).
+    """
+    frames = iter(walk)
+    for ifd in frames:
+        values = chain.ifd(ifd)
+        desc = values.get(270)
+        if not chain.planes and desc is not None and desc[1].startswith((b"ImageJ=", b"<?xml")):
+            for _ in frames:  # the rest of its chain: a finished file is whole
+                pass
+            if walk.stop == "end":
+                return RepairReport(path, walk.count, (0, 0, 0), 0, True)
+            if PLANE_TAG not in values:  # another writer's file, damaged: nothing to recover
+                msg = (
+                    f"{path}: damaged ({_damage(walk)}), and not written by mmtiffsink (its "
+                    "frames carry no plane coordinates): repair recovers only mmtiffsink's files"
+                )
+                raise DatasetError(msg)
+            chain.planes.clear()  # its final chain is damaged: repair from the frames' chain
+            return None
+        try:
+            chain.add(values, ifd.offset, ifd.size)
+        except DatasetError:
+            if not cut_short:
+                raise
+            chain.cut_at = ifd.offset  # the pixels of this frame and those after it are lost
+            return None
+        chain.link_pos = ifd.link_pos
+    return None
+
+
+def _damage(walk: IfdWalk) -> str:
+    if walk.stop == "corrupt":
+        return walk.problem
+    return f"its IFD chain breaks after {walk.count} IFDs: cut short"
+
+
+def _read_first(path: Path, lay: Layout) -> int:
+    """The header's first-IFD pointer."""
+    with open(path, "rb") as fh:
+        fh.seek(lay.first_ifd_pointer)
+        raw = fh.read(lay.offset_size)
+    return int.from_bytes(raw, "little") if len(raw) == lay.offset_size else 0
+
+
+_SCAN_CHUNK = 1 << 20
+
+
+def _first_frame(path: Path, io: FileIO, size: int, lay: Layout) -> int | None:
+    """The IFD of the first frame our writer appended (the head of the frames' own chain).
+
+    A writer appends each frame's pixels, then its IFD, then links it, so the first IFD in
+    the file carrying mmtiffsink's plane tag (65421) is the first frame's. Found by scanning
+    for that tag's entry (bounded chunks), each hit checked as a whole IFD inside the file.
+    """
+    pattern = re.compile(  # code, type LONG or SLONG, count 3 or 4 (little-endian)
+        re.escape(PLANE_TAG.to_bytes(2, "little"))
+        + b"[\x04\x09]\x00[\x03\x04]"
+        + b"\x00" * (7 if lay.bigtiff else 3)
+    )
+    entry = 20 if lay.bigtiff else 12
+    count_size = 8 if lay.bigtiff else 2
+    at = lay.header_size
+    with open(path, "rb") as fh:
+        while at < size:
+            chunk = io.read(at, min(_SCAN_CHUNK + entry, size - at))
+            for hit in pattern.finditer(chunk):
+                pos = at + hit.start()
+                for k in range(_MAX_TAGS):
+                    ifd_at = pos - count_size - k * entry
+                    if ifd_at < lay.header_size:
+                        break
+                    if ifd_at % 2 == 0 and _is_frame_ifd(fh, size, ifd_at, k):
+                        return ifd_at
+            at += _SCAN_CHUNK
+    return None
+
+
+def _is_frame_ifd(fh: Any, size: int, ifd_at: int, index: int) -> bool:
+    """Whether a whole IFD of our frame starts at ``ifd_at``, its entry ``index`` the plane tag."""
+    try:
+        walk = IfdWalk(fh, size, max_entries=_MAX_TAGS, first=ifd_at)
+        ifd = next(iter(walk), None)
+    except (ValueError, struct.error):
+        return False
+    if ifd is None or len(ifd.entries) <= index:
+        return False
+    codes = list(ifd.entries)
+    return (
+        codes[index] == PLANE_TAG
+        and codes == sorted(codes)
+        and all(code in ifd.entries for code in (256, 257, 258, 273, 279))
+    )
+
+
+def _relink_header(path: Path, lay: Layout, first: int) -> None:
+    """Point the header at the frames' own chain (the final chain it named is lost)."""
+    io = FileIO(path, "update")
+    try:
+        io.write([lay.pack_offset(first)], lay.first_ifd_pointer)
+        io.sync()
+    finally:
+        io.close()
+    warnings.warn(
+        f"{path} was finished, then cut short (its final IFD chain is lost): its frames are "
+        "recovered from their own chain",
+        MissingFramesWarning,
+        stacklevel=3,
+    )
+
+
 def _cut_chain(path: Path, chain: _Chain, dangling: int) -> None:
     """End the chain at its last readable IFD, so the file is a valid TIFF from now on."""
     io = FileIO(path, "update")
@@ -311,8 +430,43 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
 
     """
     path = Path(path)
+    mark = _take_mark(path)
+    try:
+        return _repair(path)
+    finally:
+        if mark is not None:
+            mark.release()
+
+
+def _take_mark(path: Path) -> FileMark | None:
+    """Mark ``path`` as in use by this repair, or refuse if a writer that lives has it."""
+    try:
+        mark = take(path)
+    except OSError:
+        return None  # no record can be made beside it (a read-only folder): nothing to guard
+    if isinstance(mark, FileMark):
+        return mark
+    if mark.state == "unknown":
+        msg = (
+            f"{path} may be being written on another host ({mark.writer()}), where this "
+            f"process cannot ask: repair refused. If that writer has stopped, delete "
+            f"{mark.path} and run repair again"
+        )
+    else:
+        msg = (
+            f"{path} is being written ({mark.writer()}): repair refused, it would damage "
+            "the acquisition. Let the writer close the file (a closed file is finished); "
+            f"if its process is stuck, end it: its lock record {mark.path.name} then goes stale "
+            "and repair proceeds"
+        )
+    raise DatasetError(msg)
+
+
+def _repair(path: Path) -> RepairReport:
     try:
         io = FileIO(path, "read")
+    except FileNotFoundError:
+        raise no_such_file(path) from None
     except OSError as exc:
         msg = f"cannot open {path}: {exc.strerror or exc}"
         raise DatasetError(msg) from exc
@@ -328,29 +482,46 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         if len(head) < lay.header_size:
             msg = f"{path}: truncated TIFF: the file ends inside its header"
             raise DatasetError(msg)
-        (offset,) = struct.unpack_from("<Q" if bigtiff else "<I", head, lay.first_ifd_pointer)
-        seen: set[int] = set()
         dangling = 0
-        while offset and offset < size:
-            if offset in seen:
-                msg = f"{path}: corrupt TIFF: the IFD chain loops back to byte {offset}"
-                raise DatasetError(msg)
-            seen.add(offset)
-            values, ifd_size, nxt = chain.ifd(offset)
-            if not chain.planes:
-                desc = values.get(270)
-                if desc is not None and desc[1].startswith((b"ImageJ=", b"<?xml")):
-                    return RepairReport(path, len(seen), (0, 0, 0), 0, True)
-            chain.add(values, offset, ifd_size)
-            chain.link_pos = offset + ifd_size - lay.offset_size
-            offset = nxt
-        if offset:  # a link past the end of a truncated file (or a corrupt one): cut it there
-            dangling = offset
+        start: int | None = None  # the frames' own chain, when the final one is lost
+        with open(path, "rb") as fh:
+            while True:
+                try:
+                    walk = IfdWalk(
+                        fh, size, max_ifds=MAX_PLANES, max_entries=_MAX_TAGS, first=start
+                    )
+                except ValueError:
+                    msg = f"{path}: corrupt TIFF: its header is damaged"
+                    raise DatasetError(msg) from None
+                final = _walk_frames(path, chain, walk, cut_short=start is not None)
+                if final is not None:
+                    return final
+                if chain.planes or start is not None or walk.stop not in ("past_end", "end"):
+                    break
+                # no frame in the chain the header names: a finished file cut short (the final
+                # chain, written last at its end, is lost), or one whose final chain is damaged
+                start = _first_frame(path, io, size, lay)
+                if start is None:
+                    break
+        if walk.stop == "corrupt":
+            msg = f"{path}: corrupt TIFF: {walk.problem}"
+            raise DatasetError(msg)
+        if walk.stop == "past_end":  # a link past the end of a truncated file: cut it there
+            dangling = walk.dangling
+        dangling = chain.cut_at or dangling
     finally:
         io.close()
     if not chain.planes or chain.frame is None or chain.first is None:
-        msg = f"{path} holds no frame: nothing to repair"
+        if size <= lay.header_size or _read_first(path, lay) >= size:
+            msg = (
+                f"{path}: truncated TIFF: its first IFD lies past the end of the file ({size} "
+                "bytes) and no frame of mmtiffsink was found in it: nothing to repair"
+            )
+        else:
+            msg = f"{path} holds no frame: nothing to repair"
         raise DatasetError(msg)
+    if start is not None:  # the header names the frames' own chain again
+        _relink_header(path, lay, start)
     chain.shape_check()
     profile = _profile(bigtiff, chain.settings)
     if not profile.ome and any(len(key) > 3 for key in chain.planes):
@@ -423,6 +594,7 @@ def _resume(
     tif._settings = settings
     tif._extratags = ()
     tif._max_inflight = None
+    tif._keep_up = False
     tif.path = Path(path)
     slots = settings.shape if slots_at is not None else None
     tif._setup(FileIO(tif.path, "update"), end=end, link_pos=link_pos, slots=slots)
@@ -435,7 +607,7 @@ def _resume(
     app.planes = {coord: pack(*where) for coord, where in planes.items()}
     app.arrival = list(arrival)
     for coord in planes:
-        tif._extend(coord)
+        tif._w.extend(coord)
     for series, (name, stage) in labels.items():
         tif._series.set_label(series, name, stage)
     return tif

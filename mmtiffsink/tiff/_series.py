@@ -24,17 +24,16 @@ import numpy as np
 
 from mmtiffsink._values import require
 
-from .._text import check_text
+from .._text import check_text, xml_safe
 from ..errors import ConfigError, CoordinateError, ProfileError
 from ..limits import MAX_SERIES
 from ._frames import NONE_SAVED, Coord, Key, widen
 from ._ome import StageLabel
 from ._profiles import Profile
-from ._tags import Tag
+from ._tags import SERIES_TAG, Tag
 
 __all__ = ["SERIES_TAG", "Part", "SeriesTable", "parse_label", "series_index", "stage_label"]
 
-SERIES_TAG = 65425
 """Private tag of a frame's IFD: its series' name and stage label, as JSON."""
 _EMPTY: tuple[Coord, Coord] = ((0, 0, 0), NONE_SAVED)
 _MAX_NAME = 4096
@@ -137,8 +136,11 @@ def parse_label(raw: bytes) -> tuple[str | None, StageLabel | None] | None:
         data = json.loads(raw.rstrip(b"\0").decode("utf-8"))
         if not isinstance(data, dict):
             return None
-        name = _name("name", data.get("name"))
+        name = data.get("name")  # as stored (an older version's text made writable: U+FFFD)
+        name = _name("name", xml_safe(name) if isinstance(name, str) else name)
         stage = data.get("stage")
+        if isinstance(stage, dict) and isinstance(stage.get("name"), str):
+            stage = {**stage, "name": xml_safe(stage["name"])}
         return name, stage_label(stage, name) if isinstance(stage, dict) else None
     except (UnicodeDecodeError, ValueError, RecursionError):  # ConfigError is a ValueError
         return None

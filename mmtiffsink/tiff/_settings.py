@@ -223,6 +223,13 @@ class Settings:
         for name in ("pxsize", "deltaz", "timeinterval"):
             with contextlib.suppress(ConfigError):
                 setattr(out, name, positive_or_none(name, data.get(name)))
+        stored = dict(data)  # text as stored by an older version, made writable (U+FFFD)
+        names = stored.get("channel_names")
+        if isinstance(names, list):
+            stored["channel_names"] = [xml_safe(str(n)) for n in names]
+        notes = stored.get("annotations")
+        if isinstance(notes, Mapping):
+            stored["annotations"] = {xml_safe(str(k)): xml_safe(str(v)) for k, v in notes.items()}
         for setter, key in (
             (out.set_colors, "colors"),
             (out.set_colormap, "colormap"),
@@ -231,7 +238,7 @@ class Settings:
             (out.set_annotations, "annotations"),
         ):
             with contextlib.suppress(ConfigError, ValueError, TypeError):
-                setter(data.get(key))
+                setter(stored.get(key))
         comment = data.get("comment")  # as stored, made writable (an older version's file)
         out.comment = None if comment is None else xml_safe(str(comment))
         image_name = data.get("image_name")

@@ -17,7 +17,7 @@ from typing import Any, final
 import numpy as np
 import tifffile
 
-from ..errors import ConfigError
+from ..errors import ConfigError, WriterError
 
 __all__ = ["Layout", "Tag", "TagsLike", "normalize_tags"]
 
@@ -90,10 +90,14 @@ DECODING_TAGS = frozenset(
 )
 # Tags whose values the writer writes from its own options.
 OWNED_TAGS = frozenset(
-    {270, 282, 283, 296, 305, 50838, 50839, 51123, 65421, 65422, 65423, 65424, 65425}
+    {270, 282, 283, 296, 305, 50838, 50839, 51123, 65421, 65422, 65423, 65424, 65425}  # ours: below
 )
 RESERVED_TAGS = DECODING_TAGS | OWNED_TAGS
 _POINTER_TYPES = {13, 18}  # IFD, IFD8: readers follow them
+
+MAX_TAG_VALUE = 1 << 28
+"""Bytes of one tag value the writer reads back at most (a StripOffsets array of 10**7 planes
+is far smaller; a larger count was read from a damaged IFD)."""
 
 PLANE_TAG = 65421
 """Private tag holding a frame's (c, z, t) as three LONGs, so a crashed file can be repaired;
@@ -105,6 +109,10 @@ METADATA_TAG = 51123
 FIRST_METADATA_TAG = 65423
 """Where the first IFD keeps its frame's metadata JSON: tifffile takes a file whose first page
 has tag 51123 for a Micro-Manager MMStack file and logs errors reading its missing header."""
+PLANE_INFO_TAG = 65424
+"""Private tag of a frame's IFD: its ``PlaneInfo`` (``_ome.py``) as five DOUBLEs (NaN: unknown)."""
+SERIES_TAG = 65425
+"""Private tag of a series' name and stage label as JSON (``_series.py``), stored once per value."""
 
 
 @final
@@ -408,15 +416,27 @@ class Layout:
         return count + b"".join(entries) + self.pack_offset(next_ifd)
 
     def parse_ifd(self, buf: bytes) -> tuple[list[bytes], int]:
-        """Split an IFD into its raw entries and its next-IFD pointer."""
-        if self.bigtiff:
-            (n,) = struct.unpack_from("<Q", buf, 0)
-            entries = [buf[8 + 20 * i : 28 + 20 * i] for i in range(n)]
-            (nxt,) = struct.unpack_from("<Q", buf, 8 + 20 * n)
-        else:
-            (n,) = struct.unpack_from("<H", buf, 0)
-            entries = [buf[2 + 12 * i : 14 + 12 * i] for i in range(n)]
-            (nxt,) = struct.unpack_from("<I", buf, 2 + 12 * n)
+        """Split an IFD into its raw entries and its next-IFD pointer.
+
+        The entry count read from ``buf`` is checked against ``len(buf)`` before it sizes
+        anything: an IFD overwritten by another process (a ``repair`` run beside the writer)
+        raises :class:`~mmtiffsink.errors.WriterError`, never loops or allocates by a garbage
+        count.
+        """
+        count_size, entry_size = (8, 20) if self.bigtiff else (2, 12)
+        if len(buf) < count_size:
+            msg = f"an IFD of {len(buf)} bytes has no entry count (the file was overwritten)"
+            raise WriterError(msg)
+        (n,) = struct.unpack_from("<Q" if self.bigtiff else "<H", buf, 0)
+        if count_size + n * entry_size + self.offset_size > len(buf):
+            msg = f"an IFD of {len(buf)} bytes claims {n} entries (the file was overwritten)"
+            raise WriterError(msg)
+        entries = [
+            buf[count_size + entry_size * i : count_size + entry_size * (i + 1)] for i in range(n)
+        ]
+        (nxt,) = struct.unpack_from(
+            "<Q" if self.bigtiff else "<I", buf, count_size + entry_size * n
+        )
         return entries, nxt
 
     def entry_code(self, entry: bytes) -> int:
@@ -424,12 +444,26 @@ class Layout:
         return int(struct.unpack_from("<H", entry, 0)[0])
 
     def entry_value(self, entry: bytes, read: Any) -> tuple[int, bytes]:
-        """Return (field type, value bytes) of a raw entry; ``read(offset, n)`` reads the file."""
+        """Return (field type, value bytes) of a raw entry; ``read(offset, n)`` reads the file.
+
+        Raises
+        ------
+        WriterError
+            An unknown field type, or a value larger than :data:`MAX_TAG_VALUE` (a garbage
+            count read from a damaged IFD), before anything is read or allocated.
+
+        """
         if self.bigtiff:
             _, dtype, count = struct.unpack_from("<HHQ", entry, 0)
         else:
             _, dtype, count = struct.unpack_from("<HHI", entry, 0)
+        if dtype not in _TYPES:
+            msg = f"an IFD entry of unknown field type {dtype} (the file was overwritten)"
+            raise WriterError(msg)
         nbytes = count * np.dtype(_TYPES[dtype]).itemsize * (2 if dtype in (5, 10) else 1)
+        if nbytes > MAX_TAG_VALUE:
+            msg = f"an IFD entry claims a value of {nbytes} bytes (the file was overwritten)"
+            raise WriterError(msg)
         raw = entry[-self.inline_size :]
         if nbytes <= self.inline_size:
             return dtype, raw[:nbytes]

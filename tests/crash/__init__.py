@@ -1,0 +1,1 @@
+"""Crash safety: killed writers, full disks, repair, files in use."""

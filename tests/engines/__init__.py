@@ -1,0 +1,1 @@
+"""The engines, on the demo microscope: pycro-manager and pymmcore-plus."""

@@ -1,0 +1,1 @@
+"""info, preview and repair's messages, on our files and hostile ones."""

@@ -1,0 +1,1 @@
+"""The file profiles (bigtiff, imagej, ome) and codecs, checked by real readers."""

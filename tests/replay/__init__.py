@@ -1,0 +1,1 @@
+"""NDTiff datasets replayed into hyperstacks."""

@@ -1,0 +1,1 @@
+"""mmtiffsink run: run files, plans, the command line."""

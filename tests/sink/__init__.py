@@ -1,0 +1,1 @@
+"""TiffSink: axes to files, calibration, options, names and text."""

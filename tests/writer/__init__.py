@@ -1,0 +1,1 @@
+"""IJTiffFile: saving, keep_up, the budget, buffers, interrupts, its life cycle."""
