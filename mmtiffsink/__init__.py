@@ -27,10 +27,12 @@ from .errors import (
     WriterError,
 )
 from .inspect import FileInfo, file_info, preview
+from .inspect import open_hyperstack as open
 from .limits import MAX_PLANES
 from .sink import SinkOptions, TiffSink
 from .tiff import (
     Codec,
+    Hyperstack,
     IJTiffFile,
     PlaneInfo,
     Profile,
@@ -52,6 +54,7 @@ __all__ = [
     "FileExistsError_",
     "FileInfo",
     "FrameError",
+    "Hyperstack",
     "IJTiffFile",
     "MMTiffSinkError",
     "MMTiffSinkWarning",
@@ -73,6 +76,7 @@ __all__ = [
     "WriterError",
     "__version__",
     "file_info",
+    "open",
     "preview",
     "repair",
     "tiffwrite",

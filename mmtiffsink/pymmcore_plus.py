@@ -72,6 +72,7 @@ from mmtiffsink.sink import (
     sink_options,
     summary_annotations,
 )
+from mmtiffsink.tiff import Following
 
 from ._closing import add_note, close_after_block
 
@@ -458,6 +459,8 @@ class TiffMDASink:
         self._sink: TiffSink | None = None
         self._places = EventPlaces()
         self._started = False
+        self._view: Following | None = None  # get_view() may come from another thread
+        self._view_lock = threading.Lock()
 
     @property
     def files(self) -> list[Path]:
@@ -484,8 +487,12 @@ class TiffMDASink:
         names = self._places.layout.channel_names
         if options.channel_names is None and names:
             options = options.replace(channel_names=names)
-        self._sink = TiffSink(self.directory, self.name, options)
-        return self._sink
+        sink = TiffSink(self.directory, self.name, options)
+        with self._view_lock:
+            self._sink = sink
+            if self._view is not None:
+                sink.follow(self._view, 0)
+        return sink
 
     def setup(self, sequence: Any, meta: Mapping[str, Any] | None) -> None:
         """Begin the sequence: channel order, position names, its summary in every file."""
@@ -512,13 +519,23 @@ class TiffMDASink:
         """Frames that will never come: their planes stay blank (filled at close)."""
         self.skipped += max(int(frames), 0)
 
-    def get_view(self) -> Any:
-        """A live view of the data (pymmcore-plus's ``SinkView``), or None.
+    def get_view(self) -> Following:
+        """A live view of the first file (the first position's) as a (T, Z, C, Y, X) array.
 
-        The one place where mmtiffsink's live views plug into pymmcore-plus
-        (``runner.get_view()``; :meth:`TiffHandler.get_view` asks this method too). None for now.
+        pymmcore-plus's ``SinkView`` (``dtype``, ``shape``, ``ndim``, ``__getitem__``; what
+        ``runner.get_view()`` returns and pymmcore-gui shows in ndv) with ome-writers'
+        ``coords_changed`` signal (connect a callback without arguments; it is called in the
+        writer's thread for each frame in the file). Available at once: empty until the first
+        frame opens the file, then following it as frames land (the shape grows), compressed
+        files included; readable after the run. Another file or position:
+        ``self.sink.view(...)``. :meth:`TiffHandler.get_view` is this view too.
         """
-        return None
+        with self._view_lock:
+            if self._view is None:
+                self._view = Following()
+                if self._sink is not None:
+                    self._sink.follow(self._view, 0)
+            return self._view
 
     def close(self) -> None:
         """Finish every file (idempotent); raises the first error of finishing them."""
@@ -682,8 +699,8 @@ class TiffHandler:
         """:attr:`blank_planes` per file."""
         return self._writer.blank_planes_by_file
 
-    def get_view(self) -> Any:
-        """A live view of the data, or None: :meth:`TiffMDASink.get_view`."""
+    def get_view(self) -> Following:
+        """A live view of the first file (the first position's): :meth:`TiffMDASink.get_view`."""
         return self._writer.get_view()
 
     def _fail(self, exc: BaseException, when: str) -> None:

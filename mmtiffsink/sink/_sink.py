@@ -28,12 +28,13 @@ from mmtiffsink._closing import add_note, close_after_block
 from mmtiffsink._text import check_name, clean_text
 from mmtiffsink.errors import (
     CloseErrors,
+    ConfigError,
     CoordinateError,
     OutputExistsError,
     WriterClosedError,
     WriterError,
 )
-from mmtiffsink.tiff import DEFAULT, IJTiffFile, Profile, StageLabel
+from mmtiffsink.tiff import DEFAULT, Following, IJTiffFile, Profile, StageLabel
 
 from ._calibration import CalibrationTracker
 from ._frame import Calibration, Frame, Summary
@@ -159,6 +160,8 @@ class TiffSink:
         self._summary: Summary | None = None
         self._closed = False
         self._hook_error: Exception | None = None
+        # live views waiting for their file: (index or path, series, view)
+        self._followers: list[tuple[int | Path, int, Following]] = []
 
     # ------------------------------------------------------------------ properties
     @property
@@ -261,6 +264,7 @@ class TiffSink:
         self._entries[key] = entry
         self._paths[path] = key
         self._apply(entry)
+        self._attach_followers()
         return entry
 
     def _apply(self, entry: _Entry) -> None:
@@ -429,6 +433,58 @@ class TiffSink:
             entry.file.set_series(series, stage=stage)
         entry.series[position] = series
         return series
+
+    def view(self, file: int | str | os.PathLike[str] = 0, *, series: int = 0) -> Following:
+        """A live, read-only view of one file as a (T, Z, C, Y, X) array.
+
+        The view follows the file as frames land (its shape grows; ``coords_changed`` is
+        emitted for each frame, in the writer's thread), compressed files included, and stays
+        readable after :meth:`close`. Asked for before the file exists (before its first
+        image), it is empty (shape all zeros) until the file is opened.
+
+        Parameters
+        ----------
+        file
+            Which file: its index in the order of first images (0: the first; with one file
+            per position, the first position's), or its path.
+        series
+            With ``positions="series"``: the position's series in the file (numbered in
+            order of each position's first image).
+
+        Returns
+        -------
+        Following
+            A :class:`~mmtiffsink.tiff.Hyperstack` view (see :func:`mmtiffsink.open`).
+
+        """
+        view = Following()
+        self.follow(view, file, series=series)
+        return view
+
+    def follow(
+        self, view: Following, file: int | str | os.PathLike[str] = 0, *, series: int = 0
+    ) -> None:
+        """Attach ``view`` to a file of this sink (see :meth:`view`) now or when it opens."""
+        if isinstance(file, bool) or (isinstance(file, int) and file < 0):
+            msg = f"file is an index from 0 or a path, got {file!r}"
+            raise ConfigError(msg)
+        which = file if isinstance(file, int) else Path(file)
+        self._followers.append((which, series, view))
+        self._attach_followers()
+
+    def _attach_followers(self) -> None:
+        entries = list(self._entries.values())
+        waiting = []
+        for which, series, view in self._followers:
+            if isinstance(which, int):
+                entry = entries[which] if which < len(entries) else None
+            else:
+                entry = next((e for e in entries if e.file.path == which), None)
+            if entry is None:
+                waiting.append((which, series, view))
+            elif not view.closed:
+                view.attach(entry.file.view(series))
+        self._followers = waiting
 
     def read(self, axes: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any] | None]:
         """Read back a stored image and its metadata, from the file (open or closed).

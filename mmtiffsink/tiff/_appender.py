@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -44,6 +45,8 @@ from ._tags import (
 )
 
 __all__ = ["Appender", "Batch", "data_key", "pack", "unpack"]
+
+_log = logging.getLogger(__name__)
 
 _DATA_INDEX_SIZE = 16384  # distinct frames remembered for dedup (about 2.5 MB at most)
 _VALUE_INDEX_SIZE = 1024  # distinct out-of-line tag values remembered for dedup
@@ -199,6 +202,8 @@ class Appender:
         self.planes: dict[Key, int] = {}
         self.arrival: list[Key] = []
         self.frames_stored = 0
+        # called with a frame's key once its IFD is linked (live views, see tiff/_view.py)
+        self.listeners: list[Callable[[Key], None]] = []
         # dedup indexes, bounded: memory must not grow with every frame (per-frame metadata
         # such as ElapsedTime-ms makes every value new); the most recently used entries stay
         # key -> (offset, size, full CRC-32 or None when not computed)
@@ -354,6 +359,12 @@ class Appender:
             self._commit(ifds, tail.pos, values, static_src, static, stored)
             raise
         self._commit(ifds, tail.pos, values, static_src, static, stored)
+        for listener in list(self.listeners):  # the frames are in the file: tell the views
+            for coord, _, _ in ifds:
+                try:
+                    listener(coord)
+                except Exception:  # a view never harms the writer
+                    _log.exception("mmtiffsink: a listener of %s raised", self.io.path)
 
     def _entry(
         self, tag: Tag, tail: Tail, values: dict[tuple[int, int, bytes], int] | None

@@ -258,14 +258,35 @@ class Codec:
         return frame.data.cast("B")
 
     def decode(self, data: bytes, dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:
-        """Decompress a whole frame written by :meth:`encode` into an array of ``shape``."""
-        if self.name == "zstd":
-            raw: Any = imagecodecs.zstd_decode(data)
-        elif self.name == "deflate":
-            raw = imagecodecs.zlib_decode(data)
-        else:
-            raw = data
-        image: np.ndarray = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        """Decompress a whole frame written by :meth:`encode` into an array of ``shape``.
+
+        ``shape`` is (Y, X) or (Y, X, samples). The output is bounded by ``shape``: data that
+        decodes to more (a damaged or hostile frame) raises instead of filling memory.
+
+        Raises
+        ------
+        ValueError
+            The data does not decode to exactly ``shape``.
+
+        """
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        raw: Any
+        try:
+            if self.name == "zstd":
+                raw = imagecodecs.zstd_decode(data, out=bytearray(nbytes))
+            elif self.name == "deflate":
+                raw = imagecodecs.zlib_decode(data, out=bytearray(nbytes))
+            else:
+                raw = data
+        except (imagecodecs.ZstdError, imagecodecs.ZlibError) as exc:
+            msg = f"a frame does not decode to {shape} {dtype}: {exc}"
+            raise ValueError(msg) from None
+        if len(raw) != nbytes:
+            msg = f"a frame decodes to {len(raw)} bytes, not the {nbytes} of {shape} {dtype}"
+            raise ValueError(msg)
+        image: np.ndarray = np.frombuffer(raw, dtype=dtype).reshape(shape)
+        if not image.flags.writeable:  # the caller's bytes (no codec): a copy of its own
+            image = image.copy()
         if self.predictor:
             imagecodecs.delta_decode(image, axis=_X, out=image)
         return image

@@ -82,6 +82,7 @@ from ._readback import read_plane
 from ._series import SeriesTable, series_index
 from ._settings import Settings, optional_text
 from ._tags import METADATA_TAG, Layout, Tag, TagsLike, normalize_tags
+from ._view import OwnFile
 from ._writer import FileWriter, Job, Kind
 
 __all__ = ["IJTiffFile"]
@@ -93,7 +94,6 @@ _CALIBRATION_ALIASES = {
 }
 
 _T = TypeVar("_T")
-
 
 @final
 class IJTiffFile:
@@ -527,6 +527,28 @@ class IJTiffFile:
         return read_plane(
             self.path, self._layout, packed, self._codec, self._dtype, self._app.frame_shape
         )
+
+    def view(self, series: int = 0) -> OwnFile:
+        """A live, read-only view of the file (of ``series``) as a (T, Z, C, Y, X) array.
+
+        It follows the file as frames land: each linked frame makes the view read the new
+        IFDs at its next use and emit its ``coords_changed`` signal, in the writer's thread.
+        Reads the file on a descriptor of its own (compressed files too) and stays usable
+        after :meth:`close`. See :func:`mmtiffsink.open` for what a view offers.
+        """
+        view = OwnFile(self.path, series)
+        view.follow_writer()
+        ref = weakref.ref(view)
+
+        def linked(key: Key) -> None:
+            found = ref()
+            if found is None or found.closed:
+                self._app.listeners.remove(linked)
+            elif (len(key) == 3 and series == 0) or (len(key) == 4 and key[3] == series):
+                found.frame_linked(key)
+
+        self._app.listeners.append(linked)
+        return view
 
     # ---------------------------------------------------------------- flush and close
     def flush(self) -> None:
