@@ -58,7 +58,7 @@ else
 fi
 
 # --- 2. Python package with its test extras -----------------------------------------------
-section "Python package (pip install -e .[test,pycromanager,bench,cluster,docs])"
+section "Python package (pip install -e .[test,pycromanager,bench,cluster,docs,viewers])"
 # Skip pip when this interpreter already has this checkout installed from this pyproject.toml.
 stamp_key="$("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])') $(
     sha256sum pyproject.toml | cut -d' ' -f1)"
@@ -74,7 +74,7 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$stamp_key" ]] && installed_here; the
     echo "already installed"
 else
     PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$PY" -m pip install -q -e ".[test,pycromanager,bench,cluster,docs]"
+        "$PY" -m pip install -q -e ".[test,pycromanager,bench,cluster,docs,viewers]"
     echo "$stamp_key" >"$stamp"
     echo "installed"
 fi

@@ -137,7 +137,8 @@ def test_ndv_follows_a_live_view(tmp_path: Path) -> None:
     and sees it grow once told (``dims_changed``, as a coords_changed callback does)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        from ndv import DataWrapper
+        ndv = pytest.importorskip("ndv")  # the viewers extra
+        DataWrapper = ndv.DataWrapper
 
     with IJTiffFile(tmp_path / "a.tif") as tif:
         view = tif.view()
