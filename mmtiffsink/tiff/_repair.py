@@ -62,6 +62,23 @@ _MAX_TAGS = 1000
 _SPARSE_LIMIT = 64  # planes per frame found before a file's plane tags are taken as damaged
 _SPARSE_SLACK = 100_000
 _INTEGER_TYPES = frozenset({1, 3, 4, 9, 16})  # BYTE, SHORT, LONG, SLONG (planes), LONG8
+# the types the writer gives the tags repair reads (a damaged type is damage, not a value: a
+# SHORT flipped to BYTE reads as a number here but as bytes in tifffile, so the repaired file
+# would carry the damage on)
+_TYPES_OF = {
+    256: frozenset({3, 4}),  # ImageWidth: SHORT or LONG
+    257: frozenset({3, 4}),
+    258: frozenset({3}),  # BitsPerSample
+    259: frozenset({3}),  # Compression
+    273: frozenset({4, 16}),  # StripOffsets: LONG or LONG8
+    277: frozenset({3}),  # SamplesPerPixel
+    279: frozenset({4, 16}),
+    317: frozenset({3}),  # Predictor
+    339: frozenset({3}),  # SampleFormat
+    262: frozenset({3}),  # PhotometricInterpretation
+    278: frozenset({3, 4}),  # RowsPerStrip
+    284: frozenset({3}),  # PlanarConfiguration
+}
 
 
 def _corrupt(path: Path, offset: int, what: str) -> DatasetError:
@@ -122,7 +139,7 @@ class _Chain:
         if code not in values:
             raise _corrupt(self.path, offset, f"lacks tag {code}")
         dtype, raw = values[code]
-        if dtype not in _INTEGER_TYPES or not raw:
+        if dtype not in _TYPES_OF.get(code, _INTEGER_TYPES) or not raw:
             raise _corrupt(self.path, offset, f"holds tag {code} of type {dtype}")
         return [int(v) for v in decode_values(dtype, raw)]
 
@@ -141,6 +158,9 @@ class _Chain:
         key = tuple(coord)
         if key in self.planes:
             raise _corrupt(self.path, offset, f"repeats the plane (c, z, t[, s]) = {key}")
+        for code in (262, 278, 284):  # carried over as they are: their type must be right
+            if code in values and values[code][0] not in _TYPES_OF[code]:
+                raise _corrupt(self.path, offset, f"holds tag {code} of type {values[code][0]}")
         one = [self.ints(values, code, offset) for code in (256, 257, 259)]
         if any(len(v) != 1 for v in one):
             raise _corrupt(self.path, offset, "holds several values in a one-value tag")
