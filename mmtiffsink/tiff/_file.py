@@ -516,11 +516,11 @@ class IJTiffFile:
                 packed = self._app.planes.get(key)
                 if packed is not None:
                     break
+                if self._inherited:  # in flight in the parent: never appended in this child
+                    raise self._closed_error()
                 if not w.in_flight(key) or self._closed:
                     msg = f"plane {self._where(key)} was not saved to {self.path}"
                     raise CoordinateError(msg)
-                if self._inherited:  # in flight in the parent: never appended in this child
-                    raise self._closed_error()
                 w.raise_error(self.path)
                 w.cond.wait()
         assert self._app.frame_shape is not None
