@@ -396,3 +396,32 @@ def test_walker_asks_the_size_again_for_a_growing_file(tmp_path: Path) -> None:
         fh.seek(0)
         walk = IfdWalk(fh, 30, grow=lambda: len(data))
         assert len(list(walk)) == 2 and walk.stop == "end"
+
+
+class _Positional:
+    """A Source over bytes that are read positionally (as the live reader's FileIO is)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos, self.reads = data, 0, 0
+
+    def seek(self, offset: int, /) -> int:
+        self.pos = offset
+        return offset
+
+    def read(self, size: int, /) -> bytes:
+        self.reads += 1
+        out = self.data[self.pos : self.pos + size]
+        self.pos += len(out)
+        return out
+
+
+def test_walker_reads_any_source_and_values_between_steps() -> None:
+    data = _classic([(8, 40), (40, 80), (80, 0)])
+    source = _Positional(data)
+    walk = IfdWalk(source, len(data), first=40)  # on from a known IFD, as a refresh walks
+    seen = []
+    for ifd in walk:
+        source.seek(0)  # a read of its own between steps (a tag value, a strip)
+        assert walk.ints(ifd.entries[256]) == (8,)
+        seen.append(ifd.offset)
+    assert seen == [40, 80] and walk.stop == "end" and source.reads > 0
