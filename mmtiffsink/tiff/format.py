@@ -321,29 +321,33 @@ class IfdWalk:
             self.last_link_pos = link_pos
             offset = int(nxt)
 
+    def where(self, entry: Entry) -> int | None:
+        """Where the value of ``entry`` lies in the file (None: inline, or an unknown type).
+
+        An offset as read, not checked against the file's size (:meth:`value` checks it).
+        """
+        if entry.dtype not in TYPE_SIZES or entry.inline:
+            return None
+        (offset,) = struct.unpack(
+            self.header.byteorder + ("Q" if self.header.bigtiff else "I"), entry.field
+        )
+        return int(offset)
+
     def value(self, entry: Entry, *, max_bytes: int = MAX_VALUE) -> bytes | None:
         """The value bytes of ``entry`` (None: unknown type, too large, or past the end)."""
         nbytes = entry.nbytes
         if entry.dtype not in TYPE_SIZES or nbytes > max_bytes:
             return None
-        if entry.inline:
-            return entry.field[:nbytes]
-        (offset,) = struct.unpack(
-            self.header.byteorder + ("Q" if self.header.bigtiff else "I"), entry.field
-        )
-        return self._read(int(offset), nbytes)
+        at = self.where(entry)
+        return entry.field[:nbytes] if at is None else self._read(at, nbytes)
 
     def head(self, entry: Entry, nbytes: int) -> bytes | None:
         """The first ``nbytes`` (at most) of an entry's value: a long text's start, read cheaply."""
         if entry.dtype not in TYPE_SIZES:
             return None
         nbytes = min(nbytes, entry.nbytes)
-        if entry.inline:
-            return entry.field[:nbytes]
-        (offset,) = struct.unpack(
-            self.header.byteorder + ("Q" if self.header.bigtiff else "I"), entry.field
-        )
-        return self._read(int(offset), nbytes)
+        at = self.where(entry)
+        return entry.field[:nbytes] if at is None else self._read(at, nbytes)
 
     def ints(self, entry: Entry, *, max_count: int = 1 << 20) -> tuple[int, ...] | None:
         """The values of an integer entry (BYTE, SHORT, LONG, SLONG, LONG8, IFD, ...)."""

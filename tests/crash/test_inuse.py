@@ -27,7 +27,7 @@ from mmtiffsink.errors import DatasetError, OutputExistsError, WriterError
 from mmtiffsink.inspect import file_info, preview
 from mmtiffsink.inspect._planes import stacks
 from mmtiffsink.tiff._tags import Layout
-from mmtiffsink.tiff.format import IfdWalk, in_use, lock_path
+from mmtiffsink.tiff.format import Entry, IfdWalk, in_use, lock_path
 from tests.writer_support import coded_frame, read_hyperstack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -425,3 +425,16 @@ def test_walker_reads_any_source_and_values_between_steps() -> None:
         assert walk.ints(ifd.entries[256]) == (8,)
         seen.append(ifd.offset)
     assert seen == [40, 80] and walk.stop == "end" and source.reads > 0
+
+
+def test_walker_tells_where_a_value_lies() -> None:
+    data = bytearray(_classic([(8, 0)]))
+    data[10:22] = struct.pack("<HHII", 270, 2, 12, 26)  # 12 bytes of text, after the IFD
+    data += b"hello world\0"
+    walk = IfdWalk(_Positional(bytes(data)), len(data))
+    (ifd,) = walk
+    text = ifd.entries[270]
+    assert walk.where(text) == 26 and walk.value(text) == b"hello world\0"
+    assert walk.head(text, 5) == b"hello" and walk.text(text) == b"hello world"
+    inline = Entry(256, 4, 1, struct.pack("<I", 8))
+    assert walk.where(inline) is None and walk.ints(inline) == (8,)
