@@ -43,6 +43,7 @@ from typing import IO, Any, Final
 import numpy as np
 
 from mmtiffsink.errors import DatasetError
+from mmtiffsink.tiff.format import Ifd, IfdWalk
 
 __all__ = [
     "INDEX_NAME",
@@ -337,29 +338,15 @@ class Images:
     """
 
     def __init__(self, fh: IO[bytes], header: TiffHeader) -> None:
-        order, size = header.byteorder, header.size
         found: list[tuple[int, int, int]] = []  # pixel offset, pixel bytes, metadata offset
         self.broken_at: int | None = None
         """Where the chain stops making sense: images past it are unknown (not checked)."""
-        fh.seek(4)
-        (offset,) = struct.unpack(order + "I", fh.read(4))
-        while offset:
-            if offset >= size:  # the link to an image its writer never wrote
-                break
-            fh.seek(offset)
-            raw = fh.read(2)
-            (n,) = struct.unpack(order + "H", raw) if len(raw) == 2 else (0,)
-            block = fh.read(12 * n + 4) if 0 < n <= _MAX_IFD_TAGS else b""
-            tags = _ifd_tags(block, n, order) if len(block) == 12 * n + 4 else None
-            if tags is None or not {273, 279} <= tags.keys():
-                self.broken_at = offset
-                break
-            found.append((tags[273], tags[279], tags.get(51123, -1)))
-            (nxt,) = struct.unpack(order + "I", block[-4:])
-            if nxt and nxt <= offset:  # NDTiff links forward only: a loop or garbage
-                self.broken_at = offset
-                break
-            offset = nxt
+        try:  # forward links only: at most one IFD (of 18 bytes or more) per 18 bytes
+            walk = IfdWalk(fh, header.size, max_entries=_MAX_IFD_TAGS, max_ifds=header.size // 18)
+        except ValueError:  # an NDTiff header on no TIFF header: no chain to walk
+            self.broken_at = 0
+        else:
+            self.broken_at = _walk_images(walk, found)
         found.sort()
         table = np.array(found, dtype=np.int64).reshape(-1, 3)
         self.pixels, self.nbytes, self.metadata = table[:, 0], table[:, 1], table[:, 2]
@@ -393,13 +380,34 @@ class Images:
         return int(np.count_nonzero(self.claimed < 0))
 
 
-def _ifd_tags(block: bytes, n: int, order: str) -> dict[int, int] | None:
-    """The tags of one classic TIFF IFD that hold one SHORT or LONG (and 51123's offset)."""
+def _walk_images(walk: IfdWalk, found: list[tuple[int, int, int]]) -> int | None:
+    """Add each image of the chain to ``found``; where the chain breaks (None: it does not)."""
+    at = walk.header.first  # the IFD the walk reads next
+    for ifd in walk:
+        tags = _ifd_tags(walk, ifd)
+        if not {273, 279} <= tags.keys():
+            return ifd.offset
+        found.append((tags[273], tags[279], tags.get(51123, -1)))
+        if ifd.next and ifd.next <= ifd.offset:  # NDTiff links forward only: a loop or garbage
+            return ifd.offset
+        at = ifd.next
+    if walk.stop == "corrupt":
+        return at
+    if walk.stop == "past_end" and walk.dangling < walk.size:
+        return walk.dangling  # an IFD cut short (a link past the end is where its writer died)
+    return None
+
+
+def _ifd_tags(walk: IfdWalk, ifd: Ifd) -> dict[int, int]:
+    """The tags of one IFD that hold one SHORT or LONG (and where 51123's value is)."""
     tags: dict[int, int] = {}
-    for i in range(n):
-        code, dtype, count = struct.unpack_from(order + "HHI", block, 12 * i)
-        if dtype == 3 and count == 1:
-            (tags[code],) = struct.unpack_from(order + "H", block, 12 * i + 8)
-        elif (dtype == 4 and count == 1) or (code == 51123 and count > 4):
-            (tags[code],) = struct.unpack_from(order + "I", block, 12 * i + 8)
+    for code, entry in ifd.entries.items():
+        if entry.dtype in (3, 4) and entry.count == 1:
+            values = walk.ints(entry)
+            if values:
+                tags[code] = values[0]
+        elif code == 51123:
+            where = walk.where(entry)
+            if where is not None:
+                tags[code] = where
     return tags

@@ -38,22 +38,18 @@ from ..limits import MAX_PLANES
 from ._codecs import Codec
 from ._colors import parse_color
 from ._io import FileIO
-from ._tags import PLANE_TAG, SETTINGS_TAG
+from .format import PLANE_TAG, SETTINGS_TAG, Ifd, IfdWalk
 
-__all__ = ["Following", "Hyperstack", "OwnFile", "Signal", "is_own_file", "read_ifd"]
+__all__ = ["Following", "Hyperstack", "OwnFile", "Signal", "is_own_file"]
 
 _log = logging.getLogger(__name__)
 
-_MAX_ENTRIES = 4096  # entries of one IFD (ours have about 20)
-_MAX_VALUE = 1 << 24  # bytes of one tag value read (the settings JSON, strip tables)
 _MAX_SETTINGS = 1 << 20  # bytes of the settings JSON parsed
 _MAX_SIDE = 1 << 20  # pixels of a frame's side
 _MAX_FRAME_BYTES = 1 << 32  # bytes of one decoded frame
 _CACHE_BYTES = 64 << 20  # decoded frames kept (identical frames are decoded once)
 _CACHE_PLANES = 64
-_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
-_TYPE_SIZES |= {13: 4, 16: 8, 17: 8, 18: 8}
-_INT_FORMATS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
+_MAX_IFDS = 4 * MAX_PLANES  # IFDs of one chain
 _SAMPLE_KINDS = {1: "u", 2: "i", 3: "f"}
 _DIMS = ("T", "Z", "C", "Y", "X")
 
@@ -448,86 +444,32 @@ class Hyperstack:
 
 # ---------------------------------------------------------------------- our own files
 @final
-@dataclass(frozen=True)
-class Ifd:
-    """One IFD's raw entries: code -> (field type, count, the 4/8 value-or-pointer bytes)."""
+class _At:
+    """A :class:`FileIO` as the seek and read handle :class:`IfdWalk` reads through."""
 
-    offset: int
-    next: int
-    entries: dict[int, tuple[int, int, bytes]]
+    __slots__ = ("_io", "_pos")
 
+    def __init__(self, io: FileIO) -> None:
+        self._io, self._pos = io, 0
 
-def read_ifd(
-    read: Callable[[int, int], bytes], offset: int, *, bigtiff: bool, size: int
-) -> Ifd | None:
-    """The IFD at ``offset`` of a little-endian TIFF, or None when it is not wholly in the file.
+    def seek(self, offset: int, /) -> int:
+        self._pos = offset
+        return offset
 
-    Every count read is bounded before it sizes a read. Until ``tiff/format.py``'s one IFD
-    walker lands, this is the reader's own (one function, to be swapped for it).
-
-    Raises
-    ------
-    DatasetError
-        An IFD no writer makes: no entries or more than 4096.
-
-    """
-    head, entry, pointer = (8, 20, 8) if bigtiff else (2, 12, 4)
-    if offset < (16 if bigtiff else 8) or offset + head > size:
-        return None
-    # one read of what an IFD of ours takes (about 20 entries); more only for larger ones
-    raw = read(offset, min(head + 32 * entry + pointer, size - offset))
-    if len(raw) < head:
-        return None
-    (count,) = struct.unpack_from("<Q" if bigtiff else "<H", raw)
-    if not 0 < count <= _MAX_ENTRIES:
-        msg = f"the IFD at {offset} has {count} entries"
-        raise DatasetError(msg)
-    total = head + count * entry + pointer
-    if offset + total > size:
-        return None
-    buf = raw if len(raw) >= total else read(offset, total)
-    if len(buf) < total:
-        return None
-    fields = struct.unpack_from(
-        ("<" + "HHQ8s" * count) if bigtiff else ("<" + "HHI4s" * count), buf, head
-    )
-    codes, types, counts, values = fields[0::4], fields[1::4], fields[2::4], fields[3::4]
-    found = zip(reversed(types), reversed(counts), reversed(values), strict=True)
-    entries = dict(zip(reversed(codes), found, strict=True))  # the first of a code wins
-    (nxt,) = struct.unpack_from("<Q" if bigtiff else "<I", buf, head + count * entry)
-    return Ifd(offset, nxt, entries)
+    def read(self, size: int, /) -> bytes:
+        data = self._io.read(self._pos, size)
+        self._pos += len(data)
+        return data
 
 
-def _value(
-    ifd: Ifd, code: int, read: Callable[[int, int], bytes], *, bigtiff: bool, size: int
-) -> tuple[int, bytes] | None:
-    """(field type, value bytes) of a tag, or None when absent, unreadable or too large."""
-    found = ifd.entries.get(code)
-    if found is None:
-        return None
-    dtype, count, value = found
-    nbytes = count * _TYPE_SIZES.get(dtype, 0)
-    if nbytes == 0 or nbytes > _MAX_VALUE:
-        return None
-    if nbytes <= len(value):
-        return dtype, value[:nbytes]
-    (at,) = struct.unpack("<Q" if bigtiff else "<I", value)
-    if at + nbytes > size:
-        return None
-    data = read(at, nbytes)
-    return (dtype, data) if len(data) == nbytes else None
+def _ints(walk: IfdWalk, ifd: Ifd, code: int) -> tuple[int, ...] | None:
+    """The values of an integer tag, or None when absent, of another type or unreadable."""
+    entry = ifd.entries.get(code)
+    return None if entry is None else walk.ints(entry)
 
 
-def _ints(found: tuple[int, bytes] | None) -> tuple[int, ...] | None:
-    if found is None or found[0] not in _INT_FORMATS:
-        return None
-    dtype, data = found
-    n = len(data) // _TYPE_SIZES[dtype]
-    return struct.unpack(f"<{n}{_INT_FORMATS[dtype]}", data)
-
-
-def _first_int(found: tuple[int, bytes] | None, default: int) -> int:
-    values = _ints(found)
+def _first_int(walk: IfdWalk, ifd: Ifd, code: int, default: int) -> int:
+    values = _ints(walk, ifd, code)
     return values[0] if values else default
 
 
@@ -615,10 +557,7 @@ def is_own_file(path: Path) -> bool:
         (first,) = struct.unpack_from("<Q" if bigtiff else "<I", head, 8 if bigtiff else 4)
         if first == 0:
             return True
-        try:
-            ifd = read_ifd(io.read, first, bigtiff=bigtiff, size=size)
-        except DatasetError:
-            return False
+        ifd = next(iter(IfdWalk(_At(io), size, first=first)), None)
         return ifd is not None and SETTINGS_TAG in ifd.entries
     finally:
         io.close()
@@ -742,10 +681,7 @@ class OwnFile(Hyperstack):
             return True
         if last is None:
             return False
-        try:
-            again = read_ifd(self._read, last.offset, bigtiff=self._bigtiff, size=self._size())
-        except DatasetError:
-            return True
+        again = next(iter(self._walker(last.offset)), None)
         return again is None or again.entries != last.entries
 
     def _read(self, offset: int, size: int) -> bytes:
@@ -760,9 +696,15 @@ class OwnFile(Hyperstack):
         with self._opened():
             return self._walk()
 
+    def _walker(self, first: int) -> IfdWalk:
+        """A walk of the open file from the IFD at ``first``, its size read again as it grows."""
+        assert self._io is not None
+        return IfdWalk(
+            _At(self._io), self._size(), grow=self._size, max_ifds=_MAX_IFDS + 1, first=first
+        )
+
     def _walk(self) -> bool:
-        header = self._read(0, 16)
-        size = self._size()  # after the header: what it links is wholly in the file
+        header = self._read(0, 16)  # before the walk takes the size: what it links is in it
         if len(header) < 8 or header[:4] not in (b"II*\0", b"II+\0"):
             if len(header) < 8 and header in (b"II*\0"[: len(header)], b"II+\0"[: len(header)]):
                 return False  # just created: its writer has not written the header yet
@@ -773,10 +715,12 @@ class OwnFile(Hyperstack):
             return False
         fmt, at = ("<Q", 8) if self._bigtiff else ("<I", 4)
         (first,) = struct.unpack_from(fmt, header, at)
-        again = None
-        if first == self._head and self._last is not None:
-            again = read_ifd(self._read, self._last.offset, bigtiff=self._bigtiff, size=size)
-            if again is None or again.entries != self._last.entries:
+        last = self._last if first == self._head else None
+        walk = self._walker(first if last is None else last.offset)
+        ifds = iter(walk)
+        if last is not None:  # walk on from the IFD last read: read again, as it was
+            again = next(ifds, None)
+            if again is None or again.entries != last.entries:
                 self._head = -1  # the IFD last read is gone or other: another file at the path
         changed = False
         if first != self._head:  # a new file, or the writer switched to the final chain
@@ -784,53 +728,40 @@ class OwnFile(Hyperstack):
             self._where_of, self._codec, self._settings_at = {}, None, None
             self._cache.clear()
             changed = True
-            nxt = first
-        elif again is None:
-            nxt = first
-        else:
-            nxt = again.next
+            if last is not None:  # not from the IFD last read after all: from the header's
+                walk = self._walker(first)
+                ifds = iter(walk)
         smallest = 36 if self._bigtiff else 18  # bytes of an IFD of one entry
-        behind: set[int] = set()
-        while nxt:
-            ifd = read_ifd(self._read, nxt, bigtiff=self._bigtiff, size=size)
-            if ifd is None:
-                size = self._size()  # the file may have grown since its size was read
-                ifd = read_ifd(self._read, nxt, bigtiff=self._bigtiff, size=size)
-                if ifd is None:
-                    break  # not there (yet): the walk goes on from here at the next refresh
-            if self._last is not None and ifd.offset <= self._last.offset:
-                if ifd.offset in behind:
-                    msg = f"{self.path}: its IFD chain loops back to {ifd.offset}"
-                    raise DatasetError(msg)
-                behind.add(ifd.offset)
+        for ifd in ifds:  # up to a link past the end: walked on from there at the next refresh
             self._walked += 1
-            if self._walked > min(size // smallest, 4 * MAX_PLANES):  # size as last read
+            if self._walked > min(walk.size // smallest, _MAX_IFDS):  # size as last read
                 msg = f"{self.path}: more IFDs in its chain than the file can hold"
                 raise DatasetError(msg)
-            self._take(ifd, size)
+            self._take(walk, ifd)
             self._last = ifd
             changed = True
-            nxt = ifd.next
+        if walk.stop == "corrupt":  # a chain that loops, counts no writer makes
+            msg = f"{self.path}: {walk.problem}"
+            raise DatasetError(msg)
         if changed:
             self._layout_axes()
         return changed
 
-    def _take(self, ifd: Ifd, size: int) -> None:
+    def _take(self, walk: IfdWalk, ifd: Ifd) -> None:
         """Record one IFD: its plane and strips; the frame layout from the first."""
-        value = self._value_of
         if self._codec is None:
-            self._first_ifd(ifd, size)
+            self._first_ifd(walk, ifd)
         settings = ifd.entries.get(SETTINGS_TAG)
         if settings is not None and (self._walked == 1 or not self._finished):
-            where = (settings[1], settings[2])
+            where = (settings.count, settings.field)
             if where != self._settings_at:
                 self._settings_at = where
-                found = value(ifd, SETTINGS_TAG, size)
-                if found is not None:
-                    self._settings = _Settings.parse(found[1])
-        key = _ints(value(ifd, PLANE_TAG, size))
-        offsets = _ints(value(ifd, 273, size))
-        counts = _ints(value(ifd, 279, size))
+                found = walk.value(settings)
+                if found:
+                    self._settings = _Settings.parse(found)
+        key = _ints(walk, ifd, PLANE_TAG)
+        offsets = _ints(walk, ifd, 273)
+        counts = _ints(walk, ifd, 279)
         if key is None or len(key) not in (3, 4) or not offsets or counts is None:
             return
         series = key[3] if len(key) == 4 else 0
@@ -839,17 +770,13 @@ class OwnFile(Hyperstack):
         strips = tuple(v for pair in zip(offsets, counts, strict=True) for v in pair)
         self._where_of.setdefault(key[:3], strips)
 
-    def _value_of(self, ifd: Ifd, code: int, size: int) -> tuple[int, bytes] | None:
-        return _value(ifd, code, self._read, bigtiff=self._bigtiff, size=size)
-
-    def _first_ifd(self, ifd: Ifd, size: int) -> None:
+    def _first_ifd(self, walk: IfdWalk, ifd: Ifd) -> None:
         """The frame's shape, pixel type and codec, from the chain's first IFD."""
-        value = self._value_of
-        width = _first_int(value(ifd, 256, size), 0)
-        height = _first_int(value(ifd, 257, size), 0)
-        samples = _first_int(value(ifd, 277, size), 1)
-        bits = _first_int(value(ifd, 258, size), 8)
-        kind = _SAMPLE_KINDS.get(_first_int(value(ifd, 339, size), 1))
+        width = _first_int(walk, ifd, 256, 0)
+        height = _first_int(walk, ifd, 257, 0)
+        samples = _first_int(walk, ifd, 277, 1)
+        bits = _first_int(walk, ifd, 258, 8)
+        kind = _SAMPLE_KINDS.get(_first_int(walk, ifd, 339, 1))
         if not (0 < width <= _MAX_SIDE and 0 < height <= _MAX_SIDE) or samples not in (1, 3):
             msg = f"{self.path}: frames of {width}x{height}x{samples} are not ours"
             raise DatasetError(msg)
@@ -862,14 +789,12 @@ class OwnFile(Hyperstack):
             msg = f"{self.path}: frames of {frame} are too large to read"
             raise DatasetError(msg)
         try:
-            codec = Codec.from_tiff(
-                _first_int(value(ifd, 259, size), 1), _first_int(value(ifd, 317, size), 1)
-            )
+            codec = Codec.from_tiff(_first_int(walk, ifd, 259, 1), _first_int(walk, ifd, 317, 1))
         except ConfigError as exc:
             msg = f"{self.path}: {exc}"
             raise DatasetError(msg) from None
-        description = value(ifd, 270, size)
-        text = description[1][:8] if description is not None else b""
+        description = ifd.entries.get(270)
+        text = (walk.head(description, 8) if description is not None else None) or b""
         self._finished = text.startswith((b"ImageJ=", b"<?xml"))
         self._dtype, self._frame, self._codec = dtype, frame, codec
 

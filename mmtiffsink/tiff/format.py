@@ -36,7 +36,7 @@ import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Literal, final
+from typing import IO, Any, Literal, Protocol, final
 
 from ..limits import MAX_PLANES
 from ._lock import Mark, check, lock_path
@@ -62,6 +62,7 @@ __all__ = [
     "Ifd",
     "IfdWalk",
     "Mark",
+    "Source",
     "frame_tags",
     "in_use",
     "lock_path",
@@ -79,6 +80,23 @@ MAX_VALUE = 1 << 24
 """Bytes of one tag value :meth:`IfdWalk.value` reads at most (16 MiB) unless told more."""
 _MAX_LABEL = 1 << 20
 Stop = Literal["", "end", "past_end", "corrupt"]
+
+
+class Source(Protocol):
+    """What a walk reads through: a binary file handle, or anything that seeks and reads.
+
+    A file opened ``"rb"`` is one; so is an adapter over positional reads (the live reader
+    walks its ``FileIO`` so, to hold no descriptor of its own). Only ``seek(offset)`` from the
+    start is used; ``read`` returns fewer bytes only at the end of the file.
+    """
+
+    def seek(self, offset: int, /) -> int:
+        """Move to ``offset`` bytes from the start."""
+        ...
+
+    def read(self, size: int, /) -> bytes:
+        """Up to ``size`` bytes from the current position."""
+        ...
 
 
 @final
@@ -154,7 +172,7 @@ class Ifd:
     """Where the next pointer is (a writer patches it to link the next IFD)."""
 
 
-def read_header(fh: IO[bytes]) -> Header | None:
+def read_header(fh: Source) -> Header | None:
     """The header of the TIFF behind ``fh``, or None if it is not a TIFF (or is cut short)."""
     fh.seek(0)
     head = fh.read(16)
@@ -184,7 +202,8 @@ class IfdWalk:
     Parameters
     ----------
     fh
-        A binary file handle (``seek``, ``read``); the walk moves its position.
+        A binary file handle, or any :class:`Source` (``seek``, ``read``); the walk moves its
+        position (every read seeks first, so reads of its own between steps do no harm).
     size
         The file's size when the walk starts.
     grow
@@ -207,7 +226,7 @@ class IfdWalk:
 
     def __init__(
         self,
-        fh: IO[bytes],
+        fh: Source,
         size: int,
         *,
         grow: Callable[[], int] | None = None,
@@ -302,29 +321,33 @@ class IfdWalk:
             self.last_link_pos = link_pos
             offset = int(nxt)
 
+    def where(self, entry: Entry) -> int | None:
+        """Where the value of ``entry`` lies in the file (None: inline, or an unknown type).
+
+        An offset as read, not checked against the file's size (:meth:`value` checks it).
+        """
+        if entry.dtype not in TYPE_SIZES or entry.inline:
+            return None
+        (offset,) = struct.unpack(
+            self.header.byteorder + ("Q" if self.header.bigtiff else "I"), entry.field
+        )
+        return int(offset)
+
     def value(self, entry: Entry, *, max_bytes: int = MAX_VALUE) -> bytes | None:
         """The value bytes of ``entry`` (None: unknown type, too large, or past the end)."""
         nbytes = entry.nbytes
         if entry.dtype not in TYPE_SIZES or nbytes > max_bytes:
             return None
-        if entry.inline:
-            return entry.field[:nbytes]
-        (offset,) = struct.unpack(
-            self.header.byteorder + ("Q" if self.header.bigtiff else "I"), entry.field
-        )
-        return self._read(int(offset), nbytes)
+        at = self.where(entry)
+        return entry.field[:nbytes] if at is None else self._read(at, nbytes)
 
     def head(self, entry: Entry, nbytes: int) -> bytes | None:
         """The first ``nbytes`` (at most) of an entry's value: a long text's start, read cheaply."""
         if entry.dtype not in TYPE_SIZES:
             return None
         nbytes = min(nbytes, entry.nbytes)
-        if entry.inline:
-            return entry.field[:nbytes]
-        (offset,) = struct.unpack(
-            self.header.byteorder + ("Q" if self.header.bigtiff else "I"), entry.field
-        )
-        return self._read(int(offset), nbytes)
+        at = self.where(entry)
+        return entry.field[:nbytes] if at is None else self._read(at, nbytes)
 
     def ints(self, entry: Entry, *, max_count: int = 1 << 20) -> tuple[int, ...] | None:
         """The values of an integer entry (BYTE, SHORT, LONG, SLONG, LONG8, IFD, ...)."""

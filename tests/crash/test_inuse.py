@@ -27,7 +27,7 @@ from mmtiffsink.errors import DatasetError, OutputExistsError, WriterError
 from mmtiffsink.inspect import file_info, preview
 from mmtiffsink.inspect._planes import stacks
 from mmtiffsink.tiff._tags import Layout
-from mmtiffsink.tiff.format import IfdWalk, in_use, lock_path
+from mmtiffsink.tiff.format import Entry, IfdWalk, in_use, lock_path
 from tests.writer_support import coded_frame, read_hyperstack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -396,3 +396,45 @@ def test_walker_asks_the_size_again_for_a_growing_file(tmp_path: Path) -> None:
         fh.seek(0)
         walk = IfdWalk(fh, 30, grow=lambda: len(data))
         assert len(list(walk)) == 2 and walk.stop == "end"
+
+
+class _Positional:
+    """A Source over bytes that are read positionally (as the live reader's FileIO is)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos, self.reads = data, 0, 0
+
+    def seek(self, offset: int, /) -> int:
+        self.pos = offset
+        return offset
+
+    def read(self, size: int, /) -> bytes:
+        self.reads += 1
+        out = self.data[self.pos : self.pos + size]
+        self.pos += len(out)
+        return out
+
+
+def test_walker_reads_any_source_and_values_between_steps() -> None:
+    data = _classic([(8, 40), (40, 80), (80, 0)])
+    source = _Positional(data)
+    walk = IfdWalk(source, len(data), first=40)  # on from a known IFD, as a refresh walks
+    seen = []
+    for ifd in walk:
+        source.seek(0)  # a read of its own between steps (a tag value, a strip)
+        assert walk.ints(ifd.entries[256]) == (8,)
+        seen.append(ifd.offset)
+    assert seen == [40, 80] and walk.stop == "end" and source.reads > 0
+
+
+def test_walker_tells_where_a_value_lies() -> None:
+    data = bytearray(_classic([(8, 0)]))
+    data[10:22] = struct.pack("<HHII", 270, 2, 12, 26)  # 12 bytes of text, after the IFD
+    data += b"hello world\0"
+    walk = IfdWalk(_Positional(bytes(data)), len(data))
+    (ifd,) = walk
+    text = ifd.entries[270]
+    assert walk.where(text) == 26 and walk.value(text) == b"hello world\0"
+    assert walk.head(text, 5) == b"hello" and walk.text(text) == b"hello world"
+    inline = Entry(256, 4, 1, struct.pack("<I", 8))
+    assert walk.where(inline) is None and walk.ints(inline) == (8,)

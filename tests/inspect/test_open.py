@@ -18,7 +18,7 @@ import tifffile
 import mmtiffsink
 from mmtiffsink import DatasetError, IJTiffFile, MissingFramesWarning
 from mmtiffsink.tiff import OwnFile
-from mmtiffsink.tiff._view import read_ifd
+from mmtiffsink.tiff.format import IfdWalk
 from tests.writer_support import coded_frame
 
 FRAME = (24, 40)
@@ -270,14 +270,11 @@ def _entry(code: int, dtype: int, count: int, value: bytes) -> bytes:
 
 def _chain(path: Path) -> list[int]:
     """The IFD offsets of a BigTIFF's chain (a short, sound one)."""
-    raw = path.read_bytes()
-    offsets = [struct.unpack_from("<Q", raw, 8)[0]]
-    while True:
-        ifd = read_ifd(lambda o, n: raw[o : o + n], offsets[-1], bigtiff=True, size=len(raw))
-        assert ifd is not None
-        if not ifd.next:
-            return offsets
-        offsets.append(ifd.next)
+    with path.open("rb") as fh:
+        walk = IfdWalk.growing(fh)
+        offsets = [ifd.offset for ifd in walk]
+    assert walk.stop == "end" and walk.header.bigtiff
+    return offsets
 
 
 def test_a_chain_that_loops_is_refused(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from mmtiffsink.ndtiff import (
     index_path,
     is_ndtiff_dataset,
 )
+from mmtiffsink.ndtiff._format import Images, TiffHeader
 
 
 def _write(root: Path, images: dict[tuple[int, str], np.ndarray]) -> Path:
@@ -108,3 +111,33 @@ def test_garbled_file_name_breaks_the_index(
     scan = NDTiffSource(path).scan()
     assert scan.entries == 2 and scan.problems
     assert scan.problems.truncated is not None and "corrupted in entry 2" in scan.problems.truncated
+
+
+def _image_chain(ifds: list[tuple[int, list[int], int]], size: int) -> bytes:
+    """A classic TIFF of IFDs (offset, tag codes of one LONG each, next link) of ``size`` bytes."""
+    buf = bytearray(size)
+    buf[:8] = b"II*\0" + struct.pack("<I", ifds[0][0])
+    for offset, codes, nxt in ifds:
+        entries = b"".join(struct.pack("<HHII", code, 4, 1, 100 + code) for code in codes)
+        block = struct.pack("<H", len(codes)) + entries + struct.pack("<I", nxt)
+        buf[offset : offset + len(block)] = block[: size - offset]
+    return bytes(buf)
+
+
+@pytest.mark.parametrize(
+    ("ifds", "size", "found", "broken_at"),
+    [
+        ([(8, [273, 279], 64), (64, [273, 279], 0)], 128, 2, None),
+        ([(8, [273, 279], 10_000)], 128, 1, None),  # a link past the end: its writer died
+        ([(8, [273, 279], 64), (64, [273, 279], 0)], 80, 1, 64),  # an IFD cut short
+        ([(8, [273, 279], 64), (64, [273], 0)], 128, 1, 64),  # no StripByteCounts
+        ([(8, [273, 279], 64), (64, [273, 279], 8)], 128, 2, 64),  # a link backwards
+    ],
+)
+def test_images_walks_the_chain_and_tells_where_it_breaks(
+    ifds: list[tuple[int, list[int], int]], size: int, found: int, broken_at: int | None
+) -> None:
+    data = _image_chain(ifds, size)
+    images = Images(io.BytesIO(data), TiffHeader(len(data), "<", (3, 0), {}))
+    assert len(images.pixels) == found and images.broken_at == broken_at
+    assert images.pixels[0] == 100 + 273 and images.nbytes[0] == 100 + 279
