@@ -27,6 +27,7 @@ from ._profiles import Profile
 from ._series import Part, SeriesTable
 from ._settings import Settings
 from ._tags import (
+    BLANK_TAG,
     FIRST_METADATA_TAG,
     METADATA_TAG,
     SETTINGS_TAG,
@@ -54,8 +55,9 @@ def blank_planes(appender: Appender, missing: Sequence[Key], codec: Codec, dtype
         assert appender.frame_shape is not None
         blank = codec.encode(np.zeros(appender.frame_shape, dtype=dtype))
         digest = data_key(blank)
+        marker = (Tag.short(BLANK_TAG, [1]),)  # a reader tells filled planes from data
         for coord in missing:
-            appender.append(coord, blank, digest, ())
+            appender.append(coord, blank, digest, marker)
     return len(missing)
 
 

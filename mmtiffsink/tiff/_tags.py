@@ -90,7 +90,7 @@ DECODING_TAGS = frozenset(
 )
 # Tags whose values the writer writes from its own options.
 OWNED_TAGS = frozenset(
-    {270, 282, 283, 296, 305, 50838, 50839, 51123, 65421, 65422, 65423, 65424, 65425}  # ours: below
+    {270, 282, 283, 296, 305, 50838, 50839, 51123, 65421, 65422, 65423, 65424, 65425, 65426}
 )
 RESERVED_TAGS = DECODING_TAGS | OWNED_TAGS
 _POINTER_TYPES = {13, 18}  # IFD, IFD8: readers follow them
@@ -113,6 +113,9 @@ PLANE_INFO_TAG = 65424
 """Private tag of a frame's IFD: its ``PlaneInfo`` (``_ome.py``) as five DOUBLEs (NaN: unknown)."""
 SERIES_TAG = 65425
 """Private tag of a series' name and stage label as JSON (``_series.py``), stored once per value."""
+BLANK_TAG = 65426
+"""Private tag (a SHORT 1) of an IFD the writer added at close for a plane never saved: its
+blank frame is not data, and a reader (``mmtiffsink.open``'s ``written``) can tell."""
 
 
 @final

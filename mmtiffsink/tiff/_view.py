@@ -38,7 +38,7 @@ from ..limits import MAX_PLANES
 from ._codecs import Codec
 from ._colors import parse_color
 from ._io import FileIO
-from .format import PLANE_TAG, SETTINGS_TAG, Ifd, IfdWalk
+from .format import BLANK_TAG, PLANE_TAG, SETTINGS_TAG, Ifd, IfdWalk
 
 __all__ = ["Following", "Hyperstack", "OwnFile", "Signal", "is_own_file"]
 
@@ -609,6 +609,7 @@ class OwnFile(Hyperstack):
         self._settings = _Settings()
         self._codec: Codec | None = None
         self._where_of: dict[tuple[int, ...], tuple[int, ...]] = {}  # raw key -> strips
+        self._blank: set[tuple[int, ...]] = set()  # planes filled at close (BLANK_TAG)
         self._low = (0, 0, 0)  # C, Z, T of index 0
         self._stale = False
         self._live = False
@@ -726,6 +727,7 @@ class OwnFile(Hyperstack):
         if first != self._head:  # a new file, or the writer switched to the final chain
             self._head, self._last, self._walked = first, None, 0
             self._where_of, self._codec, self._settings_at = {}, None, None
+            self._blank = set()
             self._cache.clear()
             changed = True
             if last is not None:  # not from the IFD last read after all: from the header's
@@ -769,6 +771,8 @@ class OwnFile(Hyperstack):
             return
         strips = tuple(v for pair in zip(offsets, counts, strict=True) for v in pair)
         self._where_of.setdefault(key[:3], strips)
+        if BLANK_TAG in ifd.entries:
+            self._blank.add(key[:3])
 
     def _first_ifd(self, walk: IfdWalk, ifd: Ifd) -> None:
         """The frame's shape, pixel type and codec, from the chain's first IFD."""
@@ -814,7 +818,8 @@ class OwnFile(Hyperstack):
         self._sizes = (czt[2], czt[1], czt[0])
         written = np.zeros(self._sizes, dtype=bool)
         for c, z, t in keys:
-            written[t - low[2], z - low[1], c - low[0]] = True
+            if (c, z, t) not in self._blank:
+                written[t - low[2], z - low[1], c - low[0]] = True
         self._written = written
         s = self._settings
         self._channel_names = list(s.names or [])

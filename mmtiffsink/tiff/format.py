@@ -41,6 +41,7 @@ from typing import IO, Any, Literal, Protocol, final
 from ..limits import MAX_PLANES
 from ._lock import Mark, check, lock_path
 from ._tags import (
+    BLANK_TAG,
     FIRST_METADATA_TAG,
     METADATA_TAG,
     PLANE_INFO_TAG,
@@ -50,6 +51,7 @@ from ._tags import (
 )
 
 __all__ = [
+    "BLANK_TAG",
     "FIRST_METADATA_TAG",
     "METADATA_TAG",
     "PLANE_INFO_TAG",

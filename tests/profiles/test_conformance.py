@@ -10,8 +10,10 @@ appears. The oracles are tifffile (pixels, axes, ImageJ/OME metadata) and mmtiff
 The contract, per case:
 
 1. frames saved in any order are read back exactly, as a (T, Z, C, Y, X) hyperstack;
-2. calibration (pixel size, z step, interval) and channel names reach the file;
-3. a never-saved plane is a blank plane, with a :class:`MissingFramesWarning`;
+2. calibration (pixel size, z step, interval), channel names and colours reach the file, and
+   ``mmtiffsink.open`` reads them back;
+3. a never-saved plane is a blank plane, with a :class:`MissingFramesWarning`, and
+   ``mmtiffsink.open`` knows it was not written;
 4. identical frames are stored once (except where the profile gives every plane a slot of its
    own: ImageJ 1.x reads an uncompressed ``imagej`` file's planes contiguously);
 5. a file whose writer has flushed but not closed (the state a crash leaves) holds every
@@ -30,6 +32,7 @@ import numpy as np
 import pytest
 import tifffile
 
+import mmtiffsink
 from mmtiffsink import IJTiffFile, MissingFramesWarning, repair
 from mmtiffsink.inspect import file_info
 from mmtiffsink.tiff import Profile
@@ -115,6 +118,13 @@ def test_round_trip_in_any_order(tmp_path: Path, profile: str, codec: str, predi
     assert info.z_step_um == pytest.approx(1.5)
     assert info.interval_s == pytest.approx(2.0)
     assert info.channel_names == NAMES
+    with mmtiffsink.open(path) as view:  # the reader sees the same, colours included
+        assert view.channel_names == NAMES
+        assert view.pixel_size_um == pytest.approx(0.25)
+        assert view.z_step_um == pytest.approx(1.5)
+        assert view.interval_s == pytest.approx(2.0)
+        assert view.colors is not None and len(view.colors) == 2
+        assert bool(view.written.all())
 
 
 @pytest.mark.parametrize(("profile", "codec", "predictor"), CASES, ids=IDS)
@@ -133,6 +143,12 @@ def test_missing_planes_are_blank_and_said(
     tf.close()
     assert not data[0, 2, 1].any()
     np.testing.assert_array_equal(data[1, 2, 1], coded_frame(1, 2, 1))
+    with mmtiffsink.open(path) as view:  # the filled plane is zeros, and known not written
+        assert view.shape == (2, 3, 2, 24, 40)
+        assert not view.is_written(0, 2, 1)
+        assert int(view.written.sum()) == np.prod(SHAPE_CZT) - 1
+        assert not np.asarray(view[0, 2, 1]).any()
+        np.testing.assert_array_equal(view[1, 2, 1], coded_frame(1, 2, 1))
 
 
 @pytest.mark.parametrize(("profile", "codec", "predictor"), CASES, ids=IDS)
