@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import TracebackType
+from typing import TypeVar
 
-__all__ = ["add_note", "close_after_block"]
+_S = TypeVar("_S", bound="ClosesAtBlockEnd")
+
+__all__ = ["ClosesAtBlockEnd", "add_note", "close_after_block"]
 
 
 def add_note(exc: BaseException, note: str) -> None:
@@ -40,3 +44,32 @@ def close_after_block(close: Callable[[], None], exc: BaseException | None, what
     except Exception as close_exc:  # do not hide the error that ended the block
         if close_exc is not exc:  # a close that re-raises the block's own error adds nothing
             add_note(exc, f"mmtiffsink: closing {what} also failed: {close_exc!r}")
+
+
+class ClosesAtBlockEnd:
+    """``with`` support for an object with ``close()``, written once for every such object.
+
+    The object is closed at the end of the block; when the block raised, an error of the close
+    becomes a note on the block's error instead of hiding it (:func:`close_after_block`).
+    """
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        """Release the object (each subclass defines it)."""
+        raise NotImplementedError
+
+    def _closing_what(self) -> str:
+        """How a close error names the object."""
+        return f"the {type(self).__name__}"
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        close_after_block(self.close, exc, self._closing_what())

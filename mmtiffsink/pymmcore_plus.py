@@ -74,7 +74,7 @@ from mmtiffsink.sink import (
 )
 from mmtiffsink.tiff import Following
 
-from ._closing import add_note, close_after_block
+from ._closing import ClosesAtBlockEnd, add_note, close_after_block
 
 __all__ = [
     "EventPlaces",
@@ -395,7 +395,7 @@ class EventPlaces:
         return axes
 
 
-class TiffMDASink:
+class TiffMDASink(ClosesAtBlockEnd):
     """pymmcore-plus's ``SinkProtocol``: hyperstack TIFFs written on the acquisition thread.
 
     The runner calls :meth:`setup`, :meth:`append` (for every frame, before ``frameReady``),
@@ -542,16 +542,6 @@ class TiffMDASink:
         if self._sink is not None:
             self._sink.close()
 
-    def __enter__(self) -> TiffMDASink:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        close_after_block(self.close, exc, "the TiffMDASink")
 
 
 @contextlib.contextmanager

@@ -35,12 +35,11 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar, final
 
 import numpy as np
 
-from .._closing import close_after_block
+from .._closing import ClosesAtBlockEnd
 from .._values import require
 from ..errors import (
     ConfigError,
@@ -96,7 +95,7 @@ _CALIBRATION_ALIASES = {
 _T = TypeVar("_T")
 
 @final
-class IJTiffFile:
+class IJTiffFile(ClosesAtBlockEnd):
     """Write a C/Z/T hyperstack TIFF that ImageJ, Fiji (Bio-Formats) and tifffile open.
 
     Frames are saved one at a time, in any order, and compressed in parallel on a worker pool
@@ -675,16 +674,8 @@ class IJTiffFile:
         msg = f"{self.path} is closed{why}; cannot save more frames"
         return WriterClosedError(msg)
 
-    def __enter__(self) -> IJTiffFile:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        close_after_block(self.close, exc, str(self.path))
+    def _closing_what(self) -> str:
+        return str(self.path)
 
     # ---------------------------------------------------------------- properties
     @property

@@ -28,10 +28,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, final
 
 import numpy as np
+
+from mmtiffsink._closing import ClosesAtBlockEnd
 
 from ..errors import ConfigError, DatasetError
 from ..limits import MAX_PLANES
@@ -145,7 +146,7 @@ def _axis_indices(key: Any, size: int, axis: str) -> tuple[list[int], bool]:
     return out, True
 
 
-class Hyperstack:
+class Hyperstack(ClosesAtBlockEnd):
     """A hyperstack file as a lazy, read-only array of shape (T, Z, C, Y, X) (plus S for RGB).
 
     Indexing is numpy's (ints, negative ints, slices, lists of ints, Ellipsis):
@@ -424,16 +425,6 @@ class Hyperstack:
         """True once :meth:`close` was called."""
         return self._closed
 
-    def __enter__(self) -> Hyperstack:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "finished" if self._finished else "being written"
