@@ -519,7 +519,7 @@ def test_sink_protocol_on_the_acquisition_thread(core: CMMCorePlus, tmp_path: Pa
     with sink, attached(core, sink) as runner:
         thread = core.run_mda(seq, output=recorder)
         thread.join(60)
-        assert runner.get_view() is None  # live views: TiffMDASink.get_view, not built yet
+        assert runner.get_view() is sink.get_view()  # the runner hands out the sink's view
     assert threads == {thread.name}  # called synchronously by the acquisition thread
     assert "_coerce_outputs" not in vars(core.mda)  # detached again
     assert [p.name for p in sink.files] == ["s_A1.ome.tif", "s_B2.ome.tif"]
