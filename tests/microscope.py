@@ -135,6 +135,12 @@ def reset_demo(
     """
     if core.is_sequence_running():
         core.stop_sequence_acquisition()
+        # the camera's own (C++) sequence thread may still be inserting images: emptying the
+        # buffer under it can abort the process, so wait until the sequence has really ended
+        deadline = time.monotonic() + 5.0
+        while core.is_sequence_running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
     core.clear_circular_buffer()
     core.set_config("System", "Startup")
     core.wait_for_config("System", "Startup")
