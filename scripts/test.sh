@@ -251,12 +251,16 @@ else
     # positional writes, e.g. Windows).
     run_pytest "portable I/O (MMTIFFSINK_PORTABLE_IO=1)" "$PY" MMTIFFSINK_PORTABLE_IO=1 -- \
         tests/writer tests/crash tests/inspect/test_info.py tests/profiles/test_tag_order.py \
-        tests/profiles/test_conformance.py -m "not acquisition"
+        tests/profiles/test_conformance.py -m "not acquisition and not slow"
 
-    # The core tests on the oldest and the newest Python the package claims: the writer, crash
-    # safety and repair, the sink, replay, info (the folders of tests/ by feature).
-    CORE_TESTS=(tests/writer tests/crash tests/sink tests/replay tests/inspect/test_info.py
-        tests/profiles/test_tag_order.py tests/profiles/test_conformance.py -m "not acquisition")
+    # The core tests on the oldest and the newest Python the package claims (the slow fuzz
+    # rounds and the acquisitions run once, in the main suite: CI stays under 30 minutes).
+    CORE_TESTS=(tests/writer/test_writer.py tests/crash/test_crash.py tests/writer/test_hardening.py
+        tests/sink/test_sink.py tests/replay/test_replay.py tests/replay/test_replay_damaged.py
+        tests/inspect/test_info.py tests/writer/test_keep_up.py tests/writer/test_adversarial_writer.py
+        tests/writer/test_writer_buffers.py tests/writer/test_file_lifecycle.py
+        tests/profiles/test_tag_order.py tests/profiles/test_conformance.py
+        -m "not acquisition and not slow")
     OTHER_PYTHONS=(3.10 3.13)
     pyenv_root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
     find_python() {  # find_python 3.10 -> the newest 3.10.x interpreter that can make a venv
