@@ -338,7 +338,7 @@ class TiffSink:
         Parameters
         ----------
         image
-            A 2-D array (Y, X).
+            A frame: (Y, X), or RGB (Y, X, 3).
         axes
             The image's axes, e.g. ``{'time': 1, 'channel': 'FITC', 'z': 2, 'position': 0}``.
         metadata
@@ -370,7 +370,7 @@ class TiffSink:
         Parameters
         ----------
         image
-            A 2-D array (Y, X).
+            A frame: (Y, X), or RGB (Y, X, 3).
         frame
             Its axes, calibration, per-plane values and metadata (stored with it).
 
