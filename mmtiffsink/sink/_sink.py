@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mmtiffsink._closing import add_note, close_after_block
+from mmtiffsink._closing import ClosesAtBlockEnd, add_note
 from mmtiffsink._text import check_name, clean_text
 from mmtiffsink.errors import (
     CloseErrors,
@@ -86,7 +86,7 @@ class _Entry:
         self.series: dict[str | int | None, int] = {}
 
 
-class TiffSink:
+class TiffSink(ClosesAtBlockEnd):
     """Write pycro-manager images into one hyperstack TIFF per position (per file key).
 
     Parameters
@@ -595,16 +595,13 @@ class TiffSink:
         if errors:
             raise CloseErrors(errors) from errors[0]
 
-    def __enter__(self) -> TiffSink:
-        return self
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        close_after_block(self.close, exc, "the TiffSink")
+        super().__exit__(exc_type, exc, tb)  # close; a close error a note on the block's error
         hook_error = self._hook_error
         if (
             exc is not None
