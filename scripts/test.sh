@@ -139,15 +139,41 @@ run_pytest() {  # run_pytest NAME PYTHON [env NAME=VALUE ...] -- PYTEST ARGS...
     while [[ "$1" != "--" ]]; do envs+=("$1"); shift; done
     shift
     section "pytest: $name"
-    local start=$SECONDS
-    env "${envs[@]}" "$python" -m pytest --durations=25 "$@" || rc=$?
+    local start=$SECONDS log
+    log="$(mktemp)"
+    # the output goes to the screen and to a log: the summary at the end repeats what a failed
+    # run said last (a native crash's traceback, pytest's short summary), because CI may keep
+    # only the end of a long output
+    set +e
+    PYTHONUNBUFFERED=1 env "${envs[@]}" "$python" -m pytest --durations=25 "$@" 2>&1 | tee "$log"
+    rc="${PIPESTATUS[0]}"
+    set -e
     local took=$((SECONDS - start))
     case "$rc" in
         0) record "$name" "passed (${took} s)" 0 ;;
         5) echo "pytest ran no test in run '$name': that is a failure" >&2
            record "$name" "FAILED: no test ran (pytest exit 5)" 1 ;;
-        *) record "$name" "FAILED (pytest exit $rc, ${took} s)" 1 ;;
+        *) record "$name" "FAILED (pytest exit $rc, ${took} s)" 1
+           FAILURE_TAILS+=("--- $name: how it ended
+$(failure_excerpt "$log")") ;;
     esac
+    rm -f "$log"
+}
+FAILURE_TAILS=()
+failure_excerpt() {  # failure_excerpt LOG: a native crash's report, else the short test summary
+    if grep -q "Fatal Python error" "$1"; then
+        # the test that was running (pytest -v prints it; else the last test file) and the
+        # faulthandler report of every thread, cut to keep the summary readable
+        grep -m 1 -B 3 "Fatal Python error" "$1"
+        sed -n '/Fatal Python error/,$p' "$1" | tail -n +2 \
+            | grep -v -e '^  File ".*/\(threading\|selectors\|queue\)\.py"' \
+                -e '^  File ".*/\(_pytest\|pluggy\|pytest\)/' -e '^  File "<frozen' \
+                -e '^Extension modules' | head -n 80
+    elif grep -q "short test summary info" "$1"; then
+        sed -n '/short test summary info/,$p' "$1" | head -n 40
+    else
+        tail -n 40 "$1"
+    fi
 }
 
 run_step() {  # run_step NAME COMMAND...: a recorded run that is not pytest
@@ -324,6 +350,10 @@ sys.exit(sys.version_info[:2] != tuple(map(int, '$minor'.split('.'))))" 2>/dev/n
     run_step "docs site (mkdocs build --strict)" docs_site
     run_step "packages (build, wheel in a fresh venv runs the demo)" packages
 fi
+
+for tail_text in "${FAILURE_TAILS[@]}"; do
+    printf '\n%s\n' "$tail_text"
+done
 
 section "summary"
 for i in "${!RUN_NAMES[@]}"; do
