@@ -32,6 +32,7 @@ Facts measured here (pycromanager 1.0.2, mm-test-adapters 75, 2 cores):
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import json
 import os
@@ -119,6 +120,44 @@ def set_objective(core: Any, objective: str) -> float:
     return pixel_size
 
 
+#: Seconds :func:`wait_engine_idle` waits for the engine's last event before failing the test.
+ENGINE_IDLE_TIMEOUT_S = 30.0
+
+
+def wait_engine_idle(timeout_s: float = ENGINE_IDLE_TIMEOUT_S) -> None:
+    """Wait until pycro-manager's engine threads have finished every event they were given.
+
+    An acquisition can end (its ``with`` block returns, after an ``abort()`` or an error) while
+    the engine's acquisition thread still executes an event it had already taken: it snaps an
+    image, or moves a stage. The demo camera's C++ code is not safe against the next test
+    resizing its frame under that snap (a full run once died with SIGABRT in this module's
+    reset). Each engine executor has one worker, so a no-op submitted to it runs only after
+    everything submitted before it: that is the barrier.
+
+    Raises
+    ------
+    AssertionError
+        If an executor is still busy after ``timeout_s`` (an event blocked forever).
+    """
+    from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
+
+    engine = Engine.get_instance()
+    if engine is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    for executor in (engine.event_generator_executor, engine.acq_executor):
+        try:
+            barrier = executor.submit(lambda: None)
+        except RuntimeError:  # shut down: no event can run any more
+            continue
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            barrier.result(timeout=remaining)
+        except concurrent.futures.TimeoutError as exc:  # not the builtin one before 3.11
+            msg = f"pycro-manager's engine is still busy after {timeout_s} s ({executor!r})"
+            raise AssertionError(msg) from exc
+
+
 def reset_demo(
     core: Any,
     *,
@@ -129,10 +168,12 @@ def reset_demo(
 ) -> None:
     """Put the demo microscope in a known state.
 
-    Stops any sequence, empties the circular buffer, applies the config's ``System/Startup``
-    preset, clears the ROI, sets the camera's frame size and exposure, the objective, channel
-    ``DAPI`` and the stages at 0.
+    Waits until pycro-manager's engine has run every event it was given (see
+    :func:`wait_engine_idle`), then stops any sequence, empties the circular buffer, applies the
+    config's ``System/Startup`` preset, clears the ROI, sets the camera's frame size and
+    exposure, the objective, channel ``DAPI`` and the stages at 0.
     """
+    wait_engine_idle()
     if core.is_sequence_running():
         core.stop_sequence_acquisition()
         # the camera's own (C++) sequence thread may still be inserting images: emptying the
@@ -374,6 +415,7 @@ def demo_core() -> Iterator[Any]:
         yield core
     finally:
         leaked = release_leaked_acquisition_threads()
+        wait_engine_idle()  # no event may run on the core being unloaded
         stop_demo()
         leaked += release_leaked_acquisition_threads(grace_s=0.5)
     if leaked:
