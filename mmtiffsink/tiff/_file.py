@@ -411,7 +411,7 @@ class IJTiffFile(ClosesAtBlockEnd):
         codec = self._codec
         compressed = codec.compressed
         bound = size_bound(self._app, arr.nbytes, compressed, extra)
-        job = Job(key, Kind.QUEUED if compressed else Kind.BORROWED, bound, tuple(extra))
+        job = Job(key, Kind.QUEUED if compressed else Kind.READY, bound, tuple(extra))
         charge = arr.nbytes + bound
         shape = arr.shape
         try:
@@ -425,12 +425,15 @@ class IJTiffFile(ClosesAtBlockEnd):
                     self._charge(job, len(job.data) + bound, over=2)
             else:
                 self._charge(job, charge)
-            if job.kind is Kind.QUEUED:
-                # the caller may fill its buffer again once save returns
-                job.arr = arr if owned else np.array(arr, order="C", copy=True)
-            elif job.kind is Kind.BORROWED:
-                job.data = codec.encode(arr)  # a byte view of the frame ("none")
-                job.digest = data_key(job.data)
+            if job.kind is not Kind.STORED:
+                # the caller may fill its buffer again once save returns: the job holds a
+                # copy (QUEUED: compressed on the pool; READY: written as it is)
+                own = arr if owned else np.array(arr, order="C", copy=True)
+                if job.kind is Kind.QUEUED:
+                    job.arr = own
+                else:
+                    job.data = codec.encode(own)  # a byte view of the copy ("none")
+                del own
             del arr
             with w.lock:  # the hand-over: checks, then one store
                 w.raise_error(self.path)
@@ -444,10 +447,6 @@ class IJTiffFile(ClosesAtBlockEnd):
                     self._check_classic_room(key, bound)
                 w.hand_over(job)
             w.kick()
-            if job.kind is Kind.BORROWED:  # the caller's memory: written before save returns
-                w.wait_passed(job)
-                with w.lock:
-                    w.raise_error(self.path)
         except BaseException:
             w.withdraw(job)
             raise

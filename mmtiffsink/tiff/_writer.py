@@ -8,14 +8,16 @@ Who does what
   An interrupt (KeyboardInterrupt) or exception in a saving thread can therefore strike only
   before the store (the file never saw the job) or after it (the file has it whole); the
   saving thread's ``except`` calls :meth:`FileWriter.withdraw`, which reads from the job's own
-  state what to undo.
+  state what to undo. Every job holds its own memory (a copy, unless the frame was already
+  the writer's), so a saving thread never waits for a write: only for room in the budget.
 - **The writer thread** (at most one per file at a time, started on demand, ending when the
   file has been idle for :data:`LINGER` seconds or is closing) takes handed-over jobs from the
   inbox, numbers them in save order, sends frames to compress to the pool
   (:class:`~._encoder.EncodeQueue`), and appends ready frames in save order, in batches
-  (:meth:`~._appender.Appender.append_many`: one write, one link). Frames ``keep_up`` stored
-  and uncompressed frames are ready at once. Only this thread calls the appender; it is never
-  the main thread, so no KeyboardInterrupt reaches it.
+  (:meth:`~._appender.Appender.append_many`: one write, one link). Uncompressed frames are
+  ready at once, in save order (the writer thread computes their dedup key; the pool does it
+  for the others); frames ``keep_up`` stored go at once, outside it. Only this thread calls
+  the appender; it is never the main thread, so no KeyboardInterrupt reaches it.
 - **Pool workers** encode batches and deliver them back with :meth:`FileWriter.deliver`.
 - **The closing thread** waits until nothing is in flight, stops and joins the writer thread,
   and then owns the bytes for the final chain (:mod:`._finish`).
@@ -43,7 +45,7 @@ from enum import IntEnum
 import numpy as np
 
 from ..errors import WriterError
-from ._appender import Appender, Batch
+from ._appender import Appender, Batch, data_key
 from ._frames import NONE_SAVED, Coord, Key, widen
 from ._pool import Budget
 from ._series import SeriesTable
@@ -62,8 +64,8 @@ class Kind(IntEnum):
     """Compressed on the pool (``arr`` is the writer's own copy); appended in save order."""
     STORED = 1
     """``keep_up``: stored uncompressed by the saving thread; appended at once."""
-    BORROWED = 2
-    """Uncompressed: ``data`` is the caller's memory; ``save`` waits until it has passed."""
+    READY = 2
+    """Uncompressed: ``data`` is the bytes of the writer's own copy; appended in save order."""
 
 
 class State(IntEnum):
@@ -78,7 +80,7 @@ class State(IntEnum):
     WRITING = 3
     """Its bytes are being written."""
     PASSED = 4
-    """Its turn has passed: appended (``landed``), dropped after a failure, or cancelled."""
+    """Its turn has passed: appended (``landed``), or dropped after a failure."""
 
 
 @dataclass(slots=True, eq=False)
@@ -94,10 +96,9 @@ class Job:
     """The frame to compress (QUEUED), until encoded."""
     data: bytes | memoryview = b""
     digest: int = 0
+    """The dedup key of ``data`` (:func:`~._appender.data_key`); 0 until computed."""
     state: State = State.NEW
     seq: int = -1
-    cancelled: bool = False
-    """A BORROWED job whose save was interrupted before its bytes were written: skipped."""
     landed: bool = False
     error: BaseException | None = field(default=None, repr=False)
     """It failed before reaching the appender (latched when its turn comes)."""
@@ -190,36 +191,17 @@ class FileWriter:
 
         From the job's own state, wherever the exception struck: never handed over or still
         in the inbox, the job is taken back (its plane stays free) and its budget released; a
-        BORROWED job (the caller's memory) not yet written is cancelled, and one being written
-        is waited for, so the caller's buffer is never read after this returns; a job that
-        holds its own bytes (QUEUED, STORED) and was taken stays: it lands.
+        job the writer thread has taken holds its own bytes and stays: it lands. The caller's
+        buffer is never read after ``save`` returns or raises: every job holds a copy.
         """
         with self.lock:
             if job.state is State.INBOX:  # handed over (or about to be), not taken: take back
                 if self.inbox.get(job.key) is job:
                     del self.inbox[job.key]
                 job.state = State.NEW
-            if job.state is State.NEW:
-                release = True
-            else:
-                release = False
-                if job.kind is Kind.BORROWED:
-                    if job.state is State.TAKEN:
-                        job.cancelled = True  # the writer passes it without writing
-                    while job.state is State.WRITING:
-                        self.cond.wait()
+            release = job.state is State.NEW
         if release:
             self.budget.release(job)
-
-    def wait_passed(self, job: Job) -> None:
-        """Wait until a handed-over job's turn has passed (BORROWED jobs)."""
-        while True:
-            self.kick()
-            with self.lock:
-                while job.state is not State.PASSED and self._writer is not None:
-                    self.cond.wait()
-                if job.state is State.PASSED:
-                    return
 
     def wait_idle(self) -> None:
         """Wait until no job is in the inbox or in flight (flush, close)."""
@@ -397,7 +379,9 @@ class FileWriter:
         failed = self.error is not None  # the latch is this thread's: read without the lock
         for job in jobs:
             failed = failed or job.error is not None  # frames after a failed one are dropped
-            if not (failed or job.cancelled):
+            if not failed:
+                if not job.digest:  # READY: keyed here, off the saving thread
+                    job.digest = data_key(job.data)
                 todo.add(job.key, job.data, job.digest, job.extra)
         if todo.frames:
             try:
