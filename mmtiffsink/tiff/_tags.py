@@ -88,11 +88,6 @@ DECODING_TAGS = frozenset(
         40965,  # InteroperabilityIFD
     }
 )
-# Tags whose values the writer writes from its own options.
-OWNED_TAGS = frozenset(
-    {270, 282, 283, 296, 305, 50838, 50839, 51123, 65421, 65422, 65423, 65424, 65425, 65426}
-)
-RESERVED_TAGS = DECODING_TAGS | OWNED_TAGS
 _POINTER_TYPES = {13, 18}  # IFD, IFD8: readers follow them
 
 MAX_TAG_VALUE = 1 << 28
@@ -113,9 +108,17 @@ PLANE_INFO_TAG = 65424
 """Private tag of a frame's IFD: its ``PlaneInfo`` (``_ome.py``) as five DOUBLEs (NaN: unknown)."""
 SERIES_TAG = 65425
 """Private tag of a series' name and stage label as JSON (``_series.py``), stored once per value."""
-BLANK_TAG = 65426
+BLANK_TAG = 65427
 """Private tag (a SHORT 1) of an IFD the writer added at close for a plane never saved: its
-blank frame is not data, and a reader (``mmtiffsink.open``'s ``written``) can tell."""
+blank frame is not data, and a reader (``mmtiffsink.open``'s ``written``) can tell. (Not 65426:
+tifffile reads that one, NDPI's McuStarts, as an offset whatever its type, and logged an error
+for every blank plane.)"""
+PRIVATE_TAGS = (PLANE_TAG, SETTINGS_TAG, FIRST_METADATA_TAG, PLANE_INFO_TAG, SERIES_TAG, BLANK_TAG)
+"""The writer's private tags (65000-65535, TIFF's reusable range). None may be a tag a reader
+treats specially (tifffile's ``TIFF.TAG_READERS``; ``tests/profiles/test_tag_order.py``)."""
+# Tags whose values the writer writes from its own options.
+OWNED_TAGS = frozenset({270, 282, 283, 296, 305, 50838, 50839, METADATA_TAG, *PRIVATE_TAGS})
+RESERVED_TAGS = DECODING_TAGS | OWNED_TAGS
 
 
 @final

@@ -17,15 +17,20 @@ The contract, per case:
 4. identical frames are stored once (except where the profile gives every plane a slot of its
    own: ImageJ 1.x reads an uncompressed ``imagej`` file's planes contiguously);
 5. a file whose writer has flushed but not closed (the state a crash leaves) holds every
-   flushed frame, and ``repair`` of a copy finishes it into a hyperstack with those frames.
+   flushed frame, and ``repair`` of a copy finishes it into a hyperstack with those frames;
+6. tifffile reads every file of the contract without logging a warning or an error (it logs
+   instead of raising on tags it misreads: a private tag on one of its reader tags, such as
+   NDPI's 65426, was read as an offset on every blank plane).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import shutil
 import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +46,16 @@ from tests.writer_support import coded_frame, read_hyperstack
 SHAPE_CZT = (2, 3, 2)
 NAMES = ["DAPI", "GFP"]
 COLORS = ["blue", "lime"]
+
+
+@pytest.fixture(autouse=True)
+def tifffile_says_nothing(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Contract point 6: no warning or error from tifffile's logger in any test of the module."""
+    caplog.set_level(logging.WARNING, logger="tifffile")
+    yield
+    records = caplog.get_records("setup") + caplog.get_records("call")  # not teardown's own
+    said = [r.getMessage() for r in records if r.name == "tifffile"]
+    assert not said, f"tifffile logged: {said[:3]}"
 
 
 def _cases() -> list[tuple[str, str, bool]]:
@@ -141,6 +156,8 @@ def test_missing_planes_are_blank_and_said(
                 tif.save(coded_frame(c, z, t), c, z, t)
     data, _, tf = read_hyperstack(path)
     tf.close()
+    with tifffile.TiffFile(path) as whole:  # every IFD parsed with all its tags (point 6)
+        assert all(page.tags for page in whole.pages)
     assert not data[0, 2, 1].any()
     np.testing.assert_array_equal(data[1, 2, 1], coded_frame(1, 2, 1))
     with mmtiffsink.open(path) as view:  # the filled plane is zeros, and known not written

@@ -100,3 +100,17 @@ def test_growing_and_repaired_files_list_tags_in_ascending_order(
         tif.close()
     assert report.frames == 5 and not report.already_finished
     assert_sorted(killed, 8)  # 5 frames and 3 blank planes
+
+
+def test_private_tags_are_none_a_reader_treats_specially() -> None:
+    """tifffile reads a tag of its ``TAG_READERS`` as an offset whatever its type: a private tag
+    there (65426, NDPI's McuStarts, once held the blank-plane marker) makes it log an error for
+    every IFD that carries it. Each private tag is in TIFF's reusable range and distinct."""
+    import tifffile
+
+    from mmtiffsink.tiff._tags import PRIVATE_TAGS
+
+    assert len(set(PRIVATE_TAGS)) == len(PRIVATE_TAGS)
+    assert all(65000 <= code <= 65535 for code in PRIVATE_TAGS)
+    special = set(tifffile.TIFF.TAG_READERS) | set(tifffile.TIFF.TAG_LOAD)
+    assert not special & set(PRIVATE_TAGS), sorted(special & set(PRIVATE_TAGS))
