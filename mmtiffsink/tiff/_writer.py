@@ -155,10 +155,13 @@ class FileWriter:
         self._abandoned = False
 
     # ------------------------------------------------------------------ saving threads
-    def hand_over(self, job: Job) -> None:
+    def hand_over(self, job: Job) -> bool:
         """Give ``job`` to the file (lock held by the caller, who checked the key is free).
 
         One store: before it the file has not seen the job, after it the job is the file's.
+        Returns whether no writer thread runs: the caller then calls :meth:`kick` (after
+        releasing the lock); a running one takes the job (it ends only with the inbox empty,
+        and clears ``_writer`` under the lock as it decides to).
         """
         # the span grows with the save, not when the writer thread takes the job: ``shape``,
         # ``series_shapes`` and the next save's plane-count check see every save that
@@ -168,6 +171,7 @@ class FileWriter:
         job.state = State.INBOX  # not yet visible: ``withdraw`` looks in the inbox first
         self.inbox[job.key] = job
         self._work.notify()
+        return self._writer is None
 
     def kick(self) -> None:
         """Make sure a writer thread runs while jobs are in the inbox (lock not held).
@@ -290,6 +294,9 @@ class FileWriter:
     # ------------------------------------------------------------------ the writer thread
     def _run(self) -> None:
         me = threading.current_thread()
+        # whether this thread closes an abandoned file: decided with ``_writer`` cleared, under
+        # the lock, so that exactly one of it and :meth:`abandon` closes the descriptor
+        closes = False
         try:
             while True:
                 with self.lock:
@@ -299,6 +306,10 @@ class FileWriter:
                     batch = self._batch() if not to_encode else []
                     if not batch and not to_encode:
                         if self._idle_end():
+                            # decided under the lock: a hand-over after this sees no writer
+                            # and starts one, never leaves its job in the inbox
+                            self._writer = None
+                            closes = self._abandoned
                             return
                         continue
                 if to_encode:
@@ -314,8 +325,9 @@ class FileWriter:
             with self.lock:
                 if self._writer is me:
                     self._writer = None
+                    closes = self._abandoned
                 self.cond.notify_all()
-                close_now = self._abandoned and not self.pending and not self.inbox
+                close_now = closes and not self.pending and not self.inbox
             if close_now and not self.app.io.closed:
                 self._close_abandoned()
 
@@ -396,10 +408,11 @@ class FileWriter:
                 job.landed = job.key in self.app.planes
                 if job.landed and job.kind is Kind.STORED:
                     self.frames_kept_up += 1
-                self._pass(job)
+                self._pass(job, release=False)
+            self.budget.release_many(jobs)  # the budget's own lock
             self.cond.notify_all()
 
-    def _pass(self, job: Job) -> None:
+    def _pass(self, job: Job, *, release: bool = True) -> None:
         """A job's turn has passed (lock held): free its plane (unless landed) and bytes."""
         job.state = State.PASSED
         job.data = b""
@@ -407,7 +420,8 @@ class FileWriter:
         self.claimed.pop(job.key, None)
         self.inflight_bytes -= job.bound
         self.pending -= 1
-        self.budget.release(job)  # the budget's own lock: never waits
+        if release:
+            self.budget.release(job)  # the budget's own lock: never waits
 
     def _drop_all(self) -> None:
         """After a fault of the writer itself: pass every job so that no one waits (lock held)."""

@@ -260,9 +260,15 @@ def test_an_interrupt_at_each_step_of_the_hand_over(
 
     budget = _pool.Budget(1 << 30)
     monkeypatch.setattr(_pool, "_budget", budget)
+    monkeypatch.setattr(_writer, "LINGER", 0.01)
     path = tmp_path / "h.tif"
     tif = IJTiffFile(path, compression=compression)
     tif.save(frame(0, 0), 0, 0, 0)
+    tif.flush()
+    deadline = time.monotonic() + 10
+    while tif._w._writer is not None:  # idle: the next save starts a writer thread (kick)
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
     writer = _writer.FileWriter
     obj, name, after = {
         "acquire": (budget, "acquire", True),
