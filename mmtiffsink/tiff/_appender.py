@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import math
+import struct
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -51,6 +52,7 @@ _log = logging.getLogger(__name__)
 _DATA_INDEX_SIZE = 16384  # distinct frames remembered for dedup (about 2.5 MB at most)
 _VALUE_INDEX_SIZE = 1024  # distinct out-of-line tag values remembered for dedup
 _SIZE_BITS = 24  # an IFD is far below 16 MiB (it holds one frame's tags)
+_TEMPLATES = True  # plain frames' IFDs from a template (False: the general path; for tests)
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -141,6 +143,46 @@ class Tail:
         return offset
 
 
+class _Template:
+    """The IFD of a plain frame (one strip, no extra tag), its three per-frame values left blank.
+
+    Every such IFD of a file differs only in its strip's offset and byte count (inline) and
+    the offset of its (c, z, t) value: the entries are encoded and sorted once, and each frame
+    fills its copy in three places (:meth:`Appender.append_many`). ``static`` is the static
+    entries list it was built from: a new list (a setting changed) makes a new template.
+    """
+
+    __slots__ = ("blob", "counts_at", "offsets_at", "plane_at", "plane_fmt", "static", "value_fmt")
+
+    def __init__(
+        self,
+        lay: Layout,
+        static: list[tuple[int, bytes]],
+        offsets_type: int,
+        counts_type: int,
+        plane_type: int,
+        ncoord: int,
+    ) -> None:
+        self.static = static
+        blank = [
+            (273, lay.encode_entry(int_tag(273, offsets_type, [0]), None)),
+            (279, lay.encode_entry(int_tag(279, counts_type, [0]), None)),
+            (PLANE_TAG, lay.encode_entry(int_tag(PLANE_TAG, plane_type, [0] * ncoord), 0)),
+        ]
+        items = sorted([*static, *blank], key=lambda item: item[0])
+        self.blob = lay.encode_ifd([raw for _, raw in items])
+        codes = [code for code, _ in items]
+        count_size, entry_size = (8, 20) if lay.bigtiff else (2, 12)
+        value_at = entry_size - lay.inline_size  # the value field is an entry's last bytes
+
+        def where(code: int) -> int:
+            return count_size + codes.index(code) * entry_size + value_at
+
+        self.offsets_at, self.counts_at, self.plane_at = where(273), where(279), where(PLANE_TAG)
+        self.value_fmt = ("<I" if offsets_type == 4 else "<Q", "<I" if counts_type == 4 else "<Q")
+        self.plane_fmt = "<Q" if lay.bigtiff else "<I"
+
+
 class Batch:
     """Frames to append together: (key, encoded bytes, dedup key, extra tags) each."""
 
@@ -190,6 +232,8 @@ class Appender:
         self._static_tags = static_tags
         self._static_src: tuple[Tag, ...] | None = None
         self._static_entries: list[tuple[int, bytes]] = []
+        # (offsets type, counts type, plane type, len(key)) -> the IFD of a plain frame
+        self._templates: dict[tuple[int, int, int, int], _Template] = {}
         self.end = end + end % 2
         self.link_pos = link_pos
         self.slots = slots
@@ -223,6 +267,8 @@ class Appender:
             The frame's shape (or kind, grey or RGB) differs from the file's.
 
         """
+        if shape == self.frame_shape:  # every frame after the first (numpy's shape: ints)
+            return
         full = tuple(int(n) for n in shape)
         if self.frame_shape is None:
             self.frame_shape = full
@@ -323,15 +369,19 @@ class Appender:
                     else t
                     for t in extra
                 ]
-            items = [
-                *static,
-                self._entry(lay.offset_tag(273, offsets), tail, values),
-                self._entry(lay.offset_tag(279, counts), tail, values),
-                self._entry(int_tag(PLANE_TAG, 9 if min(coord) < 0 else 4, coord), tail, None),
-                *(self._entry(tag, tail, values) for tag in extra),
-            ]
-            items.sort(key=lambda item: item[0])
-            ifd = bytearray(lay.encode_ifd([raw for _, raw in items]))
+            plane_type = 9 if min(coord) < 0 else 4
+            if _TEMPLATES and not extra and len(offsets) == 1:  # a plain frame: the template
+                ifd = self._plain_ifd(static, tail, offsets[0], counts[0], plane_type, coord)
+            else:
+                items = [
+                    *static,
+                    self._entry(lay.offset_tag(273, offsets), tail, values),
+                    self._entry(lay.offset_tag(279, counts), tail, values),
+                    self._entry(int_tag(PLANE_TAG, plane_type, coord), tail, None),
+                    *(self._entry(tag, tail, values) for tag in extra),
+                ]
+                items.sort(key=lambda item: item[0])
+                ifd = bytearray(lay.encode_ifd([raw for _, raw in items]))
             ifd_offset = tail.alloc(ifd)
             if ifds:  # the previous IFD of the batch points at this one
                 prev = ifds[-1][1]
@@ -365,6 +415,33 @@ class Appender:
                     listener(coord)
                 except Exception:  # a view never harms the writer
                     _log.exception("mmtiffsink: a listener of %s raised", self.io.path)
+
+    def _plain_ifd(
+        self,
+        static: list[tuple[int, bytes]],
+        tail: Tail,
+        offset: int,
+        count: int,
+        plane_type: int,
+        coord: Key,
+    ) -> bytearray:
+        """The IFD of a frame of one strip and no extra tag: the template, filled.
+
+        Byte for byte what the general path of :meth:`append_many` encodes (the (c, z, t)
+        value is stored first, then the IFD; ``tests/writer/test_writer.py`` compares both).
+        """
+        lay = self.layout
+        wide = 2**32 if lay.bigtiff else math.inf  # LONG8 from there (see Layout.offset_tag)
+        key = (16 if offset >= wide else 4, 16 if count >= wide else 4, plane_type, len(coord))
+        tpl = self._templates.get(key)
+        if tpl is None or tpl.static is not static:
+            tpl = self._templates[key] = _Template(lay, static, *key)
+        plane = struct.pack(f"<{len(coord)}{'i' if plane_type == 9 else 'I'}", *coord)
+        ifd = bytearray(tpl.blob)
+        struct.pack_into(tpl.value_fmt[0], ifd, tpl.offsets_at, offset)
+        struct.pack_into(tpl.value_fmt[1], ifd, tpl.counts_at, count)
+        struct.pack_into(tpl.plane_fmt, ifd, tpl.plane_at, tail.alloc(plane))
+        return ifd
 
     def _entry(
         self, tag: Tag, tail: Tail, values: dict[tuple[int, int, bytes], int] | None

@@ -391,21 +391,30 @@ class IJTiffFile(ClosesAtBlockEnd):
             msg = f"(c, z, t)={coord} is outside the declared shape (C, Z, T)={declared}"
             raise CoordinateError(msg)
         if key is coord and not self._series.planes:
-            low, high = w.span(coord)
-            where = f"plane (c, z, t)={coord} of {self.path}"
-            check_plane_count(low, high, self._max_planes, where)
+            lo, hi = w.low, w.high
+            if not (  # inside the span: it does not grow, its plane count was checked
+                lo[0] <= coord[0] <= hi[0]
+                and lo[1] <= coord[1] <= hi[1]
+                and lo[2] <= coord[2] <= hi[2]
+            ):
+                low, high = w.span(coord)
+                where = f"plane (c, z, t)={coord} of {self.path}"
+                check_plane_count(low, high, self._max_planes, where)
         else:
             self._series.check(key, w.low, w.high, self._max_planes, self.path, declared)
         # who owns the frame's memory decides the copy, never the input's type (see as_frame)
         arr, owned = as_frame(frame, self._dtype, self._cast)
         if arr.ndim == 3:  # RGB: 8 bits per sample, or 16 where the profile's readers show it
             self._profile.check_rgb(self._dtype)
-        extra = list(normalize_tags(extratags, bigtiff=self._layout.bigtiff))
+        extra: list[Tag] = []
+        if extratags is not None:
+            extra += normalize_tags(extratags, bigtiff=self._layout.bigtiff)
         if metadata is not None:
             extra.append(Tag.ascii(METADATA_TAG, _metadata_json(metadata)))
-        info = PlaneInfo.of(plane)
-        if info is not None:
-            extra.append(info.tag())
+        if plane is not None:
+            info = PlaneInfo.of(plane)
+            if info is not None:
+                extra.append(info.tag())
         if self._series.tags:
             extra += self._series.extra(key)
         codec = self._codec
@@ -445,8 +454,9 @@ class IJTiffFile(ClosesAtBlockEnd):
                 self._app.check_frame_shape(shape, compressed=compressed)
                 if not self._layout.bigtiff:
                     self._check_classic_room(key, bound)
-                w.hand_over(job)
-            w.kick()
+                start = w.hand_over(job)
+            if start:
+                w.kick()
         except BaseException:
             w.withdraw(job)
             raise
@@ -944,6 +954,15 @@ class IJTiffFile(ClosesAtBlockEnd):
             self._static = None
 
     def _coord(self, c: Any, z: Any, t: Any) -> Coord:
+        if (  # plain ints (not bool: its class is bool), not negative: the common case
+            c.__class__ is int
+            and z.__class__ is int
+            and t.__class__ is int
+            and c >= 0
+            and z >= 0
+            and t >= 0
+        ):
+            return (c, z, t)
         neg = self._negative
         return (
             coordinate("c", c, negative=neg),

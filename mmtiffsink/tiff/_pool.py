@@ -18,7 +18,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, final
 
@@ -145,6 +145,17 @@ class Budget:
             if nbytes:  # one call: zero the charge and lower the total together
                 self._held.update({holder: 0, _TOTAL: self._held[_TOTAL] - nbytes})
             self._held.pop(holder, None)
+            self._cond.notify_all()
+
+    def release_many(self, holders: Sequence[object]) -> None:
+        """:meth:`release` of each holder, under one lock and with one wake-up."""
+        with self._lock:
+            held = self._held
+            for holder in holders:
+                nbytes = held.get(holder, 0)
+                if nbytes:
+                    held.update({holder: 0, _TOTAL: held[_TOTAL] - nbytes})
+                held.pop(holder, None)
             self._cond.notify_all()
 
     def wake(self) -> None:

@@ -582,3 +582,57 @@ def test_calibration_names_and_tiffwrite_aliases(tmp_path: Path) -> None:
         IJTiffFile(tmp_path / "bad.tif", z_step_um=-1)
     with pytest.raises(ConfigError, match="interval_s"):
         tif.interval_s = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("profile", "compression", "rgb"),
+    [
+        ("bigtiff", "zstd", False),
+        ("bigtiff", None, False),
+        ("imagej", "deflate", False),
+        ("imagej", None, False),
+        ("ome", "zstd", False),
+        ("bigtiff", "zstd", True),
+    ],
+)
+def test_ifd_template_writes_what_the_general_path_writes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    profile: str,
+    compression: str | None,
+    rgb: bool,
+) -> None:
+    """A plain frame's IFD comes from a template filled in three places; the file it makes is
+    byte for byte the one the general IFD encoder makes (frames out of order, a repeated frame,
+    frames with metadata among plain ones, and in ``ome`` a second series)."""
+    from mmtiffsink.tiff import _appender
+
+    def write(path: Path) -> bytes:
+        with IJTiffFile(
+            path,
+            profile=profile,  # type: ignore[arg-type]
+            compression=compression,
+            dtype="uint8" if rgb else "uint16",
+            shape=(2, 2, 2) if profile == "imagej" and compression is None else None,
+            acquisition_date="2026-12-07T10:00:00+00:00" if profile == "ome" else None,
+        ) as tif:
+            for i, (c, z, t) in enumerate(ORDER):
+                frame = coded_frame(c, z, t)
+                if rgb:
+                    frame = np.stack([frame.astype(np.uint8)] * 3, axis=-1)
+                metadata = {"i": i} if i % 3 == 2 else None
+                blank = i in (5, 7)  # the same frame twice: stored once
+                tif.save(np.zeros_like(frame) if blank else frame, c, z, t, metadata=metadata)
+            if profile == "ome":
+                tif.save(np.zeros_like(frame), 0, 0, 0, series=1)
+                tif.save(coded_frame(1, 1, 1), 1, 0, 0, series=1)
+        return path.read_bytes()
+
+    ORDER = [(1, 0, 0), (0, 0, 0), (0, 1, 0), (1, 1, 1), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 0)]
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    templated = write(tmp_path / "a" / "f.tif")  # one name: the OME-XML holds it
+    monkeypatch.setattr(_appender, "_TEMPLATES", False)
+    general = write(tmp_path / "b" / "f.tif")
+    assert templated == general
