@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 
+from . import _pool
 from ._appender import data_key
 from ._codecs import Codec
 from ._writer import Job
@@ -58,6 +59,7 @@ class EncodeQueue:
         self._workers = max(1, workers)
         self.codec = codec
         self._deliver = deliver
+        self._spares = _pool.spares()
         self._lock = threading.Lock()
         self._queue: deque[Job] = deque()
         self._tasks = 0
@@ -101,6 +103,9 @@ class EncodeQueue:
             job.digest = data_key(job.data)
         except Exception as exc:
             job.error = exc
+        else:
+            if isinstance(job.data, bytes):  # new bytes (not a view of arr): the copy is free
+                self._spares.give_back(arr)
 
     def _one_batch(self, counted: bool) -> bool:
         """Encode and deliver one batch; False (and the task uncounted) when none was queued."""

@@ -387,7 +387,9 @@ class IJTiffFile(ClosesAtBlockEnd):
         if series.__class__ is not int or series:
             key = self._series_key(coord, series)
         declared = self._settings.shape
-        if declared is not None and any(v >= s for v, s in zip(coord, declared, strict=True)):
+        if declared is not None and (
+            coord[0] >= declared[0] or coord[1] >= declared[1] or coord[2] >= declared[2]
+        ):
             msg = f"(c, z, t)={coord} is outside the declared shape (C, Z, T)={declared}"
             raise CoordinateError(msg)
         if key is coord and not self._series.planes:
@@ -398,8 +400,12 @@ class IJTiffFile(ClosesAtBlockEnd):
                 and lo[2] <= coord[2] <= hi[2]
             ):
                 low, high = w.span(coord)
-                where = f"plane (c, z, t)={coord} of {self.path}"
-                check_plane_count(low, high, self._max_planes, where)
+                planes = (
+                    (high[0] - low[0] + 1) * (high[1] - low[1] + 1) * (high[2] - low[2] + 1)
+                )
+                if planes > self._max_planes:  # raises, saying why
+                    where = f"plane (c, z, t)={coord} of {self.path}"
+                    check_plane_count(low, high, self._max_planes, where)
         else:
             self._series.check(key, w.low, w.high, self._max_planes, self.path, declared)
         # who owns the frame's memory decides the copy, never the input's type (see as_frame)
@@ -437,10 +443,9 @@ class IJTiffFile(ClosesAtBlockEnd):
             if job.kind is not Kind.STORED:
                 # the caller may fill its buffer again once save returns: the job holds a
                 # copy (QUEUED: compressed on the pool; READY: written as it is)
-                own = arr if owned else np.array(arr, order="C", copy=True)
-                if job.kind is Kind.QUEUED:
-                    job.arr = own
-                else:
+                own = arr if owned else _pool.spares().copy(arr)
+                job.arr = own  # given back to the spares once encoded or written
+                if job.kind is Kind.READY:
                     job.data = codec.encode(own)  # a byte view of the copy ("none")
                 del own
             del arr

@@ -45,6 +45,7 @@ from enum import IntEnum
 import numpy as np
 
 from ..errors import WriterError
+from . import _pool
 from ._appender import Appender, Batch, data_key
 from ._frames import NONE_SAVED, Coord, Key, widen
 from ._pool import Budget
@@ -93,7 +94,7 @@ class Job:
     """Upper bound of the bytes it adds to the file."""
     extra: tuple[Tag, ...]
     arr: np.ndarray | None = None
-    """The frame to compress (QUEUED), until encoded."""
+    """The writer's own copy of the frame (QUEUED: until encoded; READY: ``data`` views it)."""
     data: bytes | memoryview = b""
     digest: int = 0
     """The dedup key of ``data`` (:func:`~._appender.data_key`); 0 until computed."""
@@ -129,6 +130,7 @@ class FileWriter:
     ) -> None:
         self.app = app
         self.budget = budget
+        self._spares = _pool.spares()
         self._encode = encode
         self.series = series
         self.lock = threading.Lock()  # blocks hold the lock itself: its enter is one C call
@@ -165,8 +167,8 @@ class FileWriter:
         """
         # the span grows with the save, not when the writer thread takes the job: ``shape``,
         # ``series_shapes`` and the next save's plane-count check see every save that
-        # returned (widening is idempotent: ``_take`` widens again; a save withdrawn after
-        # this leaves its plane in the span, a blank plane at close, as before the new core)
+        # returned (a save withdrawn after this leaves its plane in the span: a blank plane
+        # at close)
         self.extend(job.key)
         job.state = State.INBOX  # not yet visible: ``withdraw`` looks in the inbox first
         self.inbox[job.key] = job
@@ -355,8 +357,7 @@ class FileWriter:
                 job.seq = self._next_seq
                 self._next_seq += 1
             key = job.key
-            self.claimed[key] = job
-            self.extend(key)
+            self.claimed[key] = job  # the span already holds it (hand_over extended it)
             self.inflight_bytes += job.bound
             self.pending += 1
             tags = self.plane_tags.pop(key, None)
@@ -416,7 +417,8 @@ class FileWriter:
         """A job's turn has passed (lock held): free its plane (unless landed) and bytes."""
         job.state = State.PASSED
         job.data = b""
-        job.arr = None
+        arr, job.arr = job.arr, None
+        self._spares.give_back(arr)  # READY: written, its copy free again
         self.claimed.pop(job.key, None)
         self.inflight_bytes -= job.bound
         self.pending -= 1

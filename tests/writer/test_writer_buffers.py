@@ -173,3 +173,38 @@ def test_a_reused_buffer_never_changes_a_saved_frame(
         assert len(f.pages) == FRAMES
         for t, page in enumerate(f.pages):
             np.testing.assert_array_equal(page.asarray(), frame(t), f"frame {t} ({camera})")
+
+
+@pytest.mark.parametrize("compression", [("zstd", 1), None], ids=["queued", "uncompressed"])
+def test_recycled_copies_hold_each_frame_and_stay_within_their_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_budget: None, compression: Any
+) -> None:
+    """The writer's copies are recycled (``_pool.Spares``): a copy is reused only after its frame
+    has passed, so every frame is exact while copies go round, and the spares never hold more
+    than their cap (here two frames' worth)."""
+    spares = _pool.Spares(capacity=2 * 2 * SHAPE[0] * SHAPE[1])
+    monkeypatch.setattr(_pool, "_spares", spares)
+    made: list[int] = []
+    real_array = np.array
+
+    def counting_array(*args: Any, **kwargs: Any) -> Any:
+        out = real_array(*args, **kwargs)
+        if kwargs.get("copy") and getattr(out, "shape", None) == SHAPE:
+            made.append(1)
+        return out
+
+    monkeypatch.setattr(_pool.np, "array", counting_array)
+    buffer = np.empty(SHAPE, np.uint16)
+    path = tmp_path / "spares.tif"
+    peak = 0
+    with IJTiffFile(path, compression=compression) as tif:
+        for t in range(4 * FRAMES):
+            buffer[...] = frame(t)
+            tif.save(buffer, 0, 0, t)
+            buffer[...] = 0xABCD
+            peak = max(peak, spares.spare_bytes)
+    assert peak <= spares.capacity
+    assert 0 < len(made) < 4 * FRAMES, "copies were not reused"
+    with tifffile.TiffFile(path) as f:
+        for t, page in enumerate(f.pages):
+            np.testing.assert_array_equal(page.asarray(), frame(t), f"frame {t}")
