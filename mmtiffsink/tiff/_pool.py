@@ -173,6 +173,9 @@ _budget = Budget(default_budget_bytes())
 
 SPARE_BYTES = 32 << 20
 """Bytes of spare frame copies kept for reuse, across every open file."""
+SPARE_FROM = 128 << 10
+"""Frames of fewer bytes are not recycled: the allocator reuses such small blocks itself (glibc
+maps a new block only from 128 KiB), and the spares' lock would cost more than it saves."""
 
 
 @final
@@ -198,6 +201,8 @@ class Spares:
 
     def copy(self, arr: np.ndarray) -> np.ndarray:
         """A C-contiguous copy of ``arr`` that nothing else refers to."""
+        if arr.nbytes < SPARE_FROM:
+            return np.array(arr, order="C", copy=True)
         key = (arr.shape, arr.dtype.str)
         with self._lock:
             free = self._spare.get(key)
@@ -211,7 +216,9 @@ class Spares:
 
     def give_back(self, buf: np.ndarray | None) -> None:
         """``buf`` (a copy from :meth:`copy`, or a frame the writer made) is free again."""
-        if buf is None or not buf.flags.c_contiguous or not buf.flags.owndata:
+        if buf is None or buf.nbytes < SPARE_FROM or not buf.flags.c_contiguous:
+            return
+        if not buf.flags.owndata:
             return
         with self._lock:
             if self._bytes + buf.nbytes > self.capacity:

@@ -184,6 +184,7 @@ def test_recycled_copies_hold_each_frame_and_stay_within_their_cap(
     than their cap (here two frames' worth)."""
     spares = _pool.Spares(capacity=2 * 2 * SHAPE[0] * SHAPE[1])
     monkeypatch.setattr(_pool, "_spares", spares)
+    monkeypatch.setattr(_pool, "SPARE_FROM", 0)  # these frames are small: recycle them too
     made: list[int] = []
     real_array = np.array
 
