@@ -158,6 +158,28 @@ def wait_engine_idle(timeout_s: float = ENGINE_IDLE_TIMEOUT_S) -> None:
             raise AssertionError(msg) from exc
 
 
+def wait_mda_idle(core: Any, timeout_s: float = ENGINE_IDLE_TIMEOUT_S) -> None:
+    """Wait until a pymmcore-plus ``CMMCorePlus``'s MDA runner has ended, then stop the camera.
+
+    The same rule as :func:`wait_engine_idle`, for pymmcore-plus: a cancelled or failed MDA may
+    still be snapping on its thread when the test returns, and resizing the demo camera (or
+    unloading it) under a snap is not safe in its C++ code.
+
+    Raises
+    ------
+    AssertionError
+        If the runner still runs after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while core.mda.is_running():
+        assert time.monotonic() < deadline, f"the MDA still runs after {timeout_s} s"
+        time.sleep(0.01)
+    if core.isSequenceRunning():
+        core.stopSequenceAcquisition()
+        while core.isSequenceRunning() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
 def reset_demo(
     core: Any,
     *,

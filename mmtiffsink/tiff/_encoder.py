@@ -60,6 +60,7 @@ class EncodeQueue:
         self.codec = codec
         self._deliver = deliver
         self._spares = _pool.spares()
+        self._budget = _pool.budget()
         self._lock = threading.Lock()
         self._queue: deque[Job] = deque()
         self._tasks = 0
@@ -106,6 +107,8 @@ class EncodeQueue:
         else:
             if isinstance(job.data, bytes):  # new bytes (not a view of arr): the copy is free
                 self._spares.give_back(arr)
+                held = len(job.data) + sum(len(tag.value) for tag in job.extra) + 1024
+                self._budget.reduce(job, held)  # the raw bytes are no longer held
 
     def _one_batch(self, counted: bool) -> bool:
         """Encode and deliver one batch; False (and the task uncounted) when none was queued."""

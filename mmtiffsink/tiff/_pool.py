@@ -152,6 +152,18 @@ class Budget:
             self._held.pop(holder, None)
             self._cond.notify_all()
 
+    def reduce(self, holder: object, nbytes: int) -> None:
+        """Lower ``holder``'s charge to ``nbytes`` (never raise it) and wake the waiters.
+
+        A frame holds its raw bytes until encoded, then only its encoded bytes: the room
+        between goes to the next frames at once, not when the frame reaches its file.
+        """
+        with self._lock:
+            held = self._held.get(holder, 0)
+            if nbytes < held:
+                self._held.update({holder: nbytes, _TOTAL: self._held[_TOTAL] - (held - nbytes)})
+                self._cond.notify_all()
+
     def release_many(self, holders: Sequence[object]) -> None:
         """:meth:`release` of each holder, under one lock and with one wake-up."""
         with self._lock:

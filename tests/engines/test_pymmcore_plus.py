@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from tests.microscope import wait_mda_idle
 from tests.writer_support import check_ome_schema
 
 pytest.importorskip("pymmcore_plus")
@@ -46,11 +47,13 @@ def demo() -> Iterator[CMMCorePlus]:
     core.setDeviceAdapterSearchPaths([adapters])
     core.loadSystemConfiguration(os.path.join(adapters, "MMConfig_demo.cfg"))
     yield core
+    wait_mda_idle(core)
     core.unloadAllDevices()
 
 
 @pytest.fixture
 def core(demo: CMMCorePlus) -> CMMCorePlus:
+    wait_mda_idle(demo)  # a cancelled MDA of the test before may still be snapping
     demo.setConfig("Objective", "20X")  # 0.5 um/px
     demo.setProperty("Camera", "OnCameraCCDXSize", WIDTH)
     demo.setProperty("Camera", "OnCameraCCDYSize", HEIGHT)

@@ -17,6 +17,7 @@ from pymmcore_plus import CMMCorePlus  # noqa: E402
 from useq import MDASequence  # noqa: E402
 
 from mmtiffsink.pymmcore_plus import TiffHandler  # noqa: E402
+from tests.microscope import wait_mda_idle  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,7 @@ def demo() -> Iterator[CMMCorePlus]:
     core.setProperty("Camera", "Mode", "Noise")  # distinct frames
     core.setExposure(1.0)
     yield core
+    wait_mda_idle(core)
     core.unloadAllDevices()
 
 
