@@ -95,8 +95,12 @@ class EncodeQueue:
             nbytes += size
         return batch
 
-    def _encode(self, job: Job) -> None:
-        """Compress one frame into its job; failures go in the job (reported on save/close)."""
+    def _encode(self, job: Job) -> int:
+        """Compress one frame into its job; failures go in the job (reported on save/close).
+
+        Returns the bytes the job still holds (its encoded frame and tags), or -1 when its
+        charge stays as it is.
+        """
         arr, job.arr = job.arr, None
         try:
             assert arr is not None
@@ -104,11 +108,12 @@ class EncodeQueue:
             job.digest = data_key(job.data)
         except Exception as exc:
             job.error = exc
-        else:
-            if isinstance(job.data, bytes):  # new bytes (not a view of arr): the copy is free
-                self._spares.give_back(arr)
-                held = len(job.data) + sum(len(tag.value) for tag in job.extra) + 1024
-                self._budget.reduce(job, held)  # the raw bytes are no longer held
+            return -1
+        if not isinstance(job.data, bytes):  # a view of arr ("none"): arr is still needed
+            return -1
+        if arr.nbytes >= _pool.SPARE_FROM:  # new bytes: the copy is free
+            self._spares.give_back(arr)
+        return len(job.data) + sum(len(tag.value) for tag in job.extra) + 1024
 
     def _one_batch(self, counted: bool) -> bool:
         """Encode and deliver one batch; False (and the task uncounted) when none was queued."""
@@ -118,8 +123,8 @@ class EncodeQueue:
                 if counted:
                     self._tasks -= 1
                 return False
-        for job in batch:
-            self._encode(job)
+        held = [(job, self._encode(job)) for job in batch]
+        self._budget.reduce_many([(job, n) for job, n in held if n >= 0])  # raw bytes freed
         self._deliver(batch)
         return True
 

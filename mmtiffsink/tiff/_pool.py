@@ -152,17 +152,21 @@ class Budget:
             self._held.pop(holder, None)
             self._cond.notify_all()
 
-    def reduce(self, holder: object, nbytes: int) -> None:
-        """Lower ``holder``'s charge to ``nbytes`` (never raise it) and wake the waiters.
+    def reduce_many(self, charges: Sequence[tuple[object, int]]) -> None:
+        """Lower each holder's charge to its new bytes (never raise one); wake the waiters.
 
         A frame holds its raw bytes until encoded, then only its encoded bytes: the room
         between goes to the next frames at once, not when the frame reaches its file.
         """
+        if not charges:
+            return
         with self._lock:
-            held = self._held.get(holder, 0)
-            if nbytes < held:
-                self._held.update({holder: nbytes, _TOTAL: self._held[_TOTAL] - (held - nbytes)})
-                self._cond.notify_all()
+            held = self._held
+            for holder, nbytes in charges:
+                now = held.get(holder, 0)
+                if nbytes < now:
+                    held.update({holder: nbytes, _TOTAL: held[_TOTAL] - (now - nbytes)})
+            self._cond.notify_all()
 
     def release_many(self, holders: Sequence[object]) -> None:
         """:meth:`release` of each holder, under one lock and with one wake-up."""
