@@ -209,6 +209,7 @@ class Job:
     result_file: str
     profile: bool
     sequence: bool = False
+    exact_rate: bool = False
 
 
 @dataclass
@@ -565,7 +566,8 @@ def run_offline(job: Job, result: Result, pool: NDArray[np.uint16]) -> None:
     """Call the hook directly: flat out (throughput), then paced (latency).
 
     The paced run goes at ``job.rate`` or 50% of the flat-out rate, whichever is lower, so
-    its latencies are the hook's own cost and not the wait for a writer that is behind.
+    its latencies are the hook's own cost and not the wait for a writer that is behind; with
+    ``job.exact_rate`` at ``job.rate`` itself (e.g. twice the codec's rate, for ``keep_up``).
     """
     profiler = cProfile.Profile() if job.profile else None
     out = Path(job.out_dir)
@@ -587,7 +589,7 @@ def run_offline(job: Job, result: Result, pool: NDArray[np.uint16]) -> None:
     free_us = np.asarray(free.latencies_us())
     result.detail["free_median_us"] = float(np.median(free_us))
     result.detail["free_p99_us"] = float(np.percentile(free_us, 99))
-    rate = min(job.rate, 0.5 * count / result.free_wall_s)
+    rate = job.rate if job.exact_rate else min(job.rate, 0.5 * count / result.free_wall_s)
     result.detail["rate"] = rate
     result.wall_s, paced = _offline_run(job, pool, out / "paced", rate, profiler)
     result.latencies_us = paced.latencies_us()
@@ -944,6 +946,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="frames/s of the paced offline run (default: the engine-alone rate of the run)",
     )
     parser.add_argument(
+        "--exact-rate",
+        action="store_true",
+        help="pace the offline run at --rate even above half the flat-out rate (a source "
+        "faster than the codec, for keep_up's latency)",
+    )
+    parser.add_argument(
         "--sequence",
         action="store_true",
         help="a time-lapse with no interval (a camera sequence) instead of C x Z x T snaps",
@@ -1014,6 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
                 result_file=str(out / f"result-{rep}-{case}.json"),
                 profile=args.profile,
                 sequence=args.sequence,
+                exact_rate=args.exact_rate,
             )
             print(
                 f"[{n}/{len(schedule)}] {case} {frames:,} frames",

@@ -266,9 +266,43 @@ def pool_workers() -> int:
     return _pool_workers or default_workers()
 
 
+POOL_NICENESS = 10
+"""How much lower the pool's threads run than the rest of the process (Linux niceness)."""
+
+
+def lower_priority() -> bool:
+    """Lower the calling thread's scheduling priority; True if it was lowered.
+
+    The pool's threads compress; the camera's and the engine's threads must come first on a
+    machine whose cores the codec fills (``keep_up`` stores a frame the pool cannot take, but
+    only if the saving thread gets a core). Linux: the thread's niceness raised by
+    :data:`POOL_NICENESS` (``setpriority`` on the thread id is per thread there); Windows:
+    ``THREAD_PRIORITY_BELOW_NORMAL``; elsewhere, or with ``MMTIFFSINK_POOL_PRIORITY=normal``,
+    nothing.
+    """
+    if os.environ.get("MMTIFFSINK_POOL_PRIORITY", "").strip().lower() == "normal":
+        return False
+    try:
+        if sys.platform.startswith("linux"):
+            tid = threading.get_native_id()
+            now = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, now + POOL_NICENESS))
+            return True
+        if sys.platform == "win32":
+            import ctypes
+
+            kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined,unused-ignore]
+            below_normal = -1  # THREAD_PRIORITY_BELOW_NORMAL
+            return bool(kernel32.SetThreadPriority(kernel32.GetCurrentThread(), below_normal))
+    except (AttributeError, OSError):
+        pass
+    return False
+
+
 def _mark_worker() -> None:
-    """The pool's initializer: remember its threads (see :func:`release_pool`)."""
+    """The pool's initializer: remember its threads (see :func:`release_pool`), lower them."""
     _pool_threads.add(threading.current_thread())
+    lower_priority()
 
 
 def acquire_pool() -> ThreadPoolExecutor:

@@ -9,6 +9,9 @@ pool is behind from the second frame on, whatever the machine's speed.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -195,3 +198,39 @@ def test_the_callers_buffer_is_free_when_save_returns(
     with tifffile.TiffFile(path) as f:
         for t, page in enumerate(f.pages):
             np.testing.assert_array_equal(page.asarray(), frame(t))
+
+
+_POOL_NICENESS_CHILD = """
+import os, sys, numpy as np
+from mmtiffsink import IJTiffFile
+from mmtiffsink.tiff import _pool
+with IJTiffFile(sys.argv[1], compression="zstd") as tif:
+    for t in range(8):
+        tif.save(np.full((64, 64), t, np.uint16), 0, 0, t)
+    tif.flush()
+    threads = [th for th in _pool._pool_threads if th.native_id is not None]
+    print(os.getpriority(os.PRIO_PROCESS, 0), *sorted(
+        os.getpriority(os.PRIO_PROCESS, th.native_id) for th in threads))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness per thread: Linux")
+@pytest.mark.parametrize("setting", ["", "normal"])
+def test_pool_threads_yield_to_the_camera(tmp_path: Path, setting: str) -> None:
+    """The pool's threads run at a lower priority than the process (niceness + 10 on Linux), so
+    on a machine the codec fills the saving (camera) thread still gets a core and ``keep_up``
+    can store a frame at once; ``MMTIFFSINK_POOL_PRIORITY=normal`` keeps them as they are (the
+    path of platforms where no priority is set)."""
+    env = {**os.environ, "MMTIFFSINK_POOL_PRIORITY": setting}
+    out = subprocess.run(
+        [sys.executable, "-c", _POOL_NICENESS_CHILD, str(tmp_path / "n.tif")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    process, *pool = (int(v) for v in out)
+    assert pool, "no pool thread started"
+    expected = process if setting == "normal" else min(19, process + 10)
+    assert pool == [expected] * len(pool)
