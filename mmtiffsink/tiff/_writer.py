@@ -28,8 +28,14 @@ Every field of :class:`FileWriter` below "guarded by ``lock``" is read and writt
 ``lock`` held; ``cond`` (on ``lock``) is notified whenever a job passes, the inbox changes
 hands, or the writer thread starts or ends. The appender's bytes and its fields are the
 writer thread's (the closing thread's after the join); ``app.planes`` is also read, under
-``lock``, by ``read_frame`` and the attributes. The budget has its own lock (see
-:class:`~._pool.Budget`), taken inside ``lock`` (to release a job's bytes), never the reverse.
+``lock``, by ``read_frame`` and the attributes. The budget and the spare copies have their own
+locks (see :class:`~._pool.Budget` and :class:`~._pool.Spares`), taken inside ``lock`` (to
+release a job's bytes, to give back its copy), never the reverse.
+
+A job's copy (``arr``) is given back to the spares by whoever is done with it last: the pool
+worker once it is encoded (QUEUED), the writer thread once it is written (READY). After a fault
+of the writer thread the jobs it drops give theirs back too; a frame a pool worker is still
+encoding then may be overwritten, but it is one the file drops.
 
 The first failure (an I/O error, a codec error) is latched: later frames are dropped, and
 ``save``/``flush``/``close`` raise it as :class:`~mmtiffsink.errors.WriterError`.

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -76,6 +77,12 @@ def test_a_file_dropped_unclosed_warns_and_stays_valid(tmp_path: Path) -> None:
             time.sleep(0.05)
     messages = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert any("was never closed" in m and str(path) in m for m in messages), messages
+    # the warning comes as the file is collected; its writer thread still lands the frame
+    # handed over (a save does not wait for its write) and then closes the descriptor
+    for thread in threading.enumerate():
+        if thread.name == f"mmtiffsink-writer {path.name}":
+            thread.join(10)
+            assert not thread.is_alive()
     assert not file_info(path).finished
     np.testing.assert_array_equal(tifffile.imread(path), coded_frame(0, 0, 0))
 
