@@ -111,8 +111,7 @@ class EncodeQueue:
             return -1
         if not isinstance(job.data, bytes):  # a view of arr ("none"): arr is still needed
             return -1
-        if arr.nbytes >= _pool.SPARE_FROM:  # new bytes: the copy is free
-            self._spares.give_back(arr)
+        self._spares.give_back(arr)  # new bytes: the copy is free (kept if large enough)
         return len(job.data) + sum(len(tag.value) for tag in job.extra) + 1024
 
     def _one_batch(self, counted: bool) -> bool:

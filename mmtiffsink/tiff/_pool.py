@@ -145,12 +145,7 @@ class Budget:
 
     def release(self, holder: object) -> None:
         """Give back what ``holder`` holds (nothing if it holds nothing) and wake the waiters."""
-        with self._lock:
-            nbytes = self._held.get(holder, 0)
-            if nbytes:  # one call: zero the charge and lower the total together
-                self._held.update({holder: 0, _TOTAL: self._held[_TOTAL] - nbytes})
-            self._held.pop(holder, None)
-            self._cond.notify_all()
+        self.release_many((holder,))
 
     def reduce_many(self, charges: Sequence[tuple[object, int]]) -> None:
         """Lower each holder's charge to its new bytes (never raise one); wake the waiters.
@@ -174,7 +169,7 @@ class Budget:
             held = self._held
             for holder in holders:
                 nbytes = held.get(holder, 0)
-                if nbytes:
+                if nbytes:  # one call: zero the charge and lower the total together
                     held.update({holder: 0, _TOTAL: held[_TOTAL] - nbytes})
                 held.pop(holder, None)
             self._cond.notify_all()
