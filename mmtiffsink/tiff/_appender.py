@@ -74,6 +74,9 @@ _SAMPLED_FROM = 1 << 16  # bytes from which the dedup key reads a sample, not ev
 # columns of rows (frames differing in one column, as a constant offset does after the
 # predictor, still give different keys)
 _SAMPLE_STRIDE = 61
+# zlib.crc32 releases the GIL above 5 KiB: taking it back behind the writer's other threads
+# costs more than the CRC (a few µs), so smaller pieces keep it
+_HELD_CRC = 5 * 1024
 
 
 def data_key(data: bytes | memoryview) -> int:
@@ -88,8 +91,14 @@ def data_key(data: bytes | memoryview) -> int:
     for 8 kB, where the key is a sizeable part of a frame's Python.)
     """
     n = len(data)
-    if n <= _SAMPLED_FROM:
+    if n <= _HELD_CRC:
         return n << 32 | zlib.crc32(data)
+    if n <= _SAMPLED_FROM:  # in pieces that keep the GIL (see _HELD_CRC)
+        view = memoryview(data).cast("B")
+        crc = 0
+        for start in range(0, n, _HELD_CRC):
+            crc = zlib.crc32(view[start : start + _HELD_CRC], crc)
+        return n << 32 | crc
     words = np.frombuffer(data, dtype=np.uint64, count=n // 8)
     crc = imagecodecs.deflate_crc32(np.ascontiguousarray(words[::_SAMPLE_STRIDE]))  # type: ignore[arg-type]
     tail = memoryview(data).cast("B")[n - 64 :]

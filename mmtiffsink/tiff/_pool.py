@@ -211,9 +211,11 @@ class Spares:
         self._bytes = 0
 
     def copy(self, arr: np.ndarray) -> np.ndarray:
-        """A C-contiguous copy of ``arr`` that nothing else refers to."""
+        """A C-contiguous copy of ``arr`` that nothing else refers to (read-only when small)."""
         if arr.nbytes < SPARE_FROM:
-            return np.array(arr, order="C", copy=True)
+            # bytes, not numpy's copy: numpy releases the GIL for a copy of over 500 items,
+            # and taking it back behind the writer's other threads costs more than the copy
+            return np.frombuffer(arr.tobytes(), arr.dtype).reshape(arr.shape)
         key = (arr.shape, arr.dtype.str)
         with self._lock:
             free = self._spare.get(key)
