@@ -156,15 +156,29 @@ class Tail:
 
 
 class _Template:
-    """The IFD of a plain frame (one strip, no extra tag), its three per-frame values left blank.
+    """A plain frame's (c, z, t) value and IFD (one strip, no extra tag), blank where they differ.
 
-    Every such IFD of a file differs only in its strip's offset and byte count (inline) and
-    the offset of its (c, z, t) value: the entries are encoded and sorted once, and each frame
-    fills its copy in three places (:meth:`Appender.append_many`). ``static`` is the static
-    entries list it was built from: a new list (a setting changed) makes a new template.
+    Every such IFD of a file differs only in its strip's offset and byte count (inline), the
+    offset of its (c, z, t) value, and its next-IFD pointer: the entries are encoded and sorted
+    once, and each frame fills a copy of ``blob`` (the value, then the IFD, stored together as
+    the general path of :meth:`Appender.append_many` stores them one after the other) in four
+    places. ``static`` is the static entries list it was built from: a new list (a setting
+    changed) makes a new template.
     """
 
-    __slots__ = ("blob", "counts_at", "offsets_at", "plane_at", "plane_fmt", "static", "value_fmt")
+    __slots__ = (
+        "blob",
+        "coord",
+        "count",
+        "counts_at",
+        "ifd_at",
+        "ifd_size",
+        "offset",
+        "offsets_at",
+        "plane",
+        "plane_at",
+        "static",
+    )
 
     def __init__(
         self,
@@ -182,17 +196,25 @@ class _Template:
             (PLANE_TAG, lay.encode_entry(int_tag(PLANE_TAG, plane_type, [0] * ncoord), 0)),
         ]
         items = sorted([*static, *blank], key=lambda item: item[0])
-        self.blob = lay.encode_ifd([raw for _, raw in items])
+        ifd = lay.encode_ifd([raw for _, raw in items])
+        self.coord = struct.Struct(f"<{ncoord}{'i' if plane_type == 9 else 'I'}")
+        # the value is out of line (3 or 4 values of 4 bytes: more than an entry holds) and
+        # of even size: the IFD follows it at once, as after Tail.alloc of each
+        assert self.coord.size > lay.inline_size and self.coord.size % 2 == 0
+        self.ifd_at = self.coord.size
+        self.ifd_size = len(ifd)
+        self.blob = bytes(self.coord.size) + ifd
         codes = [code for code, _ in items]
         count_size, entry_size = (8, 20) if lay.bigtiff else (2, 12)
-        value_at = entry_size - lay.inline_size  # the value field is an entry's last bytes
+        value_at = self.ifd_at + entry_size - lay.inline_size  # an entry's last bytes
 
         def where(code: int) -> int:
             return count_size + codes.index(code) * entry_size + value_at
 
         self.offsets_at, self.counts_at, self.plane_at = where(273), where(279), where(PLANE_TAG)
-        self.value_fmt = ("<I" if offsets_type == 4 else "<Q", "<I" if counts_type == 4 else "<Q")
-        self.plane_fmt = "<Q" if lay.bigtiff else "<I"
+        self.offset = struct.Struct("<I" if offsets_type == 4 else "<Q")
+        self.count = struct.Struct("<I" if counts_type == 4 else "<Q")
+        self.plane = struct.Struct("<Q" if lay.bigtiff else "<I")
 
 
 class Batch:
@@ -246,6 +268,8 @@ class Appender:
         self._static_entries: list[tuple[int, bytes]] = []
         # (offsets type, counts type, plane type, len(key)) -> the IFD of a plain frame
         self._templates: dict[tuple[int, int, int, int], _Template] = {}
+        self._wide = 2**32 if layout.bigtiff else math.inf  # LONG8 from here (Layout.offset_tag)
+        self._pointer = struct.Struct("<Q" if layout.bigtiff else "<I")  # a next-IFD pointer
         self.end = end + end % 2
         self.link_pos = link_pos
         self.slots = slots
@@ -352,9 +376,13 @@ class Appender:
             static = [self._entry(tag, tail, values) for tag in static_src]
         else:
             static = self._static_entries
-        ifds: list[tuple[Key, bytearray, int]] = []
+        # (key, its IFD's bytes at the end of a buffer, the IFD's offset and size)
+        ifds: list[tuple[Key, bytearray, int, int]] = []
         stored: list[tuple[bool, int, tuple[int, int], int | None]] = []
         first = not self.arrival
+        one_strip = self.rows_per_strip >= (self.frame_shape[0] if self.frame_shape else 1)
+        pointer = self._pointer
+        pointer_size = pointer.size
         for coord, data, digest, extra in batch.frames:
             full_crc: int | None = None
             if self.slots is not None:
@@ -372,7 +400,6 @@ class Appender:
                     found = (tail.alloc(data), len(data))
                     datas[digest] = (data, found[0])
                 where = found
-            offsets, counts = self.strips(*where)
             if first:  # see FIRST_METADATA_TAG
                 first = False
                 extra = [
@@ -382,9 +409,10 @@ class Appender:
                     for t in extra
                 ]
             plane_type = 9 if min(coord) < 0 else 4
-            if _TEMPLATES and not extra and len(offsets) == 1:  # a plain frame: the template
-                ifd = self._plain_ifd(static, tail, offsets[0], counts[0], plane_type, coord)
+            if _TEMPLATES and one_strip and not extra:  # a plain frame: the template
+                ifd, ifd_offset, ifd_size = self._plain_ifd(static, tail, where, plane_type, coord)
             else:
+                offsets, counts = self.strips(*where)
                 items = [
                     *static,
                     self._entry(lay.offset_tag(273, offsets), tail, values),
@@ -394,15 +422,15 @@ class Appender:
                 ]
                 items.sort(key=lambda item: item[0])
                 ifd = bytearray(lay.encode_ifd([raw for _, raw in items]))
-            ifd_offset = tail.alloc(ifd)
+                ifd_offset, ifd_size = tail.alloc(ifd), len(ifd)
+                if ifd_size >= 1 << _SIZE_BITS:
+                    msg = f"{self.io.path}: an IFD of {ifd_size} bytes"
+                    raise ProfileError(msg)
             if ifds:  # the previous IFD of the batch points at this one
                 prev = ifds[-1][1]
-                prev[len(prev) - lay.offset_size :] = lay.pack_offset(ifd_offset)
-            ifds.append((coord, ifd, ifd_offset))
+                pointer.pack_into(prev, len(prev) - pointer_size, ifd_offset)
+            ifds.append((coord, ifd, ifd_offset, ifd_size))
             stored.append((new_data, digest, where, full_crc))
-            if len(ifd) >= 1 << _SIZE_BITS:
-                msg = f"{self.io.path}: an IFD of {len(ifd)} bytes"
-                raise ProfileError(msg)
         if tail.pos > lay.max_offset:
             msg = f"{self.io.path} would pass the 4 GiB limit of a classic TIFF"
             raise ProfileError(msg)
@@ -422,7 +450,7 @@ class Appender:
             raise
         self._commit(ifds, tail.pos, values, static_src, static, stored)
         for listener in list(self.listeners):  # the frames are in the file: tell the views
-            for coord, _, _ in ifds:
+            for coord, _, _, _ in ifds:
                 try:
                     listener(coord)
                 except Exception:  # a view never harms the writer
@@ -432,28 +460,29 @@ class Appender:
         self,
         static: list[tuple[int, bytes]],
         tail: Tail,
-        offset: int,
-        count: int,
+        where: tuple[int, int],
         plane_type: int,
         coord: Key,
-    ) -> bytearray:
-        """The IFD of a frame of one strip and no extra tag: the template, filled.
+    ) -> tuple[bytearray, int, int]:
+        """The (c, z, t) value and IFD of a frame of one strip and no extra tag, from a template.
 
-        Byte for byte what the general path of :meth:`append_many` encodes (the (c, z, t)
-        value is stored first, then the IFD; ``tests/writer/test_writer.py`` compares both).
+        Returns the buffer (the value, then the IFD), the IFD's offset and its size. Byte for
+        byte what the general path of :meth:`append_many` stores (``tests/writer/test_writer.py``
+        compares both).
         """
-        lay = self.layout
-        wide = 2**32 if lay.bigtiff else math.inf  # LONG8 from there (see Layout.offset_tag)
+        offset, count = where
+        wide = self._wide
         key = (16 if offset >= wide else 4, 16 if count >= wide else 4, plane_type, len(coord))
         tpl = self._templates.get(key)
         if tpl is None or tpl.static is not static:
-            tpl = self._templates[key] = _Template(lay, static, *key)
-        plane = struct.pack(f"<{len(coord)}{'i' if plane_type == 9 else 'I'}", *coord)
-        ifd = bytearray(tpl.blob)
-        struct.pack_into(tpl.value_fmt[0], ifd, tpl.offsets_at, offset)
-        struct.pack_into(tpl.value_fmt[1], ifd, tpl.counts_at, count)
-        struct.pack_into(tpl.plane_fmt, ifd, tpl.plane_at, tail.alloc(plane))
-        return ifd
+            tpl = self._templates[key] = _Template(self.layout, static, *key)
+        buf = bytearray(tpl.blob)
+        at = tail.alloc(buf)
+        tpl.coord.pack_into(buf, 0, *coord)
+        tpl.offset.pack_into(buf, tpl.offsets_at, offset)
+        tpl.count.pack_into(buf, tpl.counts_at, count)
+        tpl.plane.pack_into(buf, tpl.plane_at, at)
+        return buf, at + tpl.ifd_at, tpl.ifd_size
 
     def _entry(
         self, tag: Tag, tail: Tail, values: dict[tuple[int, int, bytes], int] | None
@@ -474,7 +503,7 @@ class Appender:
 
     def _commit(
         self,
-        ifds: list[tuple[Key, bytearray, int]],
+        ifds: list[tuple[Key, bytearray, int, int]],
         end: int,
         new_values: dict[tuple[int, int, bytes], int],
         static_src: tuple[Tag, ...],
@@ -483,11 +512,12 @@ class Appender:
     ) -> None:
         # the end first: a later batch must never overwrite a linked IFD
         self.end = end
-        _, last, last_offset = ifds[-1]
-        self.link_pos = last_offset + len(last) - self.layout.offset_size
-        for coord, ifd, offset in ifds:
-            self.planes[coord] = pack(offset, len(ifd))
-            self.arrival.append(coord)
+        _, _, last_offset, last_size = ifds[-1]
+        self.link_pos = last_offset + last_size - self.layout.offset_size
+        planes, arrival = self.planes, self.arrival
+        for coord, _, offset, size in ifds:
+            planes[coord] = offset << _SIZE_BITS | size  # pack(offset, size)
+            arrival.append(coord)
         for key, offset in new_values.items():
             self._value_index.put(key, offset)
         self._static_src, self._static_entries = static_src, static
@@ -602,7 +632,9 @@ def size_bound(appender: Appender, nbytes: int, compressed: bool, extra: Sequenc
         worst = nbytes
     else:
         worst = nbytes + nbytes // 100 + 1024
-    return worst + sum(len(t.value) + 2 for t in extra) + 1024
+    if extra:
+        worst += sum(len(t.value) + 2 for t in extra)
+    return worst + 1024
 
 
 def check_classic_room(

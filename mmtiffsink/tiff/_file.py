@@ -470,12 +470,14 @@ class IJTiffFile(ClosesAtBlockEnd):
         """Charge the budget (waiting for room); raise if the file fails or closes meanwhile."""
         w = self._w
         blocked = self._full if over == 1 else _never
-        if not self._budget.acquire(
-            job, nbytes, blocked, lambda: w.closing or w.error is not None, over=over
-        ):
+        if not self._budget.acquire(job, nbytes, blocked, self._stopping, over=over):
             with w.lock:
                 w.raise_error(self.path)
             raise self._closed_error()
+
+    def _stopping(self) -> bool:
+        """The file closes or has failed: a save waiting for the budget gives up."""
+        return self._w.closing or self._w.error is not None
 
     def _check_classic_room(self, key: Key, bound: int) -> None:
         """Refuse a frame that would push a classic file past 4 GiB (writer's lock held)."""

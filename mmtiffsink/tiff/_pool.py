@@ -126,13 +126,15 @@ class Budget:
         cannot take with ``over=2``: they wait only when the disk, not the pool, is behind).
         """
         limit = self.capacity * over
+        held = self._held
         with self._lock:
             while True:
-                if stop():
-                    return False
-                if self._fits(nbytes, limit) and not blocked():
-                    self._held.update({holder: nbytes, _TOTAL: self._held[_TOTAL] + nbytes})
+                used = held[_TOTAL]
+                if (used == 0 or used + nbytes <= limit) and not blocked():
+                    held.update({holder: nbytes, _TOTAL: used + nbytes})
                     return True
+                if stop():  # checked only before waiting: a file that fails or closes meanwhile
+                    return False  # refuses the job at its hand-over
                 self._cond.wait()
 
     def try_acquire(self, holder: object, nbytes: int, blocked: Callable[[], bool]) -> bool:

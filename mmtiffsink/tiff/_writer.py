@@ -395,36 +395,63 @@ class FileWriter:
     def _write(self, jobs: list[Job]) -> None:
         """Append a batch (lock not held), then pass every job of it."""
         todo = Batch()
+        frames = todo.frames
         failed = self.error is not None  # the latch is this thread's: read without the lock
         for job in jobs:
-            failed = failed or job.error is not None  # frames after a failed one are dropped
+            if job.error is not None:
+                failed = True  # frames after a failed one are dropped
             if not failed:
                 if not job.digest:  # READY: keyed here, off the saving thread
                     job.digest = data_key(job.data)
-                todo.add(job.key, job.data, job.digest, job.extra)
-        if todo.frames:
-            try:
-                self.app.append_many(todo)
-            except Exception as exc:  # an I/O error, the 4 GiB of a classic file
+                frames.append((job.key, job.data, job.digest, job.extra))
+        if frames:
+            error = self._append(todo)
+            if error is not None:  # an I/O error, the 4 GiB of a classic file
                 with self.lock:
-                    self.latch(exc)
+                    self.latch(error)
+        planes = self.app.planes
         with self.lock:
             for job in jobs:
                 if job.error is not None:
                     self.latch(job.error)
-                job.landed = job.key in self.app.planes
-                if job.landed and job.kind is Kind.STORED:
+                job.landed = landed = job.key in planes
+                if landed and job.kind is Kind.STORED:
                     self.frames_kept_up += 1
                 self._pass(job, release=False)
             self.budget.release_many(jobs)  # the budget's own lock
             self.cond.notify_all()
+
+    def _append(self, batch: Batch) -> Exception | None:
+        """Append a batch; the failure, if any (the file keeps every frame appended before).
+
+        A batch that fails on an I/O error (a full disk) lands as none of its frames: its
+        frames are then appended one by one, so the file keeps each frame that still fits.
+        """
+        try:
+            self.app.append_many(batch)
+        except OSError as exc:
+            if len(batch.frames) == 1:
+                return exc
+        except Exception as exc:
+            return exc
+        else:
+            return None
+        for frame in batch.frames:
+            one = Batch()
+            one.frames.append(frame)
+            try:
+                self.app.append_many(one)
+            except Exception as exc:
+                return exc
+        return None
 
     def _pass(self, job: Job, *, release: bool = True) -> None:
         """A job's turn has passed (lock held): free its plane (unless landed) and bytes."""
         job.state = State.PASSED
         job.data = b""
         arr, job.arr = job.arr, None
-        self._spares.give_back(arr)  # READY: written, its copy free again
+        if arr is not None:
+            self._spares.give_back(arr)  # READY: written, its copy free again
         self.claimed.pop(job.key, None)
         self.inflight_bytes -= job.bound
         self.pending -= 1

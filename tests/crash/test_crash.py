@@ -59,18 +59,29 @@ def test_sigkill_after_flush_loses_nothing(tmp_path: Path, compression: str) -> 
 
 
 FULL_DISK_CHILD = """
-    import resource, signal, sys
+    import resource, signal, sys, threading, time
     import numpy as np
     from mmtiffsink import IJTiffFile, WriterError
+    from mmtiffsink.tiff import _appender
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
-    path = sys.argv[1]
+    path, batched = sys.argv[1], sys.argv[2] == "batched"
+    if batched:  # the first write is slow: every other frame reaches the writer in one batch
+        append_many = _appender.Appender.append_many
+        first = threading.Event()
+        def slow_first(self, batch):
+            if not first.is_set():
+                first.set()
+                time.sleep(1.0)
+            return append_many(self, batch)
+        _appender.Appender.append_many = slow_first
     resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))
     rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 60000, (256, 256), dtype=np.uint16) for _ in range(100)]
     saved = 0
     try:
         with IJTiffFile(path, compression=None) as tif:
             for t in range(100):
-                tif.save(rng.integers(0, 60000, (256, 256), dtype=np.uint16), 0, 0, t)
+                tif.save(frames[t], 0, 0, t)
                 saved += 1
     except WriterError as exc:
         print("WriterError", saved, repr(exc.__cause__), str(exc), flush=True)
@@ -80,9 +91,12 @@ FULL_DISK_CHILD = """
 """
 
 
-def test_full_disk_raises_and_keeps_written_frames(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writes", ["as-saved", "batched"])
+def test_full_disk_raises_and_keeps_written_frames(tmp_path: Path, writes: str) -> None:
+    """The disk fills up: the file keeps every frame that fit, also when the frame that did
+    not fit came in a batch with others (they land one by one until one does not fit)."""
     path = tmp_path / "full.tif"
-    child = run_child(FULL_DISK_CHILD, str(path))
+    child = run_child(FULL_DISK_CHILD, str(path), writes)
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0, out + err
     assert out.startswith("WriterError"), out + err
