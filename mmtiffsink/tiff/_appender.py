@@ -156,9 +156,11 @@ class Tail:
 
 
 class _Template:
-    """A plain frame's (c, z, t) value and IFD (one strip, no extra tag), blank where they differ.
+    """A plain frame's (c, z, t) value and IFD, blank where they differ.
 
-    Every such IFD of a file differs only in its strip's offset and byte count (inline), the
+    A plain frame has no extra tag, and strips whose offsets and byte counts fit inline in their
+    entries (one strip; two, an uncompressed frame's, in a BigTIFF below 4 GiB). Every such IFD
+    of a file differs only in its strips' offsets and byte counts, the
     offset of its (c, z, t) value, and its next-IFD pointer: the entries are encoded and sorted
     once, and each frame fills a copy of ``blob`` (the value, then the IFD, stored together as
     the general path of :meth:`Appender.append_many` stores them one after the other) in four
@@ -188,11 +190,12 @@ class _Template:
         counts_type: int,
         plane_type: int,
         ncoord: int,
+        nstrips: int,
     ) -> None:
         self.static = static
         blank = [
-            (273, lay.encode_entry(int_tag(273, offsets_type, [0]), None)),
-            (279, lay.encode_entry(int_tag(279, counts_type, [0]), None)),
+            (273, lay.encode_entry(int_tag(273, offsets_type, [0] * nstrips), None)),
+            (279, lay.encode_entry(int_tag(279, counts_type, [0] * nstrips), None)),
             (PLANE_TAG, lay.encode_entry(int_tag(PLANE_TAG, plane_type, [0] * ncoord), 0)),
         ]
         items = sorted([*static, *blank], key=lambda item: item[0])
@@ -212,8 +215,10 @@ class _Template:
             return count_size + codes.index(code) * entry_size + value_at
 
         self.offsets_at, self.counts_at, self.plane_at = where(273), where(279), where(PLANE_TAG)
-        self.offset = struct.Struct("<I" if offsets_type == 4 else "<Q")
-        self.count = struct.Struct("<I" if counts_type == 4 else "<Q")
+        self.offset = struct.Struct(f"<{nstrips}{'I' if offsets_type == 4 else 'Q'}")
+        self.count = struct.Struct(f"<{nstrips}{'I' if counts_type == 4 else 'Q'}")
+        # the strips' values are inline (what the template fills in place)
+        assert self.offset.size <= lay.inline_size and self.count.size <= lay.inline_size
         self.plane = struct.Struct("<Q" if lay.bigtiff else "<I")
 
 
@@ -266,8 +271,8 @@ class Appender:
         self._static_tags = static_tags
         self._static_src: tuple[Tag, ...] | None = None
         self._static_entries: list[tuple[int, bytes]] = []
-        # (offsets type, counts type, plane type, len(key)) -> the IFD of a plain frame
-        self._templates: dict[tuple[int, int, int, int], _Template] = {}
+        # (offsets type, counts type, plane type, len(key), strips) -> a plain frame's IFD
+        self._templates: dict[tuple[int, int, int, int, int], _Template] = {}
         self._wide = 2**32 if layout.bigtiff else math.inf  # LONG8 from here (Layout.offset_tag)
         self._pointer = struct.Struct("<Q" if layout.bigtiff else "<I")  # a next-IFD pointer
         self.end = end + end % 2
@@ -409,10 +414,16 @@ class Appender:
                     for t in extra
                 ]
             plane_type = 9 if min(coord) < 0 else 4
-            if _TEMPLATES and one_strip and not extra:  # a plain frame: the template
-                ifd, ifd_offset, ifd_size = self._plain_ifd(static, tail, where, plane_type, coord)
+            if one_strip:
+                offsets, counts = [where[0]], [where[1]]
             else:
                 offsets, counts = self.strips(*where)
+            plain = None
+            if _TEMPLATES and not extra:  # a plain frame: the template, where it applies
+                plain = self._plain_ifd(static, tail, offsets, counts, plane_type, coord)
+            if plain is not None:
+                ifd, ifd_offset, ifd_size = plain
+            else:
                 items = [
                     *static,
                     self._entry(lay.offset_tag(273, offsets), tail, values),
@@ -460,27 +471,38 @@ class Appender:
         self,
         static: list[tuple[int, bytes]],
         tail: Tail,
-        where: tuple[int, int],
+        offsets: list[int],
+        counts: list[int],
         plane_type: int,
         coord: Key,
-    ) -> tuple[bytearray, int, int]:
-        """The (c, z, t) value and IFD of a frame of one strip and no extra tag, from a template.
+    ) -> tuple[bytearray, int, int] | None:
+        """The (c, z, t) value and IFD of a frame with no extra tag, from a template.
 
-        Returns the buffer (the value, then the IFD), the IFD's offset and its size. Byte for
-        byte what the general path of :meth:`append_many` stores (``tests/writer/test_writer.py``
-        compares both).
+        Returns the buffer (the value, then the IFD), the IFD's offset and its size; None
+        when the strips' values do not fit inline (the general path then stores them). Byte
+        for byte what the general path of :meth:`append_many` stores
+        (``tests/writer/test_writer.py`` compares both).
         """
-        offset, count = where
         wide = self._wide
-        key = (16 if offset >= wide else 4, 16 if count >= wide else 4, plane_type, len(coord))
+        nstrips = len(offsets)
+        key = (
+            16 if offsets[-1] >= wide else 4,  # the last strip's offset is the largest
+            16 if max(counts) >= wide else 4,
+            plane_type,
+            len(coord),
+            nstrips,
+        )
         tpl = self._templates.get(key)
         if tpl is None or tpl.static is not static:
+            widest = 8 if 16 in key[:2] else 4  # LONG8 or LONG
+            if nstrips * widest > self.layout.inline_size:  # stored out of line
+                return None
             tpl = self._templates[key] = _Template(self.layout, static, *key)
         buf = bytearray(tpl.blob)
         at = tail.alloc(buf)
         tpl.coord.pack_into(buf, 0, *coord)
-        tpl.offset.pack_into(buf, tpl.offsets_at, offset)
-        tpl.count.pack_into(buf, tpl.counts_at, count)
+        tpl.offset.pack_into(buf, tpl.offsets_at, *offsets)
+        tpl.count.pack_into(buf, tpl.counts_at, *counts)
         tpl.plane.pack_into(buf, tpl.plane_at, at)
         return buf, at + tpl.ifd_at, tpl.ifd_size
 

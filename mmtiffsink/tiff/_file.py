@@ -447,6 +447,9 @@ class IJTiffFile(ClosesAtBlockEnd):
                 job.arr = own  # given back to the spares once encoded or written
                 if job.kind is Kind.READY:
                     job.data = codec.encode(own)  # a byte view of the copy ("none")
+                    # keyed here, not by the writer thread: its write is an uncompressed
+                    # stream's serial part, and this thread waits on nothing meanwhile
+                    job.digest = data_key(job.data)
                 del own
             del arr
             with w.lock:  # the hand-over: checks, then one store

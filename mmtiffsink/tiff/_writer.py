@@ -15,7 +15,7 @@ Who does what
   inbox, numbers them in save order, sends frames to compress to the pool
   (:class:`~._encoder.EncodeQueue`), and appends ready frames in save order, in batches
   (:meth:`~._appender.Appender.append_many`: one write, one link). Uncompressed frames are
-  ready at once, in save order (the writer thread computes their dedup key; the pool does it
+  ready at once, in save order (the saving thread computed their dedup key; the pool does it
   for the others); frames ``keep_up`` stored go at once, outside it. Only this thread calls
   the appender; it is never the main thread, so no KeyboardInterrupt reaches it.
 - **Pool workers** encode batches and deliver them back with :meth:`FileWriter.deliver`.
@@ -52,7 +52,7 @@ import numpy as np
 
 from ..errors import WriterError
 from . import _pool
-from ._appender import Appender, Batch, data_key
+from ._appender import Appender, Batch
 from ._frames import NONE_SAVED, Coord, Key, widen
 from ._pool import Budget
 from ._series import SeriesTable
@@ -103,7 +103,8 @@ class Job:
     """The writer's own copy of the frame (QUEUED: until encoded; READY: ``data`` views it)."""
     data: bytes | memoryview = b""
     digest: int = 0
-    """The dedup key of ``data`` (:func:`~._appender.data_key`); 0 until computed."""
+    """The dedup key of ``data`` (:func:`~._appender.data_key`): by the saving thread (READY,
+    STORED) or the pool worker (QUEUED); 0 until computed."""
     state: State = State.NEW
     seq: int = -1
     landed: bool = False
@@ -401,8 +402,6 @@ class FileWriter:
             if job.error is not None:
                 failed = True  # frames after a failed one are dropped
             if not failed:
-                if not job.digest:  # READY: keyed here, off the saving thread
-                    job.digest = data_key(job.data)
                 frames.append((job.key, job.data, job.digest, job.extra))
         if frames:
             error = self._append(todo)

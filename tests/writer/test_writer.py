@@ -592,7 +592,9 @@ def test_calibration_names_and_tiffwrite_aliases(tmp_path: Path) -> None:
         ("imagej", "deflate", False),
         ("imagej", None, False),
         ("ome", "zstd", False),
+        ("ome", None, False),
         ("bigtiff", "zstd", True),
+        ("bigtiff", None, True),
     ],
 )
 def test_ifd_template_writes_what_the_general_path_writes(
@@ -602,10 +604,14 @@ def test_ifd_template_writes_what_the_general_path_writes(
     compression: str | None,
     rgb: bool,
 ) -> None:
-    """A plain frame's IFD comes from a template filled in three places; the file it makes is
-    byte for byte the one the general IFD encoder makes (frames out of order, a repeated frame,
-    frames with metadata among plain ones, and in ``ome`` a second series)."""
+    """A plain frame's IFD comes from a template filled in place; the file it makes is byte
+    for byte the one the general IFD encoder makes (frames out of order, a repeated frame,
+    frames with metadata among plain ones, and in ``ome`` a second series). Uncompressed
+    frames have two strips: inline in a BigTIFF (the template), out of line in a classic TIFF
+    (the general path)."""
     from mmtiffsink.tiff import _appender
+
+    used: list[int] = []
 
     def write(path: Path) -> bytes:
         with IJTiffFile(
@@ -626,6 +632,7 @@ def test_ifd_template_writes_what_the_general_path_writes(
             if profile == "ome":
                 tif.save(np.zeros_like(frame), 0, 0, 0, series=1)
                 tif.save(coded_frame(1, 1, 1), 1, 0, 0, series=1)
+        used.append(len(tif._app._templates))
         return path.read_bytes()
 
     ORDER = [(1, 0, 0), (0, 0, 0), (0, 1, 0), (1, 1, 1), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 0)]
@@ -636,3 +643,4 @@ def test_ifd_template_writes_what_the_general_path_writes(
     monkeypatch.setattr(_appender, "_TEMPLATES", False)
     general = write(tmp_path / "b" / "f.tif")
     assert templated == general
+    assert used[0] > 0 and used[1] == 0  # the template was used, and then not
