@@ -82,6 +82,10 @@ class EncodeQueue:
                     self._tasks -= 1
                 self._drain_here()
 
+    def backlog(self) -> bool:
+        """Whether a full batch per task is queued (read without the lock: a hint)."""
+        return len(self._queue) >= self._workers * BATCH_FRAMES
+
     def _take(self) -> list[Job]:
         batch: list[Job] = []
         nbytes = 0

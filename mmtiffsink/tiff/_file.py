@@ -316,6 +316,7 @@ class IJTiffFile(ClosesAtBlockEnd):
         pool = _pool.acquire_pool()
         self._w = FileWriter(self._app, self._budget, _weak(self._start_encoding), self._series)
         self._encoder = EncodeQueue(pool, _pool.pool_workers(), self._codec, self._w.deliver)
+        self._w.backlog = self._encoder.backlog
         self._finalizer = weakref.finalize(self, _pool.abandoned, self._w)
         _pool.register_file(self)
 

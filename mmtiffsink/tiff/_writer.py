@@ -64,6 +64,10 @@ LINGER = 0.5
 """Seconds an idle writer thread waits for more frames before it ends."""
 
 
+def _no_backlog() -> bool:
+    return False
+
+
 class Kind(IntEnum):
     """How a job's frame reaches the file."""
 
@@ -139,6 +143,10 @@ class FileWriter:
         self.budget = budget
         self._spares = _pool.spares()
         self._encode = encode
+        # whether the pool has work queued for longer than a wake-up of this thread takes
+        # (set by the file to its encoder's): a QUEUED hand-over then leaves the job in the
+        # inbox for the writer thread's next wake-up, a delivery, instead of waking it now
+        self.backlog: Callable[[], bool] = _no_backlog
         self.series = series
         self.lock = threading.Lock()  # blocks hold the lock itself: its enter is one C call
         self.cond = threading.Condition(self.lock)  # saving threads, flush, close, read_frame
@@ -179,7 +187,10 @@ class FileWriter:
         self.extend(job.key)
         job.state = State.INBOX  # not yet visible: ``withdraw`` looks in the inbox first
         self.inbox[job.key] = job
-        self._work.notify()
+        # a writer thread waiting with frames on the pool is woken by their delivery; with a
+        # backlog there, routing this job sooner gains nothing (see ``backlog``)
+        if job.kind is not Kind.QUEUED or not self.backlog():
+            self._work.notify()
         return self._writer is None
 
     def kick(self) -> None:
