@@ -10,7 +10,11 @@ Three parts, all on the same frames (``bench_writer.iter_frames``):
 1. the stages measured alone, per frame, in this thread: the source's copy, the writer's own
    frame copy (``np.array(copy=True)``), ``tobytes``, the codec, the CRC-32 dedup key, the
    ``pwrite`` of the bytes, a ``ThreadPoolExecutor`` round trip;
-2. the writer end to end (open, save every frame, close, fsync), frames/s and µs per frame;
+2. the writer end to end (open, save every frame, close, fsync), frames/s and µs per frame,
+   beside the codec alone on as many threads as the writer's pool (``bench_writer``'s
+   ``codec``), each with what it cost the machine: CPU time and context switches per frame
+   (all threads), and the share of the CPUs left idle during the run (Linux). A small-frame
+   stream whose CPUs idle while frames wait for the pool is held by the GIL, not by work;
 3. (unless ``--no-cprofile``) the same run under cProfile, the calling thread only: the top
    functions by own time, per frame.
 """
@@ -34,6 +38,8 @@ import imagecodecs
 import numpy as np
 from _peers import fsync_tree
 from bench_writer import REPO_ROOT, iter_frames, make_pool
+
+_pool: Any = None  # mmtiffsink.tiff._pool, imported by main() from this checkout
 
 
 def per_frame_us(fn: Callable[[], Any], n: int) -> float:
@@ -62,7 +68,7 @@ def stages(pool: np.ndarray, compression: str, level: int, tmp: Path) -> list[tu
 
     out = [
         ("source: copy + index stamp", per_frame_us(lambda: next(iter_frames(pool, 1)), n)),
-        ("writer frame copy (np.array copy=True)", per_frame_us(lambda: np.array(frame), n)),
+        ("writer frame copy (Spares.copy)", per_frame_us(lambda: _pool.spares().copy(frame), n)),
         ("tobytes (the 'none' codec)", per_frame_us(frame.tobytes, n)),
     ]
     if compression != "none":
@@ -85,6 +91,64 @@ def stages(pool: np.ndarray, compression: str, level: int, tmp: Path) -> list[tu
             )
         )
     return out
+
+
+def cpu_idle() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs so far (Linux's /proc/stat), or None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return None
+    return fields[3], sum(fields)
+
+
+def machine_use(run: Callable[[], float], frames: int) -> str:
+    """Run ``run`` (which returns its wall time); say what it cost per frame."""
+    before, idle0 = resource_usage(), cpu_idle()
+    wall = run()
+    after, idle1 = resource_usage(), cpu_idle()
+    cpu = (after[0] - before[0]) / frames * 1e6
+    switches = (after[1] - before[1]) / frames
+    idle = ""
+    if idle0 is not None and idle1 is not None and idle1[1] > idle0[1]:
+        idle = f", CPUs idle {(idle1[0] - idle0[0]) / (idle1[1] - idle0[1]):.0%} of the run"
+    return (
+        f"{frames / wall:,.0f} frames/s, {wall / frames * 1e6:,.1f} µs per frame; per frame "
+        f"{cpu:,.1f} µs of CPU, {switches:.1f} context switches{idle}"
+    )
+
+
+def resource_usage() -> tuple[float, int]:
+    """(CPU seconds, context switches) of this process so far, every thread."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return time.process_time(), 0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_nvcsw + usage.ru_nivcsw
+
+
+def run_codec(pool: np.ndarray, frames: int, compression: str, level: int) -> float:
+    """Encode ``frames`` frames on as many threads as the writer's pool; return the wall time."""
+    from collections import deque
+
+    workers = _pool.pool_workers()
+    if compression == "none":
+        encode: Callable[[np.ndarray], Any] = np.ndarray.tobytes
+    else:
+        codec = imagecodecs.zstd_encode if compression == "zstd" else imagecodecs.deflate_encode
+        encode = lambda frame: codec(frame, level)  # noqa: E731
+    start = time.perf_counter()
+    pending: deque[Any] = deque()
+    with ThreadPoolExecutor(workers) as ex:
+        for _, frame in iter_frames(pool, frames):
+            pending.append(ex.submit(encode, frame))
+            if len(pending) >= 2 * workers:
+                pending.popleft().result()
+        while pending:
+            pending.popleft().result()
+    return time.perf_counter() - start
 
 
 def run_writer(pool: np.ndarray, frames: int, codec: Any, tmp: Path) -> float:
@@ -112,10 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", type=int, default=3)
     parser.add_argument("--top", type=int, default=18)
     parser.add_argument("--no-cprofile", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="end-to-end runs of each")
     parser.add_argument("--dir", default=None, help="write here (e.g. /dev/shm: no disk)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
-    import mmtiffsink  # noqa: F401  (imported before any timing)
+    global _pool
+    from mmtiffsink.tiff import _pool  # imported before any timing
 
     pool = make_pool(args.size, args.size, 8)
     codec = None if args.compression == "none" else (args.compression, args.level)
@@ -125,13 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{args.size}x{args.size} uint16, stages alone (µs per frame):")
         for stage, us in stages(pool, args.compression, args.level, tmp):
             print(f"  {us:10.1f}  {stage}")
-        wall = run_writer(pool, args.frames, codec, tmp)
-        per = wall / args.frames * 1e6
-        mb = args.frames * pool[0].nbytes / 1e6 / wall
-        print(
-            f"\nIJTiffFile, compression={codec}: {args.frames / wall:,.0f} frames/s, "
-            f"{mb:,.0f} MB/s, {per:,.1f} µs per frame (fsync included)"
-        )
+        print(f"\nend to end, {args.frames:,} frames:")
+        for _ in range(args.repeat):
+            used = machine_use(lambda: run_writer(pool, args.frames, codec, tmp), args.frames)
+            print(f"  IJTiffFile, compression={codec} (fsync included): {used}")
+            used = machine_use(
+                lambda: run_codec(pool, args.frames, args.compression, args.level), args.frames
+            )
+            print(f"  the codec alone on {_pool.pool_workers()} threads: {used}")
         if not args.no_cprofile:
             prof = cProfile.Profile()
             prof.enable()

@@ -2,8 +2,9 @@
 
 A pool task per frame costs a submit, a future and a wake-up (25-80 µs here): as much as
 encoding a 64x64 frame. So the file's writer thread puts frames in the file's queue and starts
-a task only when fewer than ``workers`` tasks of this file run; a task takes what is queued (up
-to :data:`BATCH_FRAMES` frames or :data:`BATCH_BYTES` bytes), encodes it, delivers it back to
+a task only when fewer than ``workers`` tasks of this file run; a task takes its share of what
+is queued (the queue split over ``workers`` tasks, up to :data:`BATCH_FRAMES` frames or
+:data:`BATCH_BYTES` bytes), encodes it, delivers it back to
 the writer thread and, if more is queued, submits itself again, behind other files' tasks (so
 many open files share the pool fairly). An idle stream gets a task per frame; a stream faster
 than the pool gets batches, and the per-task cost is shared by its frames.
@@ -28,7 +29,7 @@ __all__ = ["BATCH_BYTES", "BATCH_FRAMES", "EncodeQueue"]
 
 BATCH_FRAMES = 32
 """Frames one task takes from the queue at most."""
-BATCH_BYTES = 1 << 20
+BATCH_BYTES = 4 << 20
 """Raw bytes one task takes at most (a larger frame is a batch of its own)."""
 
 
@@ -90,7 +91,10 @@ class EncodeQueue:
         batch: list[Job] = []
         nbytes = 0
         queue = self._queue
-        while queue and len(batch) < BATCH_FRAMES:
+        # a task's share: the queue split over the file's tasks, so that a short queue still
+        # keeps every worker busy, up to a batch's worth
+        most = min(BATCH_FRAMES, -(-len(queue) // self._workers))
+        while queue and len(batch) < most:
             arr = queue[0].arr
             size = 0 if arr is None else arr.nbytes
             if batch and nbytes + size > BATCH_BYTES:
