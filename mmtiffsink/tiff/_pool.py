@@ -202,8 +202,8 @@ class Spares:
     longer needs it (encoded, or written); at most ``capacity`` bytes wait here, so memory
     stays bounded by the budget plus this cap.
 
-    State: ``_spare`` (arrays by (shape, dtype), most recent last) and ``_bytes``, guarded by
-    ``_lock``.
+    State: ``_spare`` (arrays by (shape, dtype), most recent last), ``_bytes`` and ``reused``,
+    guarded by ``_lock``.
     """
 
     def __init__(self, capacity: int = SPARE_BYTES) -> None:
@@ -211,6 +211,8 @@ class Spares:
         self._lock = threading.Lock()
         self._spare: dict[tuple[tuple[int, ...], str], list[np.ndarray]] = {}
         self._bytes = 0
+        self.reused = 0
+        """Copies made into a spare (the others went into new memory)."""
 
     def copy(self, arr: np.ndarray) -> np.ndarray:
         """A C-contiguous copy of ``arr`` that nothing else refers to (read-only when small)."""
@@ -224,6 +226,7 @@ class Spares:
             buf = free.pop() if free else None
             if buf is not None:
                 self._bytes -= buf.nbytes
+                self.reused += 1
         if buf is None:
             return np.array(arr, order="C", copy=True)
         np.copyto(buf, arr, casting="no")
