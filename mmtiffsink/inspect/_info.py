@@ -277,7 +277,7 @@ def _read(p: Path, mark: Mark | None) -> FileInfo:
             msg = f"{p}: corrupt TIFF metadata (it asks for more memory than there is)"
             raise DatasetError(msg) from exc
         except (ValueError, IndexError, KeyError, TypeError, EOFError) as exc:
-            msg = f"{p}: corrupt or truncated TIFF ({type(exc).__name__}: {_first_line(str(exc))})"
+            msg = f"{p}: corrupt or truncated TIFF ({_cause(exc)})"
             raise DatasetError(msg) from exc
         except OSError as exc:
             msg = f"{p}: cannot read it ({exc.strerror or exc})"
@@ -382,6 +382,11 @@ def _head(path: Path) -> bytes:
 #: raised TiffFileError('...')``): internals a reader of our message has no use for.
 _TIFFFILE_NAME = re.compile(r"<(?:tifffile\.)?Tiff\w*(?:\.\w+)?(?: [^<>]*)?>\s*")
 _RAISED = re.compile(r"^raised \w+\((['\"])(.*)\1\)$")
+
+
+def _cause(exc: BaseException) -> str:
+    """A reader's exception in a message: its type and :func:`_first_line` of its text."""
+    return f"{type(exc).__name__}: {_first_line(str(exc))}"
 
 
 def _first_line(text: str) -> str:

@@ -32,7 +32,7 @@ from mmtiffsink.errors import ConfigError, DatasetError, MMTiffSinkError
 from mmtiffsink.limits import MAX_DECODE_BYTES
 
 from ._canvas import Canvas, Color
-from ._info import FileInfo, _first_line, file_info
+from ._info import FileInfo, _cause, file_info
 from ._planes import MAX_CHANNELS, READ_ERRORS, Stack
 from ._planes import stacks as stacks_of
 from ._sheet import Row, Tile, render
@@ -165,7 +165,7 @@ def sheet(path: Path, *, projection: Projection, time: TimeChoice) -> Canvas:
         raise
     except READ_ERRORS as exc:
         msg = (
-            f"{path}: cannot read it for a preview ({type(exc).__name__}: {_first_line(str(exc))})"
+            f"{path}: cannot read it for a preview ({_cause(exc)})"
         )
         raise DatasetError(msg) from exc
     return _render(info, stacks, rows, projection, time)

@@ -23,7 +23,7 @@ from mmtiffsink.errors import ConfigError, DatasetError
 from mmtiffsink.limits import MAX_PLANES
 from mmtiffsink.tiff import Hyperstack, OwnFile, is_own_file, parse_ome
 
-from ._info import _calibration, _channel_names
+from ._info import _calibration, _cause, _channel_names, _first_line
 from ._tifflog import tifffile_log
 
 __all__ = ["ForeignFile", "open_hyperstack"]
@@ -132,10 +132,10 @@ class ForeignFile(Hyperstack):
             try:
                 tif = tifffile.TiffFile(self.path)
             except tifffile.TiffFileError as exc:
-                msg = f"{self.path}: not a TIFF file tifffile can read ({exc})"
+                msg = f"{self.path}: not a TIFF file tifffile can read ({_first_line(str(exc))})"
                 raise DatasetError(msg) from None
             except _READ_ERRORS as exc:
-                msg = f"{self.path}: corrupt or truncated TIFF ({type(exc).__name__}: {exc})"
+                msg = f"{self.path}: corrupt or truncated TIFF ({_cause(exc)})"
                 raise DatasetError(msg) from None
             self._tif = tif
             try:
@@ -143,7 +143,7 @@ class ForeignFile(Hyperstack):
             except DatasetError:
                 raise
             except _READ_ERRORS as exc:
-                msg = f"{self.path}: corrupt or truncated TIFF ({type(exc).__name__}: {exc})"
+                msg = f"{self.path}: corrupt or truncated TIFF ({_cause(exc)})"
                 raise DatasetError(msg) from None
         self._stamp = stamp
         self._finished = True
@@ -266,7 +266,7 @@ class ForeignFile(Hyperstack):
             with tifffile_log():
                 data = np.asarray(self._pages[where.page].asarray())
         except _READ_ERRORS as exc:
-            msg = f"{self.path}: plane {where.page} cannot be read ({type(exc).__name__}: {exc})"
+            msg = f"{self.path}: plane {where.page} cannot be read ({_cause(exc)})"
             raise DatasetError(msg) from None
         data = data.reshape(data.shape[-len(self._page_axes) :])
         if self._page_axes == "SYX":
