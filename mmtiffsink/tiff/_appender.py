@@ -217,8 +217,6 @@ class _Template:
         self.offsets_at, self.counts_at, self.plane_at = where(273), where(279), where(PLANE_TAG)
         self.offset = struct.Struct(f"<{nstrips}{'I' if offsets_type == 4 else 'Q'}")
         self.count = struct.Struct(f"<{nstrips}{'I' if counts_type == 4 else 'Q'}")
-        # the strips' values are inline (what the template fills in place)
-        assert self.offset.size <= lay.inline_size and self.count.size <= lay.inline_size
         self.plane = struct.Struct("<Q" if lay.bigtiff else "<I")
 
 
@@ -385,7 +383,6 @@ class Appender:
         ifds: list[tuple[Key, bytearray, int, int]] = []
         stored: list[tuple[bool, int, tuple[int, int], int | None]] = []
         first = not self.arrival
-        one_strip = self.rows_per_strip >= (self.frame_shape[0] if self.frame_shape else 1)
         pointer = self._pointer
         pointer_size = pointer.size
         for coord, data, digest, extra in batch.frames:
@@ -414,10 +411,7 @@ class Appender:
                     for t in extra
                 ]
             plane_type = 9 if min(coord) < 0 else 4
-            if one_strip:
-                offsets, counts = [where[0]], [where[1]]
-            else:
-                offsets, counts = self.strips(*where)
+            offsets, counts = self.strips(*where)
             plain = None
             if _TEMPLATES and not extra:  # a plain frame: the template, where it applies
                 plain = self._plain_ifd(static, tail, offsets, counts, plane_type, coord)
@@ -538,7 +532,7 @@ class Appender:
         self.link_pos = last_offset + last_size - self.layout.offset_size
         planes, arrival = self.planes, self.arrival
         for coord, _, offset, size in ifds:
-            planes[coord] = offset << _SIZE_BITS | size  # pack(offset, size)
+            planes[coord] = pack(offset, size)
             arrival.append(coord)
         for key, offset in new_values.items():
             self._value_index.put(key, offset)
@@ -654,9 +648,7 @@ def size_bound(appender: Appender, nbytes: int, compressed: bool, extra: Sequenc
         worst = nbytes
     else:
         worst = nbytes + nbytes // 100 + 1024
-    if extra:
-        worst += sum(len(t.value) + 2 for t in extra)
-    return worst + 1024
+    return worst + sum(len(t.value) + 2 for t in extra) + 1024
 
 
 def check_classic_room(

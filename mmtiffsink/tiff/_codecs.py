@@ -241,7 +241,7 @@ class Codec:
         if self.name == "deflate":
             # libdeflate (zlib container, as TIFF's Adobe deflate needs) is ~2x stdlib zlib
             return bytes(imagecodecs.deflate_encode(data, level=self.level))  # type: ignore[arg-type]
-        return data if isinstance(data, memoryview) else frame.data.cast("B")
+        return frame.data.cast("B")
 
     def encode_stored(self, frame: np.ndarray) -> bytes | memoryview:
         """The frame in this codec's format without compressing it: the cheapest valid form.

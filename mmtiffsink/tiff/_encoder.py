@@ -119,12 +119,8 @@ class EncodeQueue:
             return -1
         if not isinstance(job.data, bytes):  # a view of arr ("none"): arr is still needed
             return -1
-        if arr.nbytes >= _pool.SPARE_FROM:
-            self._spares.give_back(arr)  # new bytes: the copy is free (kept if large enough)
-        held = len(job.data) + 1024
-        if job.extra:
-            held += sum(len(tag.value) for tag in job.extra)
-        return held
+        self._spares.give_back(arr)  # new bytes: the copy is free (kept if large enough)
+        return len(job.data) + sum(len(tag.value) for tag in job.extra) + 1024
 
     def _one_batch(self, counted: bool) -> bool:
         """Encode and deliver one batch; False (and the task uncounted) when none was queued."""

@@ -454,15 +454,13 @@ class IJTiffFile(ClosesAtBlockEnd):
                 del own
             del arr
             with w.lock:  # the hand-over: checks, then one store
-                if w.error is not None:
-                    w.raise_error(self.path)
+                w.raise_error(self.path)
                 if w.closing:
                     raise self._closed_error()
                 if w.in_flight(key) or key in self._app.planes:
                     msg = f"plane {self._where(key)} was already saved to {self.path}"
                     raise CoordinateError(msg)
-                if shape != self._app.frame_shape:  # the first frame, or a wrong one
-                    self._app.check_frame_shape(shape, compressed=compressed)
+                self._app.check_frame_shape(shape, compressed=compressed)
                 if not self._layout.bigtiff:
                     self._check_classic_room(key, bound)
                 start = w.hand_over(job)

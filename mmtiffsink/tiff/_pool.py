@@ -126,12 +126,10 @@ class Budget:
         cannot take with ``over=2``: they wait only when the disk, not the pool, is behind).
         """
         limit = self.capacity * over
-        held = self._held
         with self._lock:
             while True:
-                used = held[_TOTAL]
-                if (used == 0 or used + nbytes <= limit) and not blocked():
-                    held.update({holder: nbytes, _TOTAL: used + nbytes})
+                if self._fits(nbytes, limit) and not blocked():
+                    self._held.update({holder: nbytes, _TOTAL: self._held[_TOTAL] + nbytes})
                     return True
                 if stop():  # checked only before waiting: a file that fails or closes meanwhile
                     return False  # refuses the job at its hand-over

@@ -407,14 +407,13 @@ class FileWriter:
     def _write(self, jobs: list[Job]) -> None:
         """Append a batch (lock not held), then pass every job of it."""
         todo = Batch()
-        frames = todo.frames
         failed = self.error is not None  # the latch is this thread's: read without the lock
         for job in jobs:
             if job.error is not None:
                 failed = True  # frames after a failed one are dropped
             if not failed:
-                frames.append((job.key, job.data, job.digest, job.extra))
-        if frames:
+                todo.add(job.key, job.data, job.digest, job.extra)
+        if todo.frames:
             error = self._append(todo)
             if error is not None:  # an I/O error, the 4 GiB of a classic file
                 with self.lock:
@@ -448,7 +447,7 @@ class FileWriter:
             return None
         for frame in batch.frames:
             one = Batch()
-            one.frames.append(frame)
+            one.add(*frame)
             try:
                 self.app.append_many(one)
             except Exception as exc:
@@ -460,8 +459,7 @@ class FileWriter:
         job.state = State.PASSED
         job.data = b""
         arr, job.arr = job.arr, None
-        if arr is not None:
-            self._spares.give_back(arr)  # READY: written, its copy free again
+        self._spares.give_back(arr)  # READY: written, its copy free again
         self.claimed.pop(job.key, None)
         self.inflight_bytes -= job.bound
         self.pending -= 1
